@@ -1,0 +1,63 @@
+# agentfleet developer entry points. `make demo` and `make test` do all the set-up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help venv controlplane servers deps lint typecheck check test test-unit crds docs \
+        demo cluster-up cluster-down benchmarks clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+$(BIN)/.installed: pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) (3.11+) is required" >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(BIN)/.installed ## the Python environment (.venv) with dev extras
+
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache/
+	@bash scripts/build-controlplane.sh
+
+servers: ## install redis-server and prometheus (Debian packages) when missing
+	@bash scripts/install-servers.sh
+
+deps: venv controlplane servers ## everything tests and the demo need
+
+lint: venv ## ruff
+	$(BIN)/ruff check operator tests benchmarks
+	$(BIN)/ruff format --check operator tests benchmarks
+
+typecheck: venv ## mypy --strict on the package
+	$(BIN)/mypy
+
+check: lint typecheck ## lint + typecheck
+
+test: deps check ## lint, typecheck and the whole test suite against real servers
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-unit: venv ## the pure tests only (no servers)
+	$(BIN)/pytest -m unit $(PYTEST_ARGS)
+
+crds: venv ## regenerate crds/ and docs/crds.md from the pydantic models
+	$(BIN)/python -m agentfleet.api.generate
+
+cluster-up: deps ## start a local control plane in the background; prints KUBECONFIG
+	@$(BIN)/agentfleet dev cluster-up
+
+cluster-down: venv ## stop the local control plane started by cluster-up
+	@$(BIN)/agentfleet dev cluster-down
+
+demo: deps ## control plane + Redis + Prometheus + operator + sample project + live scaling
+	$(BIN)/agentfleet dev demo
+
+benchmarks: deps ## run every benchmark script and print its figures
+	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean: ## remove the venv and build outputs (keeps the control-plane cache)
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache out

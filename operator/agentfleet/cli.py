@@ -1,0 +1,26 @@
+"""The `agentfleet` command line. Each subsystem owns its commands; this file wires them."""
+
+from __future__ import annotations
+
+import typer
+
+from agentfleet import __version__
+from agentfleet.localenv.cli import dev_app
+
+app = typer.Typer(
+    name="agentfleet",
+    help="Autoscaling fleets of Claude coding agents on Kubernetes.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.add_typer(dev_app, name="dev")
+
+
+@app.command()
+def version() -> None:
+    """Print the agentfleet version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""Finding the server binaries the local environment runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+# Where `make controlplane` puts its builds, relative to a source checkout.
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+_VERSIONS_FILE = _REPO_ROOT / "scripts" / "controlplane.env"
+
+_INSTALL_HINTS = {
+    "etcd": "run `make controlplane` (builds etcd and Kubernetes from their Go modules)",
+    "kube-apiserver": "run `make controlplane`",
+    "kube-controller-manager": "run `make controlplane`",
+    "kubectl": "run `make controlplane`",
+    "redis-server": "run `make servers` (apt-get install redis-server)",
+    "prometheus": "run `make servers` (apt-get install prometheus)",
+    "promtool": "run `make servers` (apt-get install prometheus)",
+}
+
+
+class BinaryNotFoundError(FileNotFoundError):
+    """A server binary the local environment needs is not installed."""
+
+
+def pinned_versions() -> dict[str, str]:
+    """The control-plane versions pinned in scripts/controlplane.env."""
+    versions: dict[str, str] = {}
+    if _VERSIONS_FILE.is_file():
+        for line in _VERSIONS_FILE.read_text().splitlines():
+            key, sep, value = line.partition("=")
+            if sep and not key.lstrip().startswith("#"):
+                versions[key.strip()] = value.strip()
+    return versions
+
+
+def controlplane_bin_dir() -> Path:
+    """The cache folder `make controlplane` builds into (or $AGENTFLEET_BIN_DIR)."""
+    override = os.environ.get("AGENTFLEET_BIN_DIR")
+    if override:
+        return Path(override)
+    versions = pinned_versions()
+    cache = Path(os.environ.get("AGENTFLEET_CACHE", _REPO_ROOT / ".cache"))
+    tag = f"k8s-{versions.get('KUBERNETES_VERSION', '')}-etcd-{versions.get('ETCD_VERSION', '')}"
+    return cache / "controlplane" / tag / "bin"
+
+
+def find_binary(name: str) -> Path:
+    """The control-plane cache first, then $PATH; a clear error when absent."""
+    candidate = controlplane_bin_dir() / name
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    hint = _INSTALL_HINTS.get(name, "install it")
+    raise BinaryNotFoundError(f"{name} not found in {controlplane_bin_dir()} or $PATH: {hint}")

@@ -1,0 +1,34 @@
+"""`agentfleet dev ...`: the local environment for people (cluster-up/down, demo)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from agentfleet.localenv import cluster
+
+dev_app = typer.Typer(help="Local development environment (real servers, no Docker).")
+
+
+@dev_app.command("cluster-up")
+def cluster_up(
+    directory: Path = typer.Option(cluster.DEFAULT_DIR, help="State and log directory."),
+) -> None:
+    """Start etcd, kube-apiserver and kube-controller-manager in the background."""
+    kubeconfig = cluster.up(directory)
+    typer.echo("local control plane is up. Use it with:")
+    typer.echo(f"  export KUBECONFIG={kubeconfig}")
+    typer.echo("  kubectl get ns")
+    typer.echo("stop it with: make cluster-down")
+
+
+@dev_app.command("cluster-down")
+def cluster_down(
+    directory: Path = typer.Option(cluster.DEFAULT_DIR, help="State and log directory."),
+) -> None:
+    """Stop the control plane started by cluster-up (no process is left behind)."""
+    if cluster.down(directory):
+        typer.echo("local control plane stopped")
+    else:
+        typer.echo("no local control plane was running")

@@ -1,0 +1,253 @@
+"""A real Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager).
+
+There are no nodes and no kubelet: objects, RBAC, admission, garbage collection and the
+workload controllers all behave as in a cluster, while Pods stay Pending unless a
+stand-in runner (see `agentfleet.localenv.podrunner`) acts on them.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import ssl
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+import yaml
+
+from agentfleet.localenv import pki
+from agentfleet.localenv.binaries import find_binary
+from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError, free_port
+
+SERVICE_CIDR = "10.0.0.0/24"
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, user: str) -> Path:
+    """A self-contained kubeconfig (certificates embedded, so the file can be copied)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "agentfleet-local",
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca)},
+            }
+        ],
+        "users": [
+            {
+                "name": user,
+                "user": {"client-certificate-data": _b64(cert), "client-key-data": _b64(key)},
+            }
+        ],
+        "contexts": [
+            {"name": "agentfleet-local", "context": {"cluster": "agentfleet-local", "user": user}}
+        ],
+        "current-context": "agentfleet-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
+class ControlPlane:
+    """Start with `start()` (or as a context manager); `kubeconfig` is the admin config."""
+
+    def __init__(self, workdir: Path | None = None, keep_workdir: bool = False) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-cp-"))
+        self.keep_workdir = keep_workdir
+        self.log_dir = self.workdir / "logs"
+        self.etcd_port = free_port()
+        self.apiserver_port = free_port()
+        self.controller_manager_port = free_port()
+        self.server = f"https://127.0.0.1:{self.apiserver_port}"
+        self.kubeconfig = self.workdir / "admin.kubeconfig"
+        self.processes: list[ManagedProcess] = []
+        self._pki: pki.ClusterPki | None = None
+
+    # ----------------------------------------------------------------- lifecycle
+    def start(self, timeout: float = 120.0) -> ControlPlane:
+        try:
+            self._start(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        self._pki = pki.generate(self.workdir / "pki")
+        write_kubeconfig(
+            self.kubeconfig,
+            self.server,
+            self._pki.ca.cert,
+            self._pki.admin.cert,
+            self._pki.admin.key,
+            "agentfleet-admin",
+        )
+        etcd = self._etcd()
+        etcd.start()
+        self.processes.append(etcd)
+        client_url = f"http://127.0.0.1:{self.etcd_port}"
+        etcd.wait_until(
+            lambda: (
+                b'"health":"true"'
+                in urllib.request.urlopen(f"{client_url}/health", timeout=2).read()
+            ),
+            max(1.0, deadline - time.monotonic()),
+            "healthy",
+        )
+
+        apiserver = self._apiserver(client_url)
+        apiserver.start()
+        self.processes.append(apiserver)
+        apiserver.wait_until(
+            lambda: self._https_ok(self.server + "/readyz"),
+            max(1.0, deadline - time.monotonic()),
+            "ready (/readyz)",
+        )
+
+        controller_manager = self._controller_manager()
+        controller_manager.start()
+        self.processes.append(controller_manager)
+        controller_manager.wait_until(
+            lambda: self._https_ok(
+                f"https://127.0.0.1:{self.controller_manager_port}/healthz", verify=False
+            ),
+            max(1.0, deadline - time.monotonic()),
+            "healthy (/healthz)",
+        )
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+        if self._owns_workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ControlPlane:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # ----------------------------------------------------------------- helpers
+    def logs(self, lines: int = 40) -> str:
+        """The last log lines of every component, for failure reports."""
+        return "\n".join(
+            f"----- {proc.name} ({proc.log_path}) -----\n{proc.log_tail(lines)}"
+            for proc in self.processes
+        )
+
+    def healthy(self) -> bool:
+        return bool(self.processes) and all(p.running() for p in self.processes)
+
+    def _https_ok(self, url: str, verify: bool = True) -> bool:
+        assert self._pki is not None
+        if verify:
+            ctx = ssl.create_default_context(cafile=str(self._pki.ca.cert))
+            ctx.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
+        else:
+            ctx = ssl._create_unverified_context()
+        with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
+            return bool(resp.status == 200)
+
+    def _etcd(self) -> ManagedProcess:
+        peer = free_port()
+        data = self.workdir / "etcd"
+        return ManagedProcess(
+            "etcd",
+            [
+                str(find_binary("etcd")),
+                "--name=agentfleet",
+                f"--data-dir={data}",
+                f"--listen-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--advertise-client-urls=http://127.0.0.1:{self.etcd_port}",
+                f"--listen-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{peer}",
+                f"--initial-cluster=agentfleet=http://127.0.0.1:{peer}",
+                # A throwaway cluster: fsync buys durability we do not need and costs
+                # seconds of start-up on slow disks.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            self.log_dir,
+        )
+
+    def _apiserver(self, etcd_url: str) -> ManagedProcess:
+        assert self._pki is not None
+        p = self._pki
+        return ManagedProcess(
+            "kube-apiserver",
+            [
+                str(find_binary("kube-apiserver")),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.apiserver_port}",
+                f"--cert-dir={self.workdir / 'apiserver-certs'}",
+                f"--tls-cert-file={p.apiserver.cert}",
+                f"--tls-private-key-file={p.apiserver.key}",
+                f"--client-ca-file={p.ca.cert}",
+                "--authorization-mode=RBAC",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={p.service_account_pub}",
+                f"--service-account-signing-key-file={p.service_account_key}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+            self.log_dir,
+        )
+
+    def _controller_manager(self) -> ManagedProcess:
+        assert self._pki is not None
+        p = self._pki
+        kubeconfig = write_kubeconfig(
+            self.workdir / "controller-manager.kubeconfig",
+            self.server,
+            p.ca.cert,
+            p.controller_manager.cert,
+            p.controller_manager.key,
+            "system:kube-controller-manager",
+        )
+        return ManagedProcess(
+            "kube-controller-manager",
+            [
+                str(find_binary("kube-controller-manager")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.controller_manager_port}",
+                f"--cert-dir={self.workdir / 'controller-manager-certs'}",
+                f"--service-account-private-key-file={p.service_account_key}",
+                f"--root-ca-file={p.ca.cert}",
+                f"--cluster-signing-cert-file={p.ca.cert}",
+                f"--cluster-signing-key-file={p.ca.key}",
+                # Each controller acts as its own ServiceAccount, as in a kubeadm cluster.
+                "--use-service-account-credentials=true",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                "--leader-elect=false",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+                "--v=1",
+            ],
+            self.log_dir,
+        )
+
+
+__all__ = ["ControlPlane", "ProcessFailedError", "write_kubeconfig"]

@@ -1,0 +1,127 @@
+"""A real Prometheus server whose scrape targets can change while it runs.
+
+Targets come from a file_sd file that Prometheus re-reads every second, so tests and the
+demo can add and remove endpoints (workers, exporters) without a reload.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import yaml
+
+from agentfleet.localenv.binaries import find_binary
+from agentfleet.localenv.processes import ManagedProcess, free_port
+
+
+class PrometheusServer:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        scrape_interval: str = "1s",
+        rule_files: list[Path] | None = None,
+    ) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-prom-"))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.scrape_interval = scrape_interval
+        self.rule_files = rule_files or []
+        self.targets_file = self.workdir / "targets.json"
+        self.process: ManagedProcess | None = None
+        self._targets: dict[str, dict[str, str]] = {}
+
+    def _write_config(self) -> Path:
+        config: dict[str, Any] = {
+            "global": {
+                "scrape_interval": self.scrape_interval,
+                "evaluation_interval": self.scrape_interval,
+                "scrape_timeout": self.scrape_interval,
+            },
+            "scrape_configs": [
+                {
+                    "job_name": "agentfleet",
+                    "file_sd_configs": [
+                        {"files": [str(self.targets_file)], "refresh_interval": "1s"}
+                    ],
+                }
+            ],
+        }
+        if self.rule_files:
+            config["rule_files"] = [str(p) for p in self.rule_files]
+        path = self.workdir / "prometheus.yml"
+        path.write_text(yaml.safe_dump(config))
+        return path
+
+    def set_targets(self, targets: dict[str, dict[str, str]]) -> None:
+        """Replace the scrape targets: {"host:port": {label: value}}."""
+        self._targets = dict(targets)
+        groups = [{"targets": [t], "labels": labels} for t, labels in self._targets.items()]
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(self.targets_file)  # atomic, so Prometheus never reads half a file
+
+    def add_target(self, address: str, **labels: str) -> None:
+        self.set_targets({**self._targets, address: labels})
+
+    def remove_target(self, address: str) -> None:
+        self.set_targets({k: v for k, v in self._targets.items() if k != address})
+
+    def start(self, timeout: float = 30.0) -> PrometheusServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        if not self.targets_file.exists():
+            self.set_targets({})
+        config = self._write_config()
+        self.process = ManagedProcess(
+            "prometheus",
+            [
+                str(find_binary("prometheus")),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--web.enable-lifecycle",
+                "--log.level=warn",
+            ],
+            self.workdir / "logs",
+        )
+        self.process.start()
+        self.process.wait_until(
+            lambda: urllib.request.urlopen(f"{self.url}/-/ready", timeout=2).status == 200,
+            timeout,
+            "ready (/-/ready)",
+        )
+        return self
+
+    def query(self, promql: str) -> list[dict[str, Any]]:
+        """An instant query through the HTTP API; the `result` list of a vector."""
+        qs = urllib.parse.urlencode({"query": promql})
+        with urllib.request.urlopen(f"{self.url}/api/v1/query?{qs}", timeout=5) as resp:
+            body = json.load(resp)
+        if body.get("status") != "success":
+            raise RuntimeError(f"Prometheus query failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> PrometheusServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

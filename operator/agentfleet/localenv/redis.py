@@ -1,0 +1,85 @@
+"""A real redis-server on a free loopback port with its own data directory."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from types import TracebackType
+
+from agentfleet.localenv.binaries import find_binary
+from agentfleet.localenv.processes import ManagedProcess, free_port
+
+
+def _ping(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        sock.sendall(b"PING\r\n")
+        return sock.recv(16).startswith(b"+PONG")
+
+
+class RedisServer:
+    """`appendonly=True` turns on the AOF with fsync on every write, for crash tests."""
+
+    def __init__(
+        self, workdir: Path | None = None, port: int | None = None, appendonly: bool = False
+    ) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-redis-"))
+        self.port = port or free_port()
+        self.appendonly = appendonly
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: ManagedProcess | None = None
+
+    def _argv(self) -> list[str]:
+        argv = [
+            str(find_binary("redis-server")),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.workdir),
+            "--save",
+            "",
+            "--protected-mode",
+            "no",
+            "--daemonize",
+            "no",
+        ]
+        if self.appendonly:
+            argv += ["--appendonly", "yes", "--appendfsync", "always"]
+        return argv
+
+    def start(self, timeout: float = 20.0) -> RedisServer:
+        self.process = ManagedProcess("redis-server", self._argv(), self.workdir / "logs")
+        self.process.start()
+        self.process.wait_until(lambda: _ping(self.port), timeout, "answering PING")
+        return self
+
+    def restart(self, timeout: float = 20.0) -> None:
+        """Stop (SIGTERM) and start again on the same port and data directory."""
+        if self.process is not None:
+            self.process.stop()
+        self.start(timeout)
+
+    def kill(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Build pinned etcd, kube-apiserver, kube-controller-manager and kubectl from their Go
+# modules into a git-ignored cache, so tests and `make cluster-up` run a real control
+# plane without Docker.
+#
+# k8s.io/kubernetes and etcd's server module cannot be `go install`ed: their go.mod files
+# replace sibling modules with relative paths that only exist in a full git checkout. We
+# build each from a small generated "tools" module that requires the main module and maps
+# every replaced sibling to its published version on the module proxy.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=controlplane.env
+source "$here/scripts/controlplane.env"
+
+cache=${AGENTFLEET_CACHE:-$here/.cache}
+bin="$cache/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
+stamp="$bin/.complete"
+
+if [[ -f "$stamp" ]]; then
+  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+    [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
+  done
+fi
+if [[ -f "$stamp" ]]; then
+  echo "control plane binaries up to date in $bin"
+  exit 0
+fi
+
+if ! command -v go >/dev/null 2>&1; then
+  cat >&2 <<MSG
+error: the Go toolchain is not installed, and it is needed (as a build tool only) to
+build the local Kubernetes control plane ($KUBERNETES_VERSION, etcd $ETCD_VERSION).
+Install Go 1.24 or newer (https://go.dev/doc/install, or 'apt-get install golang-go'
+on a recent Debian/Ubuntu) and run 'make controlplane' again.
+MSG
+  exit 127
+fi
+
+mkdir -p "$bin"
+work="$cache/controlplane/src"
+mkdir -p "$work"
+export GOFLAGS="-mod=mod -buildvcs=false"
+export CGO_ENABLED=0
+
+# Emit "replace X => X vVERSION" for every relative-path replace in a module's go.mod.
+# $1: path of that go.mod, $2: version to pin, $3: regexp of module paths to map.
+relative_replaces() {
+  awk -v ver="$2" -v pat="$3" '
+    /^replace[ \t]*\(/ { inblock=1; next }
+    inblock && /^\)/ { inblock=0; next }
+    {
+      line=$0
+      sub(/^[ \t]+/, "", line)
+      if (!inblock) { if (line !~ /^replace /) next; sub(/^replace[ \t]+/, "", line) }
+      n=split(line, f, /[ \t]+/)
+      # forms: "mod => ./path" or "mod v => ./path"
+      for (i=1; i<=n; i++) if (f[i]=="=>") arrow=i
+      if (f[arrow+1] ~ /^\.\.?\// && f[1] ~ pat) print "\t" f[1] " => " f[1] " " ver
+    }' "$1"
+}
+
+gomod_of() { go mod download -json "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])'; }
+
+build_kubernetes() {
+  local dir="$work/kubernetes-$KUBERNETES_VERSION" staging_ver="v0.${KUBERNETES_VERSION#v1.}"
+  mkdir -p "$dir"
+  local upstream; upstream=$(cd "$dir" && GOFLAGS= gomod_of "k8s.io/kubernetes@$KUBERNETES_VERSION")
+  {
+    echo "module agentfleet.local/controlplane-kubernetes"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require k8s.io/kubernetes $KUBERNETES_VERSION"
+    echo
+    echo "replace ("
+    relative_replaces "$upstream" "$staging_ver" '^k8s\.io/'
+    echo ")"
+  } >"$dir/go.mod"
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  local ldflags="-s -w \
+    -X k8s.io/component-base/version.gitVersion=$KUBERNETES_VERSION \
+    -X k8s.io/component-base/version.gitMajor=1 \
+    -X k8s.io/component-base/version.gitMinor=$minor \
+    -X k8s.io/component-base/version.gitTreeState=clean \
+    -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
+  for cmd in kube-apiserver kube-controller-manager kubectl; do
+    echo ">> building $cmd $KUBERNETES_VERSION"
+    (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
+  done
+}
+
+build_etcd() {
+  local dir="$work/etcd-$ETCD_VERSION"
+  mkdir -p "$dir"
+  local upstream; upstream=$(cd "$dir" && GOFLAGS= gomod_of "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  {
+    echo "module agentfleet.local/controlplane-etcd"
+    echo
+    echo "go 1.24"
+    echo
+    echo "require go.etcd.io/etcd/server/v3 $ETCD_VERSION"
+    echo
+    echo "replace ("
+    relative_replaces "$upstream" "$ETCD_VERSION" '^go\.etcd\.io/etcd/'
+    echo ")"
+  } >"$dir/go.mod"
+  echo ">> building etcd $ETCD_VERSION"
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
+}
+
+[[ -x "$bin/etcd" ]] || build_etcd
+for b in kube-apiserver kube-controller-manager kubectl; do
+  [[ -x "$bin/$b" ]] || { build_kubernetes; break; }
+done
+touch "$stamp"
+echo "control plane binaries ready in $bin"
