@@ -71,6 +71,8 @@ class ControlPlane:
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.processes: list[ManagedProcess] = []
         self._pki: pki.ClusterPki | None = None
+        # Seconds from start() until each component was ready (for benchmarks).
+        self.timings: dict[str, float] = {}
 
     # ----------------------------------------------------------------- lifecycle
     def start(self, timeout: float = 120.0) -> ControlPlane:
@@ -82,7 +84,8 @@ class ControlPlane:
         return self
 
     def _start(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         self._pki = pki.generate(self.workdir / "pki")
         write_kubeconfig(
             self.kubeconfig,
@@ -104,6 +107,7 @@ class ControlPlane:
             max(1.0, deadline - time.monotonic()),
             "healthy",
         )
+        self.timings["etcd"] = time.monotonic() - started
 
         apiserver = self._apiserver(client_url)
         apiserver.start()
@@ -113,6 +117,7 @@ class ControlPlane:
             max(1.0, deadline - time.monotonic()),
             "ready (/readyz)",
         )
+        self.timings["kube-apiserver"] = time.monotonic() - started
 
         controller_manager = self._controller_manager()
         controller_manager.start()
@@ -124,6 +129,7 @@ class ControlPlane:
             max(1.0, deadline - time.monotonic()),
             "healthy (/healthz)",
         )
+        self.timings["kube-controller-manager"] = time.monotonic() - started
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
