@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ConfigDict, Field, JsonValue, model_validator
-from pydantic.json_schema import JsonDict
+from pydantic.config import JsonDict
 
 from agentfleet.api.base import ApiModel
 
