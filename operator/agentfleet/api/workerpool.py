@@ -1,0 +1,354 @@
+"""The `WorkerPool` custom resource: a Deployment of agent pods serving one stage."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic.config import JsonDict
+
+from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.api.base import ApiModel, Stage
+from agentfleet.api.conditions import Condition
+from agentfleet.api.project import DNS_SUBDOMAIN_PATTERN, SecretKeyReference
+
+_EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}
+
+DEFAULT_WORKER_IMAGE = "ghcr.io/agentfleet/agentfleet-worker:0.1.0"
+DEFAULT_MODEL = "claude-sonnet-4-5"
+METRICS_PORT = 9090
+
+# The grammar of resource.Quantity, as the API server checks it.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_QUANTITY = re.compile(QUANTITY_PATTERN)
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
+LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+def _check_quantity(value: int | str) -> int | str:
+    if isinstance(value, str) and not _QUANTITY.match(value):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
+    return value
+
+
+Quantity = Annotated[
+    int | str,
+    AfterValidator(_check_quantity),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+
+
+class LabelSelectorRequirement(ApiModel):
+    """One set-based requirement on a label."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "(self.operator in ['In', 'NotIn']) == (size(self.values) > 0)",
+                    "message": "values must be non-empty for In and NotIn, and empty for "
+                    "Exists and DoesNotExist",
+                }
+            ]
+        }
+    )
+
+    key: str = Field(min_length=1, max_length=317, pattern=LABEL_KEY_PATTERN)
+    """Label key the requirement applies to."""
+
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
+
+    values: list[Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]] = Field(
+        default_factory=list, max_length=64
+    )
+    """Values for In and NotIn; empty for Exists and DoesNotExist."""
+
+    @model_validator(mode="after")
+    def _values_match_operator(self) -> LabelSelectorRequirement:
+        if (self.operator in ("In", "NotIn")) != bool(self.values):
+            raise ValueError(
+                "values must be non-empty for In and NotIn, and empty for Exists and DoesNotExist"
+            )
+        return self
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        present = self.key in labels
+        if self.operator == "Exists":
+            return present
+        if self.operator == "DoesNotExist":
+            return not present
+        if self.operator == "In":
+            return present and labels[self.key] in self.values
+        return not present or labels[self.key] not in self.values
+
+
+class LabelSelector(ApiModel):
+    """Selects Projects by their labels; an empty selector selects every Project."""
+
+    match_labels: dict[
+        Annotated[str, Field(max_length=317)],
+        Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)],
+    ] = Field(default_factory=dict)
+    """Labels a Project must carry, all of them, with exactly these values."""
+
+    match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
+    """Set-based requirements a Project must satisfy, all of them."""
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
+            requirement.matches(labels) for requirement in self.match_expressions
+        )
+
+
+DEFAULT_REQUESTS: dict[str, int | str] = {"cpu": "250m", "memory": "512Mi"}
+DEFAULT_LIMITS: dict[str, int | str] = {"memory": "2Gi"}
+
+
+class ResourceRequirements(ApiModel):
+    """CPU and memory of each worker container."""
+
+    requests: dict[str, Quantity] = Field(
+        default_factory=lambda: dict(DEFAULT_REQUESTS),
+        json_schema_extra={"default": {"cpu": "250m", "memory": "512Mi"}},
+    )
+    """Resources reserved for the container (name -> quantity)."""
+
+    limits: dict[str, Quantity] = Field(
+        default_factory=lambda: dict(DEFAULT_LIMITS),
+        json_schema_extra={"default": {"memory": "2Gi"}},
+    )
+    """Upper bounds for the container (name -> quantity)."""
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the worker container, literal or from a Secret."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.value) != has(self.secretKeyRef)",
+                    "message": "set exactly one of value and secretKeyRef",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)
+    """Variable name."""
+
+    value: str | None = Field(default=None, max_length=32768)
+    """Literal value."""
+
+    secret_key_ref: SecretKeyReference | None = None
+    """Take the value from a key of a Secret in the pool's namespace."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EnvVar:
+        if (self.value is None) == (self.secret_key_ref is None):
+            raise ValueError("set exactly one of value and secretKeyRef")
+        return self
+
+
+class AgentSpec(ApiModel):
+    """Settings of the Claude agent each worker runs per work item."""
+
+    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=128)
+    """Anthropic model name."""
+
+    max_turns: int = Field(default=40, ge=1, le=1000)
+    """Tool-use turns an agent may take on one work item."""
+
+    token_budget: int = Field(default=200_000, ge=1000)
+    """Input plus output tokens an agent may use on one work item."""
+
+
+class WorkerPoolSpec(ApiModel):
+    """Desired state of a WorkerPool."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.minReplicas <= self.maxReplicas",
+                    "message": "minReplicas must be less than or equal to maxReplicas",
+                },
+                {
+                    "rule": "!(has(self.project) && has(self.projectSelector))",
+                    "message": "set either project or projectSelector, not both",
+                },
+            ]
+        }
+    )
+
+    stage: Stage
+    """Pipeline stage the workers serve: genesis, development, content or review."""
+
+    specialties: list[
+        Annotated[
+            str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+        ]
+    ] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Specialty lanes read before the stage's general lane (for example tdd, ai-ml)."""
+
+    project: str | None = Field(
+        default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN
+    )
+    """Name of the one Project this pool is dedicated to. The pool is then owned by that
+    Project: deleting the Project deletes the pool, and pausing it scales the pool to zero."""
+
+    project_selector: LabelSelector | None = None
+    """Projects (by label) this pool serves. Unset together with `project`: every Project in
+    the namespace."""
+
+    image: str = Field(default=DEFAULT_WORKER_IMAGE, min_length=1, max_length=512)
+    """Container image of the workers."""
+
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    """When the kubelet pulls the image: Always, IfNotPresent or Never."""
+
+    handler: str = Field(
+        default="claude", min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$"
+    )
+    """Stage handler the workers run: `claude` for the stage's Claude agent, `command` for a
+    shell command per item (tests and demos)."""
+
+    resources: ResourceRequirements = Field(
+        default_factory=ResourceRequirements, json_schema_extra=_EMPTY_OBJECT_DEFAULT
+    )
+    """CPU and memory requests and limits of each worker."""
+
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    """Extra environment variables of the workers."""
+
+    env_from_secrets: list[
+        Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN_PATTERN)]
+    ] = Field(
+        default_factory=list, max_length=16, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Secrets whose every key becomes an environment variable of the workers (for
+    example one holding ANTHROPIC_API_KEY)."""
+
+    agent: AgentSpec = Field(default_factory=AgentSpec, json_schema_extra=_EMPTY_OBJECT_DEFAULT)
+    """Model, turn and token limits of the agents."""
+
+    min_replicas: int = Field(default=1, ge=0, le=1000)
+    """Fewest workers; 0 lets an idle pool scale to zero."""
+
+    max_replicas: int = Field(default=5, ge=1, le=1000)
+    """Most workers."""
+
+    replicas: int | None = Field(default=None, ge=0, le=1000)
+    """Workers wanted now (the scale subresource; set by the autoscaler or `kubectl scale`),
+    clamped to minReplicas..maxReplicas. Unset: minReplicas."""
+
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec, json_schema_extra=_EMPTY_OBJECT_DEFAULT
+    )
+    """Prometheus-driven scaling policy."""
+
+    termination_grace_period_seconds: int = Field(default=300, ge=0, le=86400)
+    """Seconds a worker may spend draining after SIGTERM: it finishes its current item or
+    releases it back to the queue."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    """Node labels the worker pods must be scheduled on."""
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> WorkerPoolSpec:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("minReplicas must be less than or equal to maxReplicas")
+        if self.project is not None and self.project_selector is not None:
+            raise ValueError("set either project or projectSelector, not both")
+        return self
+
+    def clamp(self, replicas: int) -> int:
+        return max(self.min_replicas, min(self.max_replicas, replicas))
+
+
+class ObservedMetrics(ApiModel):
+    """The pool's signals as last read by the autoscaler."""
+
+    queue_depth: int | None = Field(default=None, ge=0)
+    """Items waiting for this pool."""
+
+    oldest_wait_seconds: float | None = Field(default=None, ge=0)
+    """Age in seconds of the oldest waiting item."""
+
+    utilization: float | None = Field(default=None, ge=0)
+    """Busy fraction of the pool's workers (0..1)."""
+
+    observed_at: datetime | None = None
+    """When these values were read."""
+
+
+class WorkerPoolConditionType(StrEnum):
+    READY = "Ready"
+    AVAILABLE = "Available"
+    METRICS_AVAILABLE = "MetricsAvailable"
+    SCALING_ACTIVE = "ScalingActive"
+
+
+class WorkerPoolStatus(ApiModel):
+    """Observed state of a WorkerPool, written by the operator."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation the operator last reconciled."""
+
+    replicas: int | None = Field(default=None, ge=0)
+    """Worker pods that exist (the Deployment's status.replicas)."""
+
+    ready_replicas: int | None = Field(default=None, ge=0)
+    """Worker pods that are ready."""
+
+    desired_replicas: int | None = Field(default=None, ge=0)
+    """Replicas the operator set on the Deployment (after clamping and pause)."""
+
+    selector: str | None = None
+    """Label selector of the worker pods, in string form (for the scale subresource)."""
+
+    last_scale_time: datetime | None = None
+    """When the replicas last changed."""
+
+    last_scale_reason: str | None = None
+    """Why the replicas last changed."""
+
+    metrics: ObservedMetrics | None = None
+    """Signals the autoscaler last observed."""
+
+    projects: list[str] = Field(default_factory=list)
+    """Projects this pool serves, resolved from `project` or `projectSelector`."""
+
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        json_schema_extra={
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["type"],
+        },
+    )
+    """Ready (children reconciled), Available (enough workers ready), MetricsAvailable and
+    ScalingActive (autoscaler)."""
