@@ -1,0 +1,160 @@
+"""A small threaded HTTP/1.1 server with regex routes, shared by the external-service fakes.
+
+Each request runs in its own thread, so a fake with per-request latency serves many
+concurrent clients the way the real service does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    """Header names lower-cased."""
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+    """Named groups of the route pattern that matched."""
+    principal: str = ""
+    """Who the fake authenticated the request as, if it authenticates."""
+
+    def json(self) -> Any:
+        return json.loads(self.body or b"null")
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[0] if values else default
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    """JSON-serialisable, or bytes sent as they are."""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def encoded(self) -> bytes:
+        if self.body is None:
+            return b""
+        if isinstance(self.body, bytes):
+            return self.body
+        return json.dumps(self.body).encode()
+
+
+Handler = Callable[[Request], Response]
+
+
+class FakeHTTPServer:
+    """Subclasses register routes with `route`; `start` serves them on a free loopback port."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.errors: list[Exception] = []
+        """Exceptions raised by route handlers (answered with 500)."""
+
+    def route(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method, re.compile(pattern + r"\Z"), handler))
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("server not started")
+        return self._server.server_address[1]
+
+    @property
+    def origin(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def dispatch(self, request: Request) -> Response:
+        allowed = False
+        for method, pattern, handler in self._routes:
+            match = pattern.match(request.path)
+            if match is None:
+                continue
+            if method != request.method:
+                allowed = True
+                continue
+            request.params = match.groupdict()
+            return handler(request)
+        if allowed:
+            return Response(405, {"message": "Method Not Allowed"})
+        return self.not_found(request)
+
+    def not_found(self, request: Request) -> Response:
+        return Response(404, {"message": "Not Found"})
+
+    def start(self) -> Self:
+        fake = self
+
+        class _Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _serve(self) -> None:
+                split = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                request = Request(
+                    method=self.command,
+                    path=split.path,
+                    query=parse_qs(split.query, keep_blank_values=True),
+                    headers={k.lower(): v for k, v in self.headers.items()},
+                    body=self.rfile.read(length) if length else b"",
+                )
+                try:
+                    response = fake.dispatch(request)
+                except Exception as exc:
+                    # A bug in a fake must fail the client loudly, not hang or drop it.
+                    fake.errors.append(exc)
+                    response = Response(500, {"message": f"fake server error: {exc!r}"})
+                payload = response.encoded()
+                self.send_response(response.status)
+                if response.body is not None and not isinstance(response.body, bytes):
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
+                for name, value in response.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=type(self).__name__, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

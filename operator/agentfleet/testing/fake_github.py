@@ -1,0 +1,1268 @@
+"""A stateful local GitHub REST API for tests, benchmarks and the demo.
+
+It serves the subset of the REST API that agentfleet drives through PyGithub: repositories,
+issues, labels, comments, pull requests (files, merge), branches and git refs, webhooks
+and GitHub App installation tokens. The JSON shapes, pagination `Link` headers and
+404/422 errors are GitHub's, so the real PyGithub client runs against it unchanged with
+`base_url=fake.base_url`.
+
+Each repository is backed by a local bare git repository: clients clone and push over its
+`clone_url` (a file:// URL), and branches, refs, pull-request heads, diffs and merges are
+read from and written to that repository with git itself.
+
+Webhooks registered with `POST /repos/{owner}/{repo}/hooks` are delivered for real: an
+HTTP POST signed with `X-Hub-Signature-256`, from a background thread, like GitHub does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import os
+import queue
+import re
+import shutil
+import subprocess
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlencode
+
+import httpx
+import jwt
+
+from agentfleet.testing._http import FakeHTTPServer, Request, Response
+
+API_PREFIX = "/api/v3"
+_DOCS = "https://docs.github.com/rest"
+_CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)\b")
+_GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "GitHub",
+    "GIT_AUTHOR_EMAIL": "noreply@github.com",
+    "GIT_COMMITTER_NAME": "GitHub",
+    "GIT_COMMITTER_EMAIL": "noreply@github.com",
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+
+    def response(self) -> Response:
+        body: dict[str, Any] = {"message": self.message, "documentation_url": _DOCS}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        body["status"] = str(self.status)
+        return Response(self.status, body)
+
+
+def _validation_failed(resource: str, message: str, field_name: str | None = None) -> ApiError:
+    error: dict[str, Any] = {"resource": resource, "code": "custom", "message": message}
+    if field_name:
+        error = {"resource": resource, "field": field_name, "code": "invalid", "message": message}
+    return ApiError(422, "Validation Failed", [error])
+
+
+@dataclass
+class _Issue:
+    number: int
+    id: int
+    title: str
+    body: str | None
+    author: str
+    labels: list[str]
+    created_at: str
+    updated_at: str
+    state: str = "open"
+    state_reason: str | None = None
+    closed_at: str | None = None
+    comment_ids: list[int] = field(default_factory=list)
+    pull: _Pull | None = None
+
+
+@dataclass
+class _Pull:
+    id: int
+    head: str
+    base: str
+    merged_at: str | None = None
+    merge_commit_sha: str | None = None
+    merged_by: str | None = None
+
+
+@dataclass
+class _Comment:
+    id: int
+    issue_number: int
+    body: str
+    author: str
+    created_at: str
+    updated_at: str
+
+
+@dataclass
+class _Hook:
+    id: int
+    url: str
+    secret: str
+    events: list[str]
+    active: bool
+    created_at: str
+
+
+@dataclass
+class Delivery:
+    """One webhook delivery attempt, as GitHub's "Recent Deliveries" shows it."""
+
+    guid: str
+    hook_id: int
+    event: str
+    action: str | None
+    payload: bytes
+    status_code: int | None = None
+    error: str | None = None
+
+
+@dataclass
+class _Repo:
+    id: int
+    owner: str
+    name: str
+    default_branch: str
+    git_dir: Path
+    created_at: str
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    issues: dict[int, _Issue] = field(default_factory=dict)
+    comments: dict[int, _Comment] = field(default_factory=dict)
+    hooks: dict[int, _Hook] = field(default_factory=dict)
+    collaborators: set[str] = field(default_factory=set)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+
+class FakeGitHub(FakeHTTPServer):
+    """GitHub for one test session: `create_repo`, `add_token`, then point PyGithub at it."""
+
+    def __init__(self, workdir: Path | None = None, per_page: int = 30) -> None:
+        super().__init__()
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-fake-github-"))
+        self.default_per_page = per_page
+        self.repos: dict[str, _Repo] = {}
+        self.deliveries: list[Delivery] = []
+        self._tokens: dict[str, str] = {}
+        self._apps: dict[int, tuple[str, str]] = {}
+        self._installations: dict[int, int] = {}
+        self._user_ids: dict[str, int] = {}
+        self._ids = itertools.count(1000)
+        self._lock = threading.RLock()
+        self._outbox: queue.Queue[Delivery | None] = queue.Queue()
+        self._deliverer: threading.Thread | None = None
+        self._register_routes()
+
+    # ---- set-up and inspection (Python side, for tests) -------------------------------
+
+    @property
+    def base_url(self) -> str:
+        return self.origin + API_PREFIX
+
+    def add_token(self, token: str, login: str, bot: bool = False) -> None:
+        """Accept `token` as the credentials of user `login` (a `[bot]` login for apps)."""
+        with self._lock:
+            self._tokens[token] = login + ("[bot]" if bot and not login.endswith("[bot]") else "")
+
+    def register_app(
+        self, app_id: int, slug: str, public_key_pem: str, installation_id: int
+    ) -> None:
+        """A GitHub App whose JWTs (RS256) verify with `public_key_pem`, installed once."""
+        with self._lock:
+            self._apps[app_id] = (slug, public_key_pem)
+            self._installations[installation_id] = app_id
+
+    def create_repo(self, owner: str, name: str, default_branch: str = "main") -> Path:
+        """An empty repository; returns the path of its bare git repository."""
+        git_dir = self.workdir / owner / f"{name}.git"
+        git_dir.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                "git",
+                "init",
+                "--quiet",
+                "--bare",
+                f"--initial-branch={default_branch}",
+                str(git_dir),
+            ],
+            check=True,
+        )
+        with self._lock:
+            repo = _Repo(
+                id=next(self._ids),
+                owner=owner,
+                name=name,
+                default_branch=default_branch,
+                git_dir=git_dir,
+                created_at=_now(),
+            )
+            self.repos[repo.full_name] = repo
+        return git_dir
+
+    def add_collaborator(self, full_name: str, login: str) -> None:
+        with self._lock:
+            self.repos[full_name].collaborators.add(login)
+
+    def issue_titles(self, full_name: str) -> list[str]:
+        with self._lock:
+            return [i.title for i in self.repos[full_name].issues.values() if i.pull is None]
+
+    def pull_heads(self, full_name: str) -> list[str]:
+        with self._lock:
+            return [i.pull.head for i in self.repos[full_name].issues.values() if i.pull]
+
+    def comment_bodies(self, full_name: str, number: int) -> list[str]:
+        with self._lock:
+            repo = self.repos[full_name]
+            return [repo.comments[c].body for c in repo.issues[number].comment_ids]
+
+    def branches(self, full_name: str) -> dict[str, str]:
+        with self._lock:
+            return _branches(self.repos[full_name].git_dir)
+
+    def redeliver(self, delivery: Delivery) -> None:
+        """Send a recorded delivery again, as "Redeliver" in GitHub's UI does."""
+        self._outbox.put(
+            Delivery(
+                guid=delivery.guid,
+                hook_id=delivery.hook_id,
+                event=delivery.event,
+                action=delivery.action,
+                payload=delivery.payload,
+            )
+        )
+
+    def start(self) -> FakeGitHub:
+        super().start()
+        self._deliverer = threading.Thread(target=self._deliver_loop, daemon=True)
+        self._deliverer.start()
+        return self
+
+    def stop(self) -> None:
+        if self._deliverer is not None:
+            self._outbox.put(None)
+            self._deliverer.join(timeout=10)
+            self._deliverer = None
+        super().stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ---- HTTP plumbing ---------------------------------------------------------------
+
+    def _register_routes(self) -> None:
+        repo = API_PREFIX + r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+        routes: list[tuple[str, str, Any]] = [
+            ("GET", r"/user", self._get_authenticated_user),
+            ("GET", r"/users/(?P<login>[^/]+)", self._get_user),
+            ("POST", r"/app/installations/(?P<installation>\d+)/access_tokens", self._app_token),
+            ("GET", "", self._get_repo),
+            ("GET", r"/issues", self._list_issues),
+            ("POST", r"/issues", self._create_issue),
+            ("GET", r"/issues/comments/(?P<comment>\d+)", self._get_comment),
+            ("PATCH", r"/issues/comments/(?P<comment>\d+)", self._edit_comment),
+            ("DELETE", r"/issues/comments/(?P<comment>\d+)", self._delete_comment),
+            ("GET", r"/issues/(?P<number>\d+)", self._get_issue),
+            ("PATCH", r"/issues/(?P<number>\d+)", self._edit_issue),
+            ("GET", r"/issues/(?P<number>\d+)/comments", self._list_comments),
+            ("POST", r"/issues/(?P<number>\d+)/comments", self._create_comment),
+            ("GET", r"/issues/(?P<number>\d+)/labels", self._list_issue_labels),
+            ("POST", r"/issues/(?P<number>\d+)/labels", self._add_issue_labels),
+            ("DELETE", r"/issues/(?P<number>\d+)/labels/(?P<label>[^/]+)", self._remove_label),
+            ("GET", r"/labels", self._list_labels),
+            ("POST", r"/labels", self._create_label),
+            ("GET", r"/labels/(?P<label>[^/]+)", self._get_label),
+            ("GET", r"/pulls", self._list_pulls),
+            ("POST", r"/pulls", self._create_pull),
+            ("GET", r"/pulls/(?P<number>\d+)", self._get_pull),
+            ("PATCH", r"/pulls/(?P<number>\d+)", self._edit_pull),
+            ("GET", r"/pulls/(?P<number>\d+)/files", self._pull_files),
+            ("GET", r"/pulls/(?P<number>\d+)/merge", self._is_merged),
+            ("PUT", r"/pulls/(?P<number>\d+)/merge", self._merge_pull),
+            ("GET", r"/branches", self._list_branches),
+            ("GET", r"/branches/(?P<branch>.+)", self._get_branch),
+            ("GET", r"/git/ref/(?P<ref>.+)", self._get_ref),
+            ("GET", r"/git/matching-refs/(?P<ref>.*)", self._matching_refs),
+            ("POST", r"/git/refs", self._create_ref),
+            ("DELETE", r"/git/refs/(?P<ref>.+)", self._delete_ref),
+            ("GET", r"/hooks", self._list_hooks),
+            ("POST", r"/hooks", self._create_hook),
+        ]
+        for method, pattern, handler in routes:
+            if pattern.startswith(("/user", "/app")):
+                self.route(method, API_PREFIX + pattern, handler)
+            else:
+                self.route(method, repo + pattern, handler)
+
+    def dispatch(self, request: Request) -> Response:
+        with self._lock:
+            try:
+                if not request.path.startswith(API_PREFIX + "/app/"):
+                    request.principal = self._authenticate(request)
+                return super().dispatch(request)
+            except ApiError as exc:
+                return exc.response()
+
+    def _authenticate(self, request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        login = self._tokens.get(token) if scheme.lower() in {"token", "bearer"} else None
+        if login is None:
+            raise ApiError(401, "Bad credentials")
+        return login
+
+    def _repo(self, request: Request) -> _Repo:
+        repo = self.repos.get(f"{request.params['owner']}/{request.params['repo']}")
+        if repo is None:
+            raise ApiError(404, "Not Found")
+        return repo
+
+    def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+        per_page = min(int(request.arg("per_page") or self.default_per_page), 100)
+        page = max(int(request.arg("page") or 1), 1)
+        last = max((len(items) + per_page - 1) // per_page, 1)
+        chunk = items[(page - 1) * per_page : page * per_page]
+        links = []
+
+        def link(number: int, rel: str) -> str:
+            query = {k: v[0] for k, v in request.query.items()}
+            query.update(page=str(number), per_page=str(per_page))
+            return f'<{self.origin}{request.path}?{urlencode(query)}>; rel="{rel}"'
+
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        if page > 1:
+            links += [link(1, "first"), link(page - 1, "prev")]
+        return Response(200, chunk, {"Link": ", ".join(links)} if links else {})
+
+    # ---- JSON shapes -----------------------------------------------------------------
+
+    def _user_json(self, login: str) -> dict[str, Any]:
+        user_id = self._user_ids.setdefault(login, next(self._ids))
+        return {
+            "login": login,
+            "id": user_id,
+            "node_id": f"U_{user_id}",
+            "avatar_url": "",
+            "url": f"{self.base_url}/users/{quote(login)}",
+            "html_url": f"{self.origin}/{quote(login)}",
+            "type": "Bot" if login.endswith("[bot]") else "User",
+            "site_admin": False,
+        }
+
+    def _repo_json(self, repo: _Repo) -> dict[str, Any]:
+        url = f"{self.base_url}/repos/{repo.full_name}"
+        return {
+            "id": repo.id,
+            "node_id": f"R_{repo.id}",
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "owner": self._user_json(repo.owner),
+            "private": False,
+            "html_url": f"{self.origin}/{repo.full_name}",
+            "url": url,
+            "issues_url": url + "/issues{/number}",
+            "pulls_url": url + "/pulls{/number}",
+            "clone_url": repo.git_dir.as_uri(),
+            "default_branch": repo.default_branch,
+            "has_issues": True,
+            "archived": False,
+            "fork": False,
+            "created_at": repo.created_at,
+            "updated_at": repo.created_at,
+            "permissions": {"admin": True, "push": True, "pull": True},
+        }
+
+    def _label_json(self, repo: _Repo, name: str) -> dict[str, Any]:
+        return repo.labels[name]
+
+    def _ensure_label(self, repo: _Repo, name: str) -> None:
+        if name not in repo.labels:
+            label_id = next(self._ids)
+            repo.labels[name] = {
+                "id": label_id,
+                "node_id": f"LA_{label_id}",
+                "url": f"{self.base_url}/repos/{repo.full_name}/labels/{quote(name)}",
+                "name": name,
+                "color": "ededed",
+                "default": False,
+                "description": None,
+            }
+
+    def _association(self, repo: _Repo, login: str) -> str:
+        if login == repo.owner:
+            return "OWNER"
+        return "COLLABORATOR" if login in repo.collaborators else "NONE"
+
+    def _issue_json(self, repo: _Repo, issue: _Issue) -> dict[str, Any]:
+        url = f"{self.base_url}/repos/{repo.full_name}/issues/{issue.number}"
+        data: dict[str, Any] = {
+            "id": issue.id,
+            "node_id": f"I_{issue.id}",
+            "url": url,
+            "repository_url": f"{self.base_url}/repos/{repo.full_name}",
+            "labels_url": url + "/labels{/name}",
+            "comments_url": url + "/comments",
+            "events_url": url + "/events",
+            "html_url": f"{self.origin}/{repo.full_name}/issues/{issue.number}",
+            "number": issue.number,
+            "state": issue.state,
+            "state_reason": issue.state_reason,
+            "title": issue.title,
+            "body": issue.body,
+            "user": self._user_json(issue.author),
+            "labels": [self._label_json(repo, name) for name in issue.labels],
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "locked": False,
+            "comments": len(issue.comment_ids),
+            "created_at": issue.created_at,
+            "updated_at": issue.updated_at,
+            "closed_at": issue.closed_at,
+            "author_association": self._association(repo, issue.author),
+        }
+        if issue.pull is not None:
+            pulls = f"{self.base_url}/repos/{repo.full_name}/pulls/{issue.number}"
+            data["pull_request"] = {
+                "url": pulls,
+                "html_url": f"{self.origin}/{repo.full_name}/pull/{issue.number}",
+                "diff_url": f"{self.origin}/{repo.full_name}/pull/{issue.number}.diff",
+                "patch_url": f"{self.origin}/{repo.full_name}/pull/{issue.number}.patch",
+                "merged_at": issue.pull.merged_at,
+            }
+        return data
+
+    def _comment_json(self, repo: _Repo, comment: _Comment) -> dict[str, Any]:
+        base = f"{self.base_url}/repos/{repo.full_name}"
+        return {
+            "id": comment.id,
+            "node_id": f"IC_{comment.id}",
+            "url": f"{base}/issues/comments/{comment.id}",
+            "html_url": f"{self.origin}/{repo.full_name}/issues/{comment.issue_number}"
+            f"#issuecomment-{comment.id}",
+            "issue_url": f"{base}/issues/{comment.issue_number}",
+            "body": comment.body,
+            "user": self._user_json(comment.author),
+            "created_at": comment.created_at,
+            "updated_at": comment.updated_at,
+            "author_association": self._association(repo, comment.author),
+        }
+
+    def _branch_end(self, repo: _Repo, branch: str, sha: str | None) -> dict[str, Any]:
+        return {
+            "label": f"{repo.owner}:{branch}",
+            "ref": branch,
+            "sha": sha,
+            "user": self._user_json(repo.owner),
+            "repo": self._repo_json(repo),
+        }
+
+    def _pull_json(self, repo: _Repo, issue: _Issue, full: bool = True) -> dict[str, Any]:
+        """A pull request; `full=False` is the "simple" form list endpoints return."""
+        assert issue.pull is not None
+        pull = issue.pull
+        branches = _branches(repo.git_dir)
+        head_sha = branches.get(pull.head)
+        base_sha = branches.get(pull.base)
+        url = f"{self.base_url}/repos/{repo.full_name}/pulls/{issue.number}"
+        data: dict[str, Any] = {
+            "id": pull.id,
+            "node_id": f"PR_{pull.id}",
+            "number": issue.number,
+            "url": url,
+            "html_url": f"{self.origin}/{repo.full_name}/pull/{issue.number}",
+            "diff_url": f"{self.origin}/{repo.full_name}/pull/{issue.number}.diff",
+            "patch_url": f"{self.origin}/{repo.full_name}/pull/{issue.number}.patch",
+            "issue_url": f"{self.base_url}/repos/{repo.full_name}/issues/{issue.number}",
+            "comments_url": f"{self.base_url}/repos/{repo.full_name}/issues/{issue.number}"
+            "/comments",
+            "state": issue.state,
+            "locked": False,
+            "title": issue.title,
+            "body": issue.body,
+            "user": self._user_json(issue.author),
+            "labels": [self._label_json(repo, name) for name in issue.labels],
+            "created_at": issue.created_at,
+            "updated_at": issue.updated_at,
+            "closed_at": issue.closed_at,
+            "merged_at": pull.merged_at,
+            "merge_commit_sha": pull.merge_commit_sha,
+            "head": self._branch_end(repo, pull.head, head_sha),
+            "base": self._branch_end(repo, pull.base, base_sha),
+            "draft": False,
+            "author_association": self._association(repo, issue.author),
+        }
+        if not full:
+            return data
+        mergeable = None
+        if pull.merged_at is None and head_sha and base_sha and issue.state == "open":
+            mergeable = _merge_tree(repo.git_dir, base_sha, head_sha) is not None
+        stats = _diff_stats(repo.git_dir, base_sha, head_sha)
+        data.update(
+            merged=pull.merged_at is not None,
+            mergeable=mergeable,
+            mergeable_state="clean" if mergeable else "unknown",
+            merged_by=self._user_json(pull.merged_by) if pull.merged_by else None,
+            comments=len(issue.comment_ids),
+            commits=_count_commits(repo.git_dir, base_sha, head_sha)
+            if head_sha and base_sha
+            else 0,
+            additions=sum(s["additions"] for s in stats),
+            deletions=sum(s["deletions"] for s in stats),
+            changed_files=len(stats),
+        )
+        return data
+
+    def _ref_json(self, repo: _Repo, ref: str, sha: str) -> dict[str, Any]:
+        return {
+            "ref": ref,
+            "node_id": f"REF_{sha[:12]}",
+            "url": f"{self.base_url}/repos/{repo.full_name}/git/{ref}",
+            "object": {
+                "type": "commit",
+                "sha": sha,
+                "url": f"{self.base_url}/repos/{repo.full_name}/git/commits/{sha}",
+            },
+        }
+
+    # ---- users and apps --------------------------------------------------------------
+
+    def _get_authenticated_user(self, request: Request) -> Response:
+        return Response(200, self._user_json(request.principal))
+
+    def _get_user(self, request: Request) -> Response:
+        return Response(200, self._user_json(unquote(request.params["login"])))
+
+    def _app_token(self, request: Request) -> Response:
+        installation_id = int(request.params["installation"])
+        app_id = self._installations.get(installation_id)
+        if app_id is None:
+            raise ApiError(404, "Not Found")
+        slug, public_key = self._apps[app_id]
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            raise ApiError(401, "A JSON web token could not be decoded")
+        try:
+            claims = jwt.decode(token, public_key, algorithms=["RS256"])
+        except jwt.PyJWTError as exc:
+            raise ApiError(401, f"A JSON web token could not be decoded: {exc}") from exc
+        if str(claims.get("iss")) != str(app_id):
+            raise ApiError(401, "'Issuer' claim ('iss') must match the app")
+        access_token = f"ghs_{uuid.uuid4().hex}"
+        self._tokens[access_token] = f"{slug}[bot]"
+        expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return Response(
+            201,
+            {
+                "token": access_token,
+                "expires_at": expires,
+                "permissions": {"issues": "write", "pull_requests": "write", "contents": "write"},
+                "repository_selection": "all",
+            },
+        )
+
+    # ---- repositories, issues, comments, labels --------------------------------------
+
+    def _get_repo(self, request: Request) -> Response:
+        return Response(200, self._repo_json(self._repo(request)))
+
+    def _issue(self, repo: _Repo, number: str | int) -> _Issue:
+        issue = repo.issues.get(int(number))
+        if issue is None:
+            raise ApiError(404, "Not Found")
+        return issue
+
+    def _list_issues(self, request: Request) -> Response:
+        repo = self._repo(request)
+        state = request.arg("state", "open")
+        wanted = [name for name in (request.arg("labels") or "").split(",") if name]
+        creator = request.arg("creator")
+        issues = [
+            issue
+            for issue in repo.issues.values()
+            if state in {"all", issue.state}
+            and all(name in issue.labels for name in wanted)
+            and (creator is None or issue.author == creator)
+        ]
+        key = "updated_at" if request.arg("sort") == "updated" else "created_at"
+        issues.sort(
+            key=lambda i: (getattr(i, key), i.number), reverse=request.arg("direction") != "asc"
+        )
+        return self._page(request, [self._issue_json(repo, issue) for issue in issues])
+
+    def _create_issue(self, request: Request) -> Response:
+        repo = self._repo(request)
+        body = request.json() or {}
+        title = body.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise _validation_failed("Issue", "title is missing", "title")
+        labels = [
+            label if isinstance(label, str) else label["name"] for label in body.get("labels", [])
+        ]
+        for name in labels:
+            self._ensure_label(repo, name)
+        issue = _Issue(
+            number=self._next_number(repo),
+            id=next(self._ids),
+            title=title,
+            body=body.get("body"),
+            author=request.principal,
+            labels=list(dict.fromkeys(labels)),
+            created_at=_now(),
+            updated_at=_now(),
+        )
+        repo.issues[issue.number] = issue
+        data = self._issue_json(repo, issue)
+        self._emit(repo, "issues", {"action": "opened", "issue": data}, request)
+        return Response(201, data)
+
+    def _next_number(self, repo: _Repo) -> int:
+        return max(repo.issues, default=0) + 1
+
+    def _get_issue(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return Response(200, self._issue_json(repo, self._issue(repo, request.params["number"])))
+
+    def _edit_issue(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        body = request.json() or {}
+        if "title" in body:
+            issue.title = body["title"]
+        if "body" in body:
+            issue.body = body["body"]
+        if "labels" in body:
+            names = [lbl if isinstance(lbl, str) else lbl["name"] for lbl in body["labels"]]
+            for name in names:
+                self._ensure_label(repo, name)
+            issue.labels = list(dict.fromkeys(names))
+        if "state" in body and body["state"] != issue.state:
+            self._set_state(repo, issue, body["state"], body.get("state_reason"), request)
+        issue.updated_at = _now()
+        return Response(200, self._issue_json(repo, issue))
+
+    def _set_state(
+        self, repo: _Repo, issue: _Issue, state: str, reason: str | None, request: Request
+    ) -> None:
+        if state not in {"open", "closed"}:
+            raise _validation_failed("Issue", f"state {state!r} is not valid", "state")
+        issue.state = state
+        issue.closed_at = _now() if state == "closed" else None
+        issue.state_reason = (reason or "completed") if state == "closed" else "reopened"
+        if issue.pull is None:
+            action = "closed" if state == "closed" else "reopened"
+            self._emit(
+                repo, "issues", {"action": action, "issue": self._issue_json(repo, issue)}, request
+            )
+
+    def _list_comments(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        return self._page(
+            request, [self._comment_json(repo, repo.comments[c]) for c in issue.comment_ids]
+        )
+
+    def _create_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        text = (request.json() or {}).get("body")
+        if not isinstance(text, str) or not text:
+            raise _validation_failed("IssueComment", "body is missing", "body")
+        comment = _Comment(
+            id=next(self._ids),
+            issue_number=issue.number,
+            body=text,
+            author=request.principal,
+            created_at=_now(),
+            updated_at=_now(),
+        )
+        repo.comments[comment.id] = comment
+        issue.comment_ids.append(comment.id)
+        data = self._comment_json(repo, comment)
+        self._emit(
+            repo,
+            "issue_comment",
+            {"action": "created", "issue": self._issue_json(repo, issue), "comment": data},
+            request,
+        )
+        return Response(201, data)
+
+    def _comment(self, repo: _Repo, comment_id: str) -> _Comment:
+        comment = repo.comments.get(int(comment_id))
+        if comment is None:
+            raise ApiError(404, "Not Found")
+        return comment
+
+    def _get_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return Response(
+            200, self._comment_json(repo, self._comment(repo, request.params["comment"]))
+        )
+
+    def _edit_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        comment = self._comment(repo, request.params["comment"])
+        text = (request.json() or {}).get("body")
+        if not isinstance(text, str) or not text:
+            raise _validation_failed("IssueComment", "body is missing", "body")
+        comment.body = text
+        comment.updated_at = _now()
+        return Response(200, self._comment_json(repo, comment))
+
+    def _delete_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        comment = self._comment(repo, request.params["comment"])
+        del repo.comments[comment.id]
+        repo.issues[comment.issue_number].comment_ids.remove(comment.id)
+        return Response(204)
+
+    def _list_issue_labels(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        return self._page(request, [self._label_json(repo, n) for n in issue.labels])
+
+    def _add_issue_labels(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        body = request.json()
+        names = body.get("labels", []) if isinstance(body, dict) else body
+        added = []
+        for name in names:
+            self._ensure_label(repo, name)
+            if name not in issue.labels:
+                issue.labels.append(name)
+                added.append(name)
+        issue.updated_at = _now()
+        for name in added:
+            self._emit(
+                repo,
+                "issues",
+                {
+                    "action": "labeled",
+                    "issue": self._issue_json(repo, issue),
+                    "label": self._label_json(repo, name),
+                },
+                request,
+            )
+        return Response(200, [self._label_json(repo, n) for n in issue.labels])
+
+    def _remove_label(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        name = unquote(request.params["label"])
+        if name not in issue.labels:
+            raise ApiError(404, "Label does not exist")
+        issue.labels.remove(name)
+        return Response(200, [self._label_json(repo, n) for n in issue.labels])
+
+    def _list_labels(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return self._page(request, list(repo.labels.values()))
+
+    def _create_label(self, request: Request) -> Response:
+        repo = self._repo(request)
+        body = request.json() or {}
+        name = body.get("name")
+        if not isinstance(name, str) or not name:
+            raise _validation_failed("Label", "name is missing", "name")
+        if name in repo.labels:
+            raise ApiError(
+                422,
+                "Validation Failed",
+                [{"resource": "Label", "code": "already_exists", "field": "name"}],
+            )
+        self._ensure_label(repo, name)
+        repo.labels[name].update(
+            color=body.get("color", "ededed"), description=body.get("description")
+        )
+        return Response(201, repo.labels[name])
+
+    def _get_label(self, request: Request) -> Response:
+        repo = self._repo(request)
+        name = unquote(request.params["label"])
+        if name not in repo.labels:
+            raise ApiError(404, "Not Found")
+        return Response(200, repo.labels[name])
+
+    # ---- pull requests ---------------------------------------------------------------
+
+    def _pull_issue(self, repo: _Repo, number: str) -> _Issue:
+        issue = self._issue(repo, number)
+        if issue.pull is None:
+            raise ApiError(404, "Not Found")
+        return issue
+
+    def _list_pulls(self, request: Request) -> Response:
+        repo = self._repo(request)
+        state = request.arg("state", "open")
+        head = request.arg("head")
+        base = request.arg("base")
+        pulls = [
+            issue
+            for issue in repo.issues.values()
+            if issue.pull is not None
+            and state in {"all", issue.state}
+            and (head is None or f"{repo.owner}:{issue.pull.head}" == head)
+            and (base is None or issue.pull.base == base)
+        ]
+        pulls.sort(key=lambda i: i.number, reverse=request.arg("direction") != "asc")
+        return self._page(request, [self._pull_json(repo, issue, full=False) for issue in pulls])
+
+    def _create_pull(self, request: Request) -> Response:
+        repo = self._repo(request)
+        body = request.json() or {}
+        head = str(body.get("head", "")).removeprefix(f"{repo.owner}:")
+        base = str(body.get("base", ""))
+        branches = _branches(repo.git_dir)
+        if head not in branches:
+            raise _validation_failed("PullRequest", f"head {head!r} does not exist", "head")
+        if base not in branches:
+            raise _validation_failed("PullRequest", f"base {base!r} does not exist", "base")
+        for issue in repo.issues.values():
+            if (
+                issue.pull
+                and issue.state == "open"
+                and (issue.pull.head, issue.pull.base) == (head, base)
+            ):
+                raise _validation_failed(
+                    "PullRequest", f"A pull request already exists for {repo.owner}:{head}."
+                )
+        if _count_commits(repo.git_dir, branches[base], branches[head]) == 0:
+            raise _validation_failed("PullRequest", f"No commits between {base} and {head}")
+        title = body.get("title")
+        if not isinstance(title, str) or not title:
+            raise _validation_failed("PullRequest", "title is missing", "title")
+        issue = _Issue(
+            number=self._next_number(repo),
+            id=next(self._ids),
+            title=title,
+            body=body.get("body"),
+            author=request.principal,
+            labels=[],
+            created_at=_now(),
+            updated_at=_now(),
+            pull=_Pull(id=next(self._ids), head=head, base=base),
+        )
+        repo.issues[issue.number] = issue
+        data = self._pull_json(repo, issue)
+        self._emit(
+            repo,
+            "pull_request",
+            {"action": "opened", "number": issue.number, "pull_request": data},
+            request,
+        )
+        return Response(201, data)
+
+    def _get_pull(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return Response(
+            200, self._pull_json(repo, self._pull_issue(repo, request.params["number"]))
+        )
+
+    def _edit_pull(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        body = request.json() or {}
+        if "title" in body:
+            issue.title = body["title"]
+        if "body" in body:
+            issue.body = body["body"]
+        if "state" in body and body["state"] != issue.state:
+            self._set_state(repo, issue, body["state"], None, request)
+            if issue.state == "closed":
+                self._emit_pull_closed(repo, issue, request)
+        issue.updated_at = _now()
+        return Response(200, self._pull_json(repo, issue))
+
+    def _pull_files(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        assert issue.pull is not None
+        branches = _branches(repo.git_dir)
+        base_sha = branches.get(issue.pull.base)
+        head_sha = branches.get(issue.pull.head)
+        if issue.pull.merge_commit_sha:
+            base_sha = _git(repo.git_dir, "rev-parse", f"{issue.pull.merge_commit_sha}^1")
+            head_sha = _git(repo.git_dir, "rev-parse", f"{issue.pull.merge_commit_sha}^2")
+        files = []
+        web = f"{self.origin}/{repo.full_name}"
+        if base_sha and head_sha:
+            for stat in _diff_stats(repo.git_dir, base_sha, head_sha):
+                files.append(
+                    {
+                        "sha": stat["blob"],
+                        "filename": stat["path"],
+                        "status": stat["status"],
+                        "additions": stat["additions"],
+                        "deletions": stat["deletions"],
+                        "changes": stat["additions"] + stat["deletions"],
+                        "blob_url": f"{web}/blob/{head_sha}/{stat['path']}",
+                        "raw_url": f"{web}/raw/{head_sha}/{stat['path']}",
+                        "contents_url": f"{self.base_url}/repos/{repo.full_name}/contents/"
+                        f"{stat['path']}?ref={head_sha}",
+                        "patch": stat["patch"],
+                    }
+                )
+        return self._page(request, files)
+
+    def _is_merged(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        assert issue.pull is not None
+        return Response(204) if issue.pull.merged_at else Response(404, {"message": "Not Found"})
+
+    def _merge_pull(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        pull = issue.pull
+        assert pull is not None
+        if issue.state != "open":
+            raise ApiError(405, "Pull Request is not mergeable")
+        body = request.json() or {}
+        branches = _branches(repo.git_dir)
+        base_sha, head_sha = branches[pull.base], branches[pull.head]
+        if body.get("sha") and body["sha"] != head_sha:
+            raise ApiError(409, "Head branch was modified. Review and try the merge again.")
+        tree = _merge_tree(repo.git_dir, base_sha, head_sha)
+        if tree is None:
+            raise ApiError(405, "Pull Request is not mergeable")
+        message = body.get("commit_title") or (
+            f"Merge pull request #{issue.number} from {repo.owner}/{pull.head}"
+        )
+        if body.get("commit_message"):
+            message += "\n\n" + body["commit_message"]
+        commit = _git(
+            repo.git_dir,
+            "commit-tree",
+            tree,
+            "-p",
+            base_sha,
+            "-p",
+            head_sha,
+            "-m",
+            message,
+            env=_GIT_IDENTITY,
+        )
+        _git(repo.git_dir, "update-ref", f"refs/heads/{pull.base}", commit, base_sha)
+        pull.merged_at = _now()
+        pull.merge_commit_sha = commit
+        pull.merged_by = request.principal
+        issue.state = "closed"
+        issue.closed_at = pull.merged_at
+        if pull.base == repo.default_branch:
+            for number in _CLOSING.findall(issue.body or ""):
+                closed = repo.issues.get(int(number))
+                if closed is not None and closed.pull is None and closed.state == "open":
+                    self._set_state(repo, closed, "closed", "completed", request)
+        self._emit_pull_closed(repo, issue, request)
+        return Response(
+            200, {"sha": commit, "merged": True, "message": "Pull Request successfully merged"}
+        )
+
+    def _emit_pull_closed(self, repo: _Repo, issue: _Issue, request: Request) -> None:
+        self._emit(
+            repo,
+            "pull_request",
+            {
+                "action": "closed",
+                "number": issue.number,
+                "pull_request": self._pull_json(repo, issue),
+            },
+            request,
+        )
+
+    # ---- branches and refs -----------------------------------------------------------
+
+    def _list_branches(self, request: Request) -> Response:
+        repo = self._repo(request)
+        items = [
+            {
+                "name": name,
+                "commit": {
+                    "sha": sha,
+                    "url": f"{self.base_url}/repos/{repo.full_name}/commits/{sha}",
+                },
+                "protected": False,
+            }
+            for name, sha in sorted(_branches(repo.git_dir).items())
+        ]
+        return self._page(request, items)
+
+    def _get_branch(self, request: Request) -> Response:
+        repo = self._repo(request)
+        name = unquote(request.params["branch"])
+        sha = _branches(repo.git_dir).get(name)
+        if sha is None:
+            raise ApiError(404, "Branch not found")
+        url = f"{self.base_url}/repos/{repo.full_name}/branches/{quote(name)}"
+        return Response(
+            200,
+            {
+                "name": name,
+                "commit": {
+                    "sha": sha,
+                    "url": f"{self.base_url}/repos/{repo.full_name}/commits/{sha}",
+                },
+                "_links": {"self": url, "html": f"{self.origin}/{repo.full_name}/tree/{name}"},
+                "protected": False,
+            },
+        )
+
+    def _get_ref(self, request: Request) -> Response:
+        repo = self._repo(request)
+        ref = "refs/" + unquote(request.params["ref"]).removeprefix("refs/")
+        sha = _refs(repo.git_dir).get(ref)
+        if sha is None:
+            raise ApiError(404, "Not Found")
+        return Response(200, self._ref_json(repo, ref, sha))
+
+    def _matching_refs(self, request: Request) -> Response:
+        repo = self._repo(request)
+        prefix = "refs/" + unquote(request.params["ref"]).removeprefix("refs/")
+        items = [
+            self._ref_json(repo, ref, sha)
+            for ref, sha in sorted(_refs(repo.git_dir).items())
+            if ref.startswith(prefix)
+        ]
+        return self._page(request, items)
+
+    def _create_ref(self, request: Request) -> Response:
+        repo = self._repo(request)
+        body = request.json() or {}
+        ref, sha = str(body.get("ref", "")), str(body.get("sha", ""))
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            raise ApiError(422, "Reference name must start with 'refs/' and have two slashes")
+        if ref in _refs(repo.git_dir):
+            raise ApiError(422, "Reference already exists")
+        if not _commit_exists(repo.git_dir, sha):
+            raise ApiError(422, "Object does not exist")
+        _git(repo.git_dir, "update-ref", ref, sha)
+        return Response(201, self._ref_json(repo, ref, sha))
+
+    def _delete_ref(self, request: Request) -> Response:
+        repo = self._repo(request)
+        ref = "refs/" + unquote(request.params["ref"]).removeprefix("refs/")
+        if ref not in _refs(repo.git_dir):
+            raise ApiError(422, "Reference does not exist")
+        _git(repo.git_dir, "update-ref", "-d", ref)
+        return Response(204)
+
+    # ---- webhooks --------------------------------------------------------------------
+
+    def _hook_json(self, repo: _Repo, hook: _Hook) -> dict[str, Any]:
+        url = f"{self.base_url}/repos/{repo.full_name}/hooks/{hook.id}"
+        return {
+            "type": "Repository",
+            "id": hook.id,
+            "name": "web",
+            "active": hook.active,
+            "events": hook.events,
+            "config": {
+                "url": hook.url,
+                "content_type": "json",
+                "insecure_ssl": "0",
+                "secret": "********",
+            },
+            "url": url,
+            "test_url": url + "/test",
+            "ping_url": url + "/pings",
+            "deliveries_url": url + "/deliveries",
+            "created_at": hook.created_at,
+            "updated_at": hook.created_at,
+            "last_response": {"code": None, "status": "unused", "message": None},
+        }
+
+    def _list_hooks(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return self._page(request, [self._hook_json(repo, h) for h in repo.hooks.values()])
+
+    def _create_hook(self, request: Request) -> Response:
+        repo = self._repo(request)
+        body = request.json() or {}
+        config = body.get("config") or {}
+        if not config.get("url"):
+            raise _validation_failed("Hook", "url is missing", "url")
+        hook = _Hook(
+            id=next(self._ids),
+            url=config["url"],
+            secret=config.get("secret", ""),
+            events=list(body.get("events") or ["push"]),
+            active=bool(body.get("active", True)),
+            created_at=_now(),
+        )
+        repo.hooks[hook.id] = hook
+        data = self._hook_json(repo, hook)
+        self._queue_delivery(
+            repo,
+            hook,
+            "ping",
+            {"zen": "Keep it logically awesome.", "hook_id": hook.id, "hook": data},
+            request,
+        )
+        return Response(201, data)
+
+    def _emit(self, repo: _Repo, event: str, payload: dict[str, Any], request: Request) -> None:
+        for hook in repo.hooks.values():
+            if hook.active and (event in hook.events or "*" in hook.events):
+                self._queue_delivery(repo, hook, event, payload, request)
+
+    def _queue_delivery(
+        self, repo: _Repo, hook: _Hook, event: str, payload: dict[str, Any], request: Request
+    ) -> None:
+        full = {
+            **payload,
+            "repository": self._repo_json(repo),
+            "sender": self._user_json(request.principal),
+        }
+        delivery = Delivery(
+            guid=str(uuid.uuid4()),
+            hook_id=hook.id,
+            event=event,
+            action=payload.get("action"),
+            payload=json.dumps(full).encode(),
+        )
+        self._outbox.put(delivery)
+
+    def _deliver_loop(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            while (delivery := self._outbox.get()) is not None:
+                with self._lock:
+                    hook = next(
+                        (
+                            h
+                            for repo in self.repos.values()
+                            for h in repo.hooks.values()
+                            if h.id == delivery.hook_id
+                        ),
+                        None,
+                    )
+                if hook is None:
+                    continue
+                signature = hmac.new(hook.secret.encode(), delivery.payload, hashlib.sha256)
+                headers = {
+                    "Content-Type": "application/json",
+                    "User-Agent": "GitHub-Hookshot/fake",
+                    "X-GitHub-Event": delivery.event,
+                    "X-GitHub-Delivery": delivery.guid,
+                    "X-GitHub-Hook-ID": str(hook.id),
+                }
+                if hook.secret:
+                    headers["X-Hub-Signature-256"] = "sha256=" + signature.hexdigest()
+                try:
+                    response = client.post(hook.url, content=delivery.payload, headers=headers)
+                    delivery.status_code = response.status_code
+                except httpx.HTTPError as exc:
+                    delivery.error = str(exc)
+                with self._lock:
+                    self.deliveries.append(delivery)
+
+
+# ---- git plumbing on the bare repositories ----------------------------------------------
+
+
+def _hunks(diff: str) -> str:
+    """The hunks of a one-file diff without its header, as GitHub's `patch` field has them."""
+    start = diff.find("\n@@")
+    return diff[start + 1 :] if start >= 0 else ""
+
+
+def _git(git_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        ["git", "--git-dir", str(git_dir), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    return result.stdout.strip()
+
+
+def _refs(git_dir: Path) -> dict[str, str]:
+    out = _git(git_dir, "for-each-ref", "--format=%(refname) %(objectname)")
+    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+
+
+def _branches(git_dir: Path) -> dict[str, str]:
+    return {
+        ref.removeprefix("refs/heads/"): sha
+        for ref, sha in _refs(git_dir).items()
+        if ref.startswith("refs/heads/")
+    }
+
+
+def _commit_exists(git_dir: Path, sha: str) -> bool:
+    result = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "-e", f"{sha}^{{commit}}"],
+        check=False,
+        capture_output=True,
+    )
+    return result.returncode == 0
+
+
+def _count_commits(git_dir: Path, base: str, head: str) -> int:
+    return int(_git(git_dir, "rev-list", "--count", f"{base}..{head}"))
+
+
+def _merge_tree(git_dir: Path, base: str, head: str) -> str | None:
+    """The tree of merging head into base, or None when they conflict."""
+    result = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "merge-tree", "--write-tree", base, head],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        return None
+    return result.stdout.splitlines()[0].strip()
+
+
+def _diff_stats(git_dir: Path, base: str | None, head: str | None) -> list[dict[str, Any]]:
+    """Per-file status, additions, deletions and patch of head against its merge base."""
+    if not base or not head:
+        return []
+    merge_base = _git(git_dir, "merge-base", base, head)
+    statuses = {
+        parts[-1]: parts[0]
+        for parts in (
+            line.split("\t")
+            for line in _git(git_dir, "diff", "--name-status", merge_base, head).splitlines()
+        )
+    }
+    kinds = {"A": "added", "M": "modified", "D": "removed"}
+    stats = []
+    for line in _git(git_dir, "diff", "--numstat", merge_base, head).splitlines():
+        added, deleted, path = line.split("\t", 2)
+        blob = _git(git_dir, "rev-parse", f"{head}:{path}") if statuses.get(path) != "D" else ""
+        stats.append(
+            {
+                "path": path,
+                "status": kinds.get(statuses.get(path, "M")[:1], "modified"),
+                "additions": int(added) if added != "-" else 0,
+                "deletions": int(deleted) if deleted != "-" else 0,
+                "blob": blob,
+                "patch": _hunks(_git(git_dir, "diff", merge_base, head, "--", path)),
+            }
+        )
+    return stats
