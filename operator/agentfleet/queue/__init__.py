@@ -1,0 +1,52 @@
+"""The work queue: Redis Streams with priority lanes, heartbeats, retries and transitions.
+
+`WorkQueue` is the adapter (redis.asyncio); the models and the pure rules it follows are
+importable without a server. `QueueCollector` exports the queue's Prometheus metrics.
+"""
+
+from agentfleet.queue.models import (
+    GENERAL_SPECIALTY,
+    LANES_BY_PRIORITY,
+    Claim,
+    CompleteResult,
+    CompletionOutcome,
+    CompletionRecord,
+    FailOutcome,
+    FailResult,
+    Lane,
+    ProjectQueueStats,
+    RetryPolicy,
+    StageQueueStats,
+    Subscription,
+    TraceEntry,
+    WorkItem,
+)
+from agentfleet.queue.routing import default_follow_ups, next_stage, read_order, review_item
+from agentfleet.queue.snapshot import LaneFigures, NamespaceSnapshot
+from agentfleet.queue.workqueue import CONNECTION_ERRORS, WorkQueue
+
+__all__ = [
+    "CONNECTION_ERRORS",
+    "GENERAL_SPECIALTY",
+    "LANES_BY_PRIORITY",
+    "Claim",
+    "CompleteResult",
+    "CompletionOutcome",
+    "CompletionRecord",
+    "FailOutcome",
+    "FailResult",
+    "Lane",
+    "LaneFigures",
+    "NamespaceSnapshot",
+    "ProjectQueueStats",
+    "RetryPolicy",
+    "StageQueueStats",
+    "Subscription",
+    "TraceEntry",
+    "WorkItem",
+    "WorkQueue",
+    "default_follow_ups",
+    "next_stage",
+    "read_order",
+    "review_item",
+]

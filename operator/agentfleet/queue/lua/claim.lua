@@ -1,0 +1,70 @@
+-- ARGV: base, stage, consumer, now_ms, stale_ms, rotation, n_order, n_order x
+-- "specialty lane", then the projects (none: every project of the namespace).
+-- Returns {stream, entry, id, json, route, attempts, t, reclaimed} or nil.
+local stage, consumer, now, stale_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local rotation = tonumber(ARGV[6])
+local n_order = tonumber(ARGV[7])
+
+-- Retries whose backoff is over rejoin their lane (any stage: whoever looks first).
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', RETRY, '-inf', now, 'LIMIT', 0, 100)) do
+  redis.call('ZREM', RETRY, id)
+  if redis.call('HEXISTS', ROUTE, id) == 1 then push(id, now) end
+end
+
+local projects = {}
+for i = 8 + n_order, #ARGV do projects[#projects + 1] = ARGV[i] end
+if #projects == 0 then
+  projects = redis.call('SMEMBERS', PROJECTS)
+  table.sort(projects)
+end
+local open = {}
+for _, project in ipairs(projects) do
+  if redis.call('SISMEMBER', HELD, project) == 0 then open[#open + 1] = project end
+end
+
+local function deliver(key, entry, reclaimed)
+  local f = fields_of(entry[2])
+  local id = f['id']
+  if not id or redis.call('HGET', WHERE, id) ~= key .. ' ' .. entry[1] then
+    -- An entry no item points at (left by a crash mid-move): drop it, never deliver it.
+    redis.call('XACK', key, stage, entry[1])
+    redis.call('XDEL', key, entry[1])
+    return nil
+  end
+  local attempts = redis.call('HINCRBY', ATTEMPTS, id, 1)
+  return {key, entry[1], id, redis.call('HGET', ITEMS, id), redis.call('HGET', ROUTE, id),
+          attempts, f['t'], reclaimed}
+end
+
+local function take(key)
+  for _ = 1, 10 do
+    local entry, reclaimed = nil, 0
+    local stale = redis.call('XPENDING', key, stage, 'IDLE', stale_ms, '-', '+', 1)
+    if stale[1] then
+      local claimed = redis.call('XCLAIM', key, stage, consumer, stale_ms, stale[1][1])
+      if claimed[1] then entry, reclaimed = claimed[1], 1 end
+    end
+    if not entry then
+      local read = redis.call('XREADGROUP', 'GROUP', stage, consumer, 'COUNT', 1,
+                              'STREAMS', key, '>')
+      if not read then return nil end
+      entry = read[1][2][1]
+    end
+    local delivered = deliver(key, entry, reclaimed)
+    if delivered then return delivered end
+  end
+  return nil
+end
+
+local n = #open
+for i = 1, n_order do
+  local pair = split(ARGV[7 + i])
+  for j = 0, n - 1 do
+    local key = stream_key(open[(j + rotation) % n + 1], stage, pair[1], pair[2])
+    if redis.call('EXISTS', key) == 1 then
+      local got = take(key)
+      if got then return got end
+    end
+  end
+end
+return nil

@@ -1,0 +1,101 @@
+-- Shared by every queue script (prepended to each). ARGV[1] is the namespace's key base,
+-- e.g. "agentfleet:{team-a}": the hash tag keeps a namespace's keys in one cluster slot,
+-- which is why scripts may derive the keys they touch from it.
+local base = ARGV[1]
+local ITEMS = base .. ':items'        -- id -> item JSON (opaque here)
+local ROUTE = base .. ':route'        -- id -> "project stage specialty lane"
+local ATTEMPTS = base .. ':attempts'  -- id -> deliveries so far
+local WHERE = base .. ':where'        -- id -> "<stream> <entry id>" or "retry"
+local DONE = base .. ':done'          -- id -> completion record JSON (exactly once)
+local RETRY = base .. ':retry'        -- zset id -> due time (ms)
+local PROJECTS = base .. ':projects'
+local HELD = base .. ':held'
+local STREAMS = base .. ':streams'
+local COUNTS = base .. ':counts'      -- "project stage completed <outcome>" -> n
+local LOG = base .. ':log'            -- stream of completion events
+local PARKED = base .. ':parked'      -- review items that failed for good
+local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
+
+local function split(text, separator)
+  local parts = {}
+  for part in string.gmatch(text, '[^' .. (separator or ' ') .. ']+') do
+    parts[#parts + 1] = part
+  end
+  return parts
+end
+
+local function fields_of(flat)
+  local map = {}
+  for i = 1, #flat, 2 do map[flat[i]] = flat[i + 1] end
+  return map
+end
+
+local function stream_key(project, stage, specialty, lane)
+  return base .. ':q:' .. project .. ':' .. stage .. ':' .. specialty .. ':' .. lane
+end
+
+local function wake(stage)
+  redis.call('PUBLISH', base .. ':wake:' .. stage, '1')
+end
+
+-- Append an item (whose route is set) to its lane; `t` is when it became deliverable.
+local function push(id, t)
+  local r = split(redis.call('HGET', ROUTE, id))
+  local key = stream_key(r[1], r[2], r[3], r[4])
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('XGROUP', 'CREATE', key, r[2], '0', 'MKSTREAM')
+  end
+  redis.call('SADD', STREAMS, key)
+  local entry = redis.call('XADD', key, '*', 'id', id, 't', t)
+  redis.call('HSET', WHERE, id, key .. ' ' .. entry)
+  wake(r[2])
+end
+
+-- Stored once per id: an id waiting, in flight, retrying or completed is not added again.
+local function enqueue_one(id, route, json, attempts, t)
+  if redis.call('HEXISTS', ITEMS, id) == 1 or redis.call('HEXISTS', DONE, id) == 1 then
+    return false
+  end
+  redis.call('HSET', ITEMS, id, json)
+  redis.call('HSET', ROUTE, id, route)
+  redis.call('HSET', ATTEMPTS, id, attempts)
+  redis.call('SADD', PROJECTS, split(route)[1])
+  push(id, t)
+  return true
+end
+
+-- Take the item out of wherever it waits or runs.
+local function unplace(id, group)
+  local where = redis.call('HGET', WHERE, id)
+  if not where then return end
+  if where == 'retry' then
+    redis.call('ZREM', RETRY, id)
+  else
+    local p = split(where)
+    redis.call('XACK', p[1], group, p[2])
+    redis.call('XDEL', p[1], p[2])
+  end
+  redis.call('HDEL', WHERE, id)
+end
+
+local function forget(id)
+  redis.call('HDEL', ITEMS, id)
+  redis.call('HDEL', ROUTE, id)
+  redis.call('HDEL', ATTEMPTS, id)
+  redis.call('HDEL', WHERE, id)
+end
+
+-- The claim (stream entry) is still where the item is and still this consumer's.
+local function owns(id, key, entry, consumer, group)
+  if redis.call('HGET', WHERE, id) ~= key .. ' ' .. entry then return false end
+  local pending = redis.call('XPENDING', key, group, entry, entry, 1)
+  return pending[1] ~= nil and pending[1][2] == consumer
+end
+
+local function last_delivered(key, group)
+  for _, info in ipairs(redis.call('XINFO', 'GROUPS', key)) do
+    local g = fields_of(info)
+    if g['name'] == group then return g['last-delivered-id'], g['pending'], g['lag'] end
+  end
+  return '0-0', 0, false
+end

@@ -1,0 +1,24 @@
+-- Completion (success or dead-letter), recorded exactly once per id, with its follow-ups
+-- enqueued in the same script so a crash can never leave one without the other.
+-- ARGV: base, id, stream, entry, consumer, stage, project, outcome, record_json,
+-- require_owner, now_ms, log_maxlen, parked_json, then (id, route, json, attempts) per
+-- follow-up. Returns {1, new follow-up ids...}, {0} if already completed, {-1} if the
+-- claim is not ours (only checked when require_owner is "1").
+local id, key, entry, consumer, stage = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local project, outcome, record = ARGV[7], ARGV[8], ARGV[9]
+if redis.call('HEXISTS', DONE, id) == 1 then return {0} end
+if ARGV[10] == '1' and not owns(id, key, entry, consumer, stage) then return {-1} end
+redis.call('HSET', DONE, id, record)
+unplace(id, stage)
+forget(id)
+redis.call('HINCRBY', COUNTS, project .. ' ' .. stage .. ' completed ' .. outcome, 1)
+redis.call('XADD', LOG, 'MAXLEN', '~', ARGV[12], '*', 'id', id, 'project', project,
+           'stage', stage, 'outcome', outcome, 'worker', consumer)
+if ARGV[13] ~= '' then redis.call('HSET', PARKED, id, ARGV[13]) end
+local result = {1}
+for i = 14, #ARGV, 4 do
+  if enqueue_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[11]) then
+    result[#result + 1] = ARGV[i]
+  end
+end
+return result

@@ -1,0 +1,10 @@
+-- Give a claimed item back at once (drain). It stays at its place in the lane, owned by
+-- the pseudo-consumer "released" with an idle time beyond any heartbeat timeout, so the
+-- next claim takes it over; the interrupted delivery does not count as an attempt.
+-- ARGV: base, id, stream, entry, consumer, stage, now_ms. 1 if released, 0 if not ours.
+local id, key, entry, consumer, stage = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+if not owns(id, key, entry, consumer, stage) then return 0 end
+redis.call('XCLAIM', key, stage, 'released', 0, entry, 'IDLE', ARGV[7], 'JUSTID')
+if tonumber(redis.call('HGET', ATTEMPTS, id)) > 0 then redis.call('HINCRBY', ATTEMPTS, id, -1) end
+wake(stage)
+return 1

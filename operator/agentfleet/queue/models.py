@@ -1,0 +1,209 @@
+"""The data that flows through the work queue: items, lanes, claims, outcomes and counts.
+
+These are plain pydantic models with no I/O; the Redis adapter (`agentfleet.queue.redis`)
+stores `WorkItem` as JSON and hands `Claim`s to workers.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from agentfleet.api import DEFAULT_PIPELINE, ApiModel, Stage
+
+# Namespaces, projects and specialties become parts of Redis keys (separated by ':' and
+# wrapped in '{}' hash tags), so they are restricted to Kubernetes DNS-label characters.
+Name = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+]
+ItemId = Annotated[str, StringConstraints(pattern=r"^\S+$", min_length=1, max_length=512)]
+
+GENERAL_SPECIALTY = "general"
+"""The label value (and routing lane) for items that need no particular specialty."""
+
+
+class Lane(StrEnum):
+    """Priority lanes; workers read the highest lane first."""
+
+    URGENT = "urgent"
+    HIGH = "high"
+    NORMAL = "normal"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for the highest lane; a smaller rank is read first."""
+        return LANES_BY_PRIORITY.index(self)
+
+
+LANES_BY_PRIORITY: tuple[Lane, ...] = (Lane.URGENT, Lane.HIGH, Lane.NORMAL, Lane.LOW)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class TraceEntry(BaseModel):
+    """One finished stage of an item's journey through the pipeline."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item_id: str
+    stage: Stage
+    outcome: str
+    """`succeeded` or `dead_lettered`."""
+    worker: str
+    attempts: int
+    finished_at: datetime
+    error: str | None = None
+
+
+class WorkItem(BaseModel):
+    """A unit of work for one stage of one project.
+
+    The id is the idempotency key: enqueueing an id that is already waiting, in flight,
+    retrying or completed stores nothing new, and follow-up ids are derived from it, so a
+    retried completion can never fan out twice.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: ItemId
+    namespace: Name
+    project: Name
+    stage: Stage
+    specialty: Name | None = None
+    """None routes the item to the general lane of its stage."""
+    lane: Lane = Lane.NORMAL
+    payload: dict[str, Any] = Field(default_factory=dict)
+    attempts: int = Field(default=0, ge=0)
+    """Deliveries so far, counting the current one once claimed."""
+    enqueued_at: datetime = Field(default_factory=utcnow)
+    trace: tuple[TraceEntry, ...] = ()
+    """The stages this work has already been through, oldest first."""
+    last_error: str | None = None
+    pipeline: tuple[Stage, ...] = DEFAULT_PIPELINE
+    """The project's stages in order; the default follow-up goes to the next one."""
+
+    @property
+    def routing_specialty(self) -> str:
+        return self.specialty or GENERAL_SPECIALTY
+
+
+class Subscription(BaseModel):
+    """What one worker pulls: a stage of a namespace, optionally narrowed.
+
+    Specialty lanes are read before the general lane, which every worker falls back to;
+    an empty `projects` means every project of the namespace, including new ones.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: Name
+    stage: Stage
+    consumer: str = Field(min_length=1)
+    """The worker's identity in the consumer group (its pod name)."""
+    specialties: tuple[Name, ...] = ()
+    projects: tuple[Name, ...] = ()
+
+
+class Claim(BaseModel):
+    """An item delivered to one worker, with the handle needed to settle it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item: WorkItem
+    stream: str
+    entry_id: str
+    consumer: str
+    wait_seconds: float
+    """From the moment the item became deliverable (enqueue or retry) to this claim."""
+    reclaimed: bool = False
+    """Taken over from a worker that missed its heartbeats (or released on drain)."""
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with jitter, bounded by per-stage maximum attempts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: dict[Stage, int] = Field(default_factory=dict)
+    """Per-stage overrides of `default_max_attempts`."""
+    default_max_attempts: int = Field(default=3, ge=1)
+    base_delay_seconds: float = Field(default=5.0, ge=0)
+    max_delay_seconds: float = Field(default=300.0, ge=0)
+
+    def attempts_for(self, stage: Stage) -> int:
+        return self.max_attempts.get(stage, self.default_max_attempts)
+
+
+class CompletionOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class CompleteResult(BaseModel):
+    """What `WorkQueue.complete` did."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recorded: bool
+    """False when the item had already been completed (by this or another worker)."""
+    follow_ups: tuple[str, ...] = ()
+    """Ids of follow-up items newly enqueued (existing ids are not enqueued again)."""
+
+
+class CompletionRecord(BaseModel):
+    """The one record of an item's completion; side effects can key on the item id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: CompletionOutcome
+    worker: str
+    completed_at: datetime
+    error: str | None = None
+    follow_ups: tuple[str, ...] = ()
+    """Ids of the follow-up items requested with the completion (review item included)."""
+
+
+class FailOutcome(StrEnum):
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEAD_LETTERED = "dead_lettered"
+    STALE = "stale"
+    """The claim was no longer this worker's (reclaimed or completed): nothing changed."""
+
+
+class FailResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: FailOutcome
+    retry_at: datetime | None = None
+    review_item_id: str | None = None
+
+
+class StageQueueStats(ApiModel):
+    """Where one project's items of one stage are right now."""
+
+    pending: int = 0
+    """Waiting and deliverable (including items reclaimable from dead workers)."""
+    in_flight: int = 0
+    """Claimed by a worker that is still heartbeating."""
+    held: int = 0
+    """Waiting, but the project is on emergency stop."""
+    retrying: int = 0
+    """Failed and waiting out the backoff before the next attempt."""
+    completed: int = 0
+    """Completed successfully since the queue was created."""
+    dead_lettered: int = 0
+    """Sent to review after exhausting retries or a permanent failure."""
+
+
+class ProjectQueueStats(ApiModel):
+    namespace: str
+    project: str
+    held: bool = False
+    """The project is on emergency stop."""
+    stages: dict[Stage, StageQueueStats] = Field(default_factory=dict)

@@ -1,0 +1,41 @@
+"""The Lua scripts that make every queue transition atomic, and the key layout they share.
+
+Each script is `lua/common.lua` followed by `lua/<name>.lua`. Scripts run by EVALSHA;
+redis-py reloads them transparently after a Redis restart (NOSCRIPT).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+
+SCRIPT_NAMES = (
+    "enqueue",
+    "claim",
+    "heartbeat",
+    "finish",
+    "retry",
+    "release",
+    "boost",
+    "snapshot",
+)
+
+
+@cache
+def script_source(name: str) -> str:
+    lua = resources.files("agentfleet.queue") / "lua"
+    return (lua / "common.lua").read_text() + "\n" + (lua / f"{name}.lua").read_text()
+
+
+def namespace_base(prefix: str, namespace: str) -> str:
+    """Key base of a namespace; the `{}` hash tag keeps its keys in one cluster slot."""
+    return f"{prefix}:{{{namespace}}}"
+
+
+def wake_channel(prefix: str, namespace: str, stage: str) -> str:
+    """Published whenever an item of that stage becomes deliverable."""
+    return f"{namespace_base(prefix, namespace)}:wake:{stage}"
+
+
+def namespaces_key(prefix: str) -> str:
+    return f"{prefix}:namespaces"

@@ -1,0 +1,132 @@
+"""A namespace's queue figures, decoded from one read of Redis (the `snapshot` script).
+
+Both `WorkQueue.stats` (Project status) and the Prometheus collector are built on this,
+so the counts people see in `kubectl get project` and in Grafana always agree.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from agentfleet.api import Stage
+from agentfleet.queue.models import (
+    CompletionOutcome,
+    Lane,
+    ProjectQueueStats,
+    StageQueueStats,
+)
+
+
+@dataclass(frozen=True)
+class LaneFigures:
+    """One stream: a project's lane of one stage and specialty."""
+
+    project: str
+    stage: Stage
+    specialty: str
+    lane: Lane
+    waiting: int
+    """Not yet delivered, plus delivered to a worker that stopped heartbeating."""
+    in_flight: int
+    oldest_waiting_ms: int | None
+    """Epoch milliseconds at which the longest-waiting item became deliverable."""
+
+
+@dataclass(frozen=True)
+class NamespaceSnapshot:
+    namespace: str
+    lanes: tuple[LaneFigures, ...] = ()
+    retrying: Counter[tuple[str, Stage]] = field(default_factory=Counter)
+    completed: Counter[tuple[str, Stage, CompletionOutcome]] = field(default_factory=Counter)
+    held_projects: frozenset[str] = frozenset()
+
+    def projects(self) -> list[str]:
+        names = {lane.project for lane in self.lanes}
+        names.update(project for project, _ in self.retrying)
+        names.update(project for project, _, _ in self.completed)
+        return sorted(names)
+
+    def project_stats(self, project: str) -> ProjectQueueStats:
+        held = project in self.held_projects
+        stages: dict[Stage, StageQueueStats] = {}
+
+        def stage_stats(stage: Stage) -> StageQueueStats:
+            return stages.setdefault(stage, StageQueueStats())
+
+        for lane in self.lanes:
+            if lane.project != project:
+                continue
+            stats = stage_stats(lane.stage)
+            if held:
+                stats.held += lane.waiting
+            else:
+                stats.pending += lane.waiting
+            stats.in_flight += lane.in_flight
+        for (name, stage), count in self.retrying.items():
+            if name == project:
+                stage_stats(stage).retrying += count
+        for (name, stage, outcome), count in self.completed.items():
+            if name != project:
+                continue
+            if outcome is CompletionOutcome.SUCCEEDED:
+                stage_stats(stage).completed += count
+            else:
+                stage_stats(stage).dead_lettered += count
+        return ProjectQueueStats(
+            namespace=self.namespace,
+            project=project,
+            held=held,
+            stages={stage: stages[stage] for stage in Stage if stage in stages},
+        )
+
+
+def parse_stream_key(base: str, key: str) -> tuple[str, Stage, str, Lane]:
+    """`<base>:q:<project>:<stage>:<specialty>:<lane>` into its parts."""
+    project, stage, specialty, lane = key[len(base) + len(":q:") :].split(":")
+    return project, Stage(stage), specialty, Lane(lane)
+
+
+def parse_snapshot(namespace: str, base: str, raw: Sequence[Any]) -> NamespaceSnapshot:
+    """Decode the `snapshot` script's reply.
+
+    A stream's undelivered count is the consumer group's `lag` when Redis knows it; after
+    entries were deleted past the group's position (a priority boost moves entries out)
+    Redis reports no lag, and the count is the stream length minus the pending entries,
+    which holds because every acknowledged entry is deleted in the same script.
+    """
+    streams, retry_routes, counts, held = raw
+    lanes = []
+    for key, length, pending, lag, stale, oldest, oldest_stale in streams:
+        project, stage, specialty, lane = parse_stream_key(base, key)
+        undelivered = lag if lag >= 0 else max(length - pending, 0)
+        starts = [ms for ms in (oldest, oldest_stale) if ms >= 0]
+        lanes.append(
+            LaneFigures(
+                project=project,
+                stage=stage,
+                specialty=specialty,
+                lane=lane,
+                waiting=undelivered + stale,
+                in_flight=pending - stale,
+                oldest_waiting_ms=min(starts) if starts else None,
+            )
+        )
+    retrying: Counter[tuple[str, Stage]] = Counter()
+    for route in retry_routes:
+        project, stage, _, _ = route.split(" ")
+        retrying[project, Stage(stage)] += 1
+    completed: Counter[tuple[str, Stage, CompletionOutcome]] = Counter()
+    for name, value in zip(counts[::2], counts[1::2], strict=True):
+        project, stage, kind, outcome = name.split(" ")
+        if kind == "completed":
+            completed[project, Stage(stage), CompletionOutcome(outcome)] += int(value)
+    return NamespaceSnapshot(
+        namespace=namespace,
+        lanes=tuple(lanes),
+        retrying=retrying,
+        completed=completed,
+        held_projects=frozenset(held),
+    )

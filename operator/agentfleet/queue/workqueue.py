@@ -1,0 +1,525 @@
+"""The work queue on Redis Streams: the thin adapter that runs the queue's Lua scripts.
+
+Layout (per namespace, all under the hash tag `<prefix>:{<namespace>}`):
+
+- one stream per project, stage, specialty and lane (`...:q:<project>:<stage>:<specialty>:
+  <lane>`), each with one consumer group named after the stage; an entry carries only
+  the item id and the time it became deliverable;
+- hashes `items` (JSON), `route`, `attempts` and `where` (the entry an item sits at);
+- `done`: the completion record, written once per id; `log`: a stream of completions;
+- `retry`: a sorted set of items waiting out their backoff; `held`, `projects`.
+
+The rules (read order, transitions, backoff, dead-letter items) are pure functions in
+`agentfleet.queue.routing`; this module only moves data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT
+
+from agentfleet.api import Stage
+from agentfleet.queue.models import (
+    Claim,
+    CompleteResult,
+    CompletionOutcome,
+    CompletionRecord,
+    FailOutcome,
+    FailResult,
+    Lane,
+    ProjectQueueStats,
+    RetryPolicy,
+    Subscription,
+    WorkItem,
+    utcnow,
+)
+from agentfleet.queue.routing import (
+    default_follow_ups,
+    read_order,
+    retry_delay,
+    review_item,
+    should_dead_letter,
+)
+from agentfleet.queue.scripts import (
+    SCRIPT_NAMES,
+    namespace_base,
+    namespaces_key,
+    script_source,
+    wake_channel,
+)
+from agentfleet.queue.snapshot import NamespaceSnapshot, parse_snapshot
+
+log = logging.getLogger(__name__)
+
+CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+"""What a Redis restart or network blip raises; callers retry these."""
+
+_CLAIM_SCAN_LIMIT = 100
+"""Exhausted or unreadable items dead-lettered in one claim call before giving up."""
+
+
+def _ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _route(item: WorkItem) -> str:
+    return f"{item.project} {item.stage.value} {item.routing_specialty} {item.lane.value}"
+
+
+def _enqueue_args(items: Sequence[WorkItem]) -> list[str]:
+    args: list[str] = []
+    for item in items:
+        args += [item.id, _route(item), item.model_dump_json(), str(item.attempts)]
+    return args
+
+
+class _Waker:
+    """One pub/sub connection per queue object, fanning wake-ups out to waiting claims.
+
+    A generation counter rather than an event: a claim remembers the generation before it
+    looks, so a wake-up that arrives while it is looking is never lost.
+    """
+
+    def __init__(self, redis: Redis[str]) -> None:
+        self._redis = redis
+        self._channels: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._condition: asyncio.Condition | None = None
+        self.generation = 0
+
+    async def watch(self, channel: str) -> None:
+        if channel in self._channels and self._task is not None and not self._task.done():
+            return
+        self._channels.add(channel)
+        await self.close()
+        subscribed = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(subscribed), name="agentfleet-queue-waker")
+        # Only a subscribed connection can hear the next enqueue; waiting here makes a
+        # claim right after watch() race-free.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(subscribed.wait(), timeout=5)
+
+    async def _bump(self) -> None:
+        condition = self._condition_for_loop()
+        async with condition:
+            self.generation += 1
+            condition.notify_all()
+
+    def _condition_for_loop(self) -> asyncio.Condition:
+        if self._condition is None:
+            self._condition = asyncio.Condition()
+        return self._condition
+
+    async def _listen(self, subscribed: asyncio.Event) -> None:
+        while True:
+            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*sorted(self._channels))
+                subscribed.set()
+                # Wake-ups published while disconnected are gone: make waiters look again.
+                await self._bump()
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await self._bump()
+            except CONNECTION_ERRORS as exc:
+                log.debug("wake-up subscription lost (%s); reconnecting", exc)
+                await asyncio.sleep(0.2)
+            finally:
+                with contextlib.suppress(*CONNECTION_ERRORS):
+                    await pubsub.aclose()  # type: ignore[attr-defined]
+
+    async def wait(self, seen: int, timeout: float) -> None:
+        """Return once the generation moved past `seen`, or after `timeout` seconds."""
+        condition = self._condition_for_loop()
+        async with condition:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(condition.wait_for(lambda: self.generation != seen), timeout)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+class WorkQueue:
+    """Enqueue, claim, heartbeat, complete, fail, release, boost, hold and inspect work.
+
+    `heartbeat_timeout` is how long a claimed item may go without a heartbeat before any
+    claim takes it over; every worker and exporter of a deployment must use the same
+    value. `poll_interval` bounds how long a waiting claim goes without looking (it
+    catches retries coming due and items of dead workers, which publish no wake-up).
+    """
+
+    def __init__(
+        self,
+        redis: Redis[str],
+        *,
+        prefix: str = "agentfleet",
+        heartbeat_timeout: float = 300.0,
+        retry_policy: RetryPolicy | None = None,
+        poll_interval: float = 1.0,
+        completion_log_length: int = 100_000,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.heartbeat_timeout = heartbeat_timeout
+        self.retry_policy = retry_policy or RetryPolicy()
+        self.poll_interval = poll_interval
+        self._log_length = completion_log_length
+        self._rng = rng or random.Random()
+        self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
+        self._waker = _Waker(redis)
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> WorkQueue:
+        """A queue on its own connection pool, retrying commands through short outages."""
+        retryable: list[type[RedisError]] = [RedisConnectionError, RedisTimeoutError]
+        redis = Redis.from_url(
+            url,
+            decode_responses=True,
+            retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=5),
+            retry_on_error=retryable,
+            health_check_interval=10,
+        )
+        return cls(redis, **options)
+
+    async def close(self) -> None:
+        await self._waker.close()
+        await self.redis.aclose()  # type: ignore[attr-defined]
+
+    def _base(self, namespace: str) -> str:
+        return namespace_base(self.prefix, namespace)
+
+    async def _run(self, script: str, namespace: str, *args: EncodableT) -> Any:
+        return await self._scripts[script](keys=[], args=[self._base(namespace), *args])
+
+    # ----------------------------------------------------------------- producing work
+
+    async def enqueue(self, *items: WorkItem) -> list[str]:
+        """Store and route the items; returns the ids that were new.
+
+        An id already waiting, in flight, retrying or completed is left as it is, so
+        intake can enqueue the same GitHub issue as often as it sees it.
+        """
+        added: list[str] = []
+        by_namespace: dict[str, list[WorkItem]] = {}
+        for item in items:
+            by_namespace.setdefault(item.namespace, []).append(item)
+        for namespace, batch in by_namespace.items():
+            await self.redis.sadd(namespaces_key(self.prefix), namespace)
+            now = _ms(utcnow())
+            added += await self._run("enqueue", namespace, now, *_enqueue_args(batch))
+        return added
+
+    # ---------------------------------------------------------------- consuming work
+
+    async def claim(self, subscription: Subscription, wait: float = 0.0) -> Claim | None:
+        """The next item for this subscription, or None if none came within `wait` s.
+
+        Order: items of dead workers (missed heartbeats) or released on drain first in
+        each lane, then new ones; specialty lanes before the general fallback, each from
+        the highest lane down; projects on emergency stop are skipped.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        if wait > 0:
+            await self._waker.watch(
+                wake_channel(self.prefix, subscription.namespace, subscription.stage.value)
+            )
+        while True:
+            seen = self._waker.generation
+            claim = await self._claim_now(subscription)
+            remaining = deadline - loop.time()
+            if claim is not None or remaining <= 0:
+                return claim
+            await self._waker.wait(seen, min(remaining, self.poll_interval))
+
+    async def _claim_now(self, subscription: Subscription) -> Claim | None:
+        order = [
+            f"{specialty} {lane.value}" for specialty, lane in read_order(subscription.specialties)
+        ]
+        for _ in range(_CLAIM_SCAN_LIMIT):
+            now = utcnow()
+            raw = await self._run(
+                "claim",
+                subscription.namespace,
+                subscription.stage.value,
+                subscription.consumer,
+                _ms(now),
+                int(self.heartbeat_timeout * 1000),
+                self._rng.randrange(1 << 16),
+                len(order),
+                *order,
+                *subscription.projects,
+            )
+            if raw is None:
+                return None
+            claim = await self._settle_undeliverable(subscription, raw, now)
+            if claim is not None:
+                return claim
+        return None
+
+    async def _settle_undeliverable(
+        self, subscription: Subscription, raw: list[Any], now: datetime
+    ) -> Claim | None:
+        """The claim, unless the item must not run again (it then goes to review)."""
+        stream, entry, item_id, item_json, route, attempts, became_ready, reclaimed = raw
+        project, stage, _, lane = route.split(" ")
+        try:
+            item = WorkItem.model_validate_json(item_json).model_copy(
+                update={"attempts": int(attempts), "lane": Lane(lane)}
+            )
+        except ValidationError as exc:
+            log.error("item %s is unreadable and is parked: %s", item_id, exc)
+            await self._run(
+                "finish",
+                subscription.namespace,
+                item_id,
+                stream,
+                entry,
+                subscription.consumer,
+                stage,
+                project,
+                CompletionOutcome.DEAD_LETTERED.value,
+                CompletionRecord(
+                    outcome=CompletionOutcome.DEAD_LETTERED,
+                    worker=subscription.consumer,
+                    completed_at=now,
+                    error=f"unreadable item: {exc}",
+                ).model_dump_json(),
+                "1",
+                _ms(now),
+                self._log_length,
+                json.dumps({"id": item_id, "unreadable": item_json}),
+            )
+            return None
+        claim = Claim(
+            item=item,
+            stream=stream,
+            entry_id=entry,
+            consumer=subscription.consumer,
+            wait_seconds=max(0.0, (_ms(now) - int(became_ready)) / 1000),
+            reclaimed=bool(reclaimed),
+        )
+        limit = self.retry_policy.attempts_for(item.stage)
+        if item.attempts > limit:
+            # Every earlier delivery ended with its worker gone (killed, evicted, out of
+            # memory): a poison item. It goes to review instead of taking down another.
+            error = item.last_error or (
+                f"delivered {item.attempts - 1} times; every worker stopped heartbeating"
+            )
+            await self._dead_letter(
+                claim, item.model_copy(update={"attempts": item.attempts - 1}), error
+            )
+            return None
+        return claim
+
+    async def heartbeat(self, claim: Claim) -> bool:
+        """Keep the claim alive; False once it is no longer this worker's."""
+        owned = await self._run(
+            "heartbeat",
+            claim.item.namespace,
+            claim.item.id,
+            claim.stream,
+            claim.entry_id,
+            claim.consumer,
+            claim.item.stage.value,
+        )
+        return bool(owned)
+
+    async def complete(
+        self,
+        claim: Claim,
+        follow_ups: Sequence[WorkItem] | None = None,
+        output: dict[str, Any] | None = None,
+    ) -> CompleteResult:
+        """Record the success once and enqueue the follow-ups in the same atomic step.
+
+        `follow_ups=None` enqueues the default next-stage item (with `output` merged into
+        its payload). A completion from a worker whose claim was taken over still counts
+        if it is the first; the later one is reported as not recorded.
+        """
+        now = utcnow()
+        item = claim.item
+        items = (
+            default_follow_ups(item, claim.consumer, now, output)
+            if follow_ups is None
+            else list(follow_ups)
+        )
+        if any(follow_up.namespace != item.namespace for follow_up in items):
+            raise ValueError("follow-up items must stay in the namespace of their parent")
+        record = CompletionRecord(
+            outcome=CompletionOutcome.SUCCEEDED,
+            worker=claim.consumer,
+            completed_at=now,
+            follow_ups=tuple(follow_up.id for follow_up in items),
+        )
+        result = await self._finish(claim, record, "0", now, items)
+        return CompleteResult(recorded=result[0] == 1, follow_ups=tuple(result[1:]))
+
+    async def fail(self, claim: Claim, error: str, retryable: bool = True) -> FailResult:
+        """Retry later with backoff, or dead-letter to review once attempts run out."""
+        item = claim.item.model_copy(update={"last_error": error})
+        if should_dead_letter(self.retry_policy, item, retryable):
+            return await self._dead_letter(claim, item, error)
+        due = utcnow() + timedelta(seconds=retry_delay(self.retry_policy, item.attempts, self._rng))
+        scheduled = await self._run(
+            "retry",
+            item.namespace,
+            item.id,
+            claim.stream,
+            claim.entry_id,
+            claim.consumer,
+            item.stage.value,
+            _ms(due),
+            item.model_dump_json(),
+        )
+        if not scheduled:
+            return FailResult(outcome=FailOutcome.STALE)
+        return FailResult(outcome=FailOutcome.RETRY_SCHEDULED, retry_at=due)
+
+    async def _dead_letter(self, claim: Claim, item: WorkItem, error: str) -> FailResult:
+        now = utcnow()
+        review = review_item(item, error, claim.consumer, now)
+        record = CompletionRecord(
+            outcome=CompletionOutcome.DEAD_LETTERED,
+            worker=claim.consumer,
+            completed_at=now,
+            error=error,
+            follow_ups=(review.id,) if review else (),
+        )
+        parked = "" if review else item.model_dump_json()
+        result = await self._finish(
+            claim, record, "1", now, [review] if review else [], parked=parked
+        )
+        if result[0] != 1:
+            return FailResult(outcome=FailOutcome.STALE)
+        return FailResult(
+            outcome=FailOutcome.DEAD_LETTERED, review_item_id=review.id if review else None
+        )
+
+    async def _finish(
+        self,
+        claim: Claim,
+        record: CompletionRecord,
+        require_owner: str,
+        now: datetime,
+        follow_ups: Sequence[WorkItem],
+        parked: str = "",
+    ) -> list[Any]:
+        result: list[Any] = await self._run(
+            "finish",
+            claim.item.namespace,
+            claim.item.id,
+            claim.stream,
+            claim.entry_id,
+            claim.consumer,
+            claim.item.stage.value,
+            claim.item.project,
+            record.outcome.value,
+            record.model_dump_json(),
+            require_owner,
+            _ms(now),
+            self._log_length,
+            parked,
+            *_enqueue_args(follow_ups),
+        )
+        return result
+
+    async def release(self, claim: Claim) -> bool:
+        """Give the item back at once (drain); the next claim gets it, attempt uncounted."""
+        released = await self._run(
+            "release",
+            claim.item.namespace,
+            claim.item.id,
+            claim.stream,
+            claim.entry_id,
+            claim.consumer,
+            claim.item.stage.value,
+            _ms(utcnow()),
+        )
+        return bool(released)
+
+    # ------------------------------------------------------------------ operations
+
+    async def boost(self, namespace: str, project: str, lane: Lane) -> int:
+        """Move the project's waiting and retrying items below `lane` up to it."""
+        moved: int = await self._run("boost", namespace, project, lane.value)
+        return moved
+
+    async def hold(self, namespace: str, project: str) -> None:
+        """Emergency stop: the project's items stay queued but are not delivered.
+
+        Items already in flight run to completion; their follow-ups are queued and held.
+        """
+        await self.redis.sadd(f"{self._base(namespace)}:held", project)
+
+    async def resume(self, namespace: str, project: str) -> None:
+        await self.redis.srem(f"{self._base(namespace)}:held", project)
+        for stage in Stage:
+            await self.redis.publish(wake_channel(self.prefix, namespace, stage.value), "1")
+
+    async def held_projects(self, namespace: str) -> set[str]:
+        members: set[str] = await self.redis.smembers(f"{self._base(namespace)}:held")
+        return members
+
+    # ------------------------------------------------------------------- inspection
+
+    async def namespaces(self) -> list[str]:
+        members: set[str] = await self.redis.smembers(namespaces_key(self.prefix))
+        return sorted(members)
+
+    async def snapshot(self, namespace: str) -> NamespaceSnapshot:
+        raw = await self._run("snapshot", namespace, int(self.heartbeat_timeout * 1000))
+        return parse_snapshot(namespace, self._base(namespace), raw)
+
+    async def stats(self, namespace: str, project: str) -> ProjectQueueStats:
+        """Per-stage counts of the project's items (what Project status shows)."""
+        return (await self.snapshot(namespace)).project_stats(project)
+
+    async def get(self, namespace: str, item_id: str) -> WorkItem | None:
+        """A waiting, in-flight or retrying item as it stands now (None once completed)."""
+        base = self._base(namespace)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hget(f"{base}:items", item_id)
+            pipe.hget(f"{base}:route", item_id)
+            pipe.hget(f"{base}:attempts", item_id)
+            item_json, route, attempts = await pipe.execute()
+        if item_json is None:
+            return None
+        return WorkItem.model_validate_json(item_json).model_copy(
+            update={"attempts": int(attempts), "lane": Lane(route.split(" ")[3])}
+        )
+
+    async def completion(self, namespace: str, item_id: str) -> CompletionRecord | None:
+        raw = await self.redis.hget(f"{self._base(namespace)}:done", item_id)
+        return None if raw is None else CompletionRecord.model_validate_json(raw)
+
+    async def completion_log(self, namespace: str) -> list[dict[str, str]]:
+        """Every completion event still in the log (oldest first), one per recorded id."""
+        entries = await self.redis.xrange(f"{self._base(namespace)}:log")
+        return [fields for _, fields in entries]
+
+    async def parked(self, namespace: str) -> dict[str, Any]:
+        """Items that failed for good with nowhere further to go (review work, unreadable)."""
+        raw: dict[str, str] = await self.redis.hgetall(f"{self._base(namespace)}:parked")
+        return {item_id: json.loads(value) for item_id, value in raw.items()}

@@ -1,0 +1,100 @@
+"""Worker settings: every one can come from a flag or from the environment.
+
+The operator's Deployment sets the environment variables; people running a worker by
+hand use the flags. `ENV_VARS` is the single table of names both paths use.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from agentfleet.api import Stage
+from agentfleet.queue.models import Name
+
+ENV_VARS: dict[str, str] = {
+    "redis_url": "AGENTFLEET_REDIS_URL",
+    "namespace": "AGENTFLEET_NAMESPACE",
+    "pool": "AGENTFLEET_POOL",
+    "stage": "AGENTFLEET_STAGE",
+    "specialties": "AGENTFLEET_SPECIALTIES",
+    "projects": "AGENTFLEET_PROJECTS",
+    "handler": "AGENTFLEET_HANDLER",
+    "command": "AGENTFLEET_COMMAND",
+    "metrics_port": "AGENTFLEET_METRICS_PORT",
+    "pod_name": "POD_NAME",
+    "heartbeat_interval": "AGENTFLEET_HEARTBEAT_INTERVAL",
+    "heartbeat_timeout": "AGENTFLEET_HEARTBEAT_TIMEOUT",
+    "drain_grace_seconds": "AGENTFLEET_DRAIN_GRACE_SECONDS",
+    "max_attempts": "AGENTFLEET_MAX_ATTEMPTS",
+    "retry_base_delay": "AGENTFLEET_RETRY_BASE_DELAY",
+    "workspace_root": "AGENTFLEET_WORKSPACE_ROOT",
+}
+"""Setting name -> environment variable."""
+
+_LIST_SETTINGS = ("specialties", "projects")
+
+
+class WorkerSettings(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    namespace: Name
+    pool: Name
+    """The WorkerPool this worker belongs to (a metric label)."""
+    stage: Stage
+    specialties: tuple[Name, ...] = ()
+    projects: tuple[Name, ...] = ()
+    """Empty: every project of the namespace."""
+    handler: str = "command"
+    """A name in the handler registry, or `module:factory`."""
+    command: str | None = None
+    """Shell command the `command` handler runs once per item."""
+    metrics_port: int = Field(default=9090, ge=0, le=65535)
+    """0 turns the metrics endpoint off."""
+    pod_name: str = Field(default_factory=socket.gethostname, min_length=1)
+    heartbeat_interval: float = Field(default=30.0, gt=0)
+    heartbeat_timeout: float = Field(default=300.0, gt=0)
+    """An item whose worker has not heartbeated for this long is taken over by another."""
+    drain_grace_seconds: float = Field(default=25.0, ge=0)
+    """On SIGTERM the current item may finish within this long; then it is released."""
+    max_attempts: int = Field(default=3, ge=1)
+    retry_base_delay: float = Field(default=5.0, ge=0)
+    workspace_root: Path | None = None
+    """Where per-item workspaces are created (the system temp dir when unset)."""
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_in_timeout(self) -> WorkerSettings:
+        if self.heartbeat_interval >= self.heartbeat_timeout:
+            raise ValueError("heartbeat_interval must be shorter than heartbeat_timeout")
+        return self
+
+
+def settings_from(
+    environ: Mapping[str, str], overrides: Mapping[str, object | None]
+) -> WorkerSettings:
+    """Flags (non-None `overrides`) win over the environment, which wins over defaults."""
+    values: dict[str, object] = {}
+    for field, variable in ENV_VARS.items():
+        raw = environ.get(variable)
+        if raw is None or raw == "":
+            continue
+        values[field] = _split(raw) if field in _LIST_SETTINGS else raw
+    for field, value in overrides.items():
+        if value is not None:
+            values[field] = (
+                _split(value) if isinstance(value, str) and field in _LIST_SETTINGS else value
+            )
+    return WorkerSettings.model_validate(values)
+
+
+def _split(raw: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def current_settings(overrides: Mapping[str, object | None] | None = None) -> WorkerSettings:
+    return settings_from(os.environ, overrides or {})
