@@ -52,7 +52,7 @@ class ScaleUpRule(ApiModel):
     queue_depth_above: int = Field(default=10, ge=0)
     """Scale up when more than this many items wait in the pool's queues."""
 
-    oldest_wait_seconds_above: float = Field(default=1800, ge=0)
+    oldest_wait_seconds_above: float = Field(default=1800.0, ge=0)
     """Scale up when the oldest waiting item has waited longer than this (seconds)."""
 
     utilization_above: float = Field(default=0.8, ge=0, le=1)
@@ -74,7 +74,7 @@ class ScaleDownRule(ApiModel):
     queue_depth_below: int = Field(default=3, ge=0)
     """Scale down only when fewer than this many items wait."""
 
-    oldest_wait_seconds_below: float = Field(default=300, ge=0)
+    oldest_wait_seconds_below: float = Field(default=300.0, ge=0)
     """Scale down only when the oldest waiting item has waited less than this (seconds)."""
 
     utilization_below: float = Field(default=0.3, ge=0, le=1)

@@ -1,0 +1,191 @@
+"""Invariants of the decision core over generated policies, pool states and signals."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from agentfleet.api.autoscaling import (
+    AutoscalingSpec,
+    FallbackPolicy,
+    ScaleDownRule,
+    ScaleUpRule,
+)
+from agentfleet.autoscaler.decision import ScaleState, Signals, decide
+
+pytestmark = pytest.mark.unit
+
+NOW = 1_000_000.0
+
+
+@st.composite
+def policies(draw: st.DrawFn) -> AutoscalingSpec:
+    depth_low = draw(st.integers(0, 20))
+    wait_low = draw(st.floats(0, 3600))
+    util_low = draw(st.floats(0, 0.9))
+    return AutoscalingSpec(
+        scale_up=ScaleUpRule(
+            queue_depth_above=draw(st.integers(depth_low + 1, 40)),
+            oldest_wait_seconds_above=draw(st.floats(wait_low + 1, 7200)),
+            utilization_above=draw(st.floats(util_low + 0.01, 1.0)),
+            step=draw(st.integers(1, 10)),
+            stabilization_seconds=draw(st.integers(0, 120)),
+        ),
+        scale_down=ScaleDownRule(
+            queue_depth_below=depth_low,
+            oldest_wait_seconds_below=wait_low,
+            utilization_below=util_low,
+            step=draw(st.integers(1, 10)),
+            cooldown_seconds=draw(st.integers(0, 900)),
+        ),
+        fallback=FallbackPolicy(
+            failure_threshold=draw(st.integers(1, 5)),
+            replicas=draw(st.none() | st.integers(0, 30)),
+        ),
+    )
+
+
+@st.composite
+def states(draw: st.DrawFn, in_bounds: bool = True) -> ScaleState:
+    lo = draw(st.integers(0, 10))
+    hi = draw(st.integers(lo, 30))
+    current = draw(st.integers(lo, hi) if in_bounds else st.integers(0, 40))
+    ago = st.none() | st.floats(0, 2000)
+    up_ago, down_ago = draw(ago), draw(ago)
+    return ScaleState(
+        current_replicas=current,
+        min_replicas=lo,
+        max_replicas=hi,
+        last_scale_up_time=None if up_ago is None else NOW - up_ago,
+        last_scale_down_time=None if down_ago is None else NOW - down_ago,
+        consecutive_failures=draw(st.integers(0, 10)),
+    )
+
+
+def maybe(values: st.SearchStrategy[float]) -> st.SearchStrategy[float | None]:
+    return st.none() | values
+
+
+DEPTHS = st.integers(0, 100).map(float)
+WAITS = st.floats(0, 10_000)
+UTILIZATIONS = st.floats(0, 1)
+
+signals = st.builds(
+    Signals,
+    queue_depth=maybe(DEPTHS),
+    oldest_wait_seconds=maybe(WAITS),
+    utilization=maybe(UTILIZATIONS),
+)
+complete_signals = st.builds(
+    Signals, queue_depth=DEPTHS, oldest_wait_seconds=WAITS, utilization=UTILIZATIONS
+)
+
+
+def any_high(policy: AutoscalingSpec, s: Signals) -> bool:
+    up = policy.scale_up
+    return (
+        (s.queue_depth is not None and s.queue_depth > up.queue_depth_above)
+        or (
+            s.oldest_wait_seconds is not None
+            and s.oldest_wait_seconds > up.oldest_wait_seconds_above
+        )
+        or (s.utilization is not None and s.utilization > up.utilization_above)
+    )
+
+
+@given(policies(), states(in_bounds=False), signals)
+def test_desired_replicas_are_always_within_bounds(
+    policy: AutoscalingSpec, state: ScaleState, s: Signals
+) -> None:
+    decision = decide(policy, state, s, NOW)
+    assert state.min_replicas <= decision.desired_replicas <= state.max_replicas
+
+
+@given(policies(), states(), signals)
+def test_no_scale_down_while_any_signal_is_high(
+    policy: AutoscalingSpec, state: ScaleState, s: Signals
+) -> None:
+    assume(any_high(policy, s))
+    assert decide(policy, state, s, NOW).desired_replicas >= state.current_replicas
+
+
+@given(policies(), states(), signals)
+def test_no_scale_down_while_any_required_signal_is_missing(
+    policy: AutoscalingSpec, state: ScaleState, s: Signals
+) -> None:
+    decision = decide(policy, state, s, NOW)
+    if not decision.metrics_available:
+        assert decision.desired_replicas >= state.current_replicas
+
+
+@given(policies(), states(), signals)
+def test_no_change_inside_stabilization_or_cooldown(
+    policy: AutoscalingSpec, state: ScaleState, s: Signals
+) -> None:
+    last = state.last_scale_time
+    assume(last is not None)
+    assert last is not None
+    since = NOW - last
+    decision = decide(policy, state, s, NOW)
+    if since < policy.scale_up.stabilization_seconds:
+        assert decision.desired_replicas <= state.current_replicas
+    if since < policy.scale_down.cooldown_seconds:
+        assert decision.desired_replicas >= state.current_replicas
+
+
+@given(policies(), states(), complete_signals, st.data())
+def test_more_load_never_means_fewer_replicas(
+    policy: AutoscalingSpec, state: ScaleState, low: Signals, data: st.DataObject
+) -> None:
+    assert low.queue_depth is not None
+    assert low.oldest_wait_seconds is not None
+    assert low.utilization is not None
+    high = Signals(
+        queue_depth=low.queue_depth + data.draw(st.integers(0, 50)),
+        oldest_wait_seconds=low.oldest_wait_seconds + data.draw(st.floats(0, 5000)),
+        utilization=min(1.0, low.utilization + data.draw(st.floats(0, 1))),
+    )
+    assert (
+        decide(policy, state, low, NOW).desired_replicas
+        <= decide(policy, state, high, NOW).desired_replicas
+    )
+
+
+@given(policies(), states(), signals)
+def test_a_scale_moves_at_most_one_step(
+    policy: AutoscalingSpec, state: ScaleState, s: Signals
+) -> None:
+    decision = decide(policy, state, s, NOW)
+    change = decision.desired_replicas - state.current_replicas
+    fallback = policy.fallback.replicas
+    if change > 0 and decision.trigger != "fallback":
+        assert change <= policy.scale_up.step
+    if change > 0 and decision.trigger == "fallback":
+        assert fallback is not None
+        assert decision.desired_replicas == min(
+            max(fallback, state.min_replicas), state.max_replicas
+        )
+    if change < 0:
+        assert -change <= policy.scale_down.step
+
+
+@given(policies(), states(), signals)
+def test_paused_pools_never_change(policy: AutoscalingSpec, state: ScaleState, s: Signals) -> None:
+    paused = policy.model_copy(update={"paused": True})
+    assert decide(paused, state, s, NOW).desired_replicas == state.current_replicas
+
+
+@settings(max_examples=50)
+@given(policies(), st.integers(1, 30))
+def test_scale_to_zero_and_back_to_one(policy: AutoscalingSpec, hi: int) -> None:
+    down = policy.scale_down
+    # An all-zero signal is "low" only when every scale-down threshold is above zero.
+    assume(min(down.queue_depth_below, down.oldest_wait_seconds_below, down.utilization_below) > 0)
+    idle = ScaleState(current_replicas=1, min_replicas=0, max_replicas=hi)
+    quiet = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0)
+    assert decide(policy, idle, quiet, NOW).desired_replicas == 0
+    empty = ScaleState(current_replicas=0, min_replicas=0, max_replicas=hi)
+    first_item = Signals(queue_depth=1, oldest_wait_seconds=0)
+    expected = 1 if policy.scale_up.queue_depth_above >= 1 else min(hi, policy.scale_up.step)
+    assert decide(policy, empty, first_item, NOW).desired_replicas == expected
