@@ -6,6 +6,8 @@ import typer
 
 from agentfleet import __version__
 from agentfleet.localenv.cli import dev_app
+from agentfleet.queue.cli import queue_exporter
+from agentfleet.worker.cli import worker
 
 app = typer.Typer(
     name="agentfleet",
@@ -14,6 +16,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(dev_app, name="dev")
+app.command("worker")(worker)
+app.command("queue-exporter")(queue_exporter)
 
 
 @app.command()

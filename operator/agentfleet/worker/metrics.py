@@ -1,0 +1,57 @@
+"""A worker's own Prometheus metrics, labelled from its settings.
+
+Pool utilization is `avg(agentfleet_worker_busy{namespace=..., pool=...})`; the
+autoscaler's default query relies on these names.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from agentfleet.api import Stage
+
+PROCESSING_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200)
+
+OUTCOMES = ("succeeded", "retried", "dead_lettered", "released", "lost")
+"""`released`: given back on drain; `lost`: taken over by another worker (or completed
+elsewhere) before this one finished."""
+
+
+class WorkerMetrics:
+    def __init__(self, namespace: str, pool: str, pod: str, stage: Stage) -> None:
+        self.registry = CollectorRegistry()
+        self._stage = stage.value
+        self.busy = Gauge(
+            "agentfleet_worker_busy",
+            "1 while the worker is processing an item, else 0.",
+            ["namespace", "pool", "pod"],
+            registry=self.registry,
+        ).labels(namespace, pool, pod)
+        self.busy.set(0)
+        self._processed = Counter(
+            "agentfleet_worker_items_processed",
+            "Items this worker finished, by outcome.",
+            ["namespace", "pool", "stage", "outcome"],
+            registry=self.registry,
+        )
+        for outcome in OUTCOMES:
+            self._processed.labels(namespace, pool, self._stage, outcome)
+        self.processing_seconds = Histogram(
+            "agentfleet_worker_processing_seconds",
+            "Time the handler spent on an item.",
+            ["namespace", "pool", "stage"],
+            buckets=PROCESSING_BUCKETS,
+            registry=self.registry,
+        ).labels(namespace, pool, self._stage)
+        self.wait_seconds = Histogram(
+            "agentfleet_worker_wait_seconds",
+            "Time from an item becoming deliverable (enqueue or retry) to its claim.",
+            ["namespace", "pool", "stage"],
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        ).labels(namespace, pool, self._stage)
+        self._labels = (namespace, pool)
+
+    def processed(self, outcome: str) -> None:
+        self._processed.labels(*self._labels, self._stage, outcome).inc()
