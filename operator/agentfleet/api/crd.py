@@ -84,7 +84,8 @@ class ResourceDefinition:
                     "description": "REST resource this object represents.",
                     "type": "string",
                 },
-                "metadata": {"description": "Standard object metadata.", "type": "object"},
+                # The API server supplies metadata's schema and refuses anything more here.
+                "metadata": {"type": "object"},
                 "spec": spec,
                 "status": status,
             },

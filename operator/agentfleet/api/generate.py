@@ -92,7 +92,9 @@ def _rows(schema: Schema, path: str, required: frozenset[str]) -> list[str]:
     rows: list[str] = []
     for name, child in schema.get("properties", {}).items():
         child_path = f"{path}.{name}"
-        if "default" in child:
+        if "default" in child and "properties" in child:
+            default = "its fields' defaults"
+        elif "default" in child:
             default = f"`{json.dumps(child['default'], separators=(', ', ': '))}`"
         else:
             default = "**required**" if name in required else ""

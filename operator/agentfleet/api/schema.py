@@ -10,6 +10,7 @@ result so a model change that cannot be expressed fails the generator, not `kube
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -29,7 +30,41 @@ def structural_schema(model: type[BaseModel]) -> Schema:
     """The model's validation schema, with camelCase names, in the structural dialect."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
     definitions: Mapping[str, Schema] = raw.pop("$defs", {})
-    return _convert(raw, definitions, path=model.__name__)
+    return _expand_object_defaults(_convert(raw, definitions, path=model.__name__))
+
+
+def apply_defaults(schema: Schema, value: Any) -> Any:
+    """Structural defaulting as the API server does it: top-down, into defaulted objects."""
+    if isinstance(value, dict):
+        for name, child in schema.get("properties", {}).items():
+            if name not in value and "default" in child:
+                value[name] = copy.deepcopy(child["default"])
+            if name in value:
+                value[name] = apply_defaults(child, value[name])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key in value:
+                value[key] = apply_defaults(extra, value[key])
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [apply_defaults(schema["items"], item) for item in value]
+    return value
+
+
+def _expand_object_defaults(node: Schema) -> Schema:
+    """`default: {}` becomes the object with its fields' defaults filled in.
+
+    The API server checks a default against the CEL rules of its object as written,
+    without defaulting inside it, so a rule such as `self.scaleDown.x < self.scaleUp.y`
+    fails on a bare `{}` even though the stored object would pass.
+    """
+    for child in node.get("properties", {}).values():
+        _expand_object_defaults(child)
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            _expand_object_defaults(node[key])
+    if isinstance(node.get("default"), dict) and "properties" in node:
+        node["default"] = apply_defaults(node, copy.deepcopy(node["default"]))
+    return node
 
 
 def normalise_description(text: str) -> str:
@@ -126,7 +161,8 @@ def structural_violations(schema: Schema, path: str = "") -> Iterator[str]:
     """Rules of structural schemas this project relies on; empty when the schema is valid.
 
     Every node names its type (int-or-string and preserved objects excepted), every field
-    has a description, and no keyword the API server refuses remains.
+    has a description (except the root's `metadata`, whose schema the API server owns),
+    and no keyword the API server refuses remains.
     """
     exempt = schema.get("x-kubernetes-int-or-string") or schema.get(
         "x-kubernetes-preserve-unknown-fields"
@@ -144,7 +180,7 @@ def structural_violations(schema: Schema, path: str = "") -> Iterator[str]:
         yield f"{path or '<root>'}: both properties and additionalProperties"
     for name, child in schema.get("properties", {}).items():
         child_path = f"{path}.{name}" if path else name
-        if not child.get("description"):
+        if not child.get("description") and child_path != "metadata":
             yield f"{child_path}: no description"
         yield from structural_violations(child, child_path)
     for key in ("items", "additionalProperties"):

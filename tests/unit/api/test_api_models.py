@@ -18,30 +18,13 @@ from agentfleet.api.conditions import (
     set_condition,
 )
 from agentfleet.api.project import Priority, ProjectSpec
-from agentfleet.api.schema import structural_schema
+from agentfleet.api.schema import apply_defaults, structural_schema
 from agentfleet.api.workerpool import LabelSelector, WorkerPoolSpec
 
 pytestmark = pytest.mark.unit
 
 MINIMAL_PROJECT = {"repository": "acme/widgets", "credentialsSecretRef": {"name": "gh"}}
 MINIMAL_POOL = {"stage": "development"}
-
-
-def _server_defaults(schema: dict[str, Any], value: Any) -> Any:
-    """Structural defaulting as the API server does it: top-down, into defaulted objects."""
-    if isinstance(value, dict):
-        for name, child in schema.get("properties", {}).items():
-            if name not in value and "default" in child:
-                value[name] = copy.deepcopy(child["default"])
-            if name in value:
-                value[name] = _server_defaults(child, value[name])
-        extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
-            for key in value:
-                value[key] = _server_defaults(extra, value[key])
-    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_server_defaults(schema["items"], item) for item in value]
-    return value
 
 
 def test_project_defaults_follow_the_brief() -> None:
@@ -80,11 +63,11 @@ def test_workerpool_defaults_follow_the_brief() -> None:
 def test_what_the_api_server_stores_parses_to_the_models_defaults(
     model: Any, minimal: dict[str, Any]
 ) -> None:
-    stored = _server_defaults(structural_schema(model), copy.deepcopy(minimal))
+    stored = apply_defaults(structural_schema(model), copy.deepcopy(minimal))
     assert model.model_validate(stored) == model.model_validate(minimal)
     # And the operator's own serialisation is a fixed point of server defaulting.
     wire = model.model_validate(minimal).to_wire()
-    assert _server_defaults(structural_schema(model), copy.deepcopy(wire)) == wire
+    assert apply_defaults(structural_schema(model), copy.deepcopy(wire)) == wire
 
 
 @pytest.mark.parametrize(
