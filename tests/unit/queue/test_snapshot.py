@@ -1,0 +1,108 @@
+"""Decoding the snapshot script's reply into counts (Project status) and metrics."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.core import Metric
+
+from agentfleet.api import Stage
+from agentfleet.queue import StageQueueStats
+from agentfleet.queue.metrics import queue_metric_families
+from agentfleet.queue.snapshot import parse_snapshot
+
+pytestmark = pytest.mark.unit
+
+BASE = "agentfleet:{ns}"
+NOW_MS = 1_000_000_000_000
+
+
+def stream(project: str, stage: str, specialty: str, lane: str) -> str:
+    return f"{BASE}:q:{project}:{stage}:{specialty}:{lane}"
+
+
+RAW = [
+    [
+        # key, length, pending, lag, stale, oldest waiting t, oldest stale id ms
+        [stream("shop", "genesis", "general", "high"), 5, 2, 3, 0, NOW_MS - 60_000, -1],
+        # No lag after deletions past the group's position: length - pending is used.
+        [stream("shop", "genesis", "tdd", "normal"), 4, 1, -1, 1, NOW_MS - 5_000, NOW_MS - 90_000],
+        [stream("blog", "content", "general", "low"), 2, 0, 2, 0, NOW_MS - 1_000, -1],
+    ],
+    ["shop development general normal", "shop development general low"],
+    [
+        "shop genesis completed succeeded", "7",
+        "shop genesis completed dead_lettered", "2",
+        "blog content completed succeeded", "1",
+    ],
+    ["blog"],
+]  # fmt: skip
+
+
+def test_waiting_in_flight_and_oldest_per_lane() -> None:
+    snapshot = parse_snapshot("ns", BASE, RAW)
+    high, tdd, blog = snapshot.lanes
+    assert (high.project, high.stage, high.specialty, high.lane.value) == (
+        "shop",
+        Stage.GENESIS,
+        "general",
+        "high",
+    )
+    assert (high.waiting, high.in_flight, high.oldest_waiting_ms) == (3, 2, NOW_MS - 60_000)
+    # 4 entries - 1 pending = 3 undelivered, + 1 stale (its worker stopped heartbeating).
+    assert (tdd.waiting, tdd.in_flight, tdd.oldest_waiting_ms) == (4, 0, NOW_MS - 90_000)
+    assert blog.waiting == 2
+
+
+def test_project_stats_count_every_stage() -> None:
+    shop = parse_snapshot("ns", BASE, RAW).project_stats("shop")
+    assert not shop.held
+    assert shop.stages == {
+        Stage.GENESIS: StageQueueStats(pending=7, in_flight=2, completed=7, dead_lettered=2),
+        Stage.DEVELOPMENT: StageQueueStats(retrying=2),
+    }
+    assert shop.to_wire()["stages"]["genesis"]["inFlight"] == 2
+
+
+def test_held_projects_items_are_held_not_pending() -> None:
+    blog = parse_snapshot("ns", BASE, RAW).project_stats("blog")
+    assert blog.held
+    assert blog.stages[Stage.CONTENT] == StageQueueStats(held=2, completed=1)
+
+
+def samples(families: list[Metric], name: str) -> dict[tuple[str, ...], float]:
+    return {
+        tuple(sample.labels.values()): sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == name
+    }
+
+
+def test_metric_families_exclude_held_items_from_depth() -> None:
+    families = queue_metric_families([parse_snapshot("ns", BASE, RAW)], NOW_MS / 1000)
+    depth = samples(families, "agentfleet_queue_depth")
+    assert depth[("ns", "shop", "genesis", "general", "high")] == 3
+    assert depth[("ns", "shop", "genesis", "tdd", "normal")] == 4
+    assert depth[("ns", "blog", "content", "general", "low")] == 0
+    oldest = samples(families, "agentfleet_queue_oldest_wait_seconds")
+    assert oldest[("ns", "shop", "genesis", "general", "high")] == 60
+    assert oldest[("ns", "shop", "genesis", "tdd", "normal")] == 90
+    assert oldest[("ns", "blog", "content", "general", "low")] == 0
+    assert samples(families, "agentfleet_queue_inflight") == {
+        ("ns", "shop", "genesis", "general"): 2,
+        ("ns", "shop", "genesis", "tdd"): 0,
+        ("ns", "blog", "content", "general"): 0,
+    }
+    assert samples(families, "agentfleet_queue_held") == {
+        ("ns", "shop", "genesis"): 0,
+        ("ns", "blog", "content"): 2,
+    }
+    assert samples(families, "agentfleet_queue_retrying") == {("ns", "shop", "development"): 2}
+    assert samples(families, "agentfleet_queue_dead_lettered_total") == {
+        ("ns", "shop", "genesis"): 2
+    }
+    assert samples(families, "agentfleet_queue_completed_total") == {
+        ("ns", "shop", "genesis", "succeeded"): 7,
+        ("ns", "shop", "genesis", "dead_lettered"): 2,
+        ("ns", "blog", "content", "succeeded"): 1,
+    }
