@@ -1,0 +1,66 @@
+"""What the autoscaler needs to know about one WorkerPool, independent of Kubernetes.
+
+The operator's adapter builds these from WorkerPool objects; the simulator and the tests
+build them directly.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentfleet.api import Stage
+from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.autoscaler.decision import ScaleState
+from agentfleet.queue.models import GENERAL_SPECIALTY
+
+PoolKey = tuple[str, str]
+"""(namespace, name)."""
+
+
+class PoolTarget(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    name: str
+    stage: Stage
+    specialties: tuple[str, ...] = ()
+    projects: tuple[str, ...] = ()
+    """Projects served; empty means every project in the namespace."""
+    current_replicas: int = Field(ge=0)
+    min_replicas: int = Field(ge=0)
+    max_replicas: int = Field(ge=0)
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    last_scale_up_time: float | None = None
+    """From the pool's status, so a restarted operator keeps honouring the timers."""
+    last_scale_down_time: float | None = None
+
+    @property
+    def key(self) -> PoolKey:
+        return (self.namespace, self.name)
+
+    def serves(self, namespace: str, project: str, stage: str, specialty: str) -> bool:
+        """Whether items in this queue (one series of the queue metrics) are this pool's.
+
+        Every pool also serves the general lane of its stage, which workers fall back to.
+        """
+        return (
+            namespace == self.namespace
+            and stage == self.stage.value
+            and (specialty == GENERAL_SPECIALTY or specialty in self.specialties)
+            and (not self.projects or project in self.projects)
+        )
+
+    def scale_state(
+        self,
+        last_scale_up_time: float | None,
+        last_scale_down_time: float | None,
+        consecutive_failures: int,
+    ) -> ScaleState:
+        return ScaleState(
+            current_replicas=self.current_replicas,
+            min_replicas=self.min_replicas,
+            max_replicas=self.max_replicas,
+            last_scale_up_time=last_scale_up_time,
+            last_scale_down_time=last_scale_down_time,
+            consecutive_failures=consecutive_failures,
+        )

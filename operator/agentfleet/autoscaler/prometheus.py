@@ -1,0 +1,250 @@
+"""Pool signals from the Prometheus HTTP API.
+
+Batched: each poll runs ONE instant query per signal for every pool together, grouped by
+the labels that identify a queue (or a pool's workers), and matches the series to pools
+in Python. 1,000 pools therefore cost three queries, plus one per PromQL override a pool
+declares.
+
+Anything that goes wrong (connection refused, timeout, HTTP or PromQL error, no series for
+a pool, NaN) makes that signal unavailable with the reason, never zero: the decision core
+then refuses to scale down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from agentfleet.autoscaler.decision import Signals
+from agentfleet.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.queue.models import GENERAL_SPECIALTY
+
+log = logging.getLogger(__name__)
+
+QUEUE_DEPTH_QUERY = "sum by (namespace, project, stage, specialty) (agentfleet_queue_depth)"
+OLDEST_WAIT_QUERY = (
+    "max by (namespace, project, stage, specialty) (agentfleet_queue_oldest_wait_seconds)"
+)
+UTILIZATION_QUERY = "avg by (namespace, pool) (agentfleet_worker_busy)"
+
+
+class MetricsError(Exception):
+    """A query could not be answered; the message says why, for the pool's condition."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    labels: dict[str, str]
+    value: float
+
+
+@dataclass
+class _Observed:
+    """One signal per pool while a poll is assembled; None until found."""
+
+    values: dict[PoolKey, float | None] = field(default_factory=dict)
+    errors: dict[PoolKey, str] = field(default_factory=dict)
+
+
+def _value(raw: Any) -> float:
+    """A sample value as a float ("NaN" and "+Inf" come back as strings)."""
+    return float(raw[1])
+
+
+def _parse_result(body: dict[str, Any]) -> list[Sample]:
+    if body.get("status") != "success":
+        raise MetricsError(f"{body.get('errorType', 'error')}: {body.get('error', body)}")
+    data = body["data"]
+    if data["resultType"] == "scalar":
+        return [Sample({}, _value(data["result"]))]
+    if data["resultType"] != "vector":
+        raise MetricsError(f"expected an instant vector, got a {data['resultType']}")
+    return [Sample(dict(row["metric"]), _value(row["value"])) for row in data["result"]]
+
+
+class PrometheusSource:
+    """Reads queue depth, oldest wait and utilization for many pools from Prometheus."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_seconds: float = 5.0,
+        max_concurrent_overrides: int = 8,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_seconds = timeout_seconds
+        self._client = client or httpx.AsyncClient(timeout=timeout_seconds)
+        self._owns_client = client is None
+        self._override_slots = asyncio.Semaphore(max_concurrent_overrides)
+        self.queries_sent = 0
+        """Queries issued so far; the batching is visible (and tested) through it."""
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def query(self, promql: str) -> list[Sample]:
+        """An instant query; raises MetricsError with a readable reason on any failure."""
+        self.queries_sent += 1
+        try:
+            response = await self._client.post(
+                f"{self.url}/api/v1/query",
+                data={"query": promql, "timeout": f"{self.timeout_seconds}s"},
+                timeout=self.timeout_seconds,
+            )
+        except httpx.TimeoutException as exc:
+            raise MetricsError(
+                f"Prometheus timed out after {self.timeout_seconds:g}s ({type(exc).__name__})"
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise MetricsError(f"Prometheus unreachable at {self.url}: {exc}") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise MetricsError(
+                f"Prometheus answered HTTP {response.status_code} without JSON"
+            ) from exc
+        return _parse_result(body)
+
+    async def fetch(self, pools: Sequence[PoolTarget]) -> dict[PoolKey, Signals]:
+        """Signals for every pool, from three batched queries and any per-pool overrides."""
+        if not pools:
+            return {}
+        queue_depth, oldest_wait, utilization = await asyncio.gather(
+            self._queue_signal(
+                pools, "queue_depth", QUEUE_DEPTH_QUERY, "agentfleet_queue_depth", sum
+            ),
+            self._queue_signal(
+                pools,
+                "oldest_wait_seconds",
+                OLDEST_WAIT_QUERY,
+                "agentfleet_queue_oldest_wait_seconds",
+                max,
+            ),
+            self._utilization(pools),
+        )
+        signals = {}
+        for pool in pools:
+            key = pool.key
+            errors = [
+                observed.errors[key]
+                for observed in (queue_depth, oldest_wait, utilization)
+                if key in observed.errors
+            ]
+            signals[key] = Signals(
+                queue_depth=queue_depth.values.get(key),
+                oldest_wait_seconds=oldest_wait.values.get(key),
+                utilization=utilization.values.get(key),
+                error="; ".join(errors) or None,
+            )
+        return signals
+
+    async def _batched(self, promql: str) -> list[Sample] | str:
+        try:
+            return await self.query(promql)
+        except MetricsError as exc:
+            log.warning("batched query failed: %s: %s", promql, exc)
+            return str(exc)
+
+    async def _overrides(
+        self, pools: Sequence[PoolTarget], signal: str, observed: _Observed
+    ) -> list[PoolTarget]:
+        """Run the per-pool PromQL overrides of `signal`; return the pools without one."""
+        overridden = [p for p in pools if getattr(p.autoscaling.queries, signal) is not None]
+        overridden_keys = {p.key for p in overridden}
+
+        async def one(pool: PoolTarget) -> None:
+            promql: str = getattr(pool.autoscaling.queries, signal)
+            async with self._override_slots:
+                try:
+                    samples = await self.query(promql)
+                except MetricsError as exc:
+                    observed.errors[pool.key] = f"{signal} override failed: {exc}"
+                    return
+            if len(samples) != 1:
+                observed.errors[pool.key] = (
+                    f"{signal} override returned {len(samples)} series, expected exactly one"
+                )
+                return
+            _record(observed, pool.key, signal, samples[0].value)
+
+        await asyncio.gather(*(one(p) for p in overridden))
+        return [p for p in pools if p.key not in overridden_keys]
+
+    async def _queue_signal(
+        self,
+        pools: Sequence[PoolTarget],
+        signal: str,
+        promql: str,
+        metric: str,
+        combine: Callable[[list[float]], float],
+    ) -> _Observed:
+        observed = _Observed()
+        batched, rows = await asyncio.gather(
+            self._overrides(pools, signal, observed), self._batched(promql)
+        )
+        if isinstance(rows, str):
+            for pool in batched:
+                observed.errors[pool.key] = f"{signal}: {rows}"
+            return observed
+        # (namespace, stage, specialty) -> [(project, value)]: a pool looks up only its own
+        # specialties and the general lane, so matching stays linear in the pools.
+        index: dict[tuple[str, str, str], list[tuple[str, float]]] = defaultdict(list)
+        for row in rows:
+            labels = row.labels
+            index[
+                (labels.get("namespace", ""), labels.get("stage", ""), labels.get("specialty", ""))
+            ].append((labels.get("project", ""), row.value))
+        for pool in batched:
+            values = [
+                value
+                for specialty in {*pool.specialties, GENERAL_SPECIALTY}
+                for project, value in index.get((pool.namespace, pool.stage.value, specialty), [])
+                if not pool.projects or project in pool.projects
+            ]
+            if values:
+                _record(observed, pool.key, signal, combine(values))
+            else:
+                specialties = ",".join(sorted({*pool.specialties, GENERAL_SPECIALTY}))
+                observed.errors[pool.key] = (
+                    f"no {metric} series for namespace={pool.namespace} "
+                    f"stage={pool.stage.value} specialty in ({specialties})"
+                )
+        return observed
+
+    async def _utilization(self, pools: Sequence[PoolTarget]) -> _Observed:
+        observed = _Observed()
+        batched, rows = await asyncio.gather(
+            self._overrides(pools, "utilization", observed), self._batched(UTILIZATION_QUERY)
+        )
+        if isinstance(rows, str):
+            for pool in batched:
+                observed.errors[pool.key] = f"utilization: {rows}"
+            return observed
+        by_pool = {(r.labels.get("namespace", ""), r.labels.get("pool", "")): r.value for r in rows}
+        for pool in batched:
+            if pool.key in by_pool:
+                _record(observed, pool.key, "utilization", by_pool[pool.key])
+            elif pool.current_replicas > 0:
+                # With no replicas there are no workers to report: not an error.
+                observed.errors[pool.key] = (
+                    f"no agentfleet_worker_busy series for pool {pool.namespace}/{pool.name}"
+                )
+        return observed
+
+
+def _record(observed: _Observed, key: PoolKey, signal: str, value: float) -> None:
+    if math.isnan(value) or math.isinf(value):
+        observed.errors[key] = f"{signal} is {value}"
+        return
+    # A negative age or depth can only come from clock skew between exporters.
+    observed.values[key] = max(0.0, value)
