@@ -1,0 +1,312 @@
+"""The tool-use loop against the fake Messages API, with the real `anthropic` client."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import anthropic
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentfleet.agents import (
+    REDACTED,
+    AgentError,
+    AgentMetrics,
+    AgentRunner,
+    AgentSettings,
+    Redactor,
+    Workspace,
+    WorkspaceTools,
+    submit_tool,
+)
+from agentfleet.testing import FakeAnthropic, Turn, call, calls, say, scripted
+from agentfleet.testing.fake_anthropic import ToolCall
+
+pytestmark = pytest.mark.integration
+
+MODEL = "claude-sonnet-4-6"
+ADD_TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+ADD_CODE = "def add(a, b):\n    return a + b\n"
+
+
+def runner(
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+) -> AgentRunner:
+    return AgentRunner(client, settings, redactor, metrics=metrics)
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_model_writes_tests_then_code_and_runs_them(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    registry: CollectorRegistry,
+    workspace: Workspace,
+) -> None:
+    fake_anthropic.add_script(
+        "calculator",
+        scripted(
+            call("write_file", path="tests/test_calc.py", content=ADD_TEST),
+            call("write_file", path="calc.py", content=ADD_CODE),
+            call("run_command", command=["python", "-m", "pytest", "-q", "-p", "no:cacheprovider"]),
+            say("Tests pass."),
+        ),
+    )
+    tools = WorkspaceTools(workspace, settings).tools()
+    result = await runner(client, settings, redactor, metrics).run(
+        "You build a calculator.", "Implement add().", tools
+    )
+
+    assert result.stop_reason == "end_turn" and result.finished
+    assert result.turns == 4
+    assert [c.name for c in result.tool_calls] == ["write_file", "write_file", "run_command"]
+    assert all(c.ok for c in result.tool_calls)
+    assert (workspace.root / "calc.py").read_text() == ADD_CODE
+    # The test run's output went back to the model as the last tool result.
+    last_request = fake_anthropic.calls[-1].request
+    tool_output = last_request["messages"][-1]["content"][0]["content"]
+    assert tool_output.startswith("exit code 0") and "1 passed" in tool_output
+    assert result.final_text == "Tests pass."
+    usage = fake_anthropic.usage_totals()
+    assert (result.usage.input_tokens, result.usage.output_tokens) == (
+        usage["input_tokens"],
+        usage["output_tokens"],
+    )
+    model = {"model": MODEL}
+    assert (
+        sample(registry, "agentfleet_agent_tokens_total", kind="input", **model)
+        == (usage["input_tokens"])
+    )
+    assert (
+        sample(registry, "agentfleet_agent_tokens_total", kind="output", **model)
+        == (usage["output_tokens"])
+    )
+    assert sample(registry, "agentfleet_agent_cost_usd_total", **model) == pytest.approx(
+        (usage["input_tokens"] * 3 + usage["output_tokens"] * 15) / 1e6
+    )
+    assert sample(registry, "agentfleet_agent_runs_total", stop_reason="end_turn", **model) == 1
+
+
+async def test_path_escapes_are_refused_and_reported_to_the_model(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("do not touch")
+    (workspace.root / "innocent.txt").symlink_to(outside)
+    fake_anthropic.add_script(
+        "escape",
+        scripted(
+            calls(
+                ToolCall("write_file", {"path": "../outside.txt", "content": "pwned"}),
+                ToolCall("read_file", {"path": "/etc/passwd"}),
+                ToolCall("write_file", {"path": "innocent.txt", "content": "pwned"}),
+                ToolCall("edit_file", {"path": "innocent.txt", "old_text": "do", "new_text": "x"}),
+                ToolCall("write_file", {"path": ".git/hooks/pre-commit", "content": "curl evil"}),
+                ToolCall("list_files", {"path": "../"}),
+                ToolCall("run_command", {"command": ["bash", "-c", "cat ../outside.txt"]}),
+                ToolCall("run_command", {"command": ["/usr/bin/python3", "-c", "print(1)"]}),
+            ),
+        ),
+    )
+    result = await runner(client, settings, redactor, metrics).run(
+        "escape", "try", WorkspaceTools(workspace, settings).tools()
+    )
+
+    assert outside.read_text() == "do not touch"
+    assert not (workspace.root / ".git").exists()
+    assert [c.ok for c in result.tool_calls] == [False] * 8
+    answers = fake_anthropic.calls[-1].request["messages"][-1]["content"]
+    assert all(answer["is_error"] for answer in answers)
+    messages = [answer["content"] for answer in answers]
+    assert "'..' is not allowed" in messages[0]
+    assert "absolute paths are not allowed" in messages[1]
+    assert "outside the workspace" in messages[2] and "outside the workspace" in messages[3]
+    assert ".git directory is off limits" in messages[4]
+    assert "not allowed" in messages[6] and "not allowed" in messages[7]
+
+
+async def test_secrets_never_reach_the_model_or_the_logs(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    github_token = "ghs_" + "A1b2C3d4" * 5
+    webhook_secret = "hook-secret-value-42"
+    monkeypatch.setenv("AGENTFLEET_TEST_GITHUB_TOKEN", github_token)
+    redactor = Redactor.from_environment(
+        {"AGENTFLEET_TEST_GITHUB_TOKEN": github_token}, [webhook_secret, fake_anthropic.api_key]
+    )
+    (workspace.root / ".env").write_text(f"TOKEN={github_token}\nWEBHOOK={webhook_secret}\n")
+    fake_anthropic.add_script(
+        "leaky",
+        scripted(
+            call("read_file", path=".env"),
+            call(
+                "run_command",
+                command=[
+                    "python",
+                    "-c",
+                    "import os; print(sorted(os.environ)); print(open('.env').read())",
+                ],
+            ),
+            call("write_file", path="notes.txt", content=f"copy {webhook_secret}"),
+            say(f"the token is {github_token}"),
+        ),
+    )
+    with caplog.at_level(logging.DEBUG, logger="agentfleet"):
+        result = await runner(client, settings, redactor, metrics).run(
+            "leaky system prompt mentions " + webhook_secret,
+            f"Issue text pasted a token: {github_token}",
+            WorkspaceTools(workspace, settings).tools(),
+        )
+    assert result.finished
+    sent = json.dumps([c.request for c in fake_anthropic.calls])
+    assert github_token not in sent and webhook_secret not in sent
+    assert REDACTED in sent
+    # Commands run with a scrubbed environment: the variable is not even there to print.
+    assert "AGENTFLEET_TEST_GITHUB_TOKEN" not in sent
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "tool" in logged
+    assert github_token not in logged and webhook_secret not in logged
+    assert github_token not in json.dumps([c.input for c in result.tool_calls])
+
+
+async def test_overload_and_rate_limits_are_retried_after_the_requested_wait(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    registry: CollectorRegistry,
+    workspace: Workspace,
+) -> None:
+    fake_anthropic.add_script("busy", scripted(say("ok")))
+    fake_anthropic.fail_next(1, status=529, retry_after=1)
+    fake_anthropic.fail_next(1, status=429, retry_after=0)
+    result = await runner(client, settings, redactor, metrics).run("busy", "go", [])
+
+    assert result.finished and result.final_text == "ok"
+    assert [c.status for c in fake_anthropic.calls] == [529, 429, 200]
+    overloaded = fake_anthropic.calls[0].response["error"]["type"]
+    assert overloaded == "overloaded_error"
+    waited = fake_anthropic.calls[1].received_at - fake_anthropic.calls[0].received_at
+    assert waited >= 1.0, "the retry came before the server's retry-after"
+    model = {"model": MODEL}
+    assert sample(registry, "agentfleet_agent_retries_total", reason="overloaded", **model) == 1
+    assert sample(registry, "agentfleet_agent_retries_total", reason="rate_limited", **model) == 1
+    assert sample(registry, "agentfleet_agent_model_calls_total", outcome="ok", **model) == 1
+
+
+async def test_a_retry_after_beyond_the_allowed_wait_fails_the_call_at_once(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+) -> None:
+    fake_anthropic.add_script("slow", scripted(say("never")))
+    fake_anthropic.fail_next(1, status=529, retry_after=600)
+    patient = settings.model_copy(update={"max_retry_wait_seconds": 30})
+    with pytest.raises(AgentError, match="overloaded"):
+        await runner(client, patient, redactor, metrics).run("slow", "go", [])
+    assert len(fake_anthropic.calls) == 1
+
+
+async def test_errors_that_retrying_cannot_fix_are_not_retried(
+    fake_anthropic: FakeAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+) -> None:
+    wrong_key = anthropic.AsyncAnthropic(
+        api_key="sk-ant-wrong-key", base_url=fake_anthropic.base_url, max_retries=0
+    )
+    with pytest.raises(AgentError, match="refused"):
+        await runner(wrong_key, settings, redactor, metrics).run("x", "go", [])
+    assert [c.status for c in fake_anthropic.calls] == [401]
+
+
+async def test_token_budget_ends_the_run(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+) -> None:
+    turn = Turn(tool_calls=(ToolCall("list_files", {}),), input_tokens=600, output_tokens=100)
+    fake_anthropic.add_script("budget", lambda conversation: turn)
+    settings = AgentSettings(model=MODEL, token_budget=1500, max_tokens=4096)
+    result = await runner(client, settings, redactor, metrics).run(
+        "budget", "go", WorkspaceTools(workspace, settings).tools()
+    )
+    assert result.stop_reason == "token_budget" and not result.finished
+    assert result.turns == 3
+    assert result.usage.total == 2100
+    # The last call could only ask for what was left of the budget.
+    assert [c.request["max_tokens"] for c in fake_anthropic.calls] == [1500, 800, 100]
+
+
+async def test_max_turns_ends_the_run(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+) -> None:
+    fake_anthropic.add_script("forever", lambda conversation: call("list_files"))
+    settings = AgentSettings(model=MODEL, max_turns=3)
+    result = await runner(client, settings, redactor, metrics).run(
+        "forever", "go", WorkspaceTools(workspace, settings).tools()
+    )
+    assert (result.stop_reason, result.turns, len(fake_anthropic.calls)) == ("max_turns", 3, 3)
+
+
+async def test_a_submit_tool_ends_the_run_with_its_input(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+) -> None:
+    plan = {"summary": "two parts", "tasks": [{"title": "a"}, {"title": "b"}]}
+    fake_anthropic.add_script(
+        "planner", scripted(call("list_files", text="looking"), call("submit_plan", **plan))
+    )
+    submit = submit_tool(
+        "submit_plan",
+        "Submit the plan.",
+        {"type": "object", "properties": {"summary": {"type": "string"}}},
+    )
+    tools = [*WorkspaceTools(workspace, settings, read_only=True).tools(), submit]
+    result = await runner(client, settings, redactor, metrics).run("planner", "plan", tools)
+    assert result.stop_reason == "submitted"
+    assert result.submission == plan
+    assert len(fake_anthropic.calls) == 2
+    assert [tool["name"] for tool in fake_anthropic.calls[0].request["tools"]] == [
+        "read_file",
+        "list_files",
+        "search",
+        "submit_plan",
+    ]

@@ -1,0 +1,83 @@
+"""Retry timing, list prices and settings: pure rules of the agent runtime."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from agentfleet.agents.pricing import cost_usd, price_for
+from agentfleet.agents.retry import backoff_seconds, retry_after_seconds, retry_delay
+from agentfleet.agents.settings import AgentSettings
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        ({"retry-after": "7"}, 7.0),
+        ({"retry-after": "1.5"}, 1.5),
+        ({"retry-after-ms": "250", "retry-after": "9"}, 0.25),
+        ({"retry-after": "-3"}, 0.0),
+        ({"retry-after": "soon"}, None),
+        ({}, None),
+    ],
+)
+def test_retry_after_forms(headers: dict[str, str], expected: float | None) -> None:
+    assert retry_after_seconds(headers, now=1000.0) == expected
+
+
+def test_retry_after_http_date() -> None:
+    now = 1_700_000_000.0
+    date = email.utils.formatdate(now + 30, usegmt=True)
+    assert retry_after_seconds({"retry-after": date}, now) == pytest.approx(30, abs=1)
+
+
+def test_server_retry_after_wins_over_backoff_even_when_longer_than_the_cap() -> None:
+    assert retry_delay(0, {"retry-after": "45"}, 0.0, base=1.0, cap=8.0, jitter=0.0) == 45.0
+    assert retry_delay(5, {"retry-after": "0"}, 0.0, base=1.0, cap=8.0, jitter=0.0) == 0.0
+
+
+def test_backoff_doubles_up_to_the_cap_with_bounded_jitter() -> None:
+    assert [backoff_seconds(n, 1.0, 8.0, 0.0) for n in range(5)] == [1, 2, 4, 8, 8]
+    assert backoff_seconds(2, 1.0, 8.0, 0.999) == pytest.approx(3.001, abs=0.01)
+    assert retry_delay(1, {}, 0.0, base=0.5, cap=8.0, jitter=0.0) == 1.0
+
+
+def test_prices_match_model_families_by_longest_prefix() -> None:
+    assert price_for("claude-sonnet-4-5-20250929") == price_for("claude-sonnet-4")
+    opus_45, opus_4 = price_for("claude-opus-4-5-20251101"), price_for("claude-opus-4-1")
+    assert opus_45 is not None and opus_4 is not None
+    assert opus_45.input_per_million < opus_4.input_per_million
+    assert price_for("some-other-model") is None
+    assert price_for("claude-opus-4-7") is None, "no guessed prices for unlisted versions"
+
+
+def test_cost_of_a_call() -> None:
+    # 1M input at $3 + 100k output at $15/M + 1M cache reads at 10 % of input.
+    assert cost_usd("claude-sonnet-4-5", 1_000_000, 100_000, 0, 1_000_000) == pytest.approx(
+        3.0 + 1.5 + 0.3
+    )
+    assert cost_usd("unknown", 10, 10) is None
+
+
+def test_settings_from_environment_and_budget_cap() -> None:
+    settings = AgentSettings.from_env(
+        {
+            "AGENTFLEET_AGENT_MODEL": "claude-haiku-4-5",
+            "AGENTFLEET_AGENT_MAX_TURNS": "12",
+            "AGENTFLEET_AGENT_TOKEN_BUDGET": "50000",
+            "AGENTFLEET_AGENT_ALLOWED_COMMANDS": "python, make ,",
+            "UNRELATED": "x",
+        }
+    )
+    assert (settings.model, settings.max_turns, settings.token_budget) == (
+        "claude-haiku-4-5",
+        12,
+        50_000,
+    )
+    assert settings.allowed_commands == ("python", "make")
+    assert settings.with_budget_cap(20_000).token_budget == 20_000
+    assert settings.with_budget_cap(90_000).token_budget == 50_000
+    assert settings.with_budget_cap(None) is settings
