@@ -186,6 +186,9 @@ class WorkQueue:
         self.poll_interval = poll_interval
         self._log_length = completion_log_length
         self._rng = rng or random.Random()
+        # Which project a claim looks at first: advanced by one per claim, so one worker
+        # takes a lane's projects in turn; the random start spreads workers apart.
+        self._rotation = self._rng.randrange(1 << 16)
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
         self._waker = _Waker(redis)
 
@@ -266,7 +269,7 @@ class WorkQueue:
                 subscription.consumer,
                 _ms(now),
                 int(self.heartbeat_timeout * 1000),
-                self._rng.randrange(1 << 16),
+                self._next_rotation(),
                 len(order),
                 *order,
                 *subscription.projects,
@@ -277,6 +280,10 @@ class WorkQueue:
             if claim is not None:
                 return claim
         return None
+
+    def _next_rotation(self) -> int:
+        self._rotation = (self._rotation + 1) % (1 << 16)
+        return self._rotation
 
     async def _settle_undeliverable(
         self, subscription: Subscription, raw: list[Any], now: datetime

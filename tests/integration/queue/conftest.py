@@ -1,0 +1,51 @@
+"""Queues on the session's real Redis, isolated per test by a key prefix of their own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from agentfleet.localenv import RedisServer
+from agentfleet.queue import RetryPolicy, WorkQueue
+
+FAST_RETRIES = RetryPolicy(default_max_attempts=3, base_delay_seconds=0.02, max_delay_seconds=0.1)
+
+QueueFactory = Callable[..., WorkQueue]
+
+
+@pytest.fixture
+async def make_queue(redis_server: RedisServer) -> AsyncIterator[QueueFactory]:
+    """`make_queue(url=None, **WorkQueue options)`; closed after the test.
+
+    Defaults: a fresh key prefix, a 30 s heartbeat timeout (nothing is reclaimed behind a
+    test's back), retries after 10-100 ms, and a 0.1 s poll interval.
+    """
+    made: list[WorkQueue] = []
+
+    def make(url: str | None = None, **options: object) -> WorkQueue:
+        settings: dict[str, object] = {
+            "prefix": f"t{uuid.uuid4().hex[:10]}",
+            "heartbeat_timeout": 30.0,
+            "retry_policy": FAST_RETRIES,
+            "poll_interval": 0.1,
+            **options,
+        }
+        made.append(WorkQueue.from_url(url or redis_server.url, **settings))
+        return made[-1]
+
+    yield make
+    for work_queue in made:
+        await work_queue.close()
+
+
+@pytest.fixture
+def queue(make_queue: QueueFactory) -> WorkQueue:
+    return make_queue()
+
+
+@pytest.fixture
+def fast_queue(make_queue: QueueFactory) -> WorkQueue:
+    """Heartbeat timeout of 1 s, for reclaim tests."""
+    return make_queue(heartbeat_timeout=1.0)
