@@ -8,19 +8,19 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from autoscaler_exporter import OwnPrometheus, QueueExporter
 
+from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
 from agentfleet.localenv import PrometheusServer
 
 
 @pytest.fixture(scope="session")
-def exporter(prometheus_server: PrometheusServer) -> Iterator[QueueExporter]:
+def exporter(prometheus_server: PrometheusServer) -> Iterator[SyntheticQueueMetrics]:
     """An exporter the shared Prometheus scrapes every second.
 
     One for the whole run: Prometheus applies target changes at most every 5 s, so a new
     target per test would cost that each time. Tests keep apart by namespace label.
     """
-    published = QueueExporter()
+    published = SyntheticQueueMetrics()
     prometheus_server.add_target(published.address)
     yield published
     prometheus_server.remove_target(published.address)
@@ -34,28 +34,33 @@ def test_namespace() -> str:
 
 
 @pytest.fixture(scope="session")
+def own_exporter() -> Iterator[SyntheticQueueMetrics]:
+    """The exporter `own_prometheus` scrapes."""
+    published = SyntheticQueueMetrics()
+    yield published
+    published.close()
+
+
+@pytest.fixture(scope="session")
 def _own_prometheus_session(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[OwnPrometheus]:
-    exporter = QueueExporter()
-    workdir = tmp_path_factory.mktemp("own-prometheus")
-    server = PrometheusServer(workdir=workdir, scrape_interval="1s")
+    tmp_path_factory: pytest.TempPathFactory, own_exporter: SyntheticQueueMetrics
+) -> Iterator[PrometheusServer]:
+    server = PrometheusServer(workdir=tmp_path_factory.mktemp("own-prometheus"))
     # Registered before start, so there is a single target-discovery delay for the run.
-    server.set_targets({exporter.address: {}})
+    server.set_targets({own_exporter.address: {}})
     server.start()
-    yield OwnPrometheus(server, exporter)
+    yield server
     server.stop()
-    exporter.close()
 
 
 @pytest.fixture
-def own_prometheus(_own_prometheus_session: OwnPrometheus) -> Iterator[OwnPrometheus]:
-    """A Prometheus this test may stop and start again (same port, same data), scraping an
-    exporter of its own; running again after every test."""
+def own_prometheus(_own_prometheus_session: PrometheusServer) -> Iterator[PrometheusServer]:
+    """A Prometheus (scraping `own_exporter`) this test may stop and start again, with the
+    same port and data; running again after every test."""
     yield _own_prometheus_session
-    server = _own_prometheus_session.server
-    if server.process is None or not server.process.running():
-        server.start()
+    process = _own_prometheus_session.process
+    if process is None or not process.running():
+        _own_prometheus_session.start()
 
 
 @pytest.fixture

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from autoscaler_exporter import QueueExporter
 
 from agentfleet.api import Stage
 from agentfleet.api.autoscaling import AutoscalingSpec, MetricQueries
 from agentfleet.autoscaler.decision import Signals
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.autoscaler.prometheus import PrometheusSource
+from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
 from agentfleet.localenv import PrometheusServer, free_port
 from agentfleet.localenv.waiting import async_wait_for
-from conftest import OwnPrometheus
 
 pytestmark = pytest.mark.integration
 
@@ -67,7 +66,7 @@ async def fetch_when(
 
 
 async def test_one_query_per_signal_serves_every_pool(
-    exporter: QueueExporter, source: PrometheusSource, test_namespace: str
+    exporter: SyntheticQueueMetrics, source: PrometheusSource, test_namespace: str
 ) -> None:
     ns = test_namespace
     dev = Stage.DEVELOPMENT.value
@@ -133,7 +132,7 @@ async def test_a_pool_without_series_is_unavailable_not_zero(
 
 
 async def test_per_pool_overrides_run_their_own_queries(
-    exporter: QueueExporter, source: PrometheusSource, test_namespace: str
+    exporter: SyntheticQueueMetrics, source: PrometheusSource, test_namespace: str
 ) -> None:
     ns = test_namespace
     exporter.queue(ns, "review", depth=6, oldest_wait=90, project="a")
@@ -196,9 +195,9 @@ async def test_a_hung_prometheus_times_out_into_unavailable(silent_listener: str
 
 
 async def test_stopped_prometheus_is_unavailable_and_recovery_is_automatic(
-    own_prometheus: OwnPrometheus, test_namespace: str
+    own_prometheus: PrometheusServer, own_exporter: SyntheticQueueMetrics, test_namespace: str
 ) -> None:
-    prometheus, exporter = own_prometheus.server, own_prometheus.exporter
+    prometheus, exporter = own_prometheus, own_exporter
     exporter.queue(test_namespace, "genesis", depth=3, oldest_wait=5)
     exporter.busy(test_namespace, "g", 1)
     source = PrometheusSource(prometheus.url, timeout_seconds=2)

@@ -1,22 +1,23 @@
-"""A prometheus_client exporter publishing the queue and worker metric names the
-autoscaler's default PromQL reads, with values a test sets (a module, not conftest, so
-tests can import the types)."""
+"""Queue and worker metrics with values you choose, served over HTTP for Prometheus.
+
+The autoscaler's integration tests and benchmarks drive it through a real Prometheus
+without running Redis and workers: they publish `agentfleet_queue_depth`,
+`agentfleet_queue_oldest_wait_seconds` and `agentfleet_worker_busy` under the same names
+and labels the queue and the workers export, and move the values to cross thresholds.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from agentfleet.localenv import PrometheusServer
-
 QUEUE_LABELS = ["namespace", "project", "stage", "specialty", "lane"]
 
 
-class QueueExporter:
-    """A prometheus_client endpoint with the metric names of the queue and the workers."""
+class SyntheticQueueMetrics:
+    """An HTTP endpoint serving the queue and worker metrics with the values you set."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -62,11 +63,3 @@ class QueueExporter:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=5)
-
-
-@dataclass
-class OwnPrometheus:
-    """A Prometheus a test may stop and start, and the exporter it scrapes."""
-
-    server: PrometheusServer
-    exporter: QueueExporter
