@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from agentfleet import __version__
+from agentfleet.controller.cli import operator
 from agentfleet.localenv.cli import dev_app
 from agentfleet.queue.cli import queue_exporter
 from agentfleet.worker.cli import worker
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(dev_app, name="dev")
 app.command("worker")(worker)
 app.command("queue-exporter")(queue_exporter)
+app.command("operator")(operator)
 
 
 @app.command()
