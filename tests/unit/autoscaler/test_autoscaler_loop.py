@@ -1,0 +1,280 @@
+"""The autoscaler loop's bookkeeping with its two adapters supplied in memory: signals from
+a table (the Prometheus source is tested against the real server elsewhere) and a scaler
+that keeps replicas in a dict."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentfleet.api import Stage
+from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.autoscaler.decision import Decision, Signals, Trigger
+from agentfleet.autoscaler.loop import AutoscalerLoop
+from agentfleet.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.localenv.waiting import async_wait_for
+
+pytestmark = pytest.mark.unit
+
+BUSY = Signals(queue_depth=20, oldest_wait_seconds=60, utilization=0.9)
+MIDDLE = Signals(queue_depth=5, oldest_wait_seconds=60, utilization=0.5)
+QUIET = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0.0)
+
+
+class SignalTable:
+    """A MetricsSource answering from a dict; records each batch it was asked for."""
+
+    def __init__(self) -> None:
+        self.signals: dict[PoolKey, Signals] = {}
+        self.batches: list[list[PoolKey]] = []
+        self.failure: Exception | None = None
+
+    async def fetch(self, pools: Sequence[PoolTarget]) -> Mapping[PoolKey, Signals]:
+        self.batches.append([p.key for p in pools])
+        if self.failure is not None:
+            raise self.failure
+        return {p.key: self.signals[p.key] for p in pools if p.key in self.signals}
+
+
+class DictScaler:
+    """A Scaler whose pools live in a dict; `apply` sets the replicas like a Deployment."""
+
+    def __init__(self, *pools: PoolTarget) -> None:
+        self.pools = {p.key: p for p in pools}
+        self.applied: list[tuple[PoolKey, Decision]] = []
+        self.broken = False
+
+    async def list_pools(self) -> Sequence[PoolTarget]:
+        return list(self.pools.values())
+
+    async def apply(self, pool: PoolTarget, decision: Decision) -> None:
+        if self.broken:
+            raise RuntimeError("API server said no")
+        self.applied.append((pool.key, decision))
+        self.pools[pool.key] = pool.model_copy(
+            update={"current_replicas": decision.desired_replicas}
+        )
+
+    def replicas(self, key: PoolKey) -> int:
+        return self.pools[key].current_replicas
+
+
+def make_pool(name: str, replicas: int = 2, interval: int = 15, **policy: object) -> PoolTarget:
+    return PoolTarget(
+        namespace="ns",
+        name=name,
+        stage=Stage.DEVELOPMENT,
+        current_replicas=replicas,
+        min_replicas=0,
+        max_replicas=10,
+        autoscaling=AutoscalingSpec.model_validate({"poll_interval_seconds": interval, **policy}),
+    )
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, {"namespace": "ns", **labels})
+
+
+@pytest.fixture
+def registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+async def test_one_batch_per_poll_and_each_decision_applied_and_exported(
+    registry: CollectorRegistry,
+) -> None:
+    a, b = make_pool("a"), make_pool("b", replicas=4)
+    table, scaler = SignalTable(), DictScaler(a, b)
+    table.signals = {a.key: BUSY, b.key: MIDDLE}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    decided = await loop.run_once(now=1000)
+
+    assert table.batches == [[a.key, b.key]]
+    assert {key: d.desired_replicas for key, d in ((p.key, d) for p, d in decided)} == {
+        a.key: 4,
+        b.key: 4,
+    }
+    assert scaler.replicas(a.key) == 4
+    assert sample(registry, "agentfleet_pool_desired_replicas", pool="a") == 4
+    assert sample(registry, "agentfleet_pool_current_replicas", pool="a") == 2
+    assert sample(registry, "agentfleet_pool_metrics_available", pool="a") == 1
+    assert (
+        sample(
+            registry,
+            "agentfleet_scaling_decisions_total",
+            pool="a",
+            direction="up",
+            reason="queue_depth",
+        )
+        == 1
+    )
+    assert (
+        sample(
+            registry,
+            "agentfleet_scaling_decisions_total",
+            pool="b",
+            direction="none",
+            reason="within_thresholds",
+        )
+        == 1
+    )
+
+
+async def test_pools_are_polled_on_the_grid_of_their_interval(registry: CollectorRegistry) -> None:
+    fast, slow = make_pool("fast", interval=15), make_pool("slow", interval=60)
+    table, scaler = SignalTable(), DictScaler(fast, slow)
+    table.signals = {fast.key: MIDDLE, slow.key: MIDDLE}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    await loop.run_once(now=1001)  # first sight: both due at once
+    assert loop.next_due() == 1005
+    assert await loop.run_once(now=1004) == []
+    await loop.run_once(now=1005)
+    await loop.run_once(now=1020)
+    await loop.run_once(now=1035)
+    await loop.run_once(now=1050)
+    await loop.run_once(now=1080)
+
+    # 1020 and 1080 are multiples of 60: there the slow pool joins the fast one's batch.
+    assert table.batches == [
+        [fast.key, slow.key],
+        [fast.key],
+        [fast.key, slow.key],
+        [fast.key],
+        [fast.key],
+        [fast.key, slow.key],
+    ]
+
+
+async def test_the_scaler_hears_changes_and_transitions_not_every_identical_hold(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("p", interval=1)
+    table, scaler = SignalTable(), DictScaler(pool)
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    table.signals = {pool.key: MIDDLE}
+    for now in (1, 2, 3):
+        await loop.run_once(now=now)
+    table.signals = {pool.key: Signals.unavailable("Prometheus unreachable")}
+    for now in (4, 5):
+        await loop.run_once(now=now)
+    table.signals = {pool.key: MIDDLE}
+    await loop.run_once(now=6)
+
+    assert [d.trigger for _, d in scaler.applied] == [
+        Trigger.WITHIN_THRESHOLDS,
+        Trigger.METRICS_UNAVAILABLE,
+        Trigger.WITHIN_THRESHOLDS,
+    ]
+    assert [d.metrics_available for _, d in scaler.applied] == [True, False, True]
+    hold = {"pool": "p", "direction": "none", "reason": "within_thresholds"}
+    assert sample(registry, "agentfleet_scaling_decisions_total", **hold) == 4
+
+
+async def test_timers_count_from_applied_scales(registry: CollectorRegistry) -> None:
+    pool = make_pool("p", interval=1, scale_down={"cooldown_seconds": 100})
+    table, scaler = SignalTable(), DictScaler(pool)
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    table.signals = {pool.key: BUSY}
+    await loop.run_once(now=1000)
+    table.signals = {pool.key: QUIET}
+    held = await loop.run_once(now=1050)
+    released = await loop.run_once(now=1100)
+
+    assert held[0][1].blocked_by == "cooldown"
+    assert released[0][1].desired_replicas == 3
+    assert [d.desired_replicas for _, d in scaler.applied] == [4, 4, 3]
+
+
+async def test_a_failed_apply_is_retried_and_starts_no_timer(registry: CollectorRegistry) -> None:
+    pool = make_pool("p", interval=1)
+    table, scaler = SignalTable(), DictScaler(pool)
+    table.signals = {pool.key: BUSY}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    scaler.broken = True
+    await loop.run_once(now=1000)
+    assert scaler.replicas(pool.key) == 2
+    assert sample(registry, "agentfleet_pool_desired_replicas", pool="p") is None
+
+    scaler.broken = False
+    # One second later: inside the 15 s stabilization had the failed scale-up counted.
+    retried = await loop.run_once(now=1001)
+    assert retried[0][1].desired_replicas == 4
+    assert scaler.replicas(pool.key) == 4
+
+
+async def test_a_failing_source_holds_every_pool_then_falls_back(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("p", interval=1, fallback={"failure_threshold": 2, "replicas": 5})
+    table, scaler = SignalTable(), DictScaler(pool)
+    table.failure = ConnectionError("connection refused")
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    first = (await loop.run_once(now=1000))[0][1]
+    second = (await loop.run_once(now=1001))[0][1]
+
+    assert first.desired_replicas == 2
+    assert first.metrics_error == "metrics source failed: ConnectionError: connection refused"
+    assert sample(registry, "agentfleet_pool_metrics_available", pool="p") == 0
+    assert (second.trigger, second.desired_replicas) == (Trigger.FALLBACK, 5)
+    assert scaler.replicas(pool.key) == 5
+
+
+async def test_a_pool_missing_from_the_answer_is_unavailable(registry: CollectorRegistry) -> None:
+    pool = make_pool("p")
+    loop = AutoscalerLoop(SignalTable(), DictScaler(pool), registry=registry)
+    decision = (await loop.run_once(now=1000))[0][1]
+    assert decision.trigger is Trigger.METRICS_UNAVAILABLE
+    assert decision.metrics_error == "the metrics source returned nothing for this pool"
+
+
+async def test_timers_survive_a_restart_through_the_pools_status(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("p").model_copy(update={"last_scale_up_time": 990.0})
+    table, scaler = SignalTable(), DictScaler(pool)
+    table.signals = {pool.key: QUIET}
+    fresh_loop = AutoscalerLoop(table, scaler, registry=registry)
+    decision = (await fresh_loop.run_once(now=1000))[0][1]
+    assert decision.blocked_by == "cooldown"
+
+
+async def test_a_deleted_pool_leaves_no_series_behind(registry: CollectorRegistry) -> None:
+    keep, gone = make_pool("keep"), make_pool("gone")
+    table, scaler = SignalTable(), DictScaler(keep, gone)
+    table.signals = {keep.key: BUSY, gone.key: BUSY}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+    await loop.run_once(now=1000)
+    del scaler.pools[gone.key]
+    await loop.run_once(now=1015)
+
+    exported = {s.labels.get("pool") for metric in registry.collect() for s in metric.samples} - {
+        None
+    }
+    assert exported == {"keep"}
+
+
+async def test_run_polls_until_stopped(registry: CollectorRegistry) -> None:
+    pool = make_pool("p", interval=1)
+    table, scaler = SignalTable(), DictScaler(pool)
+    table.signals = {pool.key: BUSY}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+    stop = asyncio.Event()
+    running = asyncio.create_task(loop.run(stop, idle_seconds=0.05))
+
+    async def polled_twice() -> bool:
+        return len(table.batches) >= 2
+
+    await async_wait_for(polled_twice, 10, "two polls of a 1 s pool")
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)
+
+    assert scaler.replicas(pool.key) >= 4
