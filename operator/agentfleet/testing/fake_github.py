@@ -277,6 +277,8 @@ class FakeGitHub(FakeHTTPServer):
             ("GET", r"/user", self._get_authenticated_user),
             ("GET", r"/users/(?P<login>[^/]+)", self._get_user),
             ("POST", r"/app/installations/(?P<installation>\d+)/access_tokens", self._app_token),
+            ("GET", r"/app", self._get_app),
+            ("GET", r"/installation", self._repo_installation),
             ("GET", "", self._get_repo),
             ("GET", r"/issues", self._list_issues),
             ("POST", r"/issues", self._create_issue),
@@ -318,7 +320,11 @@ class FakeGitHub(FakeHTTPServer):
     def dispatch(self, request: Request) -> Response:
         with self._lock:
             try:
-                if not request.path.startswith(API_PREFIX + "/app/"):
+                # GitHub App endpoints authenticate with the app's JWT instead of a token.
+                app_endpoint = request.path == API_PREFIX + "/app" or request.path.startswith(
+                    API_PREFIX + "/app/"
+                )
+                if not app_endpoint and not request.path.endswith("/installation"):
                     request.principal = self._authenticate(request)
                 return super().dispatch(request)
             except ApiError as exc:
@@ -555,21 +561,72 @@ class FakeGitHub(FakeHTTPServer):
     def _get_user(self, request: Request) -> Response:
         return Response(200, self._user_json(unquote(request.params["login"])))
 
-    def _app_token(self, request: Request) -> Response:
-        installation_id = int(request.params["installation"])
-        app_id = self._installations.get(installation_id)
-        if app_id is None:
-            raise ApiError(404, "Not Found")
-        slug, public_key = self._apps[app_id]
+    def _app_from_jwt(self, request: Request) -> int:
+        """The app a request's RS256 JWT (`Authorization: Bearer`) was signed by."""
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer":
             raise ApiError(401, "A JSON web token could not be decoded")
         try:
-            claims = jwt.decode(token, public_key, algorithms=["RS256"])
-        except jwt.PyJWTError as exc:
+            issuer = jwt.decode(token, options={"verify_signature": False}).get("iss")
+            app_id = int(str(issuer))
+            _, public_key = self._apps[app_id]
+            jwt.decode(token, public_key, algorithms=["RS256"])
+        except (jwt.PyJWTError, KeyError, ValueError) as exc:
             raise ApiError(401, f"A JSON web token could not be decoded: {exc}") from exc
-        if str(claims.get("iss")) != str(app_id):
-            raise ApiError(401, "'Issuer' claim ('iss') must match the app")
+        return app_id
+
+    def _app_json(self, app_id: int) -> dict[str, Any]:
+        slug, _ = self._apps[app_id]
+        return {
+            "id": app_id,
+            "slug": slug,
+            "node_id": f"A_{app_id}",
+            "name": slug,
+            "owner": self._user_json(slug),
+            "html_url": f"{self.origin}/apps/{slug}",
+            "created_at": "2024-01-01T00:00:00Z",
+            "updated_at": "2024-01-01T00:00:00Z",
+            "permissions": {"issues": "write", "pull_requests": "write", "contents": "write"},
+            "events": ["issues", "issue_comment", "pull_request"],
+        }
+
+    def _get_app(self, request: Request) -> Response:
+        return Response(200, self._app_json(self._app_from_jwt(request)))
+
+    def _repo_installation(self, request: Request) -> Response:
+        app_id = self._app_from_jwt(request)
+        repo = self._repo(request)
+        installation_id = next(
+            (i for i, owner in self._installations.items() if owner == app_id), None
+        )
+        if installation_id is None:
+            raise ApiError(404, "Not Found")
+        slug, _ = self._apps[app_id]
+        return Response(
+            200,
+            {
+                "id": installation_id,
+                "app_id": app_id,
+                "app_slug": slug,
+                "account": self._user_json(repo.owner),
+                "target_type": "User",
+                "access_tokens_url": f"{self.base_url}/app/installations/{installation_id}"
+                "/access_tokens",
+                "repositories_url": f"{self.base_url}/installation/repositories",
+                "html_url": f"{self.origin}/settings/installations/{installation_id}",
+                "permissions": self._app_json(app_id)["permissions"],
+                "events": self._app_json(app_id)["events"],
+                "created_at": "2024-01-01T00:00:00Z",
+                "updated_at": "2024-01-01T00:00:00Z",
+            },
+        )
+
+    def _app_token(self, request: Request) -> Response:
+        installation_id = int(request.params["installation"])
+        app_id = self._installations.get(installation_id)
+        if app_id is None or app_id != self._app_from_jwt(request):
+            raise ApiError(404, "Not Found")
+        slug, _ = self._apps[app_id]
         access_token = f"ghs_{uuid.uuid4().hex}"
         self._tokens[access_token] = f"{slug}[bot]"
         expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,324 @@
+"""Which GitHub events become work items (pure), and polling a repository for them.
+
+An issue is enqueued under a deterministic id, `<namespace>/<project>/issue-<n>/<stage>`,
+and the queue's enqueue is idempotent on ids, so an issue seen by polling, by several
+webhook deliveries and by redeliveries is still one work item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentfleet.api import Stage
+from agentfleet.api.project import ProjectSpec
+from agentfleet.github.client import IssueInfo, PullInfo, RepoClient
+from agentfleet.github.credentials import repository_endpoint
+from agentfleet.queue.models import Lane, WorkItem
+
+MASTER_LABEL = "agentfleet:master"
+"""An issue whose checklist is fanned out in parallel (taken in even without an intake
+label)."""
+DRY_RUN_LABEL = "agentfleet:dry-run"
+"""With MASTER_LABEL: only validate the checklist and report; create nothing."""
+SUB_TASK_LABEL = "agentfleet:sub-task"
+DIAGNOSTIC_LABEL = "agentfleet:diagnostic"
+DOCS_LABEL = "agentfleet:docs"
+GENERATED_LABELS = (SUB_TASK_LABEL, DIAGNOSTIC_LABEL, DOCS_LABEL)
+"""Labels of issues agentfleet opens itself; intake never takes those in again."""
+BRANCH_PREFIX = "agentfleet/"
+TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
+"""Who may command agentfleet in issue comments."""
+RETRY_COMMAND = "/agentfleet retry"
+DRY_RUN_COMMAND = "/agentfleet dry-run"
+
+Enqueue = Callable[[Sequence[WorkItem]], Awaitable[list[str]]]
+
+
+class ProjectIntake(BaseModel):
+    """What intake needs to know about one Project."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str
+    name: str
+    repository: str
+    """`spec.repository` as written (owner/name or an HTTPS URL)."""
+    labels: tuple[str, ...] = ("agentfleet",)
+    stages: tuple[Stage, ...] = (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT)
+    lane: Lane = Lane.NORMAL
+    paused: bool = False
+
+    @property
+    def full_name(self) -> str:
+        return repository_endpoint(self.repository)[1]
+
+    @classmethod
+    def from_spec(cls, namespace: str, name: str, spec: ProjectSpec) -> ProjectIntake:
+        return cls(
+            namespace=namespace,
+            name=name,
+            repository=spec.repository,
+            labels=tuple(spec.intake.labels),
+            stages=tuple(spec.pipeline.stages),
+            lane=Lane(spec.priority.value),
+            paused=spec.paused,
+        )
+
+
+def issue_item_id(project: ProjectIntake, number: int, stage: Stage, suffix: str = "") -> str:
+    base = f"{project.namespace}/{project.name}/issue-{number}/{stage.value}"
+    return f"{base}/{suffix}" if suffix else base
+
+
+def pull_item_id(project: ProjectIntake, number: int, stage: Stage) -> str:
+    return f"{project.namespace}/{project.name}/pull-{number}/{stage.value}"
+
+
+def work_item(
+    project: ProjectIntake,
+    item_id: str,
+    stage: Stage,
+    payload: dict[str, object],
+    lane: Lane | None = None,
+) -> WorkItem:
+    return WorkItem(
+        id=item_id,
+        namespace=project.namespace,
+        project=project.name,
+        stage=stage,
+        lane=lane or project.lane,
+        payload={"repository": project.repository, **payload},
+        pipeline=project.stages,
+    )
+
+
+class IssueFacts(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    number: int
+    title: str
+    labels: tuple[str, ...] = ()
+    state: str = "open"
+    is_pull: bool = False
+
+    @classmethod
+    def of(cls, issue: IssueInfo) -> IssueFacts:
+        return cls(
+            number=issue.number,
+            title=issue.title,
+            labels=issue.labels,
+            state=issue.state,
+            is_pull=issue.is_pull,
+        )
+
+
+def issue_work(project: ProjectIntake, issue: IssueFacts) -> WorkItem | None:
+    """The first-stage item for an open issue carrying an intake (or master) label."""
+    if issue.is_pull or issue.state != "open" or project.paused:
+        return None
+    if any(label in GENERATED_LABELS for label in issue.labels):
+        return None
+    if not any(label in (*project.labels, MASTER_LABEL) for label in issue.labels):
+        return None
+    stage = project.stages[0]
+    return work_item(
+        project,
+        issue_item_id(project, issue.number, stage),
+        stage,
+        {"issue": issue.number, "title": issue.title},
+    )
+
+
+def merged_pull_work(project: ProjectIntake, pull: PullInfo) -> WorkItem | None:
+    """A content item for merged agentfleet work (docs pull requests excluded)."""
+    if Stage.CONTENT not in project.stages or project.paused or not pull.merged:
+        return None
+    if not pull.head.startswith(BRANCH_PREFIX) or pull.head.startswith(f"{BRANCH_PREFIX}docs-"):
+        return None
+    return work_item(
+        project,
+        pull_item_id(project, pull.number, Stage.CONTENT),
+        Stage.CONTENT,
+        {"pull": pull.number},
+    )
+
+
+def command_work(
+    project: ProjectIntake,
+    issue: IssueFacts,
+    comment_id: int,
+    body: str,
+    author_association: str,
+) -> WorkItem | None:
+    """`/agentfleet retry` or `/agentfleet dry-run` as the first line of a comment on a
+    master issue, from someone with write access; one item per comment."""
+    if project.paused or issue.is_pull or MASTER_LABEL not in issue.labels:
+        return None
+    if author_association not in TRUSTED_ASSOCIATIONS:
+        return None
+    lines = body.strip().splitlines()
+    command = lines[0].strip() if lines else ""
+    flags = {RETRY_COMMAND: "retry_failed", DRY_RUN_COMMAND: "dry_run"}
+    if command not in flags:
+        return None
+    flag = flags[command]
+    stage = project.stages[0]
+    return work_item(
+        project,
+        issue_item_id(project, issue.number, stage, f"{flag.replace('_', '-')}-{comment_id}"),
+        stage,
+        {"issue": issue.number, "title": issue.title, flag: True},
+    )
+
+
+# ---- webhook payloads ----------------------------------------------------------------
+
+
+class _Named(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+
+
+class _User(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    login: str
+
+
+class _Issue(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    number: int
+    title: str
+    state: str
+    labels: list[_Named] = Field(default_factory=list)
+    pull_request: dict[str, object] | None = None
+
+    def facts(self) -> IssueFacts:
+        return IssueFacts(
+            number=self.number,
+            title=self.title,
+            labels=tuple(label.name for label in self.labels),
+            state=self.state,
+            is_pull=self.pull_request is not None,
+        )
+
+
+class _Repository(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    full_name: str
+
+
+class _Comment(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: int
+    body: str
+    user: _User
+    author_association: str
+
+
+class _Ref(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    ref: str
+
+
+class _Pull(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    number: int
+    title: str
+    state: str
+    merged: bool = False
+    merged_at: str | None = None
+    head: _Ref
+    base: _Ref
+    html_url: str = ""
+    user: _User
+
+
+class IssuesEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action: str
+    issue: _Issue
+    repository: _Repository
+
+
+class IssueCommentEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action: str
+    issue: _Issue
+    comment: _Comment
+    repository: _Repository
+
+
+class PullRequestEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action: str
+    pull_request: _Pull
+    repository: _Repository
+
+
+class DeliveryError(ValueError):
+    """A signed delivery whose content cannot be used (wrong repository, bad shape)."""
+
+
+def webhook_work(project: ProjectIntake, event: str, payload: object) -> list[WorkItem]:
+    """The items one (verified) delivery asks for; raises pydantic's ValidationError or
+    DeliveryError for a payload that does not fit its event."""
+    parsed: IssuesEvent | IssueCommentEvent | PullRequestEvent
+    if event == "issues":
+        parsed = IssuesEvent.model_validate(payload)
+    elif event == "issue_comment":
+        parsed = IssueCommentEvent.model_validate(payload)
+    elif event == "pull_request":
+        parsed = PullRequestEvent.model_validate(payload)
+    else:
+        return []
+    if parsed.repository.full_name.lower() != project.full_name.lower():
+        raise DeliveryError(
+            f"delivery for {parsed.repository.full_name}, project is {project.full_name}"
+        )
+    item: WorkItem | None = None
+    if isinstance(parsed, IssuesEvent) and parsed.action in {"opened", "labeled", "reopened"}:
+        item = issue_work(project, parsed.issue.facts())
+    elif isinstance(parsed, IssueCommentEvent) and parsed.action == "created":
+        comment = parsed.comment
+        item = command_work(
+            project, parsed.issue.facts(), comment.id, comment.body, comment.author_association
+        )
+    elif isinstance(parsed, PullRequestEvent) and parsed.action == "closed":
+        pull = parsed.pull_request
+        merged = pull.merged or pull.merged_at is not None
+        info = PullInfo(
+            number=pull.number,
+            title=pull.title,
+            body="",
+            state=pull.state,
+            merged=merged,
+            head=pull.head.ref,
+            base=pull.base.ref,
+            html_url=pull.html_url,
+            author=pull.user.login,
+        )
+        item = merged_pull_work(project, info)
+    return [item] if item is not None else []
+
+
+# ---- polling -------------------------------------------------------------------------
+
+
+async def poll_project(project: ProjectIntake, repo: RepoClient, enqueue: Enqueue) -> list[str]:
+    """One poll: open issues with an intake or master label, and merged agentfleet pull
+    requests; returns the ids that were new to the queue."""
+    if project.paused:
+        return []
+    seen: dict[int, IssueFacts] = {}
+    for label in dict.fromkeys((*project.labels, MASTER_LABEL)):
+        for issue in await asyncio.to_thread(repo.open_issues_labelled, label):
+            seen[issue.number] = IssueFacts.of(issue)
+    items = [item for facts in seen.values() if (item := issue_work(project, facts))]
+    if Stage.CONTENT in project.stages:
+        for pull in await asyncio.to_thread(repo.merged_pulls, BRANCH_PREFIX):
+            if (item := merged_pull_work(project, pull)) is not None:
+                items.append(item)
+    return await enqueue(items) if items else []
