@@ -48,6 +48,8 @@ class RunningPod:
     grace_seconds: float
     labels: dict[str, str] = field(default_factory=dict)
     stopping: bool = False
+    restarts: int = 0
+    restart_at: float = 0.0
 
 
 class PodRunner:
@@ -70,6 +72,7 @@ class PodRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._reaper: threading.Thread | None = None
         self._watch: watch.Watch | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -77,7 +80,16 @@ class PodRunner:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._thread = threading.Thread(target=self._run, name="pod-runner", daemon=True)
         self._thread.start()
+        self._reaper = threading.Thread(target=self._reap_forever, name="pod-reaper", daemon=True)
+        self._reaper.start()
         return self
+
+    def _reap_forever(self) -> None:
+        while not self._stop.wait(0.2):
+            try:
+                self._reap()
+            except Exception:
+                log.exception("pod runner reaper failed")
 
     def stop(self) -> None:
         self._stop.set()
@@ -90,8 +102,9 @@ class PodRunner:
             t.start()
         for t in threads:
             t.join()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        for thread in (self._thread, self._reaper):
+            if thread is not None:
+                thread.join(timeout=10)
 
     def running_pods(self) -> list[str]:
         with self._lock:
@@ -135,7 +148,6 @@ class PodRunner:
                     self._begin_termination(running)
             else:
                 self._observe(pod)
-        self._reap()
 
     def _observe(self, pod: client.V1Pod) -> None:
         uid = pod.metadata.uid
@@ -172,7 +184,7 @@ class PodRunner:
                     self._launch(pod)
 
     # ------------------------------------------------------------------ processes
-    def _launch(self, pod: client.V1Pod) -> None:
+    def _launch(self, pod: client.V1Pod, restarts: int = 0) -> None:
         container = pod.spec.containers[0]
         port = free_port()
         env = dict(os.environ)
@@ -200,6 +212,7 @@ class PodRunner:
             metrics_port=port,
             grace_seconds=30.0 if grace is None else float(grace),
             labels=dict(pod.metadata.labels or {}),
+            restarts=restarts,
         )
         with self._lock:
             self.pods[running.uid] = running
@@ -210,7 +223,7 @@ class PodRunner:
                 pod=running.name,
                 pool=running.labels.get("agentfleet.dev/pool", ""),
             )
-        self._report_running(pod)
+        self._report_running(pod, restarts)
         log.info("started worker for pod %s (pid %s, metrics :%s)", running.name, proc.pid, port)
 
     @staticmethod
@@ -276,7 +289,7 @@ class PodRunner:
             raise
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
-    def _report_running(self, pod: client.V1Pod) -> None:
+    def _report_running(self, pod: client.V1Pod, restarts: int) -> None:
         now = dt.datetime.now(dt.UTC).isoformat()
         ready = [
             {"type": t, "status": "True", "lastTransitionTime": now}
@@ -289,6 +302,18 @@ class PodRunner:
                 "hostIP": "127.0.0.1",
                 "podIP": "127.0.0.1",
                 "startTime": now,
+                "containerStatuses": [
+                    {
+                        "name": c.name,
+                        "image": c.image or "",
+                        "imageID": "",
+                        "ready": True,
+                        "started": True,
+                        "restartCount": restarts,
+                        "state": {"running": {"startedAt": now}},
+                    }
+                    for c in pod.spec.containers
+                ],
             }
         }
         with contextlib.suppress(ApiException):

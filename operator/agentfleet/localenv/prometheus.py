@@ -7,8 +7,10 @@ demo can add and remove endpoints (workers, exporters) without a reload.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
+import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -37,6 +39,7 @@ class PrometheusServer:
         self.targets_file = self.workdir / "targets.json"
         self.process: ManagedProcess | None = None
         self._targets: dict[str, dict[str, str]] = {}
+        self._targets_lock = threading.Lock()  # the pod runner edits targets from threads
 
     def _write_config(self) -> Path:
         config: dict[str, Any] = {
@@ -62,17 +65,25 @@ class PrometheusServer:
 
     def set_targets(self, targets: dict[str, dict[str, str]]) -> None:
         """Replace the scrape targets: {"host:port": {label: value}}."""
-        self._targets = dict(targets)
+        with self._targets_lock:
+            self._targets = dict(targets)
+            self._write_targets()
+
+    def _write_targets(self) -> None:
         groups = [{"targets": [t], "labels": labels} for t, labels in self._targets.items()]
-        tmp = self.targets_file.with_suffix(".tmp")
+        tmp = self.targets_file.with_name(f".targets.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self.targets_file)  # atomic, so Prometheus never reads half a file
 
     def add_target(self, address: str, **labels: str) -> None:
-        self.set_targets({**self._targets, address: labels})
+        with self._targets_lock:
+            self._targets[address] = labels
+            self._write_targets()
 
     def remove_target(self, address: str) -> None:
-        self.set_targets({k: v for k, v in self._targets.items() if k != address})
+        with self._targets_lock:
+            if self._targets.pop(address, None) is not None:
+                self._write_targets()
 
     def start(self, timeout: float = 30.0) -> PrometheusServer:
         self.workdir.mkdir(parents=True, exist_ok=True)
