@@ -32,3 +32,16 @@ def cluster_down(
         typer.echo("local control plane stopped")
     else:
         typer.echo("no local control plane was running")
+
+
+@dev_app.command("demo")
+def demo(
+    burst: int = typer.Option(60, help="Items enqueued at once."),
+    work_seconds: float = typer.Option(1.0, help="Seconds of work per item."),
+    max_replicas: int = typer.Option(6, help="The pool's maxReplicas."),
+    out_dir: Path = typer.Option(Path("out/demo"), help="Where the plot and CSV go."),
+) -> None:
+    """Local stack + operator + sample project; a burst scales the pool up and back down."""
+    from agentfleet.localenv.demo import Demo
+
+    Demo(burst=burst, work_seconds=work_seconds, max_replicas=max_replicas, out_dir=out_dir).run()
