@@ -3,7 +3,7 @@
 Batched: each poll runs ONE instant query per signal for every pool together, grouped by
 the labels that identify a queue (or a pool's workers), and matches the series to pools
 in Python. 1,000 pools therefore cost three queries, plus one per PromQL override a pool
-declares.
+declares. Utilization is the pool's busy workers divided by its current replicas.
 
 Anything that goes wrong (connection refused, timeout, HTTP or PromQL error, no series for
 a pool, NaN) makes that signal unavailable with the reason, never zero: the decision core
@@ -32,7 +32,7 @@ QUEUE_DEPTH_QUERY = "sum by (namespace, project, stage, specialty) (agentfleet_q
 OLDEST_WAIT_QUERY = (
     "max by (namespace, project, stage, specialty) (agentfleet_queue_oldest_wait_seconds)"
 )
-UTILIZATION_QUERY = "avg by (namespace, pool) (agentfleet_worker_busy)"
+BUSY_WORKERS_QUERY = "sum by (namespace, pool) (agentfleet_worker_busy)"
 
 
 class MetricsError(Exception):
@@ -224,21 +224,27 @@ class PrometheusSource:
     async def _utilization(self, pools: Sequence[PoolTarget]) -> _Observed:
         observed = _Observed()
         batched, rows = await asyncio.gather(
-            self._overrides(pools, "utilization", observed), self._batched(UTILIZATION_QUERY)
+            self._overrides(pools, "utilization", observed), self._batched(BUSY_WORKERS_QUERY)
         )
         if isinstance(rows, str):
             for pool in batched:
                 observed.errors[pool.key] = f"utilization: {rows}"
             return observed
-        by_pool = {(r.labels.get("namespace", ""), r.labels.get("pool", "")): r.value for r in rows}
+        busy = {(r.labels.get("namespace", ""), r.labels.get("pool", "")): r.value for r in rows}
         for pool in batched:
-            if pool.key in by_pool:
-                _record(observed, pool.key, "utilization", by_pool[pool.key])
-            elif pool.current_replicas > 0:
-                # With no replicas there are no workers to report: not an error.
+            if pool.current_replicas == 0:
+                continue  # no workers to report, and nothing to scale down: not an error
+            if pool.key not in busy:
                 observed.errors[pool.key] = (
                     f"no agentfleet_worker_busy series for pool {pool.namespace}/{pool.name}"
                 )
+                continue
+            # Busy workers over replicas wanted, not the average over reporting workers:
+            # pods still starting count as idle capacity, so a scale-up in progress does
+            # not read as more load and compound itself. Draining pods can push the ratio
+            # past 1 for a moment; a fraction it stays.
+            utilization = min(1.0, busy[pool.key] / pool.current_replicas)
+            _record(observed, pool.key, "utilization", utilization)
         return observed
 
 

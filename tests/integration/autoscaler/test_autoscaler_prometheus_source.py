@@ -84,8 +84,9 @@ async def test_one_query_per_signal_serves_every_pool(
 
     pools = [
         pool(ns, "general"),
-        pool(ns, "tdd", specialties=["tdd"]),
-        pool(ns, "web-ai", specialties=["ai-ml"], projects=["web"]),
+        pool(ns, "tdd", specialties=["tdd"], replicas=4),
+        # Four replicas wanted, one worker reporting: three pods are still starting.
+        pool(ns, "web-ai", specialties=["ai-ml"], projects=["web"], replicas=4),
         pool(ns, "docs", stage=Stage.CONTENT),
     ]
     # Pools with no series at all ride along in the same batch at no extra cost.
@@ -104,7 +105,7 @@ async def test_one_query_per_signal_serves_every_pool(
     )
     # Only the web project: its general lanes and its ai-ml lane, never "api".
     assert signals[(ns, "web-ai")] == Signals(
-        queue_depth=4 + 2 + 5, oldest_wait_seconds=120, utilization=1.0
+        queue_depth=4 + 2 + 5, oldest_wait_seconds=120, utilization=0.25
     )
     assert signals[(ns, "docs")] == Signals(queue_depth=9, oldest_wait_seconds=10, utilization=0)
     assert all(signals[p.key].queue_depth is None for p in idle)
@@ -201,7 +202,7 @@ async def test_stopped_prometheus_is_unavailable_and_recovery_is_automatic(
     exporter.queue(test_namespace, "genesis", depth=3, oldest_wait=5)
     exporter.busy(test_namespace, "g", 1)
     source = PrometheusSource(prometheus.url, timeout_seconds=2)
-    target = pool(test_namespace, "g", stage=Stage.GENESIS)
+    target = pool(test_namespace, "g", stage=Stage.GENESIS, replicas=1)
     try:
         await fetch_when(source, [target], [target.key])
 
