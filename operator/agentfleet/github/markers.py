@@ -8,8 +8,12 @@ user pasting a marker into an issue cannot make agentfleet skip work.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _MARKER = re.compile(r"<!--\s*agentfleet:([a-z][a-z0-9-]*)((?:\s+[a-z][a-z0-9_-]*=[^\s>]+)*)\s*-->")
 _FIELD = re.compile(r"([a-z][a-z0-9_-]*)=([^\s>]+)")
@@ -53,3 +57,23 @@ def marker_field(body: str | None, kind: str, key: str) -> str | None:
         if found.kind == kind and key in found.fields:
             return found.fields[key]
     return None
+
+
+_STATE = re.compile(r"<!--\s*agentfleet-state:([A-Za-z0-9+/=]+)\s*-->")
+
+
+def embed_state(data: Any) -> str:
+    """JSON state hidden in a comment body (base64, so no content can end the comment)."""
+    encoded = base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+    return f"<!-- agentfleet-state:{encoded} -->"
+
+
+def extract_state(body: str | None) -> Any:
+    """The state `embed_state` hid in `body`, or None."""
+    match = _STATE.search(body or "")
+    if match is None:
+        return None
+    try:
+        return json.loads(base64.b64decode(match.group(1), validate=True))
+    except (binascii.Error, ValueError):
+        return None

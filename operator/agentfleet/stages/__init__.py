@@ -1,0 +1,71 @@
+"""Stage handlers (genesis, development, content, review) for the worker runtime.
+
+Each is registered in the worker's handler registry under its stage name, so
+`AGENTFLEET_HANDLER=development` (or `--handler development`) runs it. A handler built by
+`handler_factory` takes everything it needs from the worker's environment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agentfleet.stages.base import StageHandler
+from agentfleet.stages.content import ContentHandler
+from agentfleet.stages.development import DevelopmentHandler
+from agentfleet.stages.environment import StageConfig, StageEnvironment
+from agentfleet.stages.genesis import GenesisHandler
+from agentfleet.stages.review import ReviewHandler
+from agentfleet.worker.config import WorkerSettings
+from agentfleet.worker.handlers import Handler, register_handler
+
+HANDLERS: dict[str, type[StageHandler]] = {
+    "genesis": GenesisHandler,
+    "development": DevelopmentHandler,
+    "content": ContentHandler,
+    "review": ReviewHandler,
+}
+
+
+def handler_factory(name: str) -> Callable[[WorkerSettings], Handler]:
+    handler_class = HANDLERS[name]
+
+    def build(settings: WorkerSettings) -> Handler:
+        return handler_class(StageEnvironment.from_worker_settings(settings))
+
+    return build
+
+
+def genesis_handler(settings: WorkerSettings) -> Handler:
+    return handler_factory("genesis")(settings)
+
+
+def development_handler(settings: WorkerSettings) -> Handler:
+    return handler_factory("development")(settings)
+
+
+def content_handler(settings: WorkerSettings) -> Handler:
+    return handler_factory("content")(settings)
+
+
+def review_handler(settings: WorkerSettings) -> Handler:
+    return handler_factory("review")(settings)
+
+
+for _name in HANDLERS:
+    register_handler(_name, f"agentfleet.stages:{_name}_handler")
+
+__all__ = [
+    "HANDLERS",
+    "ContentHandler",
+    "DevelopmentHandler",
+    "GenesisHandler",
+    "ReviewHandler",
+    "StageConfig",
+    "StageEnvironment",
+    "StageHandler",
+    "content_handler",
+    "development_handler",
+    "genesis_handler",
+    "handler_factory",
+    "review_handler",
+]

@@ -1,0 +1,191 @@
+"""What stage handlers share: settings, the model client, GitHub access, the redactor.
+
+In a worker pod everything comes from the environment the operator sets (see ENV_VARS,
+`agentfleet.agents.settings.ENV_VARS`, and the SDK's own ANTHROPIC_API_KEY /
+ANTHROPIC_BASE_URL); tests, benchmarks and the demo build a `StageEnvironment` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import anthropic
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from agentfleet.agents import AgentMetrics, AgentRunner, AgentSettings, Redactor, default_metrics
+from agentfleet.github import (
+    CredentialsError,
+    GitCheckout,
+    GitHubCredentials,
+    Pacing,
+    RepoClient,
+    credentials_from_directory,
+)
+from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
+from agentfleet.worker.config import WorkerSettings
+
+ENV_VARS: dict[str, str] = {
+    "github_api_url": "AGENTFLEET_GITHUB_API_URL",
+    "credentials_dir": "AGENTFLEET_GITHUB_CREDENTIALS_DIR",
+    "github_pacing": "AGENTFLEET_GITHUB_PACING",
+    "test_command": "AGENTFLEET_TEST_COMMAND",
+    "test_timeout_seconds": "AGENTFLEET_TEST_TIMEOUT",
+    "git_author_name": "AGENTFLEET_GIT_AUTHOR_NAME",
+    "git_author_email": "AGENTFLEET_GIT_AUTHOR_EMAIL",
+    "max_workers": "AGENTFLEET_PARALLEL_MAX_WORKERS",
+    "success_threshold": "AGENTFLEET_PARALLEL_SUCCESS_THRESHOLD",
+    "task_timeout_seconds": "AGENTFLEET_PARALLEL_TASK_TIMEOUT",
+}
+"""Setting name -> environment variable."""
+
+TOKEN_ENV = "AGENTFLEET_GITHUB_TOKEN"
+"""A single token for every project, when no credentials are mounted (local runs)."""
+
+
+class StageConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    github_api_url: str | None = None
+    """Overrides the API endpoint derived from each Project's repository."""
+    credentials_dir: Path = Path("/var/run/agentfleet/github")
+    """Holds one directory per project (its credentials Secret mounted as files)."""
+    github_pacing: bool = True
+    """Space API calls as GitHub advises; off only against a local fake."""
+    test_command: tuple[str, ...] = ("python", "-m", "pytest", "-q")
+    """How development runs the repository's tests before it opens a pull request."""
+    test_timeout_seconds: float = Field(default=900.0, gt=0)
+    git_author_name: str = "agentfleet"
+    git_author_email: str = "agentfleet@users.noreply.github.com"
+    max_workers: int = Field(default=5, ge=1)
+    """Master-issue defaults when the work item does not carry the Project's values."""
+    success_threshold: float = Field(default=0.8, gt=0, le=1)
+    task_timeout_seconds: float = Field(default=1800.0, gt=0)
+    completion_poll_seconds: float = Field(default=0.2, gt=0)
+    """How often a master run looks for its sub-tasks' completions."""
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> StageConfig:
+        values: dict[str, object] = {}
+        for name, variable in ENV_VARS.items():
+            raw = environ.get(variable, "")
+            if not raw:
+                continue
+            if name == "test_command":
+                values[name] = tuple(shlex.split(raw))
+            elif name == "github_pacing":
+                values[name] = raw.lower() not in {"0", "false", "no", "off"}
+            else:
+                values[name] = raw
+        return cls.model_validate(values)
+
+
+CredentialsSource = Callable[[str, str], GitHubCredentials]
+"""(namespace, project) -> that project's GitHub credentials."""
+
+
+def mounted_credentials(directory: Path, environ: Mapping[str, str]) -> CredentialsSource:
+    def lookup(namespace: str, project: str) -> GitHubCredentials:
+        mounted = directory / project
+        if mounted.is_dir():
+            return credentials_from_directory(mounted)
+        token = environ.get(TOKEN_ENV)
+        if token:
+            return GitHubCredentials(token=SecretStr(token))
+        raise CredentialsError(
+            f"no GitHub credentials for {namespace}/{project}: nothing mounted at {mounted} "
+            f"and {TOKEN_ENV} is unset"
+        )
+
+    return lookup
+
+
+class StageEnvironment:
+    def __init__(
+        self,
+        config: StageConfig,
+        agent_settings: AgentSettings,
+        model_client: anthropic.AsyncAnthropic,
+        credentials: CredentialsSource,
+        redactor: Redactor,
+        queue: WorkQueue | None = None,
+        metrics: AgentMetrics | None = None,
+    ) -> None:
+        self.config = config
+        self.agent_settings = agent_settings
+        self.model_client = model_client
+        self.credentials = credentials
+        self.redactor = redactor
+        self.queue = queue
+        self.metrics = metrics or default_metrics()
+        self._repos: dict[tuple[str, str, str], RepoClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_worker_settings(cls, settings: WorkerSettings) -> StageEnvironment:
+        environ = os.environ
+        config = StageConfig.from_env(environ)
+        # The SDK reads ANTHROPIC_API_KEY and ANTHROPIC_BASE_URL itself; its retries are
+        # off because the agent loop retries (and counts) on its own.
+        client = anthropic.AsyncAnthropic(max_retries=0)
+        redactor = Redactor.from_environment(environ)
+        queue = WorkQueue.from_url(
+            settings.redis_url,
+            heartbeat_timeout=settings.heartbeat_timeout,
+            retry_policy=RetryPolicy(
+                default_max_attempts=settings.max_attempts,
+                base_delay_seconds=settings.retry_base_delay,
+            ),
+        )
+        return cls(
+            config=config,
+            agent_settings=AgentSettings.from_env(environ),
+            model_client=client,
+            credentials=mounted_credentials(config.credentials_dir, environ),
+            redactor=redactor,
+            queue=queue,
+        )
+
+    def repo(self, item: WorkItem) -> RepoClient:
+        """The (cached) GitHub client of the item's project and repository."""
+        repository = str(item.payload["repository"])
+        key = (item.namespace, item.project, repository)
+        with self._lock:
+            client = self._repos.get(key)
+            if client is None:
+                credentials = self.credentials(item.namespace, item.project)
+                for secret in credentials.secret_values():
+                    self.redactor.add(secret)
+                client = RepoClient(
+                    credentials,
+                    repository,
+                    self.config.github_api_url,
+                    Pacing() if self.config.github_pacing else Pacing.none(),
+                )
+                self._repos[key] = client
+            return client
+
+    def runner(
+        self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger], tokens: int | None
+    ) -> AgentRunner:
+        """An agent runner whose token budget is the pool's, lowered to `tokens` if set."""
+        return AgentRunner(
+            self.model_client,
+            self.agent_settings.with_budget_cap(tokens),
+            self.redactor,
+            logger=logger,
+            metrics=self.metrics,
+        )
+
+    def checkout(self, repo: RepoClient, directory: Path) -> GitCheckout:
+        return GitCheckout(
+            directory,
+            repo.clone_url,
+            self.redactor,
+            token=repo.git_token,
+            author=(self.config.git_author_name, self.config.git_author_email),
+        )
