@@ -28,13 +28,18 @@ class PoolPolicy:
 
     min_replicas: int
     max_replicas: int
-    start_replicas: int
+    replicas: int | None
+    """spec.replicas at the start of the trace; unset means minReplicas, as in the CRD."""
     autoscaling: AutoscalingSpec
+
+    @property
+    def start_replicas(self) -> int:
+        wanted = self.min_replicas if self.replicas is None else self.replicas
+        return max(self.min_replicas, min(self.max_replicas, wanted))
 
     @classmethod
     def from_spec(cls, spec: WorkerPoolSpec) -> PoolPolicy:
-        start = spec.clamp(spec.min_replicas if spec.replicas is None else spec.replicas)
-        return cls(spec.min_replicas, spec.max_replicas, start, spec.autoscaling)
+        return cls(spec.min_replicas, spec.max_replicas, spec.replicas, spec.autoscaling)
 
     @classmethod
     def defaults(cls) -> PoolPolicy:
@@ -54,7 +59,7 @@ class PoolPolicy:
         hi = self.max_replicas if max_replicas is None else max_replicas
         if lo > hi:
             raise ValueError(f"minReplicas ({lo}) exceeds maxReplicas ({hi})")
-        return PoolPolicy(lo, hi, max(lo, min(hi, self.start_replicas)), self.autoscaling)
+        return PoolPolicy(lo, hi, self.replicas, self.autoscaling)
 
 
 @dataclass(frozen=True)

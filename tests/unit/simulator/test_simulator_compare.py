@@ -121,6 +121,9 @@ def test_a_workerpool_manifest_supplies_bounds_and_policy(tmp_path: Path) -> Non
     assert pool.autoscaling.scale_up.step == 3
     assert pool.autoscaling.poll_interval_seconds == 30
     assert pool.with_bounds(2, None).start_replicas == 2
+    # Without spec.replicas a pool starts at its (possibly overridden) minimum.
+    assert PoolPolicy.defaults().with_bounds(0, None).start_replicas == 0
+    assert PoolPolicy.defaults().with_bounds(3, None).start_replicas == 3
     with pytest.raises(ValueError, match="exceeds"):
         pool.with_bounds(9, None)
     only_configmap = tmp_path / "other.yaml"
