@@ -164,6 +164,8 @@ class CompletionRecord(BaseModel):
     outcome: CompletionOutcome
     worker: str
     completed_at: datetime
+    attempts: int = 1
+    """Deliveries it took, including those lost with a crashed worker."""
     error: str | None = None
     follow_ups: tuple[str, ...] = ()
     """Ids of the follow-up items requested with the completion (review item included)."""

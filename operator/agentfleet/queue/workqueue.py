@@ -378,6 +378,7 @@ class WorkQueue:
             outcome=CompletionOutcome.SUCCEEDED,
             worker=claim.consumer,
             completed_at=now,
+            attempts=claim.item.attempts,
             follow_ups=tuple(follow_up.id for follow_up in items),
         )
         result = await self._finish(claim, record, "0", now, items)
@@ -411,6 +412,7 @@ class WorkQueue:
             outcome=CompletionOutcome.DEAD_LETTERED,
             worker=claim.consumer,
             completed_at=now,
+            attempts=item.attempts,
             error=error,
             follow_ups=(review.id,) if review else (),
         )

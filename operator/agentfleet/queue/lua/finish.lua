@@ -9,11 +9,12 @@ local project, outcome, record = ARGV[7], ARGV[8], ARGV[9]
 if redis.call('HEXISTS', DONE, id) == 1 then return {0} end
 if ARGV[10] == '1' and not owns(id, key, entry, consumer, stage) then return {-1} end
 redis.call('HSET', DONE, id, record)
-unplace(id, stage)
-forget(id)
 redis.call('HINCRBY', COUNTS, project .. ' ' .. stage .. ' completed ' .. outcome, 1)
 redis.call('XADD', LOG, 'MAXLEN', '~', ARGV[12], '*', 'id', id, 'project', project,
-           'stage', stage, 'outcome', outcome, 'worker', consumer)
+           'stage', stage, 'outcome', outcome, 'worker', consumer,
+           'attempts', redis.call('HGET', ATTEMPTS, id) or '0')
+unplace(id, stage)
+forget(id)
 if ARGV[13] ~= '' then redis.call('HSET', PARKED, id, ARGV[13]) end
 local result = {1}
 for i = 14, #ARGV, 4 do
