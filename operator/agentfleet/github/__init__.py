@@ -33,7 +33,12 @@ from agentfleet.github.intake import (
     work_item,
 )
 from agentfleet.github.markers import find_markers, has_marker, marker, marker_field
-from agentfleet.github.webhook import WebhookTarget, create_webhook_app, signature_matches
+from agentfleet.github.webhook import (
+    WebhookServer,
+    WebhookTarget,
+    create_webhook_app,
+    signature_matches,
+)
 
 __all__ = [
     "BRANCH_PREFIX",
@@ -54,6 +59,7 @@ __all__ = [
     "ProjectIntake",
     "PullInfo",
     "RepoClient",
+    "WebhookServer",
     "WebhookTarget",
     "create_webhook_app",
     "credentials_from_directory",

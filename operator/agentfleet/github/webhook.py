@@ -9,13 +9,16 @@ redeliveries and duplicate events do not duplicate work.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from types import TracebackType
 
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
@@ -125,3 +128,45 @@ def create_webhook_app(
         )
 
     return app
+
+
+class WebhookServer:
+    """Serves a webhook app with uvicorn inside the running event loop."""
+
+    def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int = 8080) -> None:
+        self.url = f"http://{host}:{port}"
+        self.port = port
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 10.0) -> None:
+        self._task = asyncio.create_task(self._server.serve())
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._server.started:
+            if self._task.done():
+                await self._task
+                raise RuntimeError(f"webhook server on {self.url} exited at start")
+            if loop.time() > deadline:
+                raise TimeoutError(f"webhook server on {self.url} did not start")
+            await asyncio.sleep(0.02)
+
+    async def stop(self) -> None:
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def __aenter__(self) -> WebhookServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

@@ -1,18 +1,14 @@
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-import uvicorn
-from fastapi import FastAPI
 from github import Auth, Github
 from pydantic import SecretStr
 
 from agentfleet.github import GitHubCredentials, Pacing, RepoClient
-from agentfleet.localenv import RedisServer, free_port
-from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.localenv import RedisServer
 from agentfleet.queue import WorkQueue
 from agentfleet.testing import FakeGitHub
 
@@ -60,30 +56,3 @@ async def queue(redis_server: RedisServer) -> AsyncIterator[WorkQueue]:
     work_queue = WorkQueue.from_url(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}")
     yield work_queue
     await work_queue.close()
-
-
-class LocalServer:
-    """An ASGI app served by uvicorn on a free port, in the test's event loop."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off"
-            )
-        )
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LocalServer:
-        self._task = asyncio.create_task(self._server.serve())
-        await async_wait_for(self._started, 10, "uvicorn to start")
-        return self
-
-    async def _started(self) -> bool:
-        return self._server.started
-
-    async def __aexit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        if self._task is not None:
-            await self._task

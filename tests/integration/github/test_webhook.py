@@ -17,15 +17,15 @@ from prometheus_client import CollectorRegistry
 from agentfleet.github import (
     ProjectIntake,
     RepoClient,
+    WebhookServer,
     WebhookTarget,
     create_webhook_app,
     poll_project,
 )
+from agentfleet.localenv import free_port
 from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import WorkItem, WorkQueue
 from agentfleet.testing import FakeGitHub
-
-from .conftest import LocalServer
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ LIMIT = 4096
 
 
 class Receiver:
-    def __init__(self, server: LocalServer, project: ProjectIntake, queue: WorkQueue) -> None:
+    def __init__(self, server: WebhookServer, project: ProjectIntake, queue: WorkQueue) -> None:
         self.server = server
         self.project = project
         self.queue = queue
@@ -60,7 +60,7 @@ async def receiver(fake_github: FakeGitHub, queue: WorkQueue) -> AsyncIterator[R
         return await queue.enqueue(*items)
 
     app = create_webhook_app(resolve, enqueue, max_body_bytes=LIMIT, registry=CollectorRegistry())
-    async with LocalServer(app) as server:
+    async with WebhookServer(app, port=free_port()) as server:
         found = Receiver(server, project, queue)
         found.enqueue_calls = calls
         yield found

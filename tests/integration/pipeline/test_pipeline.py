@@ -1,0 +1,156 @@
+"""A labelled issue through genesis, development and content, end to end.
+
+Intake is the webhook receiver fed by the fake GitHub's real hook deliveries; work flows
+through the real Redis queue to real worker runtimes running the real stage handlers.
+Afterwards every item is delivered again (as at-least-once delivery may) and GitHub must
+look exactly the same.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentfleet.api import Stage
+from agentfleet.github import WebhookServer, WebhookTarget, create_webhook_app
+from agentfleet.localenv import free_port
+from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.queue import CompletionOutcome, WorkItem
+from agentfleet.testing import FakeGitHub, agents
+
+from .conftest import MODEL, NAMESPACE, Pipeline
+
+pytestmark = pytest.mark.integration
+
+SECRET = b"pipeline-webhook-secret"
+PLAN = [
+    {"title": "Greeting function", "description": "greet(name)", "files": ["greeting.py"]},
+    {"title": "Farewell function", "description": "bye(name)", "files": ["farewell.py"]},
+]
+
+
+async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: Pipeline) -> None:
+    fake, repo = pipeline.fake_github, pipeline.human.get_repo("acme/shop")
+    pipeline.fake_anthropic.add_script(agents.GENESIS_SCAFFOLD, agents.scaffolder())
+    pipeline.fake_anthropic.add_script(agents.GENESIS_PLAN, agents.planner(PLAN))
+    pipeline.fake_anthropic.add_script(agents.DEVELOPMENT, agents.tdd_developer())
+    pipeline.fake_anthropic.add_script(agents.CONTENT, agents.technical_writer())
+    enqueued: list[list[str]] = []
+
+    async def resolve(namespace: str, name: str) -> WebhookTarget | None:
+        return WebhookTarget(pipeline.project, SECRET) if name == "shop" else None
+
+    async def enqueue(items: Sequence[WorkItem]) -> list[str]:
+        enqueued.append([item.id for item in items])
+        return await pipeline.queue.enqueue(*items)
+
+    app = create_webhook_app(resolve, enqueue, registry=CollectorRegistry())
+    async with WebhookServer(app, port=free_port()) as receiver:
+        repo.create_hook(
+            "web",
+            {"url": f"{receiver.url}/webhooks/github/{NAMESPACE}/shop", "secret": SECRET.decode()},
+            events=["issues", "pull_request", "issue_comment"],
+        )
+        for stage in (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT):
+            pipeline.start_workers(stage, 2 if stage is Stage.DEVELOPMENT else 1)
+
+        issue = repo.create_issue("Build a greeting library", body="Say hello and goodbye.")
+        issue.add_to_labels("agentfleet")
+
+        genesis = await pipeline.completion(f"{NAMESPACE}/shop/issue-1/genesis")
+        assert genesis.outcome is CompletionOutcome.SUCCEEDED
+        assert genesis.follow_ups == (
+            f"{NAMESPACE}/shop/issue-2/development",
+            f"{NAMESPACE}/shop/issue-3/development",
+        )
+        for follow_up in genesis.follow_ups:
+            done = await pipeline.completion(follow_up)
+            assert done.outcome is CompletionOutcome.SUCCEEDED, done.error
+
+        # Genesis scaffolded the empty repository, planned and opened one sub-issue per task.
+        assert sorted(fake.issue_titles("acme/shop")) == [
+            "Build a greeting library",
+            "[#1] Farewell function",
+            "[#1] Greeting function",
+        ]
+        assert "main" in fake.branches("acme/shop")
+        plan_comments = fake.comment_bodies("acme/shop", 1)
+        assert len(plan_comments) == 1 and plan_comments[0].startswith("## agentfleet plan for #1")
+
+        # Development opened one pull request per sub-issue, each with its tests.
+        pulls = {p.head.ref: p for p in repo.get_pulls(state="open")}
+        assert sorted(pulls) == ["agentfleet/issue-2", "agentfleet/issue-3"]
+        for number in (2, 3):
+            pull = pulls[f"agentfleet/issue-{number}"]
+            assert pull.body.startswith(f"Closes #{number}")
+            assert sorted(f.filename for f in pull.get_files()) == [
+                f"feature_{number}.py",
+                f"tests/test_issue_{number}.py",
+            ]
+
+        # People merge the pull requests; the merges reach content through the webhook.
+        for number in (2, 3):
+            pulls[f"agentfleet/issue-{number}"].merge()
+        for number in (4, 5):
+            done = await pipeline.completion(f"{NAMESPACE}/shop/pull-{number}/content")
+            assert done.outcome is CompletionOutcome.SUCCEEDED, done.error
+
+        async def docs_pull() -> bool:
+            return "agentfleet/docs-issue-1" in fake.pull_heads("acme/shop")
+
+        await async_wait_for(docs_pull, 30, "the docs pull request")
+        docs = next(
+            p for p in repo.get_pulls(state="open") if p.head.ref == "agentfleet/docs-issue-1"
+        )
+        assert sorted(f.filename for f in docs.get_files()) == ["CHANGELOG.md", "docs/issue-1.md"]
+        assert "#4" in docs.body and "#5" in docs.body
+        assert fake.pull_heads("acme/shop").count("agentfleet/docs-issue-1") == 1
+
+        # Token usage reached the metrics, by model.
+        used = pipeline.agent_registry.get_sample_value(
+            "agentfleet_agent_tokens_total", {"model": MODEL, "kind": "input"}
+        )
+        assert used == pipeline.fake_anthropic.usage_totals()["input_tokens"]
+
+        # At-least-once delivery: every webhook again, and every item's handler again.
+        before = pipeline.github_state()
+        new_before = sum(len(ids) for ids in enqueued)
+        for delivery in list(fake.deliveries):
+            fake.redeliver(delivery)
+        await async_wait_for(
+            lambda: _all_answered(fake, 2), 30, "every delivery to be answered twice"
+        )
+        assert sum(len(ids) for ids in enqueued) == 2 * new_before
+        model_calls = len(pipeline.fake_anthropic.calls)
+        items = [
+            _item(pipeline, Stage.GENESIS, "issue-1", {"issue": 1, "title": issue.title}),
+            _item(pipeline, Stage.DEVELOPMENT, "issue-2", {"issue": 2, "parent": 1}),
+            _item(pipeline, Stage.DEVELOPMENT, "issue-3", {"issue": 3, "parent": 1}),
+            _item(pipeline, Stage.CONTENT, "pull-4", {"pull": 4}),
+            _item(pipeline, Stage.CONTENT, "pull-5", {"pull": 5}),
+        ]
+        for item in items:
+            result = await pipeline.redeliver(item)
+            assert result.outcome == "succeeded", result.error
+        assert pipeline.github_state() == before
+        # Nothing was redone: the plan, the pull requests and the docs were found, not re-made.
+        assert len(pipeline.fake_anthropic.calls) == model_calls
+
+
+async def _all_answered(fake: FakeGitHub, times: int) -> bool:
+    counts: dict[str, int] = {}
+    for delivery in fake.deliveries:
+        counts[delivery.guid] = counts.get(delivery.guid, 0) + 1
+    return all(count == times for count in counts.values())
+
+
+def _item(pipeline: Pipeline, stage: Stage, key: str, payload: dict[str, object]) -> WorkItem:
+    return WorkItem(
+        id=f"{NAMESPACE}/shop/{key}/{stage.value}",
+        namespace=NAMESPACE,
+        project="shop",
+        stage=stage,
+        payload={"repository": "acme/shop", **payload},
+    )
