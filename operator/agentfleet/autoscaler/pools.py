@@ -11,7 +11,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentfleet.api import Stage
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.autoscaler.decision import ScaleState
-from agentfleet.queue.models import GENERAL_SPECIALTY
 
 PoolKey = tuple[str, str]
 """(namespace, name)."""
@@ -24,8 +23,9 @@ class PoolTarget(BaseModel):
     name: str
     stage: Stage
     specialties: tuple[str, ...] = ()
-    projects: tuple[str, ...] = ()
-    """Projects served; empty means every project in the namespace."""
+    projects: tuple[str, ...] | None = None
+    """Projects served; None: every project in the namespace. Empty: none (a selector
+    that matches no Project), so the pool's queues are empty by definition."""
     current_replicas: int = Field(ge=0)
     min_replicas: int = Field(ge=0)
     max_replicas: int = Field(ge=0)
@@ -38,17 +38,8 @@ class PoolTarget(BaseModel):
     def key(self) -> PoolKey:
         return (self.namespace, self.name)
 
-    def serves(self, namespace: str, project: str, stage: str, specialty: str) -> bool:
-        """Whether items in this queue (one series of the queue metrics) are this pool's.
-
-        Every pool also serves the general lane of its stage, which workers fall back to.
-        """
-        return (
-            namespace == self.namespace
-            and stage == self.stage.value
-            and (specialty == GENERAL_SPECIALTY or specialty in self.specialties)
-            and (not self.projects or project in self.projects)
-        )
+    def serves_project(self, project: str) -> bool:
+        return self.projects is None or project in self.projects
 
     def scale_state(
         self,

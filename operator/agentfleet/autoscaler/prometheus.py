@@ -205,11 +205,15 @@ class PrometheusSource:
                 (labels.get("namespace", ""), labels.get("stage", ""), labels.get("specialty", ""))
             ].append((labels.get("project", ""), row.value))
         for pool in batched:
+            if pool.projects == ():
+                _record(observed, pool.key, signal, 0.0)
+                continue
+            # Every pool also serves its stage's general lane, which workers fall back to.
             values = [
                 value
                 for specialty in {*pool.specialties, GENERAL_SPECIALTY}
                 for project, value in index.get((pool.namespace, pool.stage.value, specialty), [])
-                if not pool.projects or project in pool.projects
+                if pool.serves_project(project)
             ]
             if values:
                 _record(observed, pool.key, signal, combine(values))

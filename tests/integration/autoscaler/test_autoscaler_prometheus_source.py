@@ -25,7 +25,7 @@ def pool(
     name: str,
     stage: Stage = Stage.DEVELOPMENT,
     specialties: Sequence[str] = (),
-    projects: Sequence[str] = (),
+    projects: Sequence[str] | None = None,
     replicas: int = 2,
     queries: MetricQueries | None = None,
 ) -> PoolTarget:
@@ -34,7 +34,7 @@ def pool(
         name=name,
         stage=stage,
         specialties=tuple(specialties),
-        projects=tuple(projects),
+        projects=None if projects is None else tuple(projects),
         current_replicas=replicas,
         min_replicas=0,
         max_replicas=10,
@@ -84,6 +84,8 @@ async def test_one_query_per_signal_serves_every_pool(
 
     pools = [
         pool(ns, "general"),
+        # A project selector that matches no Project: nothing can wait for this pool.
+        pool(ns, "no-projects", projects=[], replicas=0),
         pool(ns, "tdd", specialties=["tdd"], replicas=4),
         # Four replicas wanted, one worker reporting: three pods are still starting.
         pool(ns, "web-ai", specialties=["ai-ml"], projects=["web"], replicas=4),
@@ -108,6 +110,7 @@ async def test_one_query_per_signal_serves_every_pool(
         queue_depth=4 + 2 + 5, oldest_wait_seconds=120, utilization=0.25
     )
     assert signals[(ns, "docs")] == Signals(queue_depth=9, oldest_wait_seconds=10, utilization=0)
+    assert signals[(ns, "no-projects")] == Signals(queue_depth=0, oldest_wait_seconds=0)
     assert all(signals[p.key].queue_depth is None for p in idle)
 
 
