@@ -21,7 +21,7 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed ## the Python environment (.venv) with dev extras
 
-controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl into .cache/
+controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm into .cache/
 	@bash scripts/build-controlplane.sh
 
 servers: ## install redis-server and prometheus (Debian packages) when missing
@@ -44,8 +44,9 @@ test: deps check ## lint, typecheck and the whole test suite against real server
 test-unit: venv ## the pure tests only (no servers)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
-crds: venv ## regenerate crds/ and docs/crds.md from the pydantic models
+crds: venv ## regenerate crds/, the chart's copy and docs/crds.md from the pydantic models
 	$(BIN)/python -m agentfleet.api.generate
+	rm -f charts/agentfleet/crds/*.yaml && cp crds/*.yaml charts/agentfleet/crds/
 
 cluster-up: deps ## start a local control plane in the background; prints KUBECONFIG
 	@$(BIN)/agentfleet dev cluster-up

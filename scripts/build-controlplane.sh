@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Build pinned etcd, kube-apiserver, kube-controller-manager and kubectl from their Go
-# modules into a git-ignored cache, so tests and `make cluster-up` run a real control
-# plane without Docker.
+# Build pinned etcd, kube-apiserver, kube-controller-manager and kubectl (and helm, for the
+# chart tests) from their Go modules into a git-ignored cache, so tests and
+# `make cluster-up` run a real control plane without Docker.
 #
 # k8s.io/kubernetes and etcd's server module cannot be `go install`ed: their go.mod files
 # replace sibling modules with relative paths that only exist in a full git checkout. We
@@ -18,7 +18,7 @@ bin="$cache/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
 stamp="$bin/.complete"
 
 if [[ -f "$stamp" ]]; then
-  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  for b in etcd kube-apiserver kube-controller-manager kubectl helm; do
     [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
   done
 fi
@@ -109,7 +109,23 @@ build_etcd() {
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/etcd" go.etcd.io/etcd/server/v3)
 }
 
+build_helm() {
+  # helm's module has no relative replaces, so a plain `go install` works. Like helm's own
+  # Makefile, tell it which Kubernetes version to assume when no cluster is asked (else
+  # `helm template` checks a chart's kubeVersion against v1.20).
+  echo ">> building helm $HELM_VERSION"
+  local minor=${KUBERNETES_VERSION#v1.}; minor=${minor%%.*}
+  GOBIN="$bin" go install -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 \
+      -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 \
+      -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor" \
+    "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+}
+
 [[ -x "$bin/etcd" ]] || build_etcd
+[[ -x "$bin/helm" ]] || build_helm
 for b in kube-apiserver kube-controller-manager kubectl; do
   [[ -x "$bin/$b" ]] || { build_kubernetes; break; }
 done

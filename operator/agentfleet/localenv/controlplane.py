@@ -207,6 +207,13 @@ class ControlPlane:
                 f"--tls-cert-file={p.apiserver.cert}",
                 f"--tls-private-key-file={p.apiserver.key}",
                 f"--client-ca-file={p.ca.cert}",
+                # Front-proxy (aggregation) settings as kubeadm sets them; without them every
+                # delegating component logs a missing requestheader CA bundle forever.
+                f"--requestheader-client-ca-file={p.ca.cert}",
+                "--requestheader-allowed-names=front-proxy-client",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 "--authorization-mode=RBAC",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={p.service_account_pub}",

@@ -1,0 +1,232 @@
+"""The Helm chart against the real API server: it lints, renders, installs, and its
+ClusterRole is exactly enough for the operator to do its job."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client
+
+from agentfleet.localenv import ControlPlane, ManagedProcess, find_binary, free_port
+from agentfleet.localenv.binaries import pinned_versions
+from agentfleet.localenv.controlplane import write_kubeconfig
+from agentfleet.localenv.waiting import wait_for
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "agentfleet"
+ALL_FEATURES = [
+    "--set",
+    "redis.deploy=true",
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "podMonitor.enabled=true",
+    "--set",
+    "prometheusRule.enabled=true",
+    "--set",
+    "grafanaDashboard.enabled=true",
+]
+
+
+def _helm(*args: str, kubeconfig: Path | None = None) -> str:
+    argv = [str(find_binary("helm")), *args]
+    if args[0] == "template":  # render for the control plane the tests run
+        argv += ["--kube-version", pinned_versions()["KUBERNETES_VERSION"]]
+    if kubeconfig is not None:
+        argv += ["--kubeconfig", str(kubeconfig)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, f"helm {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+def test_chart_lints_with_defaults_and_every_feature() -> None:
+    _helm("lint", "--strict", str(CHART))
+    _helm("lint", "--strict", str(CHART), *ALL_FEATURES)
+
+
+def test_chart_crds_are_the_generated_ones() -> None:
+    generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    assert shipped == generated, "run `make crds` to copy crds/ into the chart"
+
+
+def test_rendered_monitoring_objects_carry_the_rules_and_dashboard() -> None:
+    docs = [d for d in yaml.safe_load_all(_helm("template", "af", str(CHART), *ALL_FEATURES)) if d]
+    kinds = {d["kind"] for d in docs}
+    assert {"PrometheusRule", "ServiceMonitor", "PodMonitor", "StatefulSet"} <= kinds
+    rule = next(d for d in docs if d["kind"] == "PrometheusRule")
+    alerts = {r["alert"] for g in rule["spec"]["groups"] for r in g["rules"]}
+    assert "AgentfleetQueueOverflow" in alerts
+    dashboard = next(d for d in docs if d["kind"] == "ConfigMap" and "agentfleet.json" in d["data"])
+    assert '"uid": "agentfleet-overview"' in dashboard["data"]["agentfleet.json"]
+
+
+def test_helm_install_is_accepted_by_the_api_server(
+    controlplane: ControlPlane, api_client: client.ApiClient
+) -> None:
+    ns = f"chart-{uuid.uuid4().hex[:6]}"
+    release = f"af-{uuid.uuid4().hex[:6]}"
+    _helm(
+        "install",
+        release,
+        str(CHART),
+        "--namespace",
+        ns,
+        "--create-namespace",
+        "--set",
+        "redis.deploy=true",
+        "--wait=false",
+        kubeconfig=controlplane.kubeconfig,
+    )
+    try:
+        apps = client.AppsV1Api(api_client)
+        operator = apps.read_namespaced_deployment(f"{release}-agentfleet", ns)
+        assert operator.spec.template.spec.service_account_name == f"{release}-agentfleet"
+        assert apps.read_namespaced_stateful_set("agentfleet-redis", ns)
+        ext = client.ApiextensionsV1Api(api_client)
+        assert ext.read_custom_resource_definition("workerpools.agentfleet.dev")
+    finally:
+        _helm("uninstall", release, "--namespace", ns, kubeconfig=controlplane.kubeconfig)
+        client.CoreV1Api(api_client).delete_namespace(ns)
+
+
+def test_operator_works_with_exactly_the_chart_rbac(
+    controlplane: ControlPlane, api_client: client.ApiClient, namespace: str, tmp_path: Path
+) -> None:
+    """Apply the chart's ServiceAccount and ClusterRole, run the operator with a token of
+    that ServiceAccount, and see a WorkerPool reconciled: the role is sufficient."""
+    release = f"rbac{uuid.uuid4().hex[:6]}"
+    rendered = _helm(
+        "template",
+        release,
+        str(CHART),
+        "--namespace",
+        namespace,
+        "--show-only",
+        "templates/serviceaccount.yaml",
+        "--show-only",
+        "templates/rbac.yaml",
+    )
+    kubectl = [str(find_binary("kubectl")), "--kubeconfig", str(controlplane.kubeconfig)]
+    subprocess.run(
+        [*kubectl, "apply", "-f", "-"],
+        input=rendered,
+        text=True,
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    core = client.CoreV1Api(api_client)
+    sa = f"{release}-agentfleet"
+    token = core.create_namespaced_service_account_token(
+        sa,
+        namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    ).status.token
+    kubeconfig = tmp_path / "operator.kubeconfig"
+    ca = Path(api_client.configuration.ssl_ca_cert)
+    write_kubeconfig(kubeconfig, controlplane.server, ca, ca, ca, "operator")
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["users"][0]["user"] = {"token": token}
+    kubeconfig.write_text(yaml.safe_dump(config))
+
+    health = free_port()
+    operator = ManagedProcess(
+        "operator-rbac",
+        [
+            sys.executable,
+            "-m",
+            "agentfleet",
+            "operator",
+            "--namespace",
+            namespace,
+            "--health-port",
+            str(health),
+            "--metrics-port",
+            "0",
+            "--log-format",
+            "plain",
+        ],
+        tmp_path,
+        env={"KUBECONFIG": str(kubeconfig), "PATH": "/usr/bin:/bin"},
+    )
+    operator.start()
+    try:
+        core.create_namespaced_secret(
+            namespace,
+            client.V1Secret(
+                metadata=client.V1ObjectMeta(name="gh"),
+                data={"token": base64.b64encode(b"t").decode()},
+            ),
+        )
+        custom = client.CustomObjectsApi(api_client)
+        custom.create_namespaced_custom_object(
+            "agentfleet.dev",
+            "v1alpha1",
+            namespace,
+            "projects",
+            {
+                "apiVersion": "agentfleet.dev/v1alpha1",
+                "kind": "Project",
+                "metadata": {"name": "shop"},
+                "spec": {"repository": "acme/shop", "credentialsSecretRef": {"name": "gh"}},
+            },
+        )
+        custom.create_namespaced_custom_object(
+            "agentfleet.dev",
+            "v1alpha1",
+            namespace,
+            "workerpools",
+            {
+                "apiVersion": "agentfleet.dev/v1alpha1",
+                "kind": "WorkerPool",
+                "metadata": {"name": "devs"},
+                "spec": {"stage": "development", "minReplicas": 1, "maxReplicas": 2},
+            },
+        )
+        apps = client.AppsV1Api(api_client)
+        wait_for(
+            lambda: apps.read_namespaced_deployment("devs", namespace),
+            60,
+            f"the operator (as {sa}) to create the Deployment",
+        )
+        wait_for(
+            lambda: client.PolicyV1Api(api_client).read_namespaced_pod_disruption_budget(
+                "devs", namespace
+            ),
+            30,
+            "the PodDisruptionBudget",
+        )
+        pool = wait_for(
+            lambda: (
+                (
+                    p := custom.get_namespaced_custom_object(
+                        "agentfleet.dev", "v1alpha1", namespace, "workerpools", "devs"
+                    )
+                )
+                .get("status", {})
+                .get("conditions")
+                and p
+            ),
+            30,
+            "WorkerPool status written by the operator",
+        )
+        assert pool["status"]["conditions"]
+        log = operator.log_path.read_text()
+        assert "403" not in log and "Forbidden" not in log, log[-3000:]
+    finally:
+        operator.stop()
