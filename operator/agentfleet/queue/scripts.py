@@ -12,6 +12,7 @@ from importlib import resources
 SCRIPT_NAMES = (
     "enqueue",
     "claim",
+    "accept",
     "heartbeat",
     "finish",
     "retry",
@@ -30,11 +31,6 @@ def script_source(name: str) -> str:
 def namespace_base(prefix: str, namespace: str) -> str:
     """Key base of a namespace; the `{}` hash tag keeps its keys in one cluster slot."""
     return f"{prefix}:{{{namespace}}}"
-
-
-def wake_channel(prefix: str, namespace: str, stage: str) -> str:
-    """Published whenever an item of that stage becomes deliverable."""
-    return f"{namespace_base(prefix, namespace)}:wake:{stage}"
 
 
 def namespaces_key(prefix: str) -> str:

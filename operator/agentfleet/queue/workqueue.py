@@ -16,17 +16,16 @@ The rules (read order, transitions, backoff, dead-letter items) are pure functio
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
+import time
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -34,7 +33,6 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
-from agentfleet.api import Stage
 from agentfleet.queue.models import (
     Claim,
     CompleteResult,
@@ -61,14 +59,16 @@ from agentfleet.queue.scripts import (
     namespace_base,
     namespaces_key,
     script_source,
-    wake_channel,
 )
-from agentfleet.queue.snapshot import NamespaceSnapshot, parse_snapshot
+from agentfleet.queue.snapshot import NamespaceSnapshot, parse_snapshot, parse_stream_key
 
 log = logging.getLogger(__name__)
 
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 """What a Redis restart or network blip raises; callers retry these."""
+
+_REGISTER_EVERY = 60.0
+"""Seconds between refreshes of a namespace's entry in the namespace index."""
 
 _CLAIM_SCAN_LIMIT = 100
 """Exhausted or unreadable items dead-lettered in one claim call before giving up."""
@@ -89,83 +89,13 @@ def _enqueue_args(items: Sequence[WorkItem]) -> list[str]:
     return args
 
 
-class _Waker:
-    """One pub/sub connection per queue object, fanning wake-ups out to waiting claims.
-
-    A generation counter rather than an event: a claim remembers the generation before it
-    looks, so a wake-up that arrives while it is looking is never lost.
-    """
-
-    def __init__(self, redis: Redis[str]) -> None:
-        self._redis = redis
-        self._channels: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
-        self._condition: asyncio.Condition | None = None
-        self.generation = 0
-
-    async def watch(self, channel: str) -> None:
-        if channel in self._channels and self._task is not None and not self._task.done():
-            return
-        self._channels.add(channel)
-        await self.close()
-        subscribed = asyncio.Event()
-        self._task = asyncio.create_task(self._listen(subscribed), name="agentfleet-queue-waker")
-        # Only a subscribed connection can hear the next enqueue; waiting here makes a
-        # claim right after watch() race-free.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(subscribed.wait(), timeout=5)
-
-    async def _bump(self) -> None:
-        condition = self._condition_for_loop()
-        async with condition:
-            self.generation += 1
-            condition.notify_all()
-
-    def _condition_for_loop(self) -> asyncio.Condition:
-        if self._condition is None:
-            self._condition = asyncio.Condition()
-        return self._condition
-
-    async def _listen(self, subscribed: asyncio.Event) -> None:
-        while True:
-            pubsub: PubSub = self._redis.pubsub(ignore_subscribe_messages=True)
-            try:
-                await pubsub.subscribe(*sorted(self._channels))
-                subscribed.set()
-                # Wake-ups published while disconnected are gone: make waiters look again.
-                await self._bump()
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
-                        await self._bump()
-            except CONNECTION_ERRORS as exc:
-                log.debug("wake-up subscription lost (%s); reconnecting", exc)
-                await asyncio.sleep(0.2)
-            finally:
-                with contextlib.suppress(*CONNECTION_ERRORS):
-                    await pubsub.aclose()  # type: ignore[attr-defined]
-
-    async def wait(self, seen: int, timeout: float) -> None:
-        """Return once the generation moved past `seen`, or after `timeout` seconds."""
-        condition = self._condition_for_loop()
-        async with condition:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(condition.wait_for(lambda: self.generation != seen), timeout)
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-
 class WorkQueue:
     """Enqueue, claim, heartbeat, complete, fail, release, boost, hold and inspect work.
 
     `heartbeat_timeout` is how long a claimed item may go without a heartbeat before any
     claim takes it over; every worker and exporter of a deployment must use the same
-    value. `poll_interval` bounds how long a waiting claim goes without looking (it
-    catches retries coming due and items of dead workers, which publish no wake-up).
+    value. `poll_interval` bounds how long a waiting claim blocks before it looks at
+    everything again (retries come due and dead workers' items go stale silently).
     """
 
     def __init__(
@@ -190,7 +120,7 @@ class WorkQueue:
         # takes a lane's projects in turn; the random start spreads workers apart.
         self._rotation = self._rng.randrange(1 << 16)
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
-        self._waker = _Waker(redis)
+        self._registered: dict[str, float] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> WorkQueue:
@@ -206,11 +136,22 @@ class WorkQueue:
         return cls(redis, **options)
 
     async def close(self) -> None:
-        await self._waker.close()
         await self.redis.aclose()  # type: ignore[attr-defined]
 
     def _base(self, namespace: str) -> str:
         return namespace_base(self.prefix, namespace)
+
+    async def _register(self, namespace: str) -> None:
+        """Add the namespace to the index the metrics collector reads.
+
+        The index lies outside the namespace's hash slot, so the enqueue script cannot
+        write it; refreshing it once a minute instead of on every enqueue saves a round
+        trip and still repairs it soon after Redis lost its data.
+        """
+        now = time.monotonic()
+        if now - self._registered.get(namespace, -_REGISTER_EVERY) >= _REGISTER_EVERY:
+            await self.redis.sadd(namespaces_key(self.prefix), namespace)
+            self._registered[namespace] = now
 
     async def _run(self, script: str, namespace: str, *args: EncodableT) -> Any:
         return await self._scripts[script](keys=[], args=[self._base(namespace), *args])
@@ -228,7 +169,7 @@ class WorkQueue:
         for item in items:
             by_namespace.setdefault(item.namespace, []).append(item)
         for namespace, batch in by_namespace.items():
-            await self.redis.sadd(namespaces_key(self.prefix), namespace)
+            await self._register(namespace)
             now = _ms(utcnow())
             added += await self._run("enqueue", namespace, now, *_enqueue_args(batch))
         return added
@@ -241,20 +182,74 @@ class WorkQueue:
         Order: items of dead workers (missed heartbeats) or released on drain first in
         each lane, then new ones; specialty lanes before the general fallback, each from
         the highest lane down; projects on emergency stop are skipped.
+
+        While waiting, the claim blocks in XREADGROUP on the subscription's streams:
+        Redis hands a new entry to the worker that has waited longest, so exactly one
+        idle worker wakes per item (least-loaded dispatch, no thundering herd). It looks
+        again at least every `poll_interval` for retries coming due, items of dead
+        workers and new projects' streams.
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        if wait > 0:
-            await self._waker.watch(
-                wake_channel(self.prefix, subscription.namespace, subscription.stage.value)
-            )
         while True:
-            seen = self._waker.generation
             claim = await self._claim_now(subscription)
             remaining = deadline - loop.time()
             if claim is not None or remaining <= 0:
                 return claim
-            await self._waker.wait(seen, min(remaining, self.poll_interval))
+            claim = await self._wait_for_entry(subscription, min(remaining, self.poll_interval))
+            if claim is not None:
+                return claim
+
+    async def _wait_for_entry(self, subscription: Subscription, timeout: float) -> Claim | None:
+        base = self._base(subscription.namespace)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.smembers(f"{base}:streams")
+            pipe.smembers(f"{base}:held")
+            streams, held = await pipe.execute()
+        watched = sorted(
+            (rank, key)
+            for key in streams
+            if (rank := self._watch_rank(subscription, base, key, held)) is not None
+        )
+        if not watched:
+            # Nothing of this stage has ever been queued here: look again later.
+            await asyncio.sleep(timeout)
+            return None
+        reply = await self.redis.xreadgroup(
+            subscription.stage.value,
+            subscription.consumer,
+            {key: ">" for _, key in watched},
+            count=1,
+            block=max(1, int(timeout * 1000)),
+        )
+        if not reply:
+            return None
+        received = dict(
+            (key, entries[0][0])
+            for key, entries in (reply.items() if isinstance(reply, dict) else reply)
+        )
+        now = utcnow()
+        raw = await self._run(
+            "accept",
+            subscription.namespace,
+            subscription.stage.value,
+            _ms(now),
+            *[part for _, key in watched if key in received for part in (key, received[key])],
+        )
+        if raw is None:
+            return None
+        return await self._settle_undeliverable(subscription, raw, now)
+
+    @staticmethod
+    def _watch_rank(subscription: Subscription, base: str, key: str, held: set[str]) -> int | None:
+        """Where the stream comes in the subscription's read order; None: not its stream."""
+        project, stage, specialty, lane = parse_stream_key(base, key)
+        if stage is not subscription.stage or project in held:
+            return None
+        if subscription.projects and project not in subscription.projects:
+            return None
+        order = read_order(subscription.specialties)
+        return order.index((specialty, lane)) if (specialty, lane) in order else None
 
     async def _claim_now(self, subscription: Subscription) -> Claim | None:
         order = [
@@ -483,9 +478,8 @@ class WorkQueue:
         await self.redis.sadd(f"{self._base(namespace)}:held", project)
 
     async def resume(self, namespace: str, project: str) -> None:
+        """Deliver the project's items again (waiting workers see them within a poll)."""
         await self.redis.srem(f"{self._base(namespace)}:held", project)
-        for stage in Stage:
-            await self.redis.publish(wake_channel(self.prefix, namespace, stage.value), "1")
 
     async def held_projects(self, namespace: str) -> set[str]:
         members: set[str] = await self.redis.smembers(f"{self._base(namespace)}:held")

@@ -4,7 +4,7 @@ exactly-once completion, transitions, boost and emergency stop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 import pytest
@@ -132,18 +132,50 @@ async def test_a_worker_takes_the_projects_of_a_lane_in_turn(queue: WorkQueue) -
     assert projects[3:] == projects[:3]
 
 
+def blocked_clients(queue: WorkQueue) -> Callable[[], Awaitable[int]]:
+    async def count() -> int:
+        clients: int = (await queue.redis.info("clients"))["blocked_clients"]
+        return clients
+
+    return count
+
+
 async def test_a_waiting_claim_gets_an_item_as_soon_as_it_is_enqueued(queue: WorkQueue) -> None:
+    await queue.enqueue(item("first"))
+    first = await queue.claim(subscription())
+    assert first is not None
     waiting = asyncio.create_task(queue.claim(subscription(), wait=30))
-    await async_wait_for(
-        lambda: queue.redis.pubsub_numsub(f"{queue.prefix}:{{{NAMESPACE}}}:wake:genesis"),
-        5,
-        "the waiting claim to subscribe",
-    )
+    await async_wait_for(blocked_clients(queue), 5, "the claim to block waiting for work")
     await queue.enqueue(item("wanted"))
     claim = await asyncio.wait_for(waiting, 30)
     assert claim is not None
     assert claim.item.id == "wanted"
     assert claim.wait_seconds >= 0
+
+
+async def test_a_new_item_wakes_only_the_worker_that_has_waited_longest(
+    make_queue: QueueFactory,
+) -> None:
+    # Waiting claims re-block every poll interval, which reorders them; 5 s keeps the
+    # order of this test's three waits.
+    queue = make_queue(poll_interval=5.0)
+    await queue.enqueue(item("first"))
+    assert await queue.claim(subscription()) is not None
+    waiting = {}
+    for n, name in enumerate(("idle-longest", "idle-2", "idle-3"), start=1):
+        waiting[name] = asyncio.create_task(queue.claim(subscription(name), wait=1.5))
+        await async_wait_for(
+            lambda n=n: _at_least(blocked_clients(queue), n), 5, f"{name} to block"
+        )
+    await queue.enqueue(item("wanted"))
+    results = {name: await task for name, task in waiting.items()}
+    assert {name: claim.item.id for name, claim in results.items() if claim} == {
+        "idle-longest": "wanted"
+    }
+
+
+async def _at_least(count: Callable[[], Awaitable[int]], expected: int) -> bool:
+    return await count() >= expected
 
 
 # ------------------------------------------------------------------------- idempotency

@@ -22,20 +22,6 @@ for _, project in ipairs(projects) do
   if redis.call('SISMEMBER', HELD, project) == 0 then open[#open + 1] = project end
 end
 
-local function deliver(key, entry, reclaimed)
-  local f = fields_of(entry[2])
-  local id = f['id']
-  if not id or redis.call('HGET', WHERE, id) ~= key .. ' ' .. entry[1] then
-    -- An entry no item points at (left by a crash mid-move): drop it, never deliver it.
-    redis.call('XACK', key, stage, entry[1])
-    redis.call('XDEL', key, entry[1])
-    return nil
-  end
-  local attempts = redis.call('HINCRBY', ATTEMPTS, id, 1)
-  return {key, entry[1], id, redis.call('HGET', ITEMS, id), redis.call('HGET', ROUTE, id),
-          attempts, f['t'], reclaimed}
-end
-
 local function take(key)
   for _ = 1, 10 do
     local entry, reclaimed = nil, 0
@@ -50,7 +36,7 @@ local function take(key)
       if not read then return nil end
       entry = read[1][2][1]
     end
-    local delivered = deliver(key, entry, reclaimed)
+    local delivered = deliver(key, stage, entry, reclaimed)
     if delivered then return delivered end
   end
   return nil

@@ -34,10 +34,6 @@ local function stream_key(project, stage, specialty, lane)
   return base .. ':q:' .. project .. ':' .. stage .. ':' .. specialty .. ':' .. lane
 end
 
-local function wake(stage)
-  redis.call('PUBLISH', base .. ':wake:' .. stage, '1')
-end
-
 -- Append an item (whose route is set) to its lane; `t` is when it became deliverable.
 local function push(id, t)
   local r = split(redis.call('HGET', ROUTE, id))
@@ -48,7 +44,6 @@ local function push(id, t)
   redis.call('SADD', STREAMS, key)
   local entry = redis.call('XADD', key, '*', 'id', id, 't', t)
   redis.call('HSET', WHERE, id, key .. ' ' .. entry)
-  wake(r[2])
 end
 
 -- Stored once per id: an id waiting, in flight, retrying or completed is not added again.
@@ -98,4 +93,25 @@ local function last_delivered(key, group)
     if g['name'] == group then return g['last-delivered-id'], g['pending'], g['lag'] end
   end
   return '0-0', 0, false
+end
+
+-- Hand a just-read stream entry to the claimant: count the attempt and return what the
+-- client needs, or nil (after dropping it) for an entry no item points at any more, left
+-- behind by a crash in the middle of moving an item.
+local function deliver(key, group, entry, reclaimed)
+  local f = fields_of(entry[2])
+  local id = f['id']
+  if not id or redis.call('HGET', WHERE, id) ~= key .. ' ' .. entry[1] then
+    redis.call('XACK', key, group, entry[1])
+    redis.call('XDEL', key, entry[1])
+    return nil
+  end
+  local attempts = redis.call('HINCRBY', ATTEMPTS, id, 1)
+  return {key, entry[1], id, redis.call('HGET', ITEMS, id), redis.call('HGET', ROUTE, id),
+          attempts, f['t'], reclaimed}
+end
+
+-- Leave a delivered entry at its place for the next claim to take over at once.
+local function hand_back(key, group, entry, now)
+  redis.call('XCLAIM', key, group, 'released', 0, entry, 'IDLE', now, 'JUSTID')
 end

@@ -4,7 +4,6 @@
 -- ARGV: base, id, stream, entry, consumer, stage, now_ms. 1 if released, 0 if not ours.
 local id, key, entry, consumer, stage = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if not owns(id, key, entry, consumer, stage) then return 0 end
-redis.call('XCLAIM', key, stage, 'released', 0, entry, 'IDLE', ARGV[7], 'JUSTID')
+hand_back(key, stage, entry, ARGV[7])
 if tonumber(redis.call('HGET', ATTEMPTS, id)) > 0 then redis.call('HINCRBY', ATTEMPTS, id, -1) end
-wake(stage)
 return 1
