@@ -81,9 +81,10 @@ class Kube:
                 return None
             raise
 
-    def apply(self, manifest: Manifest) -> Manifest:
+    def apply(self, manifest: Manifest, dry_run: bool = False) -> Manifest:
         """Server-side apply as the operator's field manager, taking over fields someone
-        else changed by hand (that is how drift is undone)."""
+        else changed by hand (that is how drift is undone). `dry_run`: validated and
+        admitted by the API server, but not stored."""
         api, resource = self._builtin(manifest["apiVersion"], manifest["kind"])
         meta = manifest["metadata"]
         return _decode(
@@ -93,6 +94,7 @@ class Kube:
                 manifest,
                 field_manager=FIELD_MANAGER,
                 force=True,
+                dry_run="All" if dry_run else None,
                 _content_type=APPLY_PATCH,
                 _preload_content=False,
             )

@@ -32,6 +32,7 @@ from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.kube import ConflictError, Kube, api_message, new_api_client
 from agentfleet.controller.logic import ProjectInfo
 from agentfleet.controller.reconciler import PoolEntry, Reconciler
+from agentfleet.controller.scaling import install_autoscaler
 from agentfleet.queue import WorkQueue
 
 log = logging.getLogger("agentfleet.operator")
@@ -148,8 +149,8 @@ def create_registry(
         )
 
     @kopf.timer(
-        id="pool_resync",
         *WORKERPOOLS,
+        id="pool_resync",
         interval=config.resync_seconds,
         initial_delay=config.resync_seconds,
         registry=registry,
@@ -224,8 +225,8 @@ def create_registry(
         await reconcile_project_and_pools(name, namespace or "", memo, kwargs)
 
     @kopf.timer(
-        id="project_status_refresh",
         *PROJECTS,
+        id="project_status_refresh",
         interval=config.project_status_seconds,
         initial_delay=config.project_status_seconds,
         registry=registry,
@@ -251,6 +252,27 @@ def create_registry(
     return registry
 
 
+# Handlers that run on every watch event or timer tick; their per-call "succeeded" lines
+# would drown the log (failures are still logged).
+_CHATTY_HANDLERS = (
+    "pool_event",
+    "deployment_event",
+    "project_deleted",
+    "pool_resync",
+    "project_status_refresh",
+)
+
+
+class _QuietRoutineSuccess(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (
+            record.levelno <= logging.INFO
+            and message.endswith("succeeded.")
+            and any(f"'{name}'" in message for name in _CHATTY_HANDLERS)
+        )
+
+
 def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
     """Run the operator until SIGTERM/SIGINT (blocking)."""
     kopf.configure(
@@ -261,10 +283,14 @@ def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
             "full": kopf.LogFormat.FULL,
         }[config.log_format],
     )
+    logging.getLogger("kopf.objects").addFilter(_QuietRoutineSuccess())
     if config.kubeconfig:
         # kopf's login and the client library both read it from here.
         os.environ["KUBECONFIG"] = config.kubeconfig
     priority = config.priority if config.priority is not None else random.randint(1, 2**30)
+    if config.prometheus_url is not None:
+        # The autoscaler loop runs in this process, from startup to cleanup.
+        extensions = [*extensions, install_autoscaler]
     kopf.run(
         registry=create_registry(config, extensions),
         standalone=config.peering is None,

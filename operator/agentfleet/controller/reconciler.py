@@ -284,17 +284,25 @@ class Reconciler:
             existing.append(current)
 
         applied: Manifest | None = None
-        for child, before in zip(children, existing, strict=True):
-            kind, child_name = child["kind"], child["metadata"]["name"]
-            try:
-                applied = await self._call(self.kube.apply, child)
-            except ApiException as error:
-                if error.status in _PERMANENT_STATUSES:
-                    return Problem(
-                        "ApplyFailed", f"{kind} {child_name}: {api_message(error)}"
-                    ), None
-                raise
-            self._report_change(kind, child_name, before, applied, replicas, trigger, event_ref)
+        # The Deployment carries everything the user controls (image, resources, env,
+        # node selector); the API server vets it before anything is written, so a spec it
+        # refuses leaves no children behind at all.
+        for dry_run in (True, False):
+            for child, before in zip(children, existing, strict=True):
+                if dry_run and child["kind"] != "Deployment":
+                    continue
+                kind, child_name = child["kind"], child["metadata"]["name"]
+                try:
+                    applied = await self._call(self.kube.apply, child, dry_run)
+                except ApiException as error:
+                    if error.status in _PERMANENT_STATUSES:
+                        message = f"{kind} {child_name}: {api_message(error)}"
+                        return Problem("ApplyFailed", message), None
+                    raise
+                if not dry_run:
+                    self._report_change(
+                        kind, child_name, before, applied, replicas, trigger, event_ref
+                    )
         assert applied is not None and applied["kind"] == "Deployment"
         self.applied_generation[(pool.namespace, pool.name)] = applied["metadata"]["generation"]
         return None, applied
@@ -348,12 +356,18 @@ class Reconciler:
         self, body: Manifest, spec: WorkerPoolSpec, resolution: Resolution | None
     ) -> None:
         """A pool dedicated to one Project is owned by it (not as controller), so deleting
-        the Project garbage-collects the pool and, through it, the pool's children."""
+        the Project garbage-collects the pool and, through it, the pool's children.
+
+        A dedicated pool whose Project is missing keeps its reference: the Project is most
+        likely being deleted, and removing the reference would orphan the pool before the
+        garbage collector gets to it.
+        """
         meta = body["metadata"]
         references = list(meta.get("ownerReferences") or [])
-        kept = [r for r in references if r.get("kind") != "Project"]
-        wanted = list(kept)
-        if spec.project is not None and resolution is not None and resolution.projects:
+        wanted = [r for r in references if r.get("kind") != "Project"]
+        if spec.project is not None:
+            if resolution is None or not resolution.projects:
+                return
             project = resolution.projects[0]
             wanted.append(
                 {
@@ -387,7 +401,8 @@ class Reconciler:
 
     def deployment_drifted(self, namespace: str, pool: str, generation: int | None) -> bool:
         applied = self.applied_generation.get((namespace, pool))
-        return applied is not None and generation is not None and generation != applied
+        # Generations only grow; an older one is a watch event that predates our apply.
+        return applied is not None and generation is not None and generation > applied
 
     def pools_to_refresh(
         self, pools: Iterable[PoolEntry], projects: list[ProjectInfo]
