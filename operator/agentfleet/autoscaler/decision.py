@@ -124,6 +124,8 @@ class Decision(BaseModel):
     metrics_error: str | None = None
     consecutive_failures: int
     """Polls in a row, including this one, with a required signal missing."""
+    signals: Signals
+    """What the decision was based on (shown in the pool's status)."""
 
     @property
     def changed(self) -> bool:
@@ -265,6 +267,7 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
             missing_signals=missing,
             metrics_error=signals.error if missing else None,
             consecutive_failures=failures,
+            signals=signals,
         )
 
     if not policy.enabled:

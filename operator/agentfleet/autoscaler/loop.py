@@ -38,10 +38,12 @@ class Scaler(Protocol):
     async def apply(self, pool: PoolTarget, decision: Decision) -> None:
         """Set the pool to `decision.desired_replicas` and record why.
 
-        Called when the replicas change and whenever the decision's cause, block or
-        metrics availability differs from the previous poll, so status, Events and the
-        MetricsAvailable condition follow every transition. Raising leaves the pool's
-        timers untouched; the same decision is tried again next poll.
+        Called when the replicas change, whenever the decision's cause, block or
+        metrics availability differs from the previous poll, and when the observed queue
+        depth or utilization moved (see `observed_summary`), so status, Events and the
+        MetricsAvailable condition follow every transition and the status' metrics stay
+        current without a write per pool per poll. Raising leaves the pool's timers
+        untouched; the same decision is tried again next poll.
         """
         ...
 
@@ -102,13 +104,28 @@ def _later(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
 
 
+def observed_summary(signals: Signals) -> tuple[int | None, float | None]:
+    """The signals at the resolution the pool's status shows them: whole items and tenths
+    of utilization. The oldest wait is left out: it grows every second an item waits,
+    and would cost a status write per poll for every pool with work waiting."""
+    depth = None if signals.queue_depth is None else round(signals.queue_depth)
+    utilization = None if signals.utilization is None else round(signals.utilization, 1)
+    return depth, utilization
+
+
 def _worth_reporting(previous: Decision | None, decision: Decision) -> bool:
     if decision.changed or previous is None:
         return True
-    return (previous.trigger, previous.blocked_by, previous.metrics_available) != (
+    return (
+        previous.trigger,
+        previous.blocked_by,
+        previous.metrics_available,
+        observed_summary(previous.signals),
+    ) != (
         decision.trigger,
         decision.blocked_by,
         decision.metrics_available,
+        observed_summary(decision.signals),
     )
 
 

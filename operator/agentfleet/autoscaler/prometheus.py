@@ -98,7 +98,8 @@ class PrometheusSource:
         try:
             response = await self._client.post(
                 f"{self.url}/api/v1/query",
-                data={"query": promql, "timeout": f"{self.timeout_seconds}s"},
+                # Prometheus durations take no decimals ("5.0s" is a bad_data error).
+                data={"query": promql, "timeout": f"{self.timeout_seconds * 1000:.0f}ms"},
                 timeout=self.timeout_seconds,
             )
         except httpx.TimeoutException as exc:

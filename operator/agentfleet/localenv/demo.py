@@ -189,7 +189,11 @@ class Demo:
             t=time.monotonic() - t0,
             desired=int(status.get("desiredReplicas") or status.get("replicas") or 0),
             ready=int(status.get("readyReplicas") or 0),
-            queue_depth=_first(prom.query(f'sum(agentfleet_queue_depth{{namespace="{ns}"}})')),
+            queue_depth=_first(
+                prom.query(
+                    f'sum(agentfleet_queue_depth{{namespace="{ns}",stage="development"}})'
+                )
+            ),
             utilization=_first(
                 prom.query(f'avg(agentfleet_worker_busy{{namespace="{ns}",pool="developers"}})')
             ),
