@@ -44,7 +44,8 @@ def pool(
 
 @pytest.fixture
 async def source(prometheus_server: PrometheusServer) -> AsyncIterator[PrometheusSource]:
-    prom = PrometheusSource(prometheus_server.url, timeout_seconds=5)
+    # Built as the operator builds it: the default timeout (5.0 s) goes out as "5000ms".
+    prom = PrometheusSource(prometheus_server.url)
     yield prom
     await prom.aclose()
 

@@ -176,6 +176,27 @@ async def test_the_scaler_hears_changes_and_transitions_not_every_identical_hold
     assert sample(registry, "agentfleet_scaling_decisions_total", **hold) == 4
 
 
+async def test_the_scaler_hears_queue_depth_and_utilization_move_but_not_the_wait_age(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("p", interval=1)
+    table, scaler = SignalTable(), DictScaler(pool)
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    observed = [
+        Signals(queue_depth=5, oldest_wait_seconds=60, utilization=0.5),
+        Signals(queue_depth=5, oldest_wait_seconds=61, utilization=0.52),  # same as shown
+        Signals(queue_depth=6, oldest_wait_seconds=62, utilization=0.52),  # one more item
+        Signals(queue_depth=6, oldest_wait_seconds=63, utilization=0.61),  # a tenth busier
+    ]
+    for now, signals in enumerate(observed, start=1):
+        table.signals = {pool.key: signals}
+        await loop.run_once(now=now)
+
+    assert [d.signals for _, d in scaler.applied] == [observed[0], observed[2], observed[3]]
+    assert {d.trigger for _, d in scaler.applied} == {Trigger.WITHIN_THRESHOLDS}
+
+
 async def test_timers_count_from_applied_scales(registry: CollectorRegistry) -> None:
     pool = make_pool("p", interval=1, scale_down={"cooldown_seconds": 100})
     table, scaler = SignalTable(), DictScaler(pool)

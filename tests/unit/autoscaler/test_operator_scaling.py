@@ -1,0 +1,305 @@
+"""The operator's side of autoscaling, without a cluster: which pools the loop is given,
+what the status and Events say about a decision, and which Pods get a deletion cost."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agentfleet.api import Stage
+from agentfleet.api.conditions import ConditionStatus, find_condition, set_condition
+from agentfleet.api.workerpool import WorkerPoolStatus
+from agentfleet.autoscaler.decision import Decision, ScaleState, Signals, decide
+from agentfleet.controller.logic import Problem, ProjectInfo
+from agentfleet.controller.scaling import (
+    METRICS_AVAILABLE,
+    PAUSED_REPLICAS_ANNOTATION,
+    SCALING_ACTIVE,
+    PoolDirectory,
+    ScalablePool,
+    deletion_costs,
+    pinned_replicas,
+    pool_target,
+    same_status,
+    scaled_status,
+    scaling_events,
+)
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+BUSY = Signals(queue_depth=14, oldest_wait_seconds=120, utilization=0.9)
+QUIET = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0.0)
+DOWN = Signals.unavailable("Prometheus unreachable at http://prometheus:9090")
+PIPELINE = (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT, Stage.REVIEW)
+
+
+def body(
+    spec: dict[str, Any] | None = None,
+    status: dict[str, Any] | None = None,
+    annotations: dict[str, str] | None = None,
+    name: str = "dev",
+) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "team",
+            "name": name,
+            "uid": f"uid-{name}",
+            "generation": 3,
+            "annotations": annotations or {},
+        },
+        "spec": {"stage": "development", "minReplicas": 1, "maxReplicas": 6, **(spec or {})},
+        "status": status or {},
+    }
+
+
+def pool(**kwargs: Any) -> ScalablePool:
+    return ScalablePool.from_body(body(**kwargs))
+
+
+def project(name: str, paused: bool = False, **labels: str) -> ProjectInfo:
+    return ProjectInfo(
+        namespace="team", name=name, uid=f"uid-{name}", labels=labels, paused=paused,
+        stages=PIPELINE,
+    )  # fmt: skip
+
+
+def decided(signals: Signals, current: int = 2, failures: int = 0, **policy: Any) -> Decision:
+    target = pool_target(pool(spec={"replicas": current, "autoscaling": policy}), [project("web")])
+    assert target is not None
+    state = ScaleState(
+        current_replicas=current, min_replicas=1, max_replicas=6, consecutive_failures=failures
+    )
+    return decide(target.autoscaling, state, signals, NOW.timestamp())
+
+
+# ------------------------------------------------------------------ pools to scale
+
+
+def test_a_pool_without_a_selector_serves_every_project_and_asks_for_its_replicas() -> None:
+    target = pool_target(pool(spec={"replicas": 3}), [project("web"), project("api")])
+
+    assert target is not None
+    assert target.projects is None
+    assert target.current_replicas == 3
+    assert (target.min_replicas, target.max_replicas) == (1, 6)
+
+
+def test_unset_replicas_read_as_min_replicas() -> None:
+    target = pool_target(pool(), [project("web")])
+
+    assert target is not None and target.current_replicas == 1
+
+
+def test_a_selector_limits_the_projects() -> None:
+    selector = {"projectSelector": {"matchLabels": {"team": "shop"}}}
+
+    target = pool_target(pool(spec=selector), [project("web", team="shop"), project("api")])
+
+    assert target is not None and target.projects == ("web",)
+
+
+def test_a_selector_matching_only_unreadable_projects_serves_none_rather_than_all() -> None:
+    selector = {"projectSelector": {"matchLabels": {"team": "shop"}}}
+    unreadable = ProjectInfo(
+        namespace="team",
+        name="legacy",
+        uid="uid-legacy",
+        labels={"team": "shop"},
+        problem=Problem("InvalidSpec", "spec.repository: field required"),
+    )
+
+    target = pool_target(pool(spec=selector), [unreadable, project("api")])
+
+    assert target is not None and target.projects == ()
+
+
+@pytest.mark.parametrize(
+    ("spec", "projects"),
+    [
+        ({"project": "gone"}, [project("web")]),
+        ({"projectSelector": {"matchLabels": {"team": "x"}}}, [project("web")]),
+        ({"minReplicas": 9}, [project("web")]),  # invalid: min above max
+        ({"project": "web"}, [project("web", paused=True)]),  # emergency stop
+    ],
+    ids=["missing project", "selector matches nothing", "invalid spec", "emergency stop"],
+)
+def test_pools_the_reconciler_is_not_scaling_are_left_alone(
+    spec: dict[str, Any], projects: list[ProjectInfo]
+) -> None:
+    assert pool_target(pool(spec=spec), projects) is None
+
+
+def test_the_last_scale_time_in_status_seeds_both_timers() -> None:
+    status = {"lastScaleTime": "2026-03-01T11:59:00Z"}
+
+    target = pool_target(pool(status=status), [project("web")])
+
+    assert target is not None
+    assert target.last_scale_up_time == target.last_scale_down_time == NOW.timestamp() - 60
+
+
+def test_the_paused_replicas_annotation_pauses_autoscaling_and_pins_within_bounds() -> None:
+    pinned = pool(annotations={PAUSED_REPLICAS_ANNOTATION: "4"})
+    too_many = pool(annotations={PAUSED_REPLICAS_ANNOTATION: "40"})
+    zero = pool(annotations={PAUSED_REPLICAS_ANNOTATION: "0"})
+    garbage = pool(annotations={PAUSED_REPLICAS_ANNOTATION: "lots"})
+
+    target = pool_target(pinned, [project("web")])
+
+    assert target is not None and target.autoscaling.paused
+    assert [pinned_replicas(p) for p in (pinned, too_many, zero, garbage, pool())] == [
+        4,
+        6,
+        1,
+        None,
+        None,
+    ]
+
+
+def test_the_directory_lists_only_pools_this_operator_is_serving_now() -> None:
+    a, b = pool(name="a"), pool(name="b")
+    directory = PoolDirectory(
+        {a.key: [a], b.key: [b]}, {"team": [project("web")]}, active={a.key, ("team", "gone")}
+    )
+
+    assert [t.name for t in directory.targets()] == ["a"]
+    assert directory.get(b.key) == b
+
+
+# ------------------------------------------------------------------------ status
+
+
+def test_a_scale_up_records_replicas_time_reason_metrics_and_conditions() -> None:
+    decision = decided(BUSY)
+    ready = set_condition([], "Ready", True, "Reconciled", "ok", NOW)
+    previous = WorkerPoolStatus(replicas=2, ready_replicas=2, projects=["web"], conditions=ready)
+
+    status = scaled_status(previous, pool(), decision, NOW)
+
+    assert status.desired_replicas == 4
+    assert status.last_scale_time == NOW
+    assert status.last_scale_reason == "ScaledUp 2→4: queue_depth=14 > 10, utilization=0.90 > 0.80"
+    assert status.metrics is not None
+    assert (status.metrics.queue_depth, status.metrics.utilization) == (14, 0.9)
+    assert status.metrics.observed_at == NOW
+    metrics = find_condition(status.conditions, METRICS_AVAILABLE)
+    active = find_condition(status.conditions, SCALING_ACTIVE)
+    assert metrics is not None and metrics.status is ConditionStatus.TRUE
+    assert active is not None and active.status is ConditionStatus.TRUE
+    # What the reconciler owns is untouched.
+    assert (status.replicas, status.ready_replicas, status.projects) == (2, 2, ["web"])
+    assert find_condition(status.conditions, "Ready") == ready[0]
+
+
+def test_a_hold_keeps_the_last_scale_and_says_why_metrics_are_missing() -> None:
+    previous = WorkerPoolStatus(
+        desired_replicas=2, last_scale_time=NOW.replace(hour=11), last_scale_reason="earlier"
+    )
+
+    status = scaled_status(previous, pool(), decided(DOWN), NOW)
+
+    assert (status.desired_replicas, status.last_scale_reason) == (2, "earlier")
+    assert status.metrics is not None and status.metrics.queue_depth is None
+    metrics = find_condition(status.conditions, METRICS_AVAILABLE)
+    active = find_condition(status.conditions, SCALING_ACTIVE)
+    assert metrics is not None and metrics.status is ConditionStatus.FALSE
+    assert metrics.reason == "MetricsUnavailable"
+    assert "Prometheus unreachable" in metrics.message
+    assert active is not None and active.status is ConditionStatus.FALSE
+    assert "never scaling down on missing data" in active.message
+
+
+@pytest.mark.parametrize(
+    ("annotations", "policy", "message"),
+    [
+        ({}, {"paused": True}, "spec.autoscaling.paused is true: holding 2"),
+        (
+            {PAUSED_REPLICAS_ANNOTATION: "2"},
+            {},
+            f"annotation {PAUSED_REPLICAS_ANNOTATION}='2': pinned at 2 replicas",
+        ),
+        ({}, {"enabled": False}, "replicas are set by hand"),
+    ],
+    ids=["spec", "annotation", "disabled"],
+)
+def test_paused_and_disabled_pools_say_so_in_scaling_active(
+    annotations: dict[str, str], policy: dict[str, Any], message: str
+) -> None:
+    scalable = pool(spec={"replicas": 2, "autoscaling": policy}, annotations=annotations)
+    target = pool_target(scalable, [project("web")])
+    assert target is not None
+    state = ScaleState(current_replicas=2, min_replicas=1, max_replicas=6)
+    decision = decide(target.autoscaling, state, BUSY, NOW.timestamp())
+
+    status = scaled_status(WorkerPoolStatus(), scalable, decision, NOW)
+
+    assert not decision.changed
+    active = find_condition(status.conditions, SCALING_ACTIVE)
+    assert active is not None and active.status is ConditionStatus.FALSE
+    assert message in active.message
+
+
+def test_only_the_read_time_changing_needs_no_write() -> None:
+    idle = decided(QUIET, current=1)
+    first = scaled_status(WorkerPoolStatus(), pool(), idle, NOW)
+    later = scaled_status(first, pool(), idle, NOW.replace(minute=5))
+    busier = scaled_status(first, pool(), decided(BUSY), NOW.replace(minute=5))
+
+    assert same_status(first, later)
+    assert not same_status(first, busier)
+
+
+# ------------------------------------------------------------------------ Events
+
+
+def test_scale_events_carry_the_change_and_the_reason() -> None:
+    up = scaling_events(WorkerPoolStatus(), decided(BUSY))
+    down = scaling_events(WorkerPoolStatus(), decided(QUIET, current=3))
+
+    assert [(e.type, e.reason, e.message) for e in up] == [
+        ("Normal", "ScaledUp", "2→4: queue_depth=14 > 10, utilization=0.90 > 0.80")
+    ]
+    assert [(e.reason, e.message.split(":")[0]) for e in down] == [("ScaledDown", "3→2")]
+
+
+def test_metrics_loss_is_announced_once_and_recovery_once() -> None:
+    fresh = WorkerPoolStatus()
+    lost = scaled_status(fresh, pool(), decided(DOWN), NOW)
+
+    first = scaling_events(fresh, decided(DOWN))
+    again = scaling_events(lost, decided(DOWN, failures=1))
+    back = scaling_events(lost, decided(QUIET, current=1))
+
+    assert [(e.type, e.reason) for e in first] == [("Warning", "MetricsUnavailable")]
+    assert "holding 2 replicas" in first[0].message
+    assert again == []
+    assert [(e.type, e.reason) for e in back] == [("Normal", "MetricsAvailable")]
+
+
+def test_fallback_replicas_are_a_warning_event() -> None:
+    decision = decided(DOWN, failures=2, fallback={"failureThreshold": 3, "replicas": 5})
+
+    events = scaling_events(WorkerPoolStatus(), decision)
+
+    assert decision.desired_replicas == 5
+    assert [(e.type, e.reason) for e in events] == [
+        ("Warning", "FallbackReplicas"),
+        ("Warning", "MetricsUnavailable"),
+    ]
+
+
+def test_a_paused_pool_reports_no_metrics_transitions() -> None:
+    assert scaling_events(WorkerPoolStatus(), decided(DOWN, paused=True)) == []
+
+
+# ---------------------------------------------------------------- deletion cost
+
+
+def test_idle_pods_get_the_lower_deletion_cost_and_only_changes_are_written() -> None:
+    pods = {"busy": None, "idle": "1", "starting": None, "was-busy-still-busy": "1"}
+    busy = {"busy": 1.0, "idle": 0.0, "was-busy-still-busy": 1.0}
+
+    assert deletion_costs(pods, busy) == {"busy": "1", "idle": "0"}
