@@ -4,7 +4,7 @@ exactly-once completion, transitions, boost and emergency stop."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 
 import pytest
@@ -140,7 +140,17 @@ def blocked_clients(queue: WorkQueue) -> Callable[[], Awaitable[int]]:
     return count
 
 
-async def test_a_waiting_claim_gets_an_item_as_soon_as_it_is_enqueued(queue: WorkQueue) -> None:
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """For tests that count blocked clients: nobody else's may block on this server."""
+    with RedisServer() as server:
+        yield server
+
+
+async def test_a_waiting_claim_gets_an_item_as_soon_as_it_is_enqueued(
+    make_queue: QueueFactory, private_redis: RedisServer
+) -> None:
+    queue = make_queue(private_redis.url)
     await queue.enqueue(item("first"))
     first = await queue.claim(subscription())
     assert first is not None
@@ -154,11 +164,11 @@ async def test_a_waiting_claim_gets_an_item_as_soon_as_it_is_enqueued(queue: Wor
 
 
 async def test_a_new_item_wakes_only_the_worker_that_has_waited_longest(
-    make_queue: QueueFactory,
+    make_queue: QueueFactory, private_redis: RedisServer
 ) -> None:
     # Waiting claims re-block every poll interval, which reorders them; 5 s keeps the
     # order of this test's three waits.
-    queue = make_queue(poll_interval=5.0)
+    queue = make_queue(private_redis.url, poll_interval=5.0)
     await queue.enqueue(item("first"))
     assert await queue.claim(subscription()) is not None
     waiting = {}
