@@ -85,8 +85,11 @@ class Handler(Protocol):
 
 HandlerFactory = Callable[[WorkerSettings], Handler]
 
+# Lazy paths: a worker imports only the handler it runs (the stage handlers pull in the
+# Anthropic and GitHub clients, which a `command` worker does not need).
 _REGISTRY: dict[str, HandlerFactory | str] = {
     "command": "agentfleet.worker.command:CommandHandler",
+    **{stage.value: f"agentfleet.stages:{stage.value}_handler" for stage in Stage},
 }
 
 

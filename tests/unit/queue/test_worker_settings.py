@@ -108,6 +108,10 @@ def test_handlers_are_built_by_registered_name_or_import_path() -> None:
     assert isinstance(build_handler(f"{__name__}:make_echo", SETTINGS), EchoHandler)
 
 
+def test_the_stage_handlers_are_known_without_importing_them() -> None:
+    assert {"genesis", "development", "content", "review"} <= set(registered_handlers())
+
+
 @pytest.mark.parametrize("name", ["claude", "no.such.module:factory", f"{__name__}:missing"])
 def test_unknown_handlers_fail_with_the_known_names(name: str) -> None:
     with pytest.raises(UnknownHandlerError):
