@@ -324,3 +324,29 @@ def garbage_collector_knows_crds(api_client: client.ApiClient, crds: None) -> No
 
     wait_for(collected, 120, "the garbage collector to cascade a Project deletion", interval=1)
     core.delete_namespace(namespace)
+
+
+@pytest.fixture
+def operator_factory(
+    kubeconfig: Path, crds: None, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., RunningOperator]]:
+    """Start extra operator processes (stopped, and their logs shown on failure, after
+    the test)."""
+    started: list[RunningOperator] = []
+
+    def start(name: str, *args: str) -> RunningOperator:
+        running = start_operator(kubeconfig, tmp_path, name, list(args))
+        started.append(running)
+        return running
+
+    yield start
+    report = getattr(request.node, "rep_call", None)
+    for running in started:
+        if report is not None and report.failed:
+            print(f"---- {running.process.name} log ----\n{running.process.log_tail(80)}")
+        running.process.stop()
+
+
+@pytest.fixture
+def objects_factory(api_client: client.ApiClient) -> Callable[[str], Objects]:
+    return lambda namespace: Objects(api_client, namespace)
