@@ -189,7 +189,7 @@ def worker_env(
         _field_env("AGENTFLEET_NAMESPACE", "metadata.namespace"),
         _field_env("POD_NAME", "metadata.name"),
     ]
-    env += [{"name": k, "value": v} for k, v in values.items()]
+    env += [_literal_env(k, v) for k, v in values.items()]
     env = [e for e in env if e["name"] not in overridden]
     for var in spec.env:
         if var.secret_key_ref is not None:
@@ -201,8 +201,14 @@ def worker_env(
                 }
             )
         else:
-            env.append({"name": var.name, "value": var.value or ""})
+            env.append(_literal_env(var.name, var.value or ""))
     return env
+
+
+def _literal_env(name: str, value: str) -> Manifest:
+    # The API server stores an empty value as no value at all; writing it the same way
+    # keeps the stored Deployment equal to the desired one.
+    return {"name": name, "value": value} if value else {"name": name}
 
 
 def _credential_volumes(projects: Sequence[ServedProject]) -> tuple[list[Manifest], list[Manifest]]:

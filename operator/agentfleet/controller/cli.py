@@ -45,7 +45,7 @@ def operator(
         None, help="Peering priority (the highest live replica is active); random if unset."
     ),
     resync_seconds: float = typer.Option(
-        60.0, envvar="AGENTFLEET_RESYNC_SECONDS", help="Re-apply every pool's children this often."
+        300.0, envvar="AGENTFLEET_RESYNC_SECONDS", help="Re-apply every pool's children this often."
     ),
     project_status_seconds: float = typer.Option(
         15.0, envvar="AGENTFLEET_PROJECT_STATUS_SECONDS", help="Refresh Project status this often."

@@ -39,7 +39,7 @@ class OperatorConfig(BaseModel):
     priority: int | None = None
     """Peering priority: the live replica with the highest one is active."""
 
-    resync_seconds: float = Field(default=60.0, gt=0)
+    resync_seconds: float = Field(default=300.0, gt=0)
     """Every pool's children are re-applied this often (undoes drift on any kind)."""
 
     project_status_seconds: float = Field(default=15.0, gt=0)

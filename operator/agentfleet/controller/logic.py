@@ -418,3 +418,24 @@ def pool_status(
             )
         }
     )
+
+
+def contains(actual: Any, desired: Any) -> bool:
+    """Whether `actual` (an object as stored) already has every field of `desired` (what
+    the operator would apply) with the same value.
+
+    Fields the API server or others added are ignored; lists must match element by
+    element. A False is never wrong to act on: applying an unchanged manifest is a no-op,
+    so this only saves requests.
+    """
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and contains(actual[key], value) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(desired)
+            and all(contains(a, d) for a, d in zip(actual, desired, strict=True))
+        )
+    return bool(actual == desired)

@@ -42,6 +42,7 @@ from agentfleet.controller.logic import (
     QueueView,
     Replicas,
     Resolution,
+    contains,
     credentials_problem,
     desired_replicas,
     mirror_deployment,
@@ -270,7 +271,7 @@ class Reconciler:
                 child["apiVersion"],
                 child["kind"],
                 pool.namespace,
-                pool.name if child["kind"] != "Service" else child["metadata"]["name"],
+                child["metadata"]["name"],
             )
             if current is not None and not _owned_by(current, pool.uid):
                 return (
@@ -283,12 +284,18 @@ class Reconciler:
                 )
             existing.append(current)
 
-        applied: Manifest | None = None
+        # Children already as desired are left alone (most resyncs change nothing).
+        pending = [
+            (child, before)
+            for child, before in zip(children, existing, strict=True)
+            if before is None or not contains(before, child)
+        ]
+        deployment = existing[-1]
         # The Deployment carries everything the user controls (image, resources, env,
         # node selector); the API server vets it before anything is written, so a spec it
         # refuses leaves no children behind at all.
         for dry_run in (True, False):
-            for child, before in zip(children, existing, strict=True):
+            for child, before in pending:
                 if dry_run and child["kind"] != "Deployment":
                     continue
                 kind, child_name = child["kind"], child["metadata"]["name"]
@@ -303,9 +310,11 @@ class Reconciler:
                     self._report_change(
                         kind, child_name, before, applied, replicas, trigger, event_ref
                     )
-        assert applied is not None and applied["kind"] == "Deployment"
-        self.applied_generation[(pool.namespace, pool.name)] = applied["metadata"]["generation"]
-        return None, applied
+                    if kind == "Deployment":
+                        deployment = applied
+        assert deployment is not None and deployment["kind"] == "Deployment"
+        self.applied_generation[(pool.namespace, pool.name)] = deployment["metadata"]["generation"]
+        return None, deployment
 
     def _report_change(
         self,

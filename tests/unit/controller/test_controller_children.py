@@ -44,7 +44,8 @@ def _env(deployment: dict[str, Any]) -> dict[str, Any]:
     entries = _container(deployment)["env"]
     names = [e["name"] for e in entries]
     assert len(names) == len(set(names)), f"duplicate env names: {names}"
-    return {e["name"]: e.get("value", e.get("valueFrom")) for e in entries}
+    # An entry without value is the empty string, as the API server stores it.
+    return {e["name"]: e["valueFrom"] if "valueFrom" in e else e.get("value", "") for e in entries}
 
 
 def test_deployment_is_controlled_by_its_pool() -> None:

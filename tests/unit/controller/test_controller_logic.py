@@ -17,6 +17,7 @@ from agentfleet.controller.logic import (
     QueueView,
     Resolution,
     SecretLookup,
+    contains,
     credentials_problem,
     desired_replicas,
     mirror_deployment,
@@ -396,3 +397,39 @@ def test_invalid_credentials_fail_the_project() -> None:
     status = _project_status(problem=Problem("CredentialsNotFound", "credentials Secret gh ..."))
     assert status.phase is ProjectPhase.FAILED
     assert _condition(status.conditions, "Ready") == ("False", "CredentialsNotFound")
+
+
+# ------------------------------------------------------------------- contains
+
+
+def test_stored_object_with_server_fields_contains_the_desired_one() -> None:
+    desired = {"spec": {"replicas": 2, "template": {"env": [{"name": "A", "value": "1"}]}}}
+    stored = {
+        "metadata": {"resourceVersion": "7"},
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 600,
+            "template": {"env": [{"name": "A", "value": "1"}], "dnsPolicy": "ClusterFirst"},
+        },
+    }
+    assert contains(stored, desired)
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {"spec": {"replicas": 3, "template": {"env": [{"name": "A", "value": "1"}]}}},
+        {"spec": {"replicas": 2, "template": {"env": [{"name": "A", "value": "2"}]}}},
+        {"spec": {"replicas": 2, "template": {"env": []}}},
+        {
+            "spec": {
+                "replicas": 2,
+                "template": {"env": [{"name": "A", "value": "1"}, {"name": "B"}]},
+            }
+        },
+        {"spec": {"replicas": 2}},
+    ],
+)
+def test_any_difference_in_a_desired_field_is_seen(stored: dict[str, Any]) -> None:
+    desired = {"spec": {"replicas": 2, "template": {"env": [{"name": "A", "value": "1"}]}}}
+    assert not contains(stored, desired)
