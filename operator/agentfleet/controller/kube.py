@@ -134,17 +134,20 @@ class Kube:
         name: str,
         compute: Callable[[Manifest], Mapping[str, Any] | None],
         attempts: int = 5,
+        current: Manifest | None = None,
     ) -> Manifest | None:
         """Read the object, let `compute` derive the new status from it, and write it
         with the read resourceVersion as precondition, retrying on conflicts.
 
         The status is shared with the autoscaler, so a blind write could undo its latest
         change; the precondition makes the second writer recompute instead. `compute`
-        returns None when nothing needs writing. Returns the object as written (None if
-        it no longer exists).
+        returns None when nothing needs writing. `current`, when the caller has just read
+        the object, saves the first read. Returns the object as written (None if it no
+        longer exists).
         """
         for _ in range(attempts):
-            current = self.get_custom(namespace, plural, name)
+            if current is None:
+                current = self.get_custom(namespace, plural, name)
             if current is None:
                 return None
             status = compute(current)
@@ -172,6 +175,7 @@ class Kube:
                     return None
                 if error.status != 409:
                     raise
+            current = None
         raise ConflictError(f"{plural}/{name} in {namespace} kept changing during {attempts} tries")
 
     def patch_custom(

@@ -31,7 +31,7 @@ from agentfleet.controller.children import (
 from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.kube import ConflictError, Kube, api_message, new_api_client
 from agentfleet.controller.logic import ProjectInfo
-from agentfleet.controller.reconciler import PoolEntry, Reconciler
+from agentfleet.controller.reconciler import PoolEntry, Reconciler, deployment_observation
 from agentfleet.controller.scaling import install_autoscaler
 from agentfleet.queue import WorkQueue
 
@@ -187,7 +187,8 @@ def create_registry(
         """Restore a hand-edited or deleted Deployment at once, and mirror its status."""
         pool = labels.get(LABEL_POOL)
         ns = namespace or ""
-        if pool is None or pool not in {p.name for p in _pools(kwargs, ns)}:
+        entry = next((p for p in _pools(kwargs, ns) if p.name == pool), None)
+        if pool is None or entry is None:
             return
         reconciler = _reconciler(memo)
         generation = body.get("metadata", {}).get("generation")
@@ -196,7 +197,8 @@ def create_registry(
         elif reconciler.deployment_drifted(ns, pool, generation):
             trigger = "drift"
         else:
-            await _retrying(reconciler.mirror_pool_status(ns, pool, dict(body)))
+            if deployment_observation(body) != entry.observed:
+                await _retrying(reconciler.mirror_pool_status(ns, pool, dict(body)))
             return
         log.info("Deployment %s/%s was %s; reconciling its pool", ns, pool, trigger)
         await _retrying(reconciler.reconcile_pool(ns, pool, _projects(kwargs, ns), trigger=trigger))

@@ -35,6 +35,7 @@ from agentfleet.controller.children import (
 )
 from agentfleet.controller.kube import Kube, api_message
 from agentfleet.controller.logic import (
+    AVAILABLE,
     PAUSED,
     READY,
     Problem,
@@ -74,8 +75,8 @@ class PoolEntry:
     uid: str
     generation: int
     spec: WorkerPoolSpec | None
-    served: tuple[str, ...]
-    """status.projects as last written."""
+    observed: tuple[Any, ...]
+    """What the status says of the Deployment (see `deployment_observation`)."""
 
     @classmethod
     def from_body(cls, body: Mapping[str, Any]) -> PoolEntry:
@@ -90,8 +91,27 @@ class PoolEntry:
             uid=meta.get("uid", ""),
             generation=meta.get("generation", 0),
             spec=spec,
-            served=tuple((body.get("status") or {}).get("projects") or ()),
+            observed=pool_observation(body.get("status") or {}),
         )
+
+
+def pool_observation(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    available = next(
+        (c.get("status") for c in status.get("conditions") or [] if c.get("type") == AVAILABLE),
+        None,
+    )
+    return (status.get("replicas"), status.get("readyReplicas"), available)
+
+
+def deployment_observation(deployment: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The Deployment status fields a WorkerPool mirrors, in `pool_observation` form; when
+    both agree there is nothing to write."""
+    status = deployment.get("status") or {}
+    available = next(
+        (c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Available"),
+        None,
+    )
+    return (status.get("replicas", 0), status.get("readyReplicas", 0), available)
 
 
 def _now() -> datetime:
@@ -241,7 +261,9 @@ class Reconciler:
             )
             return None if updated == previous else updated.to_wire()
 
-        await self._call(self.kube.update_status, namespace, "workerpools", name, compute)
+        await self._call(
+            self.kube.update_status, namespace, "workerpools", name, compute, current=body
+        )
         before = find_condition(seen["previous"].conditions, READY) if seen else None
         if problem is not None and (
             before is None or (before.reason, before.message) != (problem.reason, problem.message)
@@ -491,7 +513,9 @@ class Reconciler:
             seen.update(previous=previous, updated=updated)
             return None if updated == previous else updated.to_wire()
 
-        await self._call(self.kube.update_status, namespace, "projects", name, compute)
+        await self._call(
+            self.kube.update_status, namespace, "projects", name, compute, current=body
+        )
         if seen:
             _report_project_transitions(event_ref, seen["previous"], seen["updated"])
         return problem
