@@ -1,0 +1,232 @@
+"""The closed loop with real parts: a burst of work scales a WorkerPool to its maximum,
+a Prometheus outage freezes it (no scale-down on missing data), and after recovery it
+returns to its minimum, removing idle workers and keeping the busy one; every item is
+completed exactly once.
+
+Items run `sleep 1` in worker processes the pod runner starts for the Deployment's Pods.
+One item ("hold") runs until the test creates a file, so a worker is provably busy while
+the pool scales down around it.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agentfleet.api import Stage
+from agentfleet.localenv.stack import LocalStack
+from agentfleet.localenv.waiting import wait_for
+from agentfleet.queue import Lane, WorkItem
+
+if TYPE_CHECKING:
+    from conftest import Cluster
+
+pytestmark = pytest.mark.e2e
+
+POOL = "developers"
+POLL_SECONDS = 2
+SCRAPE_SECONDS = 1
+COOLDOWN_SECONDS = 6
+MIN_REPLICAS, MAX_REPLICAS = 1, 4
+BURST = 40
+# Slack for the API server, the Deployment controller and the operator's watch on a
+# shared two-core machine; the loop itself needs one scrape plus one poll per step.
+SLACK_SECONDS = 5
+COMMAND = (
+    'case "$AGENTFLEET_ITEM_PAYLOAD" in '
+    '*\'"hold": true\'*) until [ -e "$RELEASE_FILE" ]; do sleep 0.1; done ;; '
+    "*) sleep 1 ;; esac"
+)
+
+
+def pool_manifest(release_file: Path) -> dict[str, object]:
+    return {
+        "apiVersion": "agentfleet.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": POOL},
+        "spec": {
+            "stage": "development",
+            "handler": "command",
+            "minReplicas": MIN_REPLICAS,
+            "maxReplicas": MAX_REPLICAS,
+            "terminationGracePeriodSeconds": 30,
+            "env": [
+                {"name": "AGENTFLEET_COMMAND", "value": COMMAND},
+                {"name": "RELEASE_FILE", "value": str(release_file)},
+            ],
+            "autoscaling": {
+                "pollIntervalSeconds": POLL_SECONDS,
+                "scaleUp": {"step": 2, "stabilizationSeconds": 0},
+                # One step from max to min, so the busy-pod check sees three Pods go.
+                "scaleDown": {"step": 3, "cooldownSeconds": COOLDOWN_SECONDS},
+            },
+        },
+    }
+
+
+def item(number: int, hold: bool = False) -> WorkItem:
+    return WorkItem(
+        id=f"web/issue-{number}/development",
+        namespace="autoscaling",
+        project="web",
+        stage=Stage.DEVELOPMENT,
+        lane=Lane.NORMAL,
+        payload={"hold": True} if hold else {"issue": number},
+    )
+
+
+def set_up(stack: LocalStack, cluster: Cluster, release_file: Path) -> None:
+    ns = stack.namespace
+    stack.kubectl("-n", ns, "create", "secret", "generic", "web-github", "--from-literal=token=t")
+    stack.kubectl(
+        "-n",
+        ns,
+        "apply",
+        "-f",
+        "-",
+        stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
+        "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
+    )
+    cluster.custom.create_namespaced_custom_object(
+        "agentfleet.dev", "v1alpha1", ns, "workerpools", pool_manifest(release_file)
+    )
+    wait_for(lambda: len(cluster.pods(POOL)) == MIN_REPLICAS, 60, "the first worker Pod")
+
+
+def enqueue(cluster: Cluster, *items: WorkItem) -> None:
+    async def put() -> None:
+        queue = cluster.queue()
+        try:
+            await queue.enqueue(*items)
+        finally:
+            await queue.close()
+
+    cluster.run(put())
+
+
+def completions(cluster: Cluster) -> tuple[Counter[str], dict[str, str]]:
+    """How often each item id was completed, and by which worker (Pod)."""
+
+    async def read() -> list[dict[str, str]]:
+        queue = cluster.queue()
+        try:
+            return await queue.completion_log("autoscaling")
+        finally:
+            await queue.close()
+
+    log = cluster.run(read())
+    counts = Counter(entry["id"] for entry in log)
+    workers = {entry["id"]: entry.get("worker", "") for entry in log}
+    return counts, workers
+
+
+def in_flight(cluster: Cluster) -> int:
+    async def read() -> int:
+        queue = cluster.queue()
+        try:
+            stats = await queue.stats("autoscaling", "web")
+        finally:
+            await queue.close()
+        development = stats.stages.get(Stage.DEVELOPMENT)
+        return 0 if development is None else development.in_flight
+
+    count: int = cluster.run(read())
+    return count
+
+
+def test_burst_outage_recovery_and_scale_down_around_a_busy_worker(
+    stack: LocalStack, cluster: Cluster, tmp_path: Path
+) -> None:
+    release = tmp_path / "release"
+    set_up(stack, cluster, release)
+    burst = [item(n) for n in range(BURST)]
+    held = item(BURST, hold=True)
+
+    # A burst: the pool reaches its maximum within three polls (1 -> 3 -> 4).
+    enqueue(cluster, *burst)
+    wait_for(
+        lambda: cluster.deployment_replicas(POOL) == MAX_REPLICAS,
+        3 * POLL_SECONDS + SCRAPE_SECONDS + SLACK_SECONDS,
+        f"the Deployment at maxReplicas={MAX_REPLICAS}",
+    )
+    status = cluster.pool(POOL)["status"]
+    assert status["desiredReplicas"] == MAX_REPLICAS
+    assert status["lastScaleReason"].startswith(f"ScaledUp 3→{MAX_REPLICAS}: queue_depth=")
+    scaled_up = [message for reason, message in cluster.events(POOL) if reason == "ScaledUp"]
+    assert scaled_up[0].startswith(f"{MIN_REPLICAS}→3: queue_depth=")
+
+    # Prometheus goes away while the queue is still deep (once every signal was read:
+    # the workers' busy series appear a scrape after their Pods start).
+    wait_for(
+        lambda: (cluster.condition(POOL, "MetricsAvailable") or {}).get("status") == "True",
+        3 * POLL_SECONDS + SLACK_SECONDS,
+        "MetricsAvailable=True",
+    )
+    stack.prometheus.stop()
+    wait_for(
+        lambda: (cluster.condition(POOL, "MetricsAvailable") or {}).get("status") == "False",
+        3 * POLL_SECONDS + SLACK_SECONDS,
+        "MetricsAvailable=False",
+    )
+    unavailable = cluster.condition(POOL, "MetricsAvailable")
+    assert unavailable is not None and "Prometheus unreachable" in unavailable["message"]
+
+    # The workers drain the queue regardless; then one more item is taken and held.
+    wait_for(
+        lambda: sum(completions(cluster)[0].values()) >= BURST, 60, "the burst to be worked off"
+    )
+    enqueue(cluster, held)
+    wait_for(lambda: in_flight(cluster) == 1, 15, "a worker holding the last item")
+    # Idle pool, cooldown long over: with metrics it would scale down now. Without them
+    # it holds, poll after poll.
+    holds = {"pool": POOL, "direction": "none", "reason": "metrics_unavailable"}
+    seen = cluster.operator_metric("agentfleet_scaling_decisions_total", **holds)
+    wait_for(
+        lambda: (
+            cluster.operator_metric("agentfleet_scaling_decisions_total", **holds)
+            >= seen + COOLDOWN_SECONDS / POLL_SECONDS + 1
+        ),
+        (COOLDOWN_SECONDS + 2 * POLL_SECONDS) + SLACK_SECONDS,
+        "polls holding on missing metrics for longer than the cooldown",
+    )
+    assert cluster.deployment_replicas(POOL) == MAX_REPLICAS
+    assert (
+        cluster.operator_metric("agentfleet_scaling_decisions_total", pool=POOL, direction="down")
+        == 0
+    )
+    assert "MetricsUnavailable" in [reason for reason, _ in cluster.events(POOL)]
+
+    # Prometheus is back: metrics recover, and the pool returns to its minimum, three
+    # idle Pods removed and the busy one kept.
+    holder_before = set(cluster.pods(POOL))
+    stack.prometheus.start()
+    wait_for(
+        lambda: cluster.deployment_replicas(POOL) == MIN_REPLICAS,
+        60,
+        f"the Deployment back at minReplicas={MIN_REPLICAS}",
+    )
+    assert (cluster.condition(POOL, "MetricsAvailable") or {}).get("status") == "True"
+    survivors = wait_for(
+        lambda: (pods := cluster.pods(POOL)) and len(pods) == MIN_REPLICAS and pods,
+        60,
+        "the idle Pods to be gone",
+    )
+    (survivor,) = survivors
+    assert survivor in holder_before
+    assert survivors[survivor]["controller.kubernetes.io/pod-deletion-cost"] == "1"
+    reasons = [reason for reason, _ in cluster.events(POOL)]
+    assert reasons.index("MetricsAvailable") > reasons.index("MetricsUnavailable")
+    assert "ScaledDown" in reasons
+
+    # The held item finishes on the worker that kept it; nothing was lost or repeated.
+    release.touch()
+    counts, workers = wait_for(
+        lambda: (done := completions(cluster)) and held.id in done[0] and done,
+        30,
+        "the held item to complete",
+    )
+    assert workers[held.id] == survivor
+    assert counts == Counter({i.id: 1 for i in [*burst, held]})
