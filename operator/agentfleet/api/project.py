@@ -24,7 +24,6 @@ REPOSITORY_PATTERN = (
 """`owner/name` on github.com, or the HTTPS URL of a repository (GitHub Enterprise too)."""
 
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_. ]*[A-Za-z0-9])?$"
 
 CREDENTIAL_TOKEN_KEY = "token"
 CREDENTIAL_APP_KEYS = ("app-id", "private-key")
@@ -124,10 +123,6 @@ class StageAttempts(ApiModel):
 
     review: int = Field(default=1, ge=1, le=20)
     """Attempts for review (failed or low-quality work)."""
-
-    def for_stage(self, stage: Stage) -> int:
-        attempts: int = getattr(self, stage.value)
-        return attempts
 
 
 class PipelineSpec(ApiModel):
