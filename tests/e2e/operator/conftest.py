@@ -217,7 +217,7 @@ def kubectl(kubeconfig: Path) -> Kubectl:
 
 @pytest.fixture(scope="session")
 def crds(kubectl: Kubectl) -> None:
-    kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds"))
+    kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO_ROOT / "crds"))
     kubectl(
         "wait",
         "--for=condition=established",
