@@ -189,7 +189,11 @@ def _scaling_active(pool: ScalablePool, decision: Decision) -> tuple[bool, str, 
         return False, "AutoscalingPaused", f"spec.autoscaling.paused is true: holding {current}"
     if not decision.metrics_available:
         return False, "MetricsUnavailable", decision.reason
-    return True, "ScalingFromMetrics", decision.reason
+    if decision.changed:
+        return True, "ScalingFromMetrics", decision.summary
+    if decision.blocked_by is not None:
+        return True, "ScalingFromMetrics", decision.reason
+    return True, "ScalingFromMetrics", f"holding {decision.current_replicas}: {decision.reason}"
 
 
 def _metrics_condition(decision: Decision) -> tuple[bool, str, str]:

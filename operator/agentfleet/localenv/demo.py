@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,16 @@ class Sample:
     queue_depth: float
     utilization: float
     completed: float
-    reason: str
+    last_scale: str
+    """status.lastScaleReason: the last change and why."""
+    decision: str
+    """The ScalingActive condition's message: what the autoscaler decided last and why."""
+
+    def explanation(self, previous: Sample | None) -> str:
+        """The scale when one just happened, else the autoscaler's current reasoning."""
+        if previous is None or previous.last_scale != self.last_scale:
+            return self.last_scale
+        return self.decision
 
 
 def _first(result: list[dict[str, Any]]) -> float:
@@ -81,7 +91,7 @@ class Demo:
         work_seconds: float = 1.0,
         max_replicas: int = 6,
         poll_seconds: int = 3,
-        cooldown_seconds: int = 20,
+        cooldown_seconds: int = 15,
         out_dir: Path = Path("out/demo"),
         console: Console | None = None,
     ) -> None:
@@ -183,6 +193,9 @@ class Demo:
 
     def _sample(self, t0: float) -> Sample:
         status = self._pool_status()
+        active: dict[str, Any] = next(
+            (c for c in status.get("conditions") or [] if c.get("type") == "ScalingActive"), {}
+        )
         ns = self.stack.namespace
         prom = self.stack.prometheus
         return Sample(
@@ -190,9 +203,7 @@ class Demo:
             desired=int(status.get("desiredReplicas") or status.get("replicas") or 0),
             ready=int(status.get("readyReplicas") or 0),
             queue_depth=_first(
-                prom.query(
-                    f'sum(agentfleet_queue_depth{{namespace="{ns}",stage="development"}})'
-                )
+                prom.query(f'sum(agentfleet_queue_depth{{namespace="{ns}",stage="development"}})')
             ),
             utilization=_first(
                 prom.query(f'avg(agentfleet_worker_busy{{namespace="{ns}",pool="developers"}})')
@@ -202,61 +213,86 @@ class Demo:
                     f'sum(agentfleet_queue_completed_total{{namespace="{ns}",stage="development"}})'
                 )
             ),
-            reason=str(status.get("lastScaleReason") or ""),
+            last_scale=str(status.get("lastScaleReason") or ""),
+            decision=str(active.get("message") or ""),
         )
 
     def _table(self) -> Table:
         table = Table(title="WorkerPool developers", expand=False)
-        for col in ("t", "replicas (desired/ready)", "queue", "utilization", "done", "last reason"):
+        for col in ("t", "replicas (desired/ready)", "queue", "busy", "done", "autoscaler"):
             table.add_column(col)
-        for s in self.samples[-15:]:
+        recent = self.samples[-15:]
+        before = self.samples[-16] if len(self.samples) > len(recent) else None
+        for s in recent:
             table.add_row(
                 f"{s.t:5.0f}s",
                 f"{s.desired}/{s.ready}",
                 f"{s.queue_depth:.0f}",
                 f"{s.utilization:.0%}",
                 f"{s.completed:.0f}/{self.burst}",
-                s.reason,
+                s.explanation(before),
             )
+            before = s
         return table
+
+    def _line(self, sample: Sample, previous: Sample | None) -> str:
+        return (
+            f"{sample.t:4.0f}s  {sample.desired}/{sample.ready:<3} {sample.queue_depth:5.0f} "
+            f"{sample.utilization:5.0%} {sample.completed:3.0f}/{self.burst:<3}  "
+            f"{sample.explanation(previous)}"
+        )
 
     def _watch(self, timeout: float = 300.0) -> None:
         t0 = time.monotonic()
+        if self.console.is_terminal:
+            with Live(self._table(), console=self.console, refresh_per_second=2) as live:
+                self._observe(t0, timeout, lambda: live.update(self._table()))
+        else:
+            self.console.print("   t  replicas queue  busy done    autoscaler", soft_wrap=True)
+            self._observe(t0, timeout, self._print_changes)
+
+    def _print_changes(self) -> None:
+        """Without a terminal: a line whenever the replicas or the reasoning change."""
+        sample = self.samples[-1]
+        previous = self.samples[-2] if len(self.samples) > 1 else None
+        shown = (sample.desired, sample.ready, sample.explanation(previous))
+        if previous is None or shown != (
+            previous.desired,
+            previous.ready,
+            previous.explanation(self.samples[-3] if len(self.samples) > 2 else None),
+        ):
+            self.console.print(self._line(sample, previous), soft_wrap=True, highlight=False)
+
+    def _observe(self, t0: float, timeout: float, show: Callable[[], None]) -> None:
         peak = 0
-        live_tty = self.console.is_terminal
-        with Live(
-            self._table(),
-            console=self.console,
-            refresh_per_second=2,
-            transient=False,
-            auto_refresh=live_tty,
-        ) as live:
-            while time.monotonic() - t0 < timeout:
-                try:
-                    sample = self._sample(t0)
-                except Exception as exc:  # a slow scrape must not end the demo
-                    self.console.log(f"sample skipped: {exc}")
-                    time.sleep(1)
-                    continue
-                changed = not self.samples or (
-                    (sample.desired, sample.ready, sample.reason)
-                    != (self.samples[-1].desired, self.samples[-1].ready, self.samples[-1].reason)
-                )
-                self.samples.append(sample)
-                peak = max(peak, sample.desired)
-                if live_tty:
-                    live.update(self._table())
-                elif changed or len(self.samples) % 10 == 0:
-                    self.console.print(
-                        f"{sample.t:5.0f}s replicas {sample.desired}/{sample.ready} "
-                        f"queue {sample.queue_depth:.0f} util {sample.utilization:.0%} "
-                        f"done {sample.completed:.0f}/{self.burst}  {sample.reason}"
-                    )
-                drained = sample.completed >= self.burst and sample.queue_depth == 0
-                if drained and peak > 1 and sample.desired <= 1:
-                    return
+        while time.monotonic() - t0 < timeout:
+            try:
+                sample = self._sample(t0)
+            except Exception as exc:  # a slow scrape must not end the demo
+                self.console.log(f"sample skipped: {exc}")
                 time.sleep(1)
+                continue
+            self.samples.append(sample)
+            peak = max(peak, sample.desired)
+            show()
+            drained = sample.completed >= self.burst and sample.queue_depth == 0
+            if drained and peak > 1 and sample.desired <= 1 and sample.ready <= 1:
+                return
+            time.sleep(1)
         self.console.print(f"[yellow]demo watch ended after {timeout:.0f}s[/yellow]")
+
+    def _summary(self) -> str:
+        peak = max(self.samples, key=lambda s: s.desired)
+        first_peak = next(s for s in self.samples if s.desired == peak.desired)
+        drained = next(
+            (s for s in self.samples if s.completed >= self.burst and s.queue_depth == 0), None
+        )
+        back = self.samples[-1]
+        parts = [f"peak {peak.desired} replicas at {first_peak.t:.0f}s"]
+        if drained is not None:
+            parts.append(f"queue drained at {drained.t:.0f}s")
+        parts.append(f"back to {back.desired} at {back.t:.0f}s")
+        return "; ".join(parts)
 
     def _report(self) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +307,8 @@ class Demo:
                     "queue_depth",
                     "utilization",
                     "completed",
-                    "reason",
+                    "last_scale_reason",
+                    "autoscaler",
                 ]
             )
             for s in self.samples:
@@ -283,22 +320,24 @@ class Demo:
                         s.queue_depth,
                         f"{s.utilization:.3f}",
                         s.completed,
-                        s.reason,
+                        s.last_scale,
+                        s.decision,
                     ]
                 )
+        self.console.print(f"[bold]{self._summary()}[/bold]")
         events = self.stack.kubectl(
             "-n",
             self.stack.namespace,
             "get",
             "events",
-            "--sort-by=.lastTimestamp",
+            "--sort-by=.metadata.creationTimestamp",
             "--field-selector",
-            "involvedObject.kind=WorkerPool",
+            "involvedObject.kind=WorkerPool,source=agentfleet-autoscaler",
             "-o",
             "custom-columns=REASON:.reason,MESSAGE:.message",
         )
-        self.console.print("[bold]scaling Events on the WorkerPool[/bold]")
-        self.console.print(events)
+        self.console.print("[bold]the autoscaler's Events on the WorkerPool[/bold]")
+        self.console.print(events, soft_wrap=True, highlight=False)
         png = self.out_dir / "scaling.png"
         _plot(self.samples, png)
         self.console.print(f"wrote {png} and {csv_path}")

@@ -189,9 +189,29 @@ def test_a_scale_up_records_replicas_time_reason_metrics_and_conditions() -> Non
     active = find_condition(status.conditions, SCALING_ACTIVE)
     assert metrics is not None and metrics.status is ConditionStatus.TRUE
     assert active is not None and active.status is ConditionStatus.TRUE
+    assert active.message == status.last_scale_reason
     # What the reconciler owns is untouched.
     assert (status.replicas, status.ready_replicas, status.projects) == (2, 2, ["web"])
     assert find_condition(status.conditions, "Ready") == ready[0]
+
+
+def test_scaling_active_says_what_is_held_and_what_a_timer_holds_back() -> None:
+    at_min = scaled_status(WorkerPoolStatus(), pool(), decided(QUIET, current=1), NOW)
+    in_cooldown = decide(
+        pool_target(pool(spec={"replicas": 3}), [project("web")]).autoscaling,  # type: ignore[union-attr]
+        ScaleState(
+            current_replicas=3, min_replicas=1, max_replicas=6, last_scale_up_time=NOW.timestamp()
+        ),
+        QUIET,
+        NOW.timestamp() + 10,
+    )
+    cooling = scaled_status(WorkerPoolStatus(), pool(), in_cooldown, NOW)
+
+    held = find_condition(at_min.conditions, SCALING_ACTIVE)
+    blocked = find_condition(cooling.conditions, SCALING_ACTIVE)
+    assert held is not None and held.message.startswith("holding 1: queue_depth=0 < 3")
+    assert blocked is not None
+    assert blocked.message.startswith("scale-down to 2 held by cooldown (10s of 300s")
 
 
 def test_a_hold_keeps_the_last_scale_and_says_why_metrics_are_missing() -> None:
