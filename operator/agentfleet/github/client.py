@@ -261,10 +261,16 @@ class RepoClient:
         existing = self.find_own_issue(labels[0], kind, **fields)
         if existing is not None:
             return existing, False
+        return self.create_marked_issue(title, body, labels, kind, **fields), True
+
+    def create_marked_issue(
+        self, title: str, body: str, labels: list[str], kind: str, **fields: object
+    ) -> IssueInfo:
+        """Open an issue carrying the marker (kind, fields); the caller has looked it up."""
         created = self.repo.create_issue(
             title=title, body=f"{body}\n\n{marker(kind, **fields)}", labels=labels
         )
-        return _issue_info(created), True
+        return _issue_info(created)
 
     def find_own_comment(self, number: int, kind: str, **fields: object) -> CommentInfo | None:
         for comment in self.repo.get_issue(number).get_comments():

@@ -64,7 +64,10 @@ class GitCheckout:
             )
         return environment
 
-    async def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
+    async def git(
+        self, *args: str, cwd: Path | None = None, check: bool = True, want_status: bool = False
+    ) -> str:
+        """git's output (or, with `want_status`, its exit status as text)."""
         process = await asyncio.create_subprocess_exec(
             "git",
             *args,
@@ -83,6 +86,8 @@ class GitCheckout:
         if check and process.returncode != 0:
             message = self.redactor.redact(err.decode(errors="replace").strip())
             raise GitError(f"git {' '.join(args[:2])} failed ({process.returncode}): {message}")
+        if want_status:
+            return str(process.returncode)
         return out.decode(errors="replace").strip()
 
     async def clone(self) -> None:
@@ -92,9 +97,12 @@ class GitCheckout:
         )
 
     async def remote_branches(self) -> dict[str, str]:
-        out = await self.git("ls-remote", "--heads", "origin")
-        heads = (line.split("\t") for line in out.splitlines() if line)
-        return {ref.removeprefix("refs/heads/"): sha for sha, ref in heads}
+        """The remote's branches as of the clone (its remote-tracking refs; no round trip)."""
+        out = await self.git(
+            "for-each-ref", "--format=%(refname:strip=3) %(objectname)", "refs/remotes/origin"
+        )
+        pairs = (line.split(" ", 1) for line in out.splitlines() if line)
+        return {name: sha for name, sha in pairs if name != "HEAD"}
 
     async def start_branch(self, branch: str, base: str) -> bool:
         """Check out `branch`: the remote one if it exists (True), else a new one from
@@ -112,8 +120,9 @@ class GitCheckout:
     async def commit_all(self, message: str) -> bool:
         """Commit every change in the work tree; False when there was nothing to commit."""
         await self.git("add", "--all")
-        status = await self.git("status", "--porcelain")
-        if not status:
+        # `diff --cached --quiet` exits 1 when something is staged: one process, no output.
+        staged = await self.git("diff", "--cached", "--quiet", check=False, want_status=True)
+        if staged == "0":
             return False
         await self.git("commit", "--quiet", "--no-verify", "-m", message)
         return True

@@ -26,7 +26,7 @@ from agentfleet.github import (
     RepoClient,
 )
 from agentfleet.github.intake import GENERATED_LABELS
-from agentfleet.github.markers import embed_state, extract_state
+from agentfleet.github.markers import embed_state, extract_state, find_markers
 from agentfleet.orchestration.aggregate import (
     TaskRecord,
     TaskState,
@@ -134,10 +134,15 @@ class QueueDispatcher:
 
 
 class _Publisher:
-    """Keeps the summary comment current without making sub-tasks wait for GitHub."""
+    """Keeps the summary comment current without making sub-tasks wait for GitHub.
 
-    def __init__(self, publish: Any) -> None:
+    Changes are coalesced and written at most once per `min_interval` seconds, so ten
+    sub-tasks finishing together cost one comment edit, not ten.
+    """
+
+    def __init__(self, publish: Any, min_interval: float) -> None:
         self._publish = publish
+        self._min_interval = min_interval
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -152,6 +157,7 @@ class _Publisher:
             await self._dirty.wait()
             self._dirty.clear()
             await self._publish(None)
+            await asyncio.sleep(self._min_interval)
 
     async def finish(self, elapsed: float) -> None:
         if self._task is not None:
@@ -188,6 +194,7 @@ async def run_master(
     settings: ParallelSettings,
     poll_seconds: float,
     log: logging.LoggerAdapter[logging.Logger],
+    publish_interval: float = 1.0,
 ) -> HandlerResult:
     master = issue.number
     tasks = parse_subtasks(issue.body)
@@ -202,20 +209,13 @@ async def run_master(
     await asyncio.to_thread(repo.ensure_labels, list(GENERATED_LABELS))
     existing = await asyncio.to_thread(repo.find_own_comment, master, SUMMARY, master=master)
     records = _restore(extract_state(existing.body) if existing else None, tasks)
+    running = {id(r) for r in tasks_to_run(records, bool(item.payload.get("retry_failed")))}
+    opened: dict[int, IssueInfo] = {}
+    for candidate in await asyncio.to_thread(repo.own_issues, SUB_TASK_LABEL):
+        for found in find_markers(candidate.body):
+            if found.matches("sub-task", parent=master) and found.fields.get("task", "").isdigit():
+                opened.setdefault(int(found.fields["task"]), candidate)
     by_index = {task.index: task for task in tasks}
-    for record in records:
-        task = by_index[record.index]
-        sub, _ = await asyncio.to_thread(
-            repo.ensure_issue,
-            f"[Master #{master}] {task.title}",
-            sub_issue_body(master, task, len(tasks)),
-            [SUB_TASK_LABEL],
-            "sub-task",
-            parent=master,
-            task=task.index,
-        )
-        record.issue = sub.number
-    running = tasks_to_run(records, bool(item.payload.get("retry_failed")))
 
     async def publish(elapsed: float | None) -> None:
         outcome = verdict(records, settings.success_threshold)
@@ -228,7 +228,7 @@ async def run_master(
     dispatcher = QueueDispatcher(
         queue, repo, item, master, settings.task_timeout_seconds, poll_seconds
     )
-    publisher = _Publisher(publish)
+    publisher = _Publisher(publish, publish_interval)
     limit = asyncio.Semaphore(settings.max_workers)
     started = time.monotonic()
     log.info(
@@ -249,9 +249,25 @@ async def run_master(
             record.duration_seconds = round(time.monotonic() - began, 3)
             publisher.changed()
 
+    # Sub-issues are opened one after another (GitHub wants writes serialised) before
+    # anything is dispatched, so that opening them does not compete with running work.
+    for record in records:
+        task = by_index[record.index]
+        sub = opened.get(task.index)
+        if sub is None:
+            sub = await asyncio.to_thread(
+                repo.create_marked_issue,
+                f"[Master #{master}] {task.title}",
+                sub_issue_body(master, task, len(tasks)),
+                [SUB_TASK_LABEL],
+                "sub-task",
+                parent=master,
+                task=task.index,
+            )
+        record.issue = sub.number
     publisher.start()
     try:
-        await asyncio.gather(*(run_one(record) for record in running))
+        await asyncio.gather(*(run_one(record) for record in records if id(record) in running))
     finally:
         await publisher.finish(time.monotonic() - started)
     outcome = verdict(records, settings.success_threshold)

@@ -65,7 +65,7 @@ class StageConfig(BaseModel):
     """Master-issue defaults when the work item does not carry the Project's values."""
     success_threshold: float = Field(default=0.8, gt=0, le=1)
     task_timeout_seconds: float = Field(default=1800.0, gt=0)
-    completion_poll_seconds: float = Field(default=0.2, gt=0)
+    completion_poll_seconds: float = Field(default=0.1, gt=0)
     """How often a master run looks for its sub-tasks' completions."""
 
     @classmethod

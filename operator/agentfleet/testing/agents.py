@@ -74,18 +74,21 @@ def planner(
 def tdd_developer(
     failing: Callable[[Conversation], bool] = lambda conversation: False,
     run_tests: bool = False,
+    reading_turns: int = 0,
 ) -> Callable[[Conversation], Turn]:
     """Writes `tests/test_issue_<n>.py`, then `feature_<n>.py`, for the issue it is given.
 
-    When `failing(conversation)` is true the implementation returns a wrong value, so the
-    tests fail; an attempt that continues an earlier one's branch always fixes it.
+    `reading_turns` list the repository first (more model turns per task). When
+    `failing(conversation)` is true the implementation returns a wrong value, so the tests
+    fail; an attempt that continues an earlier one's branch always fixes it.
     """
 
     def script(conversation: Conversation) -> Turn:
         n = _issue_number(conversation)
         broken = failing(conversation) and _CONTINUE not in conversation.first_user_text
         value = -1 if broken else n
-        steps = [
+        steps = [call("list_files", text="Reading the repository.")] * reading_turns
+        steps += [
             call(
                 "write_file",
                 text="Tests first.",

@@ -16,6 +16,7 @@ HTTP POST signed with `X-Hub-Signature-256`, from a background thread, like GitH
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import itertools
@@ -485,7 +486,9 @@ class FakeGitHub(FakeHTTPServer):
             "repo": self._repo_json(repo),
         }
 
-    def _pull_json(self, repo: _Repo, issue: _Issue, full: bool = True) -> dict[str, Any]:
+    def _pull_json(
+        self, repo: _Repo, issue: _Issue, full: bool = True, mergeable_known: bool = True
+    ) -> dict[str, Any]:
         """A pull request; `full=False` is the "simple" form list endpoints return."""
         assert issue.pull is not None
         pull = issue.pull
@@ -523,7 +526,14 @@ class FakeGitHub(FakeHTTPServer):
         if not full:
             return data
         mergeable = None
-        if pull.merged_at is None and head_sha and base_sha and issue.state == "open":
+        # GitHub answers a new pull request with mergeable: null and works it out later.
+        if (
+            mergeable_known
+            and pull.merged_at is None
+            and head_sha
+            and base_sha
+            and issue.state == "open"
+        ):
             mergeable = _merge_tree(repo.git_dir, base_sha, head_sha) is not None
         stats = _diff_stats(repo.git_dir, base_sha, head_sha)
         data.update(
@@ -923,7 +933,7 @@ class FakeGitHub(FakeHTTPServer):
             pull=_Pull(id=next(self._ids), head=head, base=base),
         )
         repo.issues[issue.number] = issue
-        data = self._pull_json(repo, issue)
+        data = self._pull_json(repo, issue, mergeable_known=False)
         self._emit(
             repo,
             "pull_request",
@@ -966,10 +976,12 @@ class FakeGitHub(FakeHTTPServer):
         files = []
         web = f"{self.origin}/{repo.full_name}"
         if base_sha and head_sha:
+            details = _file_details(repo.git_dir, base_sha, head_sha)
             for stat in _diff_stats(repo.git_dir, base_sha, head_sha):
+                blob, patch = details.get(stat["path"], ("", ""))
                 files.append(
                     {
-                        "sha": stat["blob"],
+                        "sha": blob,
                         "filename": stat["path"],
                         "status": stat["status"],
                         "additions": stat["additions"],
@@ -979,7 +991,7 @@ class FakeGitHub(FakeHTTPServer):
                         "raw_url": f"{web}/raw/{head_sha}/{stat['path']}",
                         "contents_url": f"{self.base_url}/repos/{repo.full_name}/contents/"
                         f"{stat['path']}?ref={head_sha}",
-                        "patch": stat["patch"],
+                        "patch": patch,
                     }
                 )
         return self._page(request, files)
@@ -1257,8 +1269,20 @@ def _git(git_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
 
 
 def _refs(git_dir: Path) -> dict[str, str]:
-    out = _git(git_dir, "for-each-ref", "--format=%(refname) %(objectname)")
-    return dict(line.split(" ", 1) for line in out.splitlines() if line)
+    """Every ref of the bare repository, read from its files (packed, then loose ones)."""
+    refs: dict[str, str] = {}
+    packed = git_dir / "packed-refs"
+    if packed.exists():
+        for line in packed.read_text().splitlines():
+            if line and not line.startswith(("#", "^")):
+                sha, name = line.split(" ", 1)
+                refs[name] = sha
+    for path in (git_dir / "refs").rglob("*"):
+        if path.is_file() and path.suffix != ".lock":
+            sha = path.read_text().strip()
+            if len(sha) == 40:
+                refs[path.relative_to(git_dir).as_posix()] = sha
+    return refs
 
 
 def _branches(git_dir: Path) -> dict[str, str]:
@@ -1282,6 +1306,7 @@ def _count_commits(git_dir: Path, base: str, head: str) -> int:
     return int(_git(git_dir, "rev-list", "--count", f"{base}..{head}"))
 
 
+@functools.lru_cache(maxsize=4096)
 def _merge_tree(git_dir: Path, base: str, head: str) -> str | None:
     """The tree of merging head into base, or None when they conflict."""
     result = subprocess.run(
@@ -1295,31 +1320,43 @@ def _merge_tree(git_dir: Path, base: str, head: str) -> str | None:
     return result.stdout.splitlines()[0].strip()
 
 
-def _diff_stats(git_dir: Path, base: str | None, head: str | None) -> list[dict[str, Any]]:
-    """Per-file status, additions, deletions and patch of head against its merge base."""
+@functools.lru_cache(maxsize=4096)
+def _diff_stats(git_dir: Path, base: str | None, head: str | None) -> tuple[dict[str, Any], ...]:
+    """Per-file status, additions and deletions of head against its merge base (cached:
+    commits never change, so a pair of shas always has the same answer)."""
     if not base or not head:
-        return []
+        return ()
     merge_base = _git(git_dir, "merge-base", base, head)
-    statuses = {
-        parts[-1]: parts[0]
-        for parts in (
-            line.split("\t")
-            for line in _git(git_dir, "diff", "--name-status", merge_base, head).splitlines()
-        )
-    }
+    statuses = {}
+    for line in _git(git_dir, "diff", "--name-status", merge_base, head).splitlines():
+        parts = line.split("\t")
+        statuses[parts[-1]] = parts[0]
     kinds = {"A": "added", "M": "modified", "D": "removed"}
     stats = []
     for line in _git(git_dir, "diff", "--numstat", merge_base, head).splitlines():
         added, deleted, path = line.split("\t", 2)
-        blob = _git(git_dir, "rev-parse", f"{head}:{path}") if statuses.get(path) != "D" else ""
         stats.append(
             {
                 "path": path,
                 "status": kinds.get(statuses.get(path, "M")[:1], "modified"),
                 "additions": int(added) if added != "-" else 0,
                 "deletions": int(deleted) if deleted != "-" else 0,
-                "blob": blob,
-                "patch": _hunks(_git(git_dir, "diff", merge_base, head, "--", path)),
             }
         )
-    return stats
+    return tuple(stats)
+
+
+@functools.lru_cache(maxsize=1024)
+def _file_details(git_dir: Path, base: str, head: str) -> dict[str, tuple[str, str]]:
+    """path -> (blob sha at head, patch hunks), from one diff and one tree listing."""
+    merge_base = _git(git_dir, "merge-base", base, head)
+    patches: dict[str, str] = {}
+    for chunk in _git(git_dir, "diff", merge_base, head).split("diff --git ")[1:]:
+        header = chunk.split("\n", 1)[0]
+        path = header.rsplit(" b/", 1)[-1]
+        patches[path] = _hunks(chunk)
+    blobs = {}
+    for line in _git(git_dir, "ls-tree", "-r", head).splitlines():
+        meta, path = line.split("\t", 1)
+        blobs[path] = meta.split()[2]
+    return {path: (blobs.get(path, ""), patch) for path, patch in patches.items()}
