@@ -24,8 +24,11 @@ before each rename of a JSON file.
 
     .venv/bin/python benchmarks/queue_throughput.py [--items 1000] [--consumers 8]
 
-Targets: a fleet-wide ceiling at least 50x the baseline's, and dispatch p95 under 20 ms.
-Exit status 1 when a target is missed.
+Targets (issue 4): end-to-end throughput at least 50x the baseline's, checked at every
+consumer count, and dispatch p95 under 20 ms. The fleet-wide ceiling is printed beside
+them: on a 2-core machine C consumer processes plus the producer compete for the CPUs, so
+with many consumers the end-to-end figure measures the Python clients more than the
+queue. Exit status 1 when a target is missed.
 """
 
 from __future__ import annotations
@@ -447,9 +450,17 @@ def report(
     ceiling = min(ceilings)
     p95 = percentile(redis_latency, 0.95)
     checks = [
-        (f"fleet-wide ceiling >= 50x the baseline's (worst {ceiling:.0f}x)", ceiling >= 50),
+        (
+            f"end-to-end throughput >= 50x the baseline's with {consumers} consumer(s) "
+            f"({on_redis.items_per_second / on_files.items_per_second:.0f}x)",
+            on_redis.items_per_second >= 50 * on_files.items_per_second,
+        )
+        for consumers, on_redis, on_files in results
+    ]
+    checks += [
         (f"dispatch p95 < 20 ms ({p95:.2f} ms)", p95 < 20),
     ]
+    print(f"(fleet-wide ceiling, for context: worst {ceiling:.0f}x the baseline's)")
     for check, met in checks:
         print(f"target {check}: {'met' if met else 'MISSED'}")
     raise SystemExit(0 if all(met for _, met in checks) else 1)
