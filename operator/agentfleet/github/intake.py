@@ -50,6 +50,10 @@ class ProjectIntake(BaseModel):
     stages: tuple[Stage, ...] = (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT)
     lane: Lane = Lane.NORMAL
     paused: bool = False
+    parallelism: dict[str, float] = Field(default_factory=dict)
+    """`spec.parallelism` (camelCase), handed to master issues' items."""
+    tokens_per_item: int | None = None
+    """`spec.budgets.tokensPerItem`, handed to every item as `token_budget`."""
 
     @property
     def full_name(self) -> str:
@@ -65,6 +69,8 @@ class ProjectIntake(BaseModel):
             stages=tuple(spec.pipeline.stages),
             lane=Lane(spec.priority.value),
             paused=spec.paused,
+            parallelism=spec.parallelism.model_dump(by_alias=True),
+            tokens_per_item=spec.budgets.tokens_per_item,
         )
 
 
@@ -84,13 +90,14 @@ def work_item(
     payload: dict[str, object],
     lane: Lane | None = None,
 ) -> WorkItem:
+    budget = {"token_budget": project.tokens_per_item} if project.tokens_per_item else {}
     return WorkItem(
         id=item_id,
         namespace=project.namespace,
         project=project.name,
         stage=stage,
         lane=lane or project.lane,
-        payload={"repository": project.repository, **payload},
+        payload={"repository": project.repository, **budget, **payload},
         pipeline=project.stages,
     )
 
@@ -124,12 +131,10 @@ def issue_work(project: ProjectIntake, issue: IssueFacts) -> WorkItem | None:
     if not any(label in (*project.labels, MASTER_LABEL) for label in issue.labels):
         return None
     stage = project.stages[0]
-    return work_item(
-        project,
-        issue_item_id(project, issue.number, stage),
-        stage,
-        {"issue": issue.number, "title": issue.title},
-    )
+    payload: dict[str, object] = {"issue": issue.number, "title": issue.title}
+    if MASTER_LABEL in issue.labels and project.parallelism:
+        payload["parallelism"] = dict(project.parallelism)
+    return work_item(project, issue_item_id(project, issue.number, stage), stage, payload)
 
 
 def merged_pull_work(project: ProjectIntake, pull: PullInfo) -> WorkItem | None:
@@ -166,11 +171,14 @@ def command_work(
         return None
     flag = flags[command]
     stage = project.stages[0]
+    payload: dict[str, object] = {"issue": issue.number, "title": issue.title, flag: True}
+    if project.parallelism:
+        payload["parallelism"] = dict(project.parallelism)
     return work_item(
         project,
         issue_item_id(project, issue.number, stage, f"{flag.replace('_', '-')}-{comment_id}"),
         stage,
-        {"issue": issue.number, "title": issue.title, flag: True},
+        payload,
     )
 
 

@@ -84,7 +84,7 @@ def development_item(parent: WorkItem, record: TaskRecord, master: int) -> WorkI
         stage=Stage.DEVELOPMENT,
         lane=parent.lane,
         payload={
-            "repository": parent.payload["repository"],
+            **{k: v for k, v in parent.payload.items() if k in ("repository", "token_budget")},
             "issue": record.issue,
             "parent": master,
             "task": record.index,

@@ -12,6 +12,8 @@ from agentfleet.stages.environment import StageEnvironment
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 _ERROR_LIMIT = 2000
+_INHERITED = ("repository", "token_budget")
+"""Payload keys a follow-up item keeps from its parent."""
 
 
 def issue_branch(number: int) -> str:
@@ -44,7 +46,11 @@ def stage_item(
         project=parent.project,
         stage=stage,
         lane=parent.lane,
-        payload={"repository": parent.payload["repository"], "issue": issue, **(extra or {})},
+        payload={
+            **{k: v for k, v in parent.payload.items() if k in _INHERITED},
+            "issue": issue,
+            **(extra or {}),
+        },
         pipeline=parent.pipeline,
         trace=parent.trace,
     )

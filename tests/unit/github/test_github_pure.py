@@ -156,6 +156,8 @@ def test_project_intake_from_a_project_spec() -> None:
             "intake": {"labels": ["build-me"]},
             "pipeline": {"stages": ["development", "content"]},
             "priority": "high",
+            "parallelism": {"maxWorkers": 8},
+            "budgets": {"tokensPerItem": 50000},
         }
     )
     project = ProjectIntake.from_spec("team-a", "shop", spec)
@@ -167,6 +169,15 @@ def test_project_intake_from_a_project_spec() -> None:
         Lane.HIGH,
     )
     assert item.pipeline == (Stage.DEVELOPMENT, Stage.CONTENT)
+    assert item.payload["token_budget"] == 50000
+    assert "parallelism" not in item.payload
+    master = issue_work(project, facts(labels=("agentfleet:master",)))
+    assert master is not None
+    assert master.payload["parallelism"] == {
+        "maxWorkers": 8,
+        "successThreshold": 0.8,
+        "taskTimeoutSeconds": 1800,
+    }
 
 
 def pull(head: str, merged: bool = True) -> PullInfo:
