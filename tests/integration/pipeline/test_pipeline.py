@@ -18,7 +18,7 @@ from agentfleet.github import WebhookServer, WebhookTarget, create_webhook_app
 from agentfleet.localenv import free_port
 from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import CompletionOutcome, WorkItem
-from agentfleet.testing import FakeGitHub, agents
+from agentfleet.testing import Conversation, FakeGitHub, Turn, agents, call, say
 
 from .conftest import MODEL, NAMESPACE, Pipeline
 
@@ -154,3 +154,34 @@ def _item(pipeline: Pipeline, stage: Stage, key: str, payload: dict[str, object]
         stage=stage,
         payload={"repository": "acme/shop", **payload},
     )
+
+
+async def test_development_refuses_implementation_written_before_its_tests(
+    pipeline: Pipeline,
+) -> None:
+    """Test first is checked from what the agent did, not taken on trust."""
+
+    def code_first(conversation: Conversation) -> Turn:
+        steps = [
+            call("write_file", path="feature.py", content="def f():\n    return 1\n"),
+            call(
+                "write_file",
+                path="tests/test_feature.py",
+                content="import unittest\n\nfrom feature import f\n\n\n"
+                "class T(unittest.TestCase):\n"
+                "    def test_f(self):\n        self.assertEqual(f(), 1)\n",
+            ),
+            say("Done."),
+        ]
+        return steps[min(conversation.turn, len(steps) - 1)]
+
+    pipeline.fake_anthropic.add_script(agents.DEVELOPMENT, code_first)
+    repo = pipeline.human.get_repo("acme/shop")
+    repo.create_issue("Add f()", body="f returns 1")
+    result = await pipeline.redeliver(_item(pipeline, Stage.DEVELOPMENT, "issue-1", {"issue": 1}))
+    assert (result.outcome, result.error) == (
+        "failed",
+        "implementation was written before its tests",
+    )
+    assert pipeline.fake_github.pull_heads("acme/shop") == []
+    assert "agentfleet/issue-1" not in pipeline.fake_github.branches("acme/shop")
