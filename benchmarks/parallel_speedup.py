@@ -201,7 +201,7 @@ async def run_once(
     state: Any = extract_state(summary)
     durations = [float(r["duration_seconds"]) for r in state["records"]]
     owner.close()
-    opened = [h for h in fake_github.pull_heads(f"acme/{name}")]
+    opened = fake_github.pull_heads(f"acme/{name}")
     if len(opened) != args.tasks:
         raise RuntimeError(f"{len(opened)} pull requests for {args.tasks} sub-tasks")
     return elapsed, durations
