@@ -138,6 +138,18 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         # Nothing was redone: the plan, the pull requests and the docs were found, not re-made.
         assert len(pipeline.fake_anthropic.calls) == model_calls
 
+        # Review of a pull request's diff: one comment, edited in place when run again.
+        pipeline.fake_anthropic.add_script(agents.REVIEW, agents.reviewer("approve"))
+        docs_number = docs.number
+        review = _item(pipeline, Stage.REVIEW, f"pull-{docs_number}", {"pull": docs_number})
+        for _ in range(2):
+            result = await pipeline.redeliver(review)
+            assert result.outcome == "succeeded", result.error
+        [comment] = fake.comment_bodies("acme/shop", docs_number)
+        assert comment.startswith(f"## agentfleet review of pull request #{docs_number}: approve")
+        reviewed = [c for c in pipeline.fake_anthropic.calls if agents.REVIEW in str(c.request)]
+        assert "docs/issue-1.md" in str(reviewed[0].request["messages"][0]["content"])
+
 
 async def _all_answered(fake: FakeGitHub, times: int) -> bool:
     counts: dict[str, int] = {}
