@@ -3,7 +3,8 @@ Deployment patch, on the whole local stack.
 
 The LocalStack runs the real control plane, Redis, Prometheus (1 s scrape), the queue
 exporter, the operator (with its autoscaler) and the pod runner, whose workers run
-`sleep 0.2` per item. For each burst the script waits until the pool is back at its
+`sleep 2` per item, so one worker cannot drain a burst below the threshold before the
+next poll (which would leave nothing to react to). For each burst the script waits until the pool is back at its
 minimum with an empty queue, waits a random fraction of the poll interval (so bursts
 land at every phase of the autoscaler's poll grid instead of always just after a poll),
 enqueues the burst in one call, and timestamps, through watches:
@@ -95,7 +96,7 @@ def pool_manifest(poll: int) -> dict[str, Any]:
             "minReplicas": MIN_REPLICAS,
             "maxReplicas": MAX_REPLICAS,
             "terminationGracePeriodSeconds": 10,
-            "env": [{"name": "AGENTFLEET_COMMAND", "value": "sleep 0.2"}],
+            "env": [{"name": "AGENTFLEET_COMMAND", "value": "sleep 2"}],
             "autoscaling": {
                 "pollIntervalSeconds": poll,
                 "scaleUp": {"step": 2, "stabilizationSeconds": 0},
