@@ -14,12 +14,13 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 import yaml
 
 from agentfleet.localenv import pki
 from agentfleet.localenv.binaries import find_binary
+from agentfleet.localenv.lifecycle import Service
 from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError, free_port
 
 SERVICE_CIDR = "10.0.0.0/24"
@@ -56,7 +57,7 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
     return path
 
 
-class ControlPlane:
+class ControlPlane(Service):
     """Start with `start()` (or as a context manager); `kubeconfig` is the admin config."""
 
     def __init__(self, workdir: Path | None = None, keep_workdir: bool = False) -> None:
@@ -75,7 +76,7 @@ class ControlPlane:
         self.timings: dict[str, float] = {}
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self, timeout: float = 120.0) -> ControlPlane:
+    def start(self, timeout: float = 120.0) -> Self:
         try:
             self._start(timeout)
         except BaseException:
@@ -137,17 +138,6 @@ class ControlPlane:
         self.processes.clear()
         if self._owns_workdir and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> ControlPlane:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ----------------------------------------------------------------- helpers
     def logs(self, lines: int = 40) -> str:

@@ -11,7 +11,9 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
+from typing import Self
+
+from agentfleet.localenv.lifecycle import Service
 
 _PR_SET_PDEATHSIG = 1
 
@@ -37,7 +39,7 @@ class ProcessFailedError(RuntimeError):
     """A managed process exited early or never became ready."""
 
 
-class ManagedProcess:
+class ManagedProcess(Service):
     """One long-running server process with its output captured to a log file."""
 
     def __init__(
@@ -61,7 +63,7 @@ class ManagedProcess:
             raise ProcessFailedError(f"{self.name} is not started")
         return self._proc.pid
 
-    def start(self) -> None:
+    def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         try:
@@ -76,6 +78,7 @@ class ManagedProcess:
             )
         finally:
             log.close()
+        return self
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
@@ -131,15 +134,3 @@ class ManagedProcess:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait(timeout=10)
-
-    def __enter__(self) -> ManagedProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

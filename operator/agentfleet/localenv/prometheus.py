@@ -14,16 +14,16 @@ import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 
 from agentfleet.localenv.binaries import find_binary
+from agentfleet.localenv.lifecycle import Service
 from agentfleet.localenv.processes import ManagedProcess, free_port
 
 
-class PrometheusServer:
+class PrometheusServer(Service):
     def __init__(
         self,
         workdir: Path | None = None,
@@ -85,7 +85,7 @@ class PrometheusServer:
             if self._targets.pop(address, None) is not None:
                 self._write_targets()
 
-    def start(self, timeout: float = 30.0) -> PrometheusServer:
+    def start(self, timeout: float = 30.0) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.targets_file.exists():
             self.set_targets({})
@@ -125,14 +125,3 @@ class PrometheusServer:
             self.process.stop()
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> PrometheusServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

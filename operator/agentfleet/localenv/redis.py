@@ -6,9 +6,10 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from agentfleet.localenv.binaries import find_binary
+from agentfleet.localenv.lifecycle import Service
 from agentfleet.localenv.processes import ManagedProcess, free_port
 
 
@@ -18,7 +19,7 @@ def _ping(port: int) -> bool:
         return sock.recv(16).startswith(b"+PONG")
 
 
-class RedisServer:
+class RedisServer(Service):
     """`appendonly=True` turns on the AOF with fsync on every write, for crash tests."""
 
     def __init__(
@@ -51,7 +52,7 @@ class RedisServer:
             argv += ["--appendonly", "yes", "--appendfsync", "always"]
         return argv
 
-    def start(self, timeout: float = 20.0) -> RedisServer:
+    def start(self, timeout: float = 20.0) -> Self:
         self.process = ManagedProcess("redis-server", self._argv(), self.workdir / "logs")
         self.process.start()
         self.process.wait_until(lambda: _ping(self.port), timeout, "answering PING")
@@ -72,14 +73,3 @@ class RedisServer:
             self.process.stop()
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

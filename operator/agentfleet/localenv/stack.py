@@ -15,12 +15,13 @@ import sys
 import tempfile
 import urllib.request
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
 from kubernetes import client, config
 
 from agentfleet.localenv.binaries import find_binary
 from agentfleet.localenv.controlplane import ControlPlane
+from agentfleet.localenv.lifecycle import Service
 from agentfleet.localenv.podrunner import PodRunner
 from agentfleet.localenv.processes import ManagedProcess, free_port
 from agentfleet.localenv.prometheus import PrometheusServer
@@ -30,7 +31,7 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO_ROOT / "crds"
 
 
-class LocalStack:
+class LocalStack(Service):
     def __init__(
         self,
         namespace: str = "agentfleet-demo",
@@ -56,7 +57,7 @@ class LocalStack:
         self.api: client.ApiClient | None = None
 
     # ----------------------------------------------------------------- lifecycle
-    def start(self) -> LocalStack:
+    def start(self) -> Self:
         try:
             self._start()
         except BaseException:
@@ -165,17 +166,6 @@ class LocalStack:
         self.controlplane.stop()
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> LocalStack:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ----------------------------------------------------------------- helpers
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
