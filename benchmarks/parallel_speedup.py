@@ -235,7 +235,7 @@ async def main() -> int:
         "AGENTFLEET_MAX_ATTEMPTS": "1",
         "ANTHROPIC_API_KEY": fake_model.api_key,
         "ANTHROPIC_BASE_URL": fake_model.base_url,
-        "AGENTFLEET_AGENT_MODEL": MODEL,
+        "AGENTFLEET_MODEL": MODEL,
         "AGENTFLEET_GITHUB_API_URL": fake_github.base_url,
         "AGENTFLEET_GITHUB_TOKEN": BOT_TOKEN,
         "AGENTFLEET_GITHUB_PACING": "false",

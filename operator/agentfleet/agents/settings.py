@@ -1,7 +1,8 @@
 """What one agent run may do: model, turns, tokens, commands, retries.
 
 Model, max turns and token budget come from the WorkerPool's `agent` spec (the operator
-puts them in the worker's environment); a Project's `budgets.tokensPerItem` lowers the
+puts them in the worker's environment under the names in
+`agentfleet.worker.config.AGENT_ENV_VARS`); a Project's `budgets.tokensPerItem` lowers the
 token budget further. Everything else has a safe default and an environment override.
 """
 
@@ -12,11 +13,11 @@ from collections.abc import Mapping
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.api.workerpool import DEFAULT_MODEL
+from agentfleet.worker.config import AGENT_ENV_VARS
 
 ENV_VARS: dict[str, str] = {
-    "model": "AGENTFLEET_AGENT_MODEL",
-    "max_turns": "AGENTFLEET_AGENT_MAX_TURNS",
-    "token_budget": "AGENTFLEET_AGENT_TOKEN_BUDGET",
+    # Set by the operator from the WorkerPool's spec.agent; the names are its contract.
+    **AGENT_ENV_VARS,
     "max_tokens": "AGENTFLEET_AGENT_MAX_TOKENS",
     "allowed_commands": "AGENTFLEET_AGENT_ALLOWED_COMMANDS",
     "command_timeout_seconds": "AGENTFLEET_AGENT_COMMAND_TIMEOUT",

@@ -14,6 +14,7 @@ from typing import Any
 
 from agentfleet.api.base import API_GROUP, API_VERSION
 from agentfleet.api.workerpool import METRICS_PORT, WorkerPoolSpec
+from agentfleet.worker.config import AGENT_ENV_VARS, ENV_VARS, PROJECTS_DIR, PROJECTS_DIR_ENV
 
 Manifest = dict[str, Any]
 
@@ -27,7 +28,6 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 LABEL_POOL = f"{API_GROUP}/pool"
 LABEL_STAGE = f"{API_GROUP}/stage"
 CONTAINER_NAME = "worker"
-PROJECTS_DIR = "/var/run/agentfleet/projects"
 WORKSPACE_DIR = "/workspace"
 # Time the worker keeps for itself after draining, before the kubelet's SIGKILL.
 DRAIN_MARGIN_SECONDS = 5
@@ -167,27 +167,27 @@ def worker_env(
     (one entry per name: server-side apply refuses duplicates)."""
     values: dict[str, str] = {}
     if environment.redis_url:
-        values["AGENTFLEET_REDIS_URL"] = environment.redis_url
+        values[ENV_VARS["redis_url"]] = environment.redis_url
     values |= {
-        "AGENTFLEET_POOL": pool.name,
-        "AGENTFLEET_STAGE": spec.stage.value,
-        "AGENTFLEET_SPECIALTIES": ",".join(spec.specialties),
-        "AGENTFLEET_PROJECTS": "" if all_projects else ",".join(p.name for p in projects),
-        "AGENTFLEET_PROJECTS_DIR": PROJECTS_DIR,
-        "AGENTFLEET_HANDLER": spec.handler,
-        "AGENTFLEET_METRICS_PORT": str(METRICS_PORT),
-        "AGENTFLEET_MODEL": spec.agent.model,
-        "AGENTFLEET_MAX_TURNS": str(spec.agent.max_turns),
-        "AGENTFLEET_TOKEN_BUDGET": str(spec.agent.token_budget),
-        "AGENTFLEET_DRAIN_GRACE_SECONDS": str(
+        ENV_VARS["pool"]: pool.name,
+        ENV_VARS["stage"]: spec.stage.value,
+        ENV_VARS["specialties"]: ",".join(spec.specialties),
+        ENV_VARS["projects"]: "" if all_projects else ",".join(p.name for p in projects),
+        PROJECTS_DIR_ENV: PROJECTS_DIR,
+        ENV_VARS["handler"]: spec.handler,
+        ENV_VARS["metrics_port"]: str(METRICS_PORT),
+        AGENT_ENV_VARS["model"]: spec.agent.model,
+        AGENT_ENV_VARS["max_turns"]: str(spec.agent.max_turns),
+        AGENT_ENV_VARS["token_budget"]: str(spec.agent.token_budget),
+        ENV_VARS["drain_grace_seconds"]: str(
             max(0, spec.termination_grace_period_seconds - DRAIN_MARGIN_SECONDS)
         ),
-        "AGENTFLEET_WORKSPACE_ROOT": WORKSPACE_DIR,
+        ENV_VARS["workspace_root"]: WORKSPACE_DIR,
     }
     overridden = {var.name for var in spec.env}
     env: list[Manifest] = [
-        _field_env("AGENTFLEET_NAMESPACE", "metadata.namespace"),
-        _field_env("POD_NAME", "metadata.name"),
+        _field_env(ENV_VARS["namespace"], "metadata.namespace"),
+        _field_env(ENV_VARS["pod_name"], "metadata.name"),
     ]
     env += [_literal_env(k, v) for k, v in values.items()]
     env = [e for e in env if e["name"] not in overridden]

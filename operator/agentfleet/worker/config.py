@@ -1,7 +1,10 @@
 """Worker settings: every one can come from a flag or from the environment.
 
 The operator's Deployment sets the environment variables; people running a worker by
-hand use the flags. `ENV_VARS` is the single table of names both paths use.
+hand use the flags. `ENV_VARS` is the single table of names both paths use, and this
+module is the one home of the pod's environment contract: the operator's Deployment
+builder (`agentfleet.controller.children`) and the code running in the pod (worker,
+agent settings, stage handlers) import the names from here.
 """
 
 from __future__ import annotations
@@ -35,6 +38,23 @@ ENV_VARS: dict[str, str] = {
     "workspace_root": "AGENTFLEET_WORKSPACE_ROOT",
 }
 """Setting name -> environment variable."""
+
+AGENT_ENV_VARS: dict[str, str] = {
+    "model": "AGENTFLEET_MODEL",
+    "max_turns": "AGENTFLEET_MAX_TURNS",
+    "token_budget": "AGENTFLEET_TOKEN_BUDGET",
+}
+"""WorkerPool `spec.agent` field -> the variable the operator puts it in; the agent
+runtime (`agentfleet.agents.AgentSettings`) reads the same names."""
+
+PROJECTS_DIR = "/var/run/agentfleet/projects"
+"""Where a worker pod finds each served Project's credentials Secret, mounted read-only
+at `<PROJECTS_DIR>/<project>/` (one file per key: `token`, or `app-id` and
+`private-key`)."""
+
+PROJECTS_DIR_ENV = "AGENTFLEET_PROJECTS_DIR"
+"""The variable the operator sets to PROJECTS_DIR; the stage handlers read their
+credentials from the directory it names."""
 
 _LIST_SETTINGS = ("specialties", "projects")
 

@@ -65,9 +65,9 @@ def test_cost_of_a_call() -> None:
 def test_settings_from_environment_and_budget_cap() -> None:
     settings = AgentSettings.from_env(
         {
-            "AGENTFLEET_AGENT_MODEL": "claude-haiku-4-5",
-            "AGENTFLEET_AGENT_MAX_TURNS": "12",
-            "AGENTFLEET_AGENT_TOKEN_BUDGET": "50000",
+            "AGENTFLEET_MODEL": "claude-haiku-4-5",
+            "AGENTFLEET_MAX_TURNS": "12",
+            "AGENTFLEET_TOKEN_BUDGET": "50000",
             "AGENTFLEET_AGENT_ALLOWED_COMMANDS": "python, make ,",
             "UNRELATED": "x",
         }

@@ -1,0 +1,92 @@
+"""The contract between the operator and its worker pods, checked from both ends.
+
+Each test builds a Deployment with the operator's pure builder and reads it back the way
+the code in the pod does: the pod's environment is exactly the container's `env` (with
+the downward-API fields filled in as the kubelet would), and nothing else. A name or path
+that drifts on one side fails here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from agentfleet.agents import AgentSettings
+from agentfleet.api.workerpool import WorkerPoolSpec
+from agentfleet.controller.children import (
+    PoolIdentity,
+    ServedProject,
+    WorkerEnvironment,
+    build_deployment,
+)
+from agentfleet.worker.config import settings_from
+
+pytestmark = pytest.mark.unit
+
+POOL = PoolIdentity(namespace="team-a", name="genesis", uid="uid-1")
+PROJECTS = [ServedProject("shop", "shop-github"), ServedProject("blog", "blog-github")]
+POD = {"metadata.namespace": "team-a", "metadata.name": "genesis-5d8f7-abcde"}
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    found: dict[str, Any] = container
+    return found
+
+
+def pod_environment(deployment: dict[str, Any]) -> dict[str, str]:
+    """The environment a container of this Deployment starts with (no envFrom Secrets)."""
+    environ: dict[str, str] = {}
+    for entry in _container(deployment)["env"]:
+        source = entry.get("valueFrom")
+        if source is None:
+            environ[entry["name"]] = entry.get("value", "")
+        elif "fieldRef" in source:
+            environ[entry["name"]] = POD[source["fieldRef"]["fieldPath"]]
+    return environ
+
+
+def _deployment(**spec: Any) -> dict[str, Any]:
+    pool_spec = WorkerPoolSpec.model_validate({"stage": "genesis", **spec})
+    return build_deployment(
+        POOL, pool_spec, PROJECTS, 1, WorkerEnvironment(redis_url="redis://queue:6379/0")
+    )
+
+
+def test_agent_settings_are_read_from_the_env_the_operator_sets() -> None:
+    deployment = _deployment(
+        agent={"model": "claude-opus-4-1", "maxTurns": 17, "tokenBudget": 54321}
+    )
+    settings = AgentSettings.from_env(pod_environment(deployment))
+    assert (settings.model, settings.max_turns, settings.token_budget) == (
+        "claude-opus-4-1",
+        17,
+        54321,
+    )
+
+
+def test_default_agent_settings_survive_the_trip() -> None:
+    settings = AgentSettings.from_env(pod_environment(_deployment()))
+    spec = WorkerPoolSpec(stage="genesis").agent
+    assert (settings.model, settings.max_turns, settings.token_budget) == (
+        spec.model,
+        spec.max_turns,
+        spec.token_budget,
+    )
+
+
+def test_worker_settings_are_read_from_the_env_the_operator_sets() -> None:
+    deployment = _deployment(specialties=["tdd"], terminationGracePeriodSeconds=65)
+    settings = settings_from(pod_environment(deployment), {})
+    assert settings.redis_url == "redis://queue:6379/0"
+    assert (settings.namespace, settings.pool, settings.pod_name) == (
+        "team-a",
+        "genesis",
+        "genesis-5d8f7-abcde",
+    )
+    assert settings.stage.value == "genesis"
+    assert settings.specialties == ("tdd",)
+    assert settings.projects == ("shop", "blog")
+    assert settings.metrics_port == _container(deployment)["ports"][0]["containerPort"]
+    assert 0 < settings.drain_grace_seconds < 65
