@@ -239,7 +239,7 @@ async def main() -> int:
         "AGENTFLEET_GITHUB_API_URL": fake_github.base_url,
         "AGENTFLEET_GITHUB_TOKEN": BOT_TOKEN,
         "AGENTFLEET_GITHUB_PACING": "false",
-        "AGENTFLEET_GITHUB_CREDENTIALS_DIR": str(workdir / "no-mounted-credentials"),
+        "AGENTFLEET_PROJECTS_DIR": str(workdir / "no-mounted-credentials"),
         "AGENTFLEET_TEST_COMMAND": "python -m unittest -q",
         "PYTHONWARNINGS": "ignore",
     }

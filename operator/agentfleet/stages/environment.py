@@ -27,11 +27,11 @@ from agentfleet.github import (
     credentials_from_directory,
 )
 from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
-from agentfleet.worker.config import WorkerSettings
+from agentfleet.worker.config import PROJECTS_DIR, PROJECTS_DIR_ENV, WorkerSettings
 
 ENV_VARS: dict[str, str] = {
     "github_api_url": "AGENTFLEET_GITHUB_API_URL",
-    "credentials_dir": "AGENTFLEET_GITHUB_CREDENTIALS_DIR",
+    "credentials_dir": PROJECTS_DIR_ENV,
     "github_pacing": "AGENTFLEET_GITHUB_PACING",
     "test_command": "AGENTFLEET_TEST_COMMAND",
     "test_timeout_seconds": "AGENTFLEET_TEST_TIMEOUT",
@@ -52,8 +52,9 @@ class StageConfig(BaseModel):
 
     github_api_url: str | None = None
     """Overrides the API endpoint derived from each Project's repository."""
-    credentials_dir: Path = Path("/var/run/agentfleet/github")
-    """Holds one directory per project (its credentials Secret mounted as files)."""
+    credentials_dir: Path = Path(PROJECTS_DIR)
+    """Holds one directory per project (its credentials Secret mounted as files), where
+    the operator mounts them."""
     github_pacing: bool = True
     """Space API calls as GitHub advises; off only against a local fake."""
     test_command: tuple[str, ...] = ("python", "-m", "pytest", "-q")

@@ -8,6 +8,7 @@ that drifts on one side fails here.
 
 from __future__ import annotations
 
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -20,6 +21,8 @@ from agentfleet.controller.children import (
     WorkerEnvironment,
     build_deployment,
 )
+from agentfleet.stages import StageConfig
+from agentfleet.stages.environment import mounted_credentials
 from agentfleet.worker.config import settings_from
 
 pytestmark = pytest.mark.unit
@@ -90,3 +93,37 @@ def test_worker_settings_are_read_from_the_env_the_operator_sets() -> None:
     assert settings.projects == ("shop", "blog")
     assert settings.metrics_port == _container(deployment)["ports"][0]["containerPort"]
     assert 0 < settings.drain_grace_seconds < 65
+
+
+def _credential_mounts(deployment: dict[str, Any]) -> dict[str, str]:
+    """Secret name -> where the container sees it."""
+    pod = deployment["spec"]["template"]["spec"]
+    secrets = {v["name"]: v["secret"]["secretName"] for v in pod["volumes"] if "secret" in v}
+    return {
+        secrets[mount["name"]]: mount["mountPath"]
+        for mount in _container(deployment)["volumeMounts"]
+        if mount["name"] in secrets
+    }
+
+
+def test_stage_handlers_look_for_credentials_where_the_operator_mounts_them() -> None:
+    deployment = _deployment()
+    credentials_dir = StageConfig.from_env(pod_environment(deployment)).credentials_dir
+    mounts = _credential_mounts(deployment)
+    for project in PROJECTS:
+        mounted = PurePosixPath(mounts[project.credentials_secret])
+        assert mounted == PurePosixPath(credentials_dir) / project.name
+
+
+def test_a_mounted_token_is_found_by_the_stage_handlers(tmp_path: Path) -> None:
+    """The Secret's files as the kubelet writes them, under a stand-in for the pod's root."""
+    deployment = _deployment()
+    for secret, path in _credential_mounts(deployment).items():
+        mounted = tmp_path / path.lstrip("/")
+        mounted.mkdir(parents=True)
+        (mounted / "token").write_text(f"ghp_token_of_{secret}\n")
+    configured = StageConfig.from_env(pod_environment(deployment)).credentials_dir
+    lookup = mounted_credentials(tmp_path / str(configured).lstrip("/"), {})
+    credentials = lookup("team-a", "blog")
+    assert credentials.token is not None
+    assert credentials.token.get_secret_value() == "ghp_token_of_blog-github"
