@@ -20,6 +20,8 @@ _EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}
 
 DEFAULT_WORKER_IMAGE = "ghcr.io/agentfleet/agentfleet-worker:0.1.0"
 DEFAULT_MODEL = "claude-sonnet-4-5"
+CLAUDE_HANDLER = "claude"
+"""The default `spec.handler`: the worker runs the Claude agent of its pool's stage."""
 METRICS_PORT = 9090
 
 # The grammar of resource.Quantity, as the API server checks it.
@@ -228,10 +230,11 @@ class WorkerPoolSpec(ApiModel):
     """When the kubelet pulls the image: Always, IfNotPresent or Never."""
 
     handler: str = Field(
-        default="claude", min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$"
+        default=CLAUDE_HANDLER, min_length=1, max_length=63, pattern=r"^[a-z][a-z0-9-]*$"
     )
-    """Stage handler the workers run: `claude` for the stage's Claude agent, `command` for a
-    shell command per item (tests and demos)."""
+    """Stage handler the workers run: `claude` for the Claude agent of the pool's stage,
+    a stage name (genesis, development, content, review) for that stage's agent, or
+    `command` for a shell command per item (tests and demos)."""
 
     resources: ResourceRequirements = Field(
         default_factory=ResourceRequirements, json_schema_extra=_EMPTY_OBJECT_DEFAULT

@@ -1,7 +1,8 @@
 """Stage handlers (genesis, development, content, review) for the worker runtime.
 
 Each is registered in the worker's handler registry under its stage name, so
-`AGENTFLEET_HANDLER=development` (or `--handler development`) runs it. A handler built by
+`AGENTFLEET_HANDLER=development` (or `--handler development`) runs it; `claude` (a
+WorkerPool's default `spec.handler`) runs the handler of the worker's own stage. A handler built by
 `handler_factory` takes everything it needs from the worker's environment.
 """
 
@@ -35,6 +36,11 @@ def handler_factory(name: str) -> Callable[[WorkerSettings], Handler]:
     return build
 
 
+def claude_handler(settings: WorkerSettings) -> Handler:
+    """The Claude handler of the worker's own stage (`handler: claude`, the default)."""
+    return handler_factory(settings.stage.value)(settings)
+
+
 def genesis_handler(settings: WorkerSettings) -> Handler:
     return handler_factory("genesis")(settings)
 
@@ -63,6 +69,7 @@ __all__ = [
     "StageConfig",
     "StageEnvironment",
     "StageHandler",
+    "claude_handler",
     "content_handler",
     "development_handler",
     "genesis_handler",

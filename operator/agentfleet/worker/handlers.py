@@ -26,6 +26,7 @@ from typing import Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.api import Stage
+from agentfleet.api.workerpool import CLAUDE_HANDLER
 from agentfleet.queue.models import WorkItem
 from agentfleet.worker.config import WorkerSettings
 
@@ -89,6 +90,8 @@ HandlerFactory = Callable[[WorkerSettings], Handler]
 # Anthropic and GitHub clients, which a `command` worker does not need).
 _REGISTRY: dict[str, HandlerFactory | str] = {
     "command": "agentfleet.worker.command:CommandHandler",
+    # A WorkerPool's default: the Claude agent of whatever stage the worker serves.
+    CLAUDE_HANDLER: "agentfleet.stages:claude_handler",
     **{stage.value: f"agentfleet.stages:{stage.value}_handler" for stage in Stage},
 }
 

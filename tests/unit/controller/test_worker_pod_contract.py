@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from agentfleet.agents import AgentSettings
+from agentfleet.api import Stage
 from agentfleet.api.workerpool import WorkerPoolSpec
 from agentfleet.controller.children import (
     PoolIdentity,
@@ -21,8 +22,9 @@ from agentfleet.controller.children import (
     WorkerEnvironment,
     build_deployment,
 )
-from agentfleet.stages import StageConfig
+from agentfleet.stages import HANDLERS, StageConfig, StageHandler
 from agentfleet.stages.environment import mounted_credentials
+from agentfleet.worker import build_handler, registered_handlers
 from agentfleet.worker.config import settings_from
 
 pytestmark = pytest.mark.unit
@@ -50,8 +52,8 @@ def pod_environment(deployment: dict[str, Any]) -> dict[str, str]:
     return environ
 
 
-def _deployment(**spec: Any) -> dict[str, Any]:
-    pool_spec = WorkerPoolSpec.model_validate({"stage": "genesis", **spec})
+def _deployment(stage: str = "genesis", **spec: Any) -> dict[str, Any]:
+    pool_spec = WorkerPoolSpec.model_validate({"stage": stage, **spec})
     return build_deployment(
         POOL, pool_spec, PROJECTS, 1, WorkerEnvironment(redis_url="redis://queue:6379/0")
     )
@@ -127,3 +129,24 @@ def test_a_mounted_token_is_found_by_the_stage_handlers(tmp_path: Path) -> None:
     credentials = lookup("team-a", "blog")
     assert credentials.token is not None
     assert credentials.token.get_secret_value() == "ghp_token_of_blog-github"
+
+
+@pytest.mark.parametrize("stage", list(Stage))
+async def test_a_default_pool_runs_the_claude_handler_of_its_stage(
+    stage: Stage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A WorkerPool that names no handler must not crash-loop: its pods build the Claude
+    handler of the pool's stage from nothing but their environment."""
+    environ = pod_environment(_deployment(stage.value))
+    # From the pool's envFromSecrets in a real pod; the SDK refuses to start without it.
+    environ["ANTHROPIC_API_KEY"] = "sk-ant-test"
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    settings = settings_from(environ, {})
+    assert settings.handler in registered_handlers()
+    handler = build_handler(settings.handler, settings)
+    assert type(handler) is HANDLERS[stage.value]
+    assert isinstance(handler, StageHandler)
+    assert handler.env.agent_settings == AgentSettings.from_env(environ)
+    assert handler.env.queue is not None
+    await handler.env.queue.close()

@@ -109,10 +109,10 @@ def test_handlers_are_built_by_registered_name_or_import_path() -> None:
 
 
 def test_the_stage_handlers_are_known_without_importing_them() -> None:
-    assert {"genesis", "development", "content", "review"} <= set(registered_handlers())
+    assert {"claude", "genesis", "development", "content", "review"} <= set(registered_handlers())
 
 
-@pytest.mark.parametrize("name", ["claude", "no.such.module:factory", f"{__name__}:missing"])
+@pytest.mark.parametrize("name", ["gpt", "no.such.module:factory", f"{__name__}:missing"])
 def test_unknown_handlers_fail_with_the_known_names(name: str) -> None:
     with pytest.raises(UnknownHandlerError):
         build_handler(name, SETTINGS)
