@@ -1,7 +1,8 @@
 """Prometheus metrics of the agent runtime: tokens and cost by model, calls, retries, runs.
 
-The worker exposes the default registry; tests pass their own registry to see only their
-own counts.
+The process-wide instance (`default_metrics`) records to the default registry, which a
+worker's /metrics serves next to its own metrics; tests pass their own registry to see
+only their own counts.
 """
 
 from __future__ import annotations

@@ -2,11 +2,15 @@
 
 Pool utilization is `avg(agentfleet_worker_busy{namespace=..., pool=...})`; the
 autoscaler's default query relies on these names.
+
+A worker's own metrics live in a registry of their own (tests run several workers in one
+process); what the handlers record goes to the process-wide default registry (the agent
+runtime's token, cost and call counters). `/metrics` serves both (`exposition_registry`).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from agentfleet.api import Stage
 
@@ -55,3 +59,14 @@ class WorkerMetrics:
 
     def processed(self, outcome: str) -> None:
         self._processed.labels(*self._labels, self._stage, outcome).inc()
+
+
+def exposition_registry(
+    worker: CollectorRegistry, process: CollectorRegistry = REGISTRY
+) -> CollectorRegistry:
+    """What a worker process serves on /metrics: its own metrics, and everything recorded
+    process-wide (the handlers' agent metrics, the client library's process_* series)."""
+    exposed = CollectorRegistry(auto_describe=False)
+    exposed.register(worker)
+    exposed.register(process)
+    return exposed

@@ -32,7 +32,7 @@ from agentfleet.queue import (
 from agentfleet.queue.models import utcnow
 from agentfleet.worker.config import WorkerSettings
 from agentfleet.worker.handlers import Handler, HandlerContext, HandlerResult
-from agentfleet.worker.metrics import WorkerMetrics
+from agentfleet.worker.metrics import WorkerMetrics, exposition_registry
 
 log = logging.getLogger("agentfleet.worker")
 
@@ -227,7 +227,9 @@ async def serve(settings: WorkerSettings, handler: Handler) -> None:
     metrics = WorkerMetrics(settings.namespace, settings.pool, settings.pod_name, settings.stage)
     server = None
     if settings.metrics_port:
-        server, _ = start_http_server(settings.metrics_port, registry=metrics.registry)
+        server, _ = start_http_server(
+            settings.metrics_port, registry=exposition_registry(metrics.registry)
+        )
     worker = Worker(settings, queue, handler, metrics)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -1,0 +1,217 @@
+"""A worker pod exactly as the operator builds it, run as a local process.
+
+The Deployment comes from the operator's pure builder for a WorkerPool that names no
+handler; the process gets that container's environment and nothing else (plus what a
+kubelet adds: downward-API fields, the Secret volumes, the pool's envFrom Secret). It
+runs a genesis item of a Project whose issue was taken in by the intake library, against
+the real Redis queue, the fake model and the fake GitHub, and its own /metrics must show
+what the agent spent.
+"""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from github import Auth, Github
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentfleet.api.project import ProjectSpec
+from agentfleet.api.workerpool import WorkerPoolSpec
+from agentfleet.controller.children import (
+    PoolIdentity,
+    ServedProject,
+    WorkerEnvironment,
+    build_deployment,
+)
+from agentfleet.github import IssueFacts, ProjectIntake, issue_work
+from agentfleet.localenv import ManagedProcess, RedisServer, free_port
+from agentfleet.localenv.waiting import async_wait_for, wait_for
+from agentfleet.queue import CompletionOutcome, WorkQueue
+from agentfleet.testing import FakeAnthropic, FakeGitHub, agents
+
+pytestmark = pytest.mark.integration
+
+BOT_TOKEN = "ghp_" + "podb0t" * 6
+HUMAN_TOKEN = "ghp_" + "hum4n" * 8
+MODEL = "claude-sonnet-4-6"
+PLAN = [{"title": "Greeting", "description": "greet(name)", "files": ["greeting.py"]}]
+
+
+@pytest.fixture
+def fake_github(tmp_path: Path) -> Iterator[FakeGitHub]:
+    fake = FakeGitHub(tmp_path / "github").start()
+    fake.create_repo("acme", "shop")
+    fake.add_token(BOT_TOKEN, "agentfleet-bot")
+    fake.add_token(HUMAN_TOKEN, "acme")
+    yield fake
+    fake.stop()
+    assert not fake.errors, fake.errors
+
+
+@pytest.fixture
+def fake_anthropic() -> Iterator[FakeAnthropic]:
+    fake = FakeAnthropic().start()
+    fake.add_script(agents.GENESIS_SCAFFOLD, agents.scaffolder())
+    fake.add_script(agents.GENESIS_PLAN, agents.planner(PLAN))
+    yield fake
+    fake.stop()
+    assert not fake.errors, fake.errors
+
+
+def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    found: dict[str, Any] = container
+    return found
+
+
+def start_pod(
+    deployment: dict[str, Any],
+    root: Path,
+    pod_name: str,
+    secrets: dict[str, dict[str, str]],
+) -> tuple[ManagedProcess, int]:
+    """What a kubelet would do with the Deployment's pod template, on this machine: the
+    container's filesystem paths live under `root`, Secret volumes become files there,
+    and a free port stands in for the pod's own network namespace."""
+    template = deployment["spec"]["template"]["spec"]
+    container = container_of(deployment)
+    volumes = {volume["name"]: volume for volume in template["volumes"]}
+    mount_paths = []
+    for mount in container["volumeMounts"]:
+        local = root / mount["mountPath"].lstrip("/")
+        local.mkdir(parents=True)
+        mount_paths.append(mount["mountPath"])
+        secret = volumes[mount["name"]].get("secret")
+        for key, value in secrets.get(secret["secretName"] if secret else "", {}).items():
+            (local / key).write_text(value)
+
+    def in_root(value: str) -> str:
+        inside = value.startswith("/") and any(
+            path == value or path.startswith(value + "/") for path in mount_paths
+        )
+        return str(root / value.lstrip("/")) if inside else value
+
+    fields = {"metadata.namespace": deployment["metadata"]["namespace"], "metadata.name": pod_name}
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(root)}
+    for source in container.get("envFrom", []):
+        env |= secrets[source["secretRef"]["name"]]
+    for entry in container["env"]:
+        if "valueFrom" in entry:
+            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
+        else:
+            env[entry["name"]] = in_root(entry.get("value", ""))
+    port = free_port()
+    env["AGENTFLEET_METRICS_PORT"] = str(port)
+    command = [sys.executable, "-m", "agentfleet", "worker"]
+    process = ManagedProcess(pod_name, command, root / "logs", env=env)
+    return process.start(), port
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    return {
+        sample.name + str(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def sample(samples: dict[str, float], name: str, **labels: str) -> float:
+    return samples.get(name + str(sorted(labels.items())), 0.0)
+
+
+async def test_a_default_pool_pod_runs_genesis_and_exports_agent_tokens(
+    redis_server: RedisServer,
+    fake_github: FakeGitHub,
+    fake_anthropic: FakeAnthropic,
+    tmp_path: Path,
+) -> None:
+    namespace = f"pod-{uuid.uuid4().hex[:8]}"
+    human = Github(
+        base_url=fake_github.base_url,
+        auth=Auth.Token(HUMAN_TOKEN),
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+    issue = human.get_repo("acme/shop").create_issue("Greet people", labels=["agentfleet"])
+    human.close()
+
+    project = ProjectSpec.model_validate(
+        {"repository": "acme/shop", "credentialsSecretRef": {"name": "shop-github"}}
+    )
+    intake = ProjectIntake.from_spec(namespace, "shop", project)
+    item = issue_work(
+        intake, IssueFacts(number=issue.number, title=issue.title, labels=("agentfleet",))
+    )
+    assert item is not None
+
+    pool = WorkerPoolSpec.model_validate(
+        {
+            "stage": "genesis",
+            "agent": {"model": MODEL},
+            "envFromSecrets": ["anthropic"],
+            "env": [
+                {"name": "ANTHROPIC_BASE_URL", "value": fake_anthropic.base_url},
+                {"name": "AGENTFLEET_GITHUB_API_URL", "value": fake_github.base_url},
+                {"name": "AGENTFLEET_GITHUB_PACING", "value": "false"},
+            ],
+        }
+    )
+    deployment = build_deployment(
+        PoolIdentity(namespace, "genesis", "uid-genesis"),
+        pool,
+        [ServedProject("shop", project.credentials_secret_ref.name)],
+        1,
+        WorkerEnvironment(redis_url=redis_server.url),
+    )
+    process, port = start_pod(
+        deployment,
+        tmp_path / "pod",
+        "genesis-6c9f-x1",
+        secrets={
+            "shop-github": {"token": BOT_TOKEN},
+            "anthropic": {"ANTHROPIC_API_KEY": fake_anthropic.api_key},
+        },
+    )
+    queue = WorkQueue.from_url(redis_server.url)
+    try:
+        process.wait_until(lambda: bool(scrape(port)), 30, "serving /metrics")
+        await queue.enqueue(item)
+        record = await async_wait_for(
+            lambda: queue.completion(namespace, item.id), 60, f"completion of {item.id}"
+        )
+        assert record.outcome is CompletionOutcome.SUCCEEDED, (record.error, process.log_tail())
+        assert fake_github.issue_titles("acme/shop") == ["Greet people", "[#1] Greeting"]
+
+        samples = wait_for(
+            lambda: (
+                (s := scrape(port))
+                and sample(
+                    s,
+                    "agentfleet_worker_items_processed_total",
+                    namespace=namespace,
+                    pool="genesis",
+                    stage="genesis",
+                    outcome="succeeded",
+                )
+                == 1
+                and s
+            ),
+            10,
+            "the worker to count the item",
+        )
+        spent = {
+            kind: sample(samples, "agentfleet_agent_tokens_total", model=MODEL, kind=kind)
+            for kind in ("input", "output")
+        }
+        assert spent["input"] > 0 and spent["output"] > 0, spent
+        assert sample(samples, "agentfleet_agent_model_calls_total", model=MODEL, outcome="ok") >= 2
+    finally:
+        process.stop()
+        await queue.close()
