@@ -19,7 +19,7 @@ from agentfleet.api.project import DNS_SUBDOMAIN_PATTERN, SecretKeyReference
 _EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}
 
 DEFAULT_WORKER_IMAGE = "ghcr.io/agentfleet/agentfleet-worker:0.1.0"
-DEFAULT_MODEL = "claude-sonnet-4-5"
+DEFAULT_MODEL = "claude-sonnet-4-6"
 CLAUDE_HANDLER = "claude"
 """The default `spec.handler`: the worker runs the Claude agent of its pool's stage."""
 METRICS_PORT = 9090

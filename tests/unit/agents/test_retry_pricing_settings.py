@@ -9,6 +9,7 @@ import pytest
 from agentfleet.agents.pricing import cost_usd, price_for
 from agentfleet.agents.retry import backoff_seconds, retry_after_seconds, retry_delay
 from agentfleet.agents.settings import AgentSettings
+from agentfleet.api.workerpool import DEFAULT_MODEL
 
 pytestmark = pytest.mark.unit
 
@@ -81,3 +82,13 @@ def test_settings_from_environment_and_budget_cap() -> None:
     assert settings.with_budget_cap(20_000).token_budget == 20_000
     assert settings.with_budget_cap(90_000).token_budget == 50_000
     assert settings.with_budget_cap(None) is settings
+
+
+def test_the_default_model_is_current_and_priced() -> None:
+    """A WorkerPool that names no model must not run one the installed SDK warns about
+    (the client checks this table on every call), and its spend must be costed."""
+    from anthropic.resources.messages.messages import DEPRECATED_MODELS
+
+    assert DEFAULT_MODEL not in DEPRECATED_MODELS
+    assert AgentSettings().model == DEFAULT_MODEL
+    assert price_for(DEFAULT_MODEL) is not None
