@@ -23,6 +23,8 @@ REPOSITORY_PATTERN = (
 )
 """`owner/name` on github.com, or the HTTPS URL of a repository (GitHub Enterprise too)."""
 
+GITHUB_API_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*/?$"
+
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 CREDENTIAL_TOKEN_KEY = "token"
@@ -197,6 +199,14 @@ class ProjectSpec(ApiModel):
     repository: str = Field(min_length=3, max_length=400, pattern=REPOSITORY_PATTERN)
     """GitHub repository: `owner/name`, or its HTTPS URL (GitHub Enterprise too)."""
 
+    github_api_url: str | None = Field(
+        default=None, min_length=8, max_length=400, pattern=GITHUB_API_URL_PATTERN
+    )
+    """GitHub REST API base URL for this repository. Unset: derived from `repository`,
+    which is https://api.github.com for `owner/name` and github.com URLs, and
+    https://<host>/api/v3 for a GitHub Enterprise Server URL. Set it for an Enterprise
+    Server whose API lives elsewhere, or a local GitHub API (tests)."""
+
     credentials_secret_ref: SecretReference
     """Secret with the GitHub credentials: key `token` (a personal access or installation
     token), or keys `app-id` and `private-key` (plus optional `installation-id`) for a
@@ -274,8 +284,8 @@ class ProjectStatus(ApiModel):
             "x-kubernetes-list-map-keys": ["type"],
         },
     )
-    """Ready (valid and served), Paused (emergency stop) and Degraded (queue unreachable
-    or a stage without a WorkerPool)."""
+    """Ready (valid and served), Paused (emergency stop), Degraded (queue unreachable
+    or a stage without a WorkerPool) and Intake (issues are being taken in, or why not)."""
 
     queued: int | None = Field(default=None, ge=0)
     """Items waiting or held across all stages."""

@@ -35,6 +35,11 @@ def operator(
     metrics_port: int = typer.Option(
         8081, envvar="AGENTFLEET_OPERATOR_METRICS_PORT", help="Port of /metrics (0: off)."
     ),
+    webhook_port: int = typer.Option(
+        0,
+        envvar="AGENTFLEET_WEBHOOK_PORT",
+        help="Port of the GitHub webhook receiver, /webhooks/github/<ns>/<project> (0: off).",
+    ),
     peering: str = typer.Option(
         DEFAULT_PEERING, help="Peering object replicas coordinate through (one is active)."
     ),
@@ -66,6 +71,7 @@ def operator(
             kubeconfig=kubeconfig or None,
             health_port=health_port,
             metrics_port=metrics_port,
+            webhook_port=webhook_port,
             peering=None if standalone else peering,
             priority=priority,
             resync_seconds=resync_seconds,

@@ -33,6 +33,10 @@ class OperatorConfig(BaseModel):
     metrics_port: int = Field(default=8081, ge=0, le=65535)
     """Prometheus metrics of the operator (/metrics); 0 turns it off."""
 
+    webhook_port: int = Field(default=0, ge=0, le=65535)
+    """GitHub webhook receiver (POST /webhooks/github/<namespace>/<project>); 0 turns it
+    off. Needs the work queue."""
+
     peering: str | None = DEFAULT_PEERING
     """Name of the kopf peering object replicas coordinate through; None: standalone."""
 

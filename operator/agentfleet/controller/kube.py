@@ -101,18 +101,23 @@ class Kube:
         )
 
     def secret(self, namespace: str, name: str) -> SecretLookup:
+        return self.read_secret(namespace, name)[0]
+
+    def read_secret(self, namespace: str, name: str) -> tuple[SecretLookup, Manifest | None]:
+        """The lookup outcome, and the Secret itself (values base64, as stored) when it
+        could be read."""
         try:
             secret = _decode(
                 self.core.read_namespaced_secret(name, namespace, _preload_content=False)
             )
         except ApiException as error:
             if error.status == 404:
-                return SecretLookup(missing=True)
+                return SecretLookup(missing=True), None
             if error.status in (401, 403):
-                return SecretLookup(error=f"{error.status} {api_message(error)}")
+                return SecretLookup(error=f"{error.status} {api_message(error)}"), None
             raise
         keys = set(secret.get("data") or {}) | set(secret.get("stringData") or {})
-        return SecretLookup(keys=frozenset(keys))
+        return SecretLookup(keys=frozenset(keys)), secret
 
     # ------------------------------------------------------------ custom objects
     def get_custom(self, namespace: str, plural: str, name: str) -> Manifest | None:

@@ -29,6 +29,7 @@ from agentfleet.controller.children import (
     WorkerEnvironment,
 )
 from agentfleet.controller.config import OperatorConfig
+from agentfleet.controller.intake import install_intake
 from agentfleet.controller.kube import ConflictError, Kube, api_message, new_api_client
 from agentfleet.controller.logic import ProjectInfo
 from agentfleet.controller.reconciler import PoolEntry, Reconciler, deployment_observation
@@ -262,6 +263,7 @@ _CHATTY_HANDLERS = (
     "project_deleted",
     "pool_resync",
     "project_status_refresh",
+    "intake_wake",
 )
 
 
@@ -293,6 +295,8 @@ def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
     if config.prometheus_url is not None:
         # The autoscaler loop runs in this process, from startup to cleanup.
         extensions = [*extensions, install_autoscaler]
+    # GitHub intake (polling every Project, and webhooks on --webhook-port) always runs.
+    extensions = [*extensions, install_intake]
     kopf.run(
         registry=create_registry(config, extensions),
         standalone=config.peering is None,

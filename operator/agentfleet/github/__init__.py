@@ -17,6 +17,7 @@ from agentfleet.github.credentials import (
 )
 from agentfleet.github.git import GitCheckout, GitError
 from agentfleet.github.intake import (
+    API_URL_KEY,
     BRANCH_PREFIX,
     DIAGNOSTIC_LABEL,
     DOCS_LABEL,
@@ -41,6 +42,7 @@ from agentfleet.github.webhook import (
 )
 
 __all__ = [
+    "API_URL_KEY",
     "BRANCH_PREFIX",
     "DIAGNOSTIC_LABEL",
     "DOCS_LABEL",

@@ -36,6 +36,12 @@ DRY_RUN_COMMAND = "/agentfleet dry-run"
 
 Enqueue = Callable[[Sequence[WorkItem]], Awaitable[list[str]]]
 
+API_URL_KEY = "github_api_url"
+"""Payload key of the Project's `spec.githubApiUrl`, when it sets one: workers talk to
+that API for the item."""
+INHERITED_PAYLOAD_KEYS = ("repository", API_URL_KEY, "token_budget")
+"""Payload keys every item made from another one (follow-ups, sub-tasks) keeps."""
+
 
 class ProjectIntake(BaseModel):
     """What intake needs to know about one Project."""
@@ -46,6 +52,8 @@ class ProjectIntake(BaseModel):
     name: str
     repository: str
     """`spec.repository` as written (owner/name or an HTTPS URL)."""
+    api_url: str | None = None
+    """`spec.githubApiUrl`: None derives the API from the repository."""
     labels: tuple[str, ...] = ("agentfleet",)
     stages: tuple[Stage, ...] = (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT)
     lane: Lane = Lane.NORMAL
@@ -65,6 +73,7 @@ class ProjectIntake(BaseModel):
             namespace=namespace,
             name=name,
             repository=spec.repository,
+            api_url=spec.github_api_url,
             labels=tuple(spec.intake.labels),
             stages=tuple(spec.pipeline.stages),
             lane=Lane(spec.priority.value),
@@ -90,14 +99,18 @@ def work_item(
     payload: dict[str, object],
     lane: Lane | None = None,
 ) -> WorkItem:
-    budget = {"token_budget": project.tokens_per_item} if project.tokens_per_item else {}
+    carried: dict[str, object] = {"repository": project.repository}
+    if project.api_url:
+        carried[API_URL_KEY] = project.api_url
+    if project.tokens_per_item:
+        carried["token_budget"] = project.tokens_per_item
     return WorkItem(
         id=item_id,
         namespace=project.namespace,
         project=project.name,
         stage=stage,
         lane=lane or project.lane,
-        payload={"repository": project.repository, **budget, **payload},
+        payload={**carried, **payload},
         pipeline=project.stages,
     )
 

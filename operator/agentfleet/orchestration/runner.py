@@ -25,7 +25,7 @@ from agentfleet.github import (
     IssueInfo,
     RepoClient,
 )
-from agentfleet.github.intake import GENERATED_LABELS
+from agentfleet.github.intake import GENERATED_LABELS, INHERITED_PAYLOAD_KEYS
 from agentfleet.github.markers import embed_state, extract_state, find_markers
 from agentfleet.orchestration.aggregate import (
     TaskRecord,
@@ -84,7 +84,7 @@ def development_item(parent: WorkItem, record: TaskRecord, master: int) -> WorkI
         stage=Stage.DEVELOPMENT,
         lane=parent.lane,
         payload={
-            **{k: v for k, v in parent.payload.items() if k in ("repository", "token_budget")},
+            **{k: v for k, v in parent.payload.items() if k in INHERITED_PAYLOAD_KEYS},
             "issue": record.issue,
             "parent": master,
             "task": record.index,

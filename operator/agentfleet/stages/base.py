@@ -7,13 +7,12 @@ from pathlib import PurePosixPath
 
 from agentfleet.agents import RedactingLogger
 from agentfleet.api import Stage
+from agentfleet.github.intake import INHERITED_PAYLOAD_KEYS
 from agentfleet.queue import WorkItem
 from agentfleet.stages.environment import StageEnvironment
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 _ERROR_LIMIT = 2000
-_INHERITED = ("repository", "token_budget")
-"""Payload keys a follow-up item keeps from its parent."""
 
 
 def issue_branch(number: int) -> str:
@@ -47,7 +46,7 @@ def stage_item(
         stage=stage,
         lane=parent.lane,
         payload={
-            **{k: v for k, v in parent.payload.items() if k in _INHERITED},
+            **{k: v for k, v in parent.payload.items() if k in INHERITED_PAYLOAD_KEYS},
             "issue": issue,
             **(extra or {}),
         },

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agentfleet.agents import AgentMetrics, AgentRunner, AgentSettings, Redactor, default_metrics
 from agentfleet.github import (
+    API_URL_KEY,
     CredentialsError,
     GitCheckout,
     GitHubCredentials,
@@ -51,7 +52,8 @@ class StageConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     github_api_url: str | None = None
-    """Overrides the API endpoint derived from each Project's repository."""
+    """Overrides the API endpoint derived from each Project's repository (a Project's own
+    `spec.githubApiUrl`, carried in its items, wins over this)."""
     credentials_dir: Path = Path(PROJECTS_DIR)
     """Holds one directory per project (its credentials Secret mounted as files), where
     the operator mounts them."""
@@ -123,7 +125,7 @@ class StageEnvironment:
         self.redactor = redactor
         self.queue = queue
         self.metrics = metrics or default_metrics()
-        self._repos: dict[tuple[str, str, str], RepoClient] = {}
+        self._repos: dict[tuple[str, str, str, str | None], RepoClient] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -152,9 +154,11 @@ class StageEnvironment:
         )
 
     def repo(self, item: WorkItem) -> RepoClient:
-        """The (cached) GitHub client of the item's project and repository."""
+        """The (cached) GitHub client of the item's project and repository, at the
+        Project's API URL when the item carries one, else at `github_api_url`."""
         repository = str(item.payload["repository"])
-        key = (item.namespace, item.project, repository)
+        api_url = str(item.payload.get(API_URL_KEY) or "") or self.config.github_api_url
+        key = (item.namespace, item.project, repository, api_url)
         with self._lock:
             client = self._repos.get(key)
             if client is None:
@@ -164,7 +168,7 @@ class StageEnvironment:
                 client = RepoClient(
                     credentials,
                     repository,
-                    self.config.github_api_url,
+                    api_url,
                     Pacing() if self.config.github_pacing else Pacing.none(),
                 )
                 self._repos[key] = client

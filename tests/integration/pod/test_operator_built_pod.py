@@ -4,8 +4,8 @@ The Deployment comes from the operator's pure builder for a WorkerPool that name
 handler; the process gets that container's environment and nothing else (plus what a
 kubelet adds: downward-API fields, the Secret volumes, the pool's envFrom Secret). It
 runs a genesis item of a Project whose issue was taken in by the intake library, against
-the real Redis queue, the fake model and the fake GitHub, and its own /metrics must show
-what the agent spent.
+the real Redis queue, the fake model and the fake GitHub (at the API URL the Project
+names, carried in the item), and its own /metrics must show what the agent spent.
 """
 
 from __future__ import annotations
@@ -40,7 +40,9 @@ pytestmark = pytest.mark.integration
 BOT_TOKEN = "ghp_" + "podb0t" * 6
 HUMAN_TOKEN = "ghp_" + "hum4n" * 8
 MODEL = "claude-sonnet-4-6"
-PLAN = [{"title": "Greeting", "description": "greet(name)", "files": ["greeting.py"]}]
+PLAN: list[dict[str, object]] = [
+    {"title": "Greeting", "description": "greet(name)", "files": ["greeting.py"]}
+]
 
 
 @pytest.fixture
@@ -143,7 +145,11 @@ async def test_a_default_pool_pod_runs_genesis_and_exports_agent_tokens(
     human.close()
 
     project = ProjectSpec.model_validate(
-        {"repository": "acme/shop", "credentialsSecretRef": {"name": "shop-github"}}
+        {
+            "repository": "acme/shop",
+            "githubApiUrl": fake_github.base_url,
+            "credentialsSecretRef": {"name": "shop-github"},
+        }
     )
     intake = ProjectIntake.from_spec(namespace, "shop", project)
     item = issue_work(
@@ -158,7 +164,6 @@ async def test_a_default_pool_pod_runs_genesis_and_exports_agent_tokens(
             "envFromSecrets": ["anthropic"],
             "env": [
                 {"name": "ANTHROPIC_BASE_URL", "value": fake_anthropic.base_url},
-                {"name": "AGENTFLEET_GITHUB_API_URL", "value": fake_github.base_url},
                 {"name": "AGENTFLEET_GITHUB_PACING", "value": "false"},
             ],
         }
@@ -189,23 +194,19 @@ async def test_a_default_pool_pod_runs_genesis_and_exports_agent_tokens(
         assert record.outcome is CompletionOutcome.SUCCEEDED, (record.error, process.log_tail())
         assert fake_github.issue_titles("acme/shop") == ["Greet people", "[#1] Greeting"]
 
-        samples = wait_for(
-            lambda: (
-                (s := scrape(port))
-                and sample(
-                    s,
-                    "agentfleet_worker_items_processed_total",
-                    namespace=namespace,
-                    pool="genesis",
-                    stage="genesis",
-                    outcome="succeeded",
-                )
-                == 1
-                and s
-            ),
-            10,
-            "the worker to count the item",
-        )
+        def counted() -> dict[str, float] | None:
+            samples = scrape(port)
+            processed = sample(
+                samples,
+                "agentfleet_worker_items_processed_total",
+                namespace=namespace,
+                pool="genesis",
+                stage="genesis",
+                outcome="succeeded",
+            )
+            return samples if processed == 1 else None
+
+        samples = wait_for(counted, 10, "the worker to count the item")
         spent = {
             kind: sample(samples, "agentfleet_agent_tokens_total", model=MODEL, kind=kind)
             for kind in ("input", "output")
