@@ -230,3 +230,24 @@ def test_operator_works_with_exactly_the_chart_rbac(
         assert "403" not in log and "Forbidden" not in log, log[-3000:]
     finally:
         operator.stop()
+
+
+def test_the_webhook_receiver_is_exposed_when_it_has_a_port() -> None:
+    docs = [d for d in yaml.safe_load_all(_helm("template", "af", str(CHART))) if d]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports["webhooks"] == int(env["AGENTFLEET_WEBHOOK_PORT"])
+    service = next(
+        d for d in docs if d["kind"] == "Service" and "webhooks" in d["metadata"]["name"]
+    )
+    assert service["spec"]["ports"] == [{"name": "webhooks", "port": 80, "targetPort": "webhooks"}]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+
+    off = _helm("template", "af", str(CHART), "--set", "operator.webhookPort=0")
+    docs = [d for d in yaml.safe_load_all(off) if d]
+    assert not any(d["kind"] == "Service" and "webhooks" in d["metadata"]["name"] for d in docs)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert "webhooks" not in {p["name"] for p in container["ports"]}
