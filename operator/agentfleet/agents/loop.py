@@ -22,10 +22,10 @@ from typing import Any, Literal
 import anthropic
 
 from agentfleet.agents.metrics import AgentMetrics, default_metrics
-from agentfleet.agents.redaction import RedactingLogger, Redactor
 from agentfleet.agents.retry import RETRYABLE_STATUS, retry_delay
 from agentfleet.agents.settings import AgentSettings
 from agentfleet.agents.tools import TOOL_ERRORS, Tool
+from agentfleet.redaction import RedactingLogger, Redactor
 
 StopReason = Literal["end_turn", "submitted", "max_turns", "token_budget", "max_tokens"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from agentfleet.agents.redaction import Redactor
+from agentfleet.redaction import Redactor
 
 _TAG = re.compile(r"<\s*(/?)\s*untrusted_input", re.IGNORECASE)
 

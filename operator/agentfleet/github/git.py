@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from agentfleet.agents.redaction import Redactor
+from agentfleet.redaction import Redactor
 
 DEFAULT_AUTHOR = ("agentfleet", "agentfleet@users.noreply.github.com")
 

@@ -10,7 +10,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Github
 from pydantic import SecretStr
 
-from agentfleet.agents import Redactor
 from agentfleet.github import (
     GitCheckout,
     GitError,
@@ -19,6 +18,7 @@ from agentfleet.github import (
     RepoClient,
     marker,
 )
+from agentfleet.redaction import Redactor
 from agentfleet.testing import FakeGitHub
 
 pytestmark = pytest.mark.integration

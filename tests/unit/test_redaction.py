@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from agentfleet.agents.redaction import REDACTED, RedactingLogger, Redactor
 from agentfleet.agents.untrusted import untrusted
+from agentfleet.redaction import REDACTED, RedactingLogger, Redactor
 
 pytestmark = pytest.mark.unit
 
