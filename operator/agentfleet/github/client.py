@@ -11,7 +11,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from github import Auth, Github, GithubException, GithubIntegration
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 
 from agentfleet.github.credentials import GitHubCredentials, repository_endpoint
 from agentfleet.github.markers import has_marker, marker
@@ -31,6 +31,10 @@ class Pacing:
 
     seconds_between_requests: float | None = 0.25
     seconds_between_writes: float | None = 1.0
+    max_rate_limit_wait: float = 120.0
+    """Longest sleep for a rate-limit reset; beyond it the call fails (and the poll or the
+    item is retried later) instead of holding a worker or an intake slot for up to an
+    hour, which PyGithub's default retry would do."""
 
     @classmethod
     def none(cls) -> Pacing:
@@ -137,6 +141,7 @@ class RepoClient:
             timeout=30,
             seconds_between_requests=pacing.seconds_between_requests,
             seconds_between_writes=pacing.seconds_between_writes,
+            retry=GithubRetry(max_rate_limit_wait=pacing.max_rate_limit_wait),
         )
         self._repo: Any = None
         self._login: str | None = None
