@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -174,6 +175,7 @@ class FakeGitHub(FakeHTTPServer):
         self._lock = threading.RLock()
         self._outbox: queue.Queue[Delivery | None] = queue.Queue()
         self._deliverer: threading.Thread | None = None
+        self._rate_limited_until: float | None = None
         self._register_routes()
 
     # ---- set-up and inspection (Python side, for tests) -------------------------------
@@ -181,6 +183,13 @@ class FakeGitHub(FakeHTTPServer):
     @property
     def base_url(self) -> str:
         return self.origin + API_PREFIX
+
+    def rate_limit_until(self, reset_epoch: float | None) -> None:
+        """Answer every authenticated call as GitHub does once the primary rate limit is
+        spent (403, `x-ratelimit-remaining: 0`, reset time), until `reset_epoch`; None
+        lifts it."""
+        with self._lock:
+            self._rate_limited_until = reset_epoch
 
     def add_token(self, token: str, login: str, bot: bool = False) -> None:
         """Accept `token` as the credentials of user `login` (a `[bot]` login for apps)."""
@@ -327,6 +336,22 @@ class FakeGitHub(FakeHTTPServer):
                 )
                 if not app_endpoint and not request.path.endswith("/installation"):
                     request.principal = self._authenticate(request)
+                    limited = self._rate_limited_until
+                    if limited is not None and time.time() < limited:
+                        return Response(
+                            403,
+                            {
+                                "message": f"API rate limit exceeded for {request.principal}.",
+                                "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+                            },
+                            headers={
+                                "x-ratelimit-limit": "5000",
+                                "x-ratelimit-remaining": "0",
+                                "x-ratelimit-used": "5000",
+                                "x-ratelimit-reset": str(int(limited)),
+                                "x-ratelimit-resource": "core",
+                            },
+                        )
                 return super().dispatch(request)
             except ApiError as exc:
                 return exc.response()

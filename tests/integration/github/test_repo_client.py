@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from github import Github
+from github import Github, RateLimitExceededException
 from pydantic import SecretStr
 
 from agentfleet.github import (
@@ -134,3 +135,16 @@ async def test_git_failures_are_redacted(tmp_path: Path) -> None:
         await checkout.clone()
     assert secret not in str(failure.value)
     assert "[REDACTED]" in str(failure.value)
+
+
+def test_a_spent_rate_limit_fails_fast_instead_of_sleeping_until_reset(
+    repo_client: RepoClient, fake_github: FakeGitHub
+) -> None:
+    # PyGithub's default retry would sleep until the reset, an hour here; the client caps
+    # the wait, so the poll fails (and is retried on the next interval) instead.
+    fake_github.rate_limit_until(time.time() + 3600)
+    with pytest.raises(RateLimitExceededException):
+        repo_client.open_issues_labelled("agentfleet")
+
+    fake_github.rate_limit_until(None)
+    assert repo_client.open_issues_labelled("agentfleet") == []
