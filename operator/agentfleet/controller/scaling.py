@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -78,6 +79,7 @@ class ScalablePool:
     name: str
     uid: str
     generation: int | None
+    resource_version: str
     spec: WorkerPoolSpec | None
     """None when the spec does not parse; the reconciler reports why, the pool is skipped."""
     status: WorkerPoolStatus
@@ -95,17 +97,14 @@ class ScalablePool:
             spec: WorkerPoolSpec | None = WorkerPoolSpec.model_validate(body.get("spec") or {})
         except ValidationError:
             spec = None
-        try:
-            status = WorkerPoolStatus.model_validate(body.get("status") or {})
-        except ValidationError:
-            status = WorkerPoolStatus()
         return cls(
             namespace=meta.get("namespace", ""),
             name=meta.get("name", ""),
             uid=meta.get("uid", ""),
             generation=meta.get("generation"),
+            resource_version=meta.get("resourceVersion", ""),
             spec=spec,
-            status=status,
+            status=_parse_status(body.get("status")),
             paused_replicas=(meta.get("annotations") or {}).get(PAUSED_REPLICAS_ANNOTATION),
         )
 
@@ -114,6 +113,15 @@ class ScalablePool:
         """What the pool asks for now: spec.replicas, minReplicas while unset."""
         assert self.spec is not None
         return self.spec.min_replicas if self.spec.replicas is None else self.spec.replicas
+
+
+def _parse_status(raw: Mapping[str, Any] | None) -> WorkerPoolStatus:
+    """The status as stored; one the model cannot read is treated as empty (and is
+    rewritten whole by the next status write)."""
+    try:
+        return WorkerPoolStatus.model_validate(raw or {})
+    except ValidationError:
+        return WorkerPoolStatus()
 
 
 def pinned_replicas(pool: ScalablePool) -> int | None:
@@ -376,28 +384,21 @@ class KubernetesScaler:
             return
         if decision.direction is Direction.DOWN:
             await self._mark_idle_pods(pool)
+        version = known.resource_version
         if decision.changed:
-            await asyncio.to_thread(
+            version = await asyncio.to_thread(
                 self._patch_replicas, pool.namespace, pool.name, decision.desired_replicas
             )
         events: list[ScalingEvent] = []
 
-        def compute(current: dict[str, Any]) -> dict[str, Any] | None:
-            try:
-                previous = WorkerPoolStatus.model_validate(current.get("status") or {})
-            except ValidationError:
-                previous = WorkerPoolStatus()
+        def compute(previous: WorkerPoolStatus) -> dict[str, Any] | None:
             updated = scaled_status(previous, known, decision, now)
             events[:] = scaling_events(previous, decision)
             return None if updated == previous else updated.to_wire()
 
-        written = await asyncio.to_thread(
-            self.kube.update_status, pool.namespace, "workerpools", pool.name, compute
-        )
-        if written is None:
-            return
-        for event in events:
-            await asyncio.to_thread(self._post_event, known, event, now)
+        if await asyncio.to_thread(self._write_status, known, version, compute):
+            for event in events:
+                await asyncio.to_thread(self._post_event, known, event, now)
 
     async def pin(self, pool: ScalablePool) -> None:
         """Hold the pool at what its paused-replicas annotation asks for."""
@@ -412,10 +413,7 @@ class KubernetesScaler:
         await asyncio.to_thread(self._patch_replicas, pool.namespace, pool.name, target)
 
         def compute(current: dict[str, Any]) -> dict[str, Any] | None:
-            try:
-                previous = WorkerPoolStatus.model_validate(current.get("status") or {})
-            except ValidationError:
-                previous = WorkerPoolStatus()
+            previous = _parse_status(current.get("status"))
             updated = previous.model_copy(
                 update={
                     "desired_replicas": target,
@@ -435,8 +433,9 @@ class KubernetesScaler:
         log.info("%s/%s %s", pool.namespace, pool.name, reason)
 
     # ----------------------------------------------------------------- calls
-    def _patch_replicas(self, namespace: str, name: str, replicas: int) -> None:
-        self.custom.patch_namespaced_custom_object_scale(
+    def _patch_replicas(self, namespace: str, name: str, replicas: int) -> str:
+        """Set spec.replicas through the scale subresource; the new resourceVersion."""
+        response = self.custom.patch_namespaced_custom_object_scale(
             API_GROUP,
             API_VERSION,
             namespace,
@@ -446,6 +445,45 @@ class KubernetesScaler:
             _content_type=MERGE_PATCH,
             _preload_content=False,
         )
+        version: str = json.loads(response.data)["metadata"]["resourceVersion"]
+        return version
+
+    def _write_status(
+        self,
+        known: ScalablePool,
+        version: str,
+        compute: Callable[[WorkerPoolStatus], dict[str, Any] | None],
+    ) -> bool:
+        """Write the status computed from the one the index holds, at the version it was
+        read (one request); if the pool changed since, read it and compute again
+        (`Kube.update_status`). False when there was nothing to write or no pool."""
+        status = compute(known.status)
+        if status is None:
+            return False
+        try:
+            self.custom.patch_namespaced_custom_object_status(
+                API_GROUP,
+                API_VERSION,
+                known.namespace,
+                WORKERPOOLS[2],
+                known.name,
+                {"metadata": {"resourceVersion": version}, "status": status},
+                _content_type=MERGE_PATCH,
+                _preload_content=False,
+            )
+            return True
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            if error.status != 409:
+                raise
+        written = self.kube.update_status(
+            known.namespace,
+            WORKERPOOLS[2],
+            known.name,
+            lambda current: compute(_parse_status(current.get("status"))),
+        )
+        return written is not None
 
     async def _mark_idle_pods(self, pool: PoolTarget) -> None:
         """Give idle Pods the lower deletion cost, so the ReplicaSet controller removes

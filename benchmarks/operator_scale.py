@@ -1,0 +1,320 @@
+"""The operator (with its autoscaler) against 1,000 WorkerPools on the local control plane:
+its memory and the time to evaluate every pool once.
+
+Set-up: the real control plane, a real Prometheus scraping (every second) an exporter that
+publishes queue and worker series for every pool (`SyntheticQueueMetrics`), and
+`agentfleet operator --all-namespaces` as its own process with AGENTFLEET_PROMETHEUS_URL.
+No Redis and no pod runner: Pods are created and stay Pending, so no worker processes
+share the machine. The pools are spread over namespaces and stages; each has its own
+specialty lane. One in ten has 5 items waiting (it activates from 0 to 1 replica), the
+others are idle at minReplicas 0.
+
+Measured, from the operator's own /metrics and /proc:
+
+- the time to create the pools, and until the operator has a Deployment for every one;
+- each autoscaler poll once every pool is known: `agentfleet_autoscaler_evaluation_seconds`
+  (fetch + decide + apply for all due pools) and the decisions it made;
+- the operator's RSS (VmRSS) and peak (VmHWM) from /proc/<pid>/status.
+
+Targets: RSS < 300 MB, and every pool evaluated within one poll interval (15 s): each poll
+decides for all pools and takes less than the interval.
+
+    .venv/bin/python benchmarks/operator_scale.py [--pools 1000] [--namespaces 4] [--polls 3]
+
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from prometheus_client.parser import text_string_to_metric_families
+
+from agentfleet.api import Stage
+from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.localenv import (
+    ControlPlane,
+    ManagedProcess,
+    PrometheusServer,
+    find_binary,
+    free_port,
+)
+from agentfleet.localenv.stack import CRD_DIR
+from agentfleet.localenv.waiting import wait_for
+
+POLL_SECONDS = 15
+RSS_TARGET_MB = 300.0
+STAGES = (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT, Stage.REVIEW)
+
+
+def proc_status(pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM in MB."""
+    figures = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            figures[key] = int(value.split()[0]) / 1024
+    return figures
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of the process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return samples
+
+
+def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
+    return sum(value for _, value in samples.get(name, []))
+
+
+def pool_body(index: int, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "agentfleet.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": f"pool-{index:04d}", "namespace": namespace},
+        "spec": {
+            "stage": STAGES[index % len(STAGES)].value,
+            "specialties": [f"lane-{index:04d}"],
+            "minReplicas": 0,
+            "maxReplicas": 3,
+            "autoscaling": {"pollIntervalSeconds": POLL_SECONDS},
+        },
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pools", type=int, default=1000)
+    parser.add_argument("--namespaces", type=int, default=4)
+    parser.add_argument("--polls", type=int, default=3, help="full polls to measure")
+    parser.add_argument(
+        "--without-autoscaler",
+        action="store_true",
+        help="run the operator without a Prometheus URL (its memory without the autoscaler)",
+    )
+    parser.add_argument(
+        "--operator-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra environment of the operator process (repeatable)",
+    )
+    args = parser.parse_args()
+    extra_env = dict(pair.split("=", 1) for pair in args.operator_env)
+
+    workdir = Path(tempfile.mkdtemp(prefix="agentfleet-operator-scale-"))
+    plane = ControlPlane(workdir=workdir / "controlplane")
+    prometheus = PrometheusServer(workdir=workdir / "prometheus")
+    exporter = SyntheticQueueMetrics()
+    operator: ManagedProcess | None = None
+    namespaces = [f"scale-{n}" for n in range(args.namespaces)]
+    print(f"starting the control plane and Prometheus ({workdir}) ...", flush=True)
+    try:
+        plane.start()
+        prometheus.start()
+        prometheus.set_targets({exporter.address: {}})
+        api = config.new_client_from_config(config_file=str(plane.kubeconfig))
+        core, custom, apps = (
+            client.CoreV1Api(api),
+            client.CustomObjectsApi(api),
+            client.AppsV1Api(api),
+        )
+        for command in (
+            ["apply", "--server-side", "-f", str(CRD_DIR)],
+            ["wait", "--for=condition=Established", "crd", "--all", "--timeout=60s"],
+        ):
+            subprocess.run(
+                [str(find_binary("kubectl")), "--kubeconfig", str(plane.kubeconfig), *command],
+                check=True,
+                capture_output=True,
+            )
+        for namespace in namespaces:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+
+        pools = [(i, namespaces[i % len(namespaces)]) for i in range(args.pools)]
+        for namespace in namespaces:
+            for stage in STAGES:
+                exporter.queue(namespace, stage.value, depth=0, oldest_wait=0)
+        for i, namespace in pools:
+            stage = STAGES[i % len(STAGES)].value
+            waiting = 5 if i % 10 == 0 else 0
+            exporter.queue(
+                namespace, stage, depth=waiting, oldest_wait=30 if waiting else 0,
+                specialty=f"lane-{i:04d}",
+            )  # fmt: skip
+            exporter.busy(namespace, f"pool-{i:04d}", 0)
+
+        metrics_port, health_port = free_port(), free_port()
+        url = prometheus.url
+        operator = ManagedProcess(
+            "operator",
+            [
+                sys.executable, "-m", "agentfleet", "operator", "--all-namespaces",
+                "--standalone", "--health-port", str(health_port),
+                "--metrics-port", str(metrics_port), "--log-format", "plain",
+            ],
+            workdir / "logs",
+            env={
+                **os.environ,
+                "KUBECONFIG": str(plane.kubeconfig),
+                **({} if args.without_autoscaler else {"AGENTFLEET_PROMETHEUS_URL": url}),
+                **extra_env,
+            },
+        )  # fmt: skip
+        operator.start()
+        operator.wait_until(
+            lambda: urllib.request.urlopen(f"http://127.0.0.1:{health_port}/healthz").status == 200,
+            60,
+            "healthy",
+        )
+        idle = proc_status(operator.pid)
+        print(f"operator up (pid {operator.pid}), RSS {idle['VmRSS']:.0f} MB with no pools")
+
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(8) as threads:
+            list(
+                threads.map(
+                    lambda p: custom.create_namespaced_custom_object(
+                        "agentfleet.dev", "v1alpha1", p[1], "workerpools", pool_body(*p)
+                    ),
+                    pools,
+                )
+            )
+        created = time.monotonic() - t0
+        print(f"created {args.pools} WorkerPools in {created:.1f}s", flush=True)
+
+        def deployments() -> int:
+            listing = apps.list_deployment_for_all_namespaces(_preload_content=False)
+            return len(json.loads(listing.data)["items"])
+
+        wait_for(lambda: deployments() >= args.pools, 1800, "a Deployment per pool", interval=2)
+        reconciled = time.monotonic() - t0
+        print(f"the operator had a Deployment for every pool {reconciled:.1f}s after the "
+              "first create", flush=True)  # fmt: skip
+
+        if args.without_autoscaler:
+            settle_until = time.monotonic() + 2 * POLL_SECONDS
+            rss = []
+            while time.monotonic() < settle_until:
+                rss.append(proc_status(operator.pid)["VmRSS"])
+                time.sleep(1)
+            final = proc_status(operator.pid)
+            print(
+                f"without the autoscaler: operator RSS {final['VmRSS']:.0f} MB, "
+                f"peak VmHWM {final['VmHWM']:.0f} MB"
+            )
+            return 0
+
+        def known() -> bool:
+            return (
+                len(scrape(metrics_port).get("agentfleet_pool_current_replicas", [])) >= args.pools
+            )
+
+        wait_for(known, 600, "every pool evaluated at least once", interval=1)
+        known_at = time.monotonic() - t0
+        print(f"the autoscaler had evaluated every pool {known_at:.1f}s after the first create")
+
+        # The poll running now decides for every pool for the first time: a status write
+        # (conditions, metrics) for each, a scale-up for the pools with items waiting.
+        first = total(scrape(metrics_port), "agentfleet_autoscaler_evaluation_seconds_count")
+        wait_for(
+            lambda: (
+                total(scrape(metrics_port), "agentfleet_autoscaler_evaluation_seconds_count")
+                > first
+            ),
+            600,
+            "the first poll over every pool",
+            interval=0.5,
+        )
+        cold = scrape(metrics_port)
+        print(
+            "first poll over every pool (first status write for each) finished "
+            f"{time.monotonic() - t0:.1f}s after the first create",
+            flush=True,
+        )
+
+        durations: list[float] = []
+        decided: list[float] = []
+        rss: list[float] = []
+        last = cold
+        cpu_start, wall_start = cpu_seconds(operator.pid), time.monotonic()
+        while len(durations) < args.polls:
+            time.sleep(0.5)
+            now = scrape(metrics_port)
+            rss.append(proc_status(operator.pid)["VmRSS"])
+            count = total(now, "agentfleet_autoscaler_evaluation_seconds_count")
+            if count == total(last, "agentfleet_autoscaler_evaluation_seconds_count"):
+                continue
+            took = total(now, "agentfleet_autoscaler_evaluation_seconds_sum") - total(
+                last, "agentfleet_autoscaler_evaluation_seconds_sum"
+            )
+            decisions = total(now, "agentfleet_scaling_decisions_total") - total(
+                last, "agentfleet_scaling_decisions_total"
+            )
+            durations.append(took)
+            decided.append(decisions)
+            print(f"poll {len(durations)}: {decisions:.0f} pools decided in {took:.2f}s",
+                  flush=True)  # fmt: skip
+            last = now
+        window = time.monotonic() - wall_start
+        busy = (cpu_seconds(operator.pid) - cpu_start) / window
+        reconciles = (
+            total(last, "agentfleet_operator_reconciles_total")
+            - total(cold, "agentfleet_operator_reconciles_total")
+        ) / window
+        final = proc_status(operator.pid)
+        replicas = total(last, "agentfleet_pool_desired_replicas")
+        print(
+            f"while polling: operator CPU {busy:.0%} of one core, {reconciles:.1f} WorkerPool "
+            f"reconciles/s (resync); pools at 1 replica: {replicas:.0f}"
+        )
+        print(
+            f"operator RSS {final['VmRSS']:.0f} MB now (max seen while polling "
+            f"{max(rss):.0f} MB), peak VmHWM {final['VmHWM']:.0f} MB"
+        )
+    finally:
+        if operator is not None:
+            operator.stop()
+        exporter.close()
+        prometheus.stop()
+        plane.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    every_pool = all(d >= args.pools for d in decided)
+    in_time = max(durations) < POLL_SECONDS
+    rss_ok = final["VmHWM"] < RSS_TARGET_MB
+    print(
+        f"targets: RSS < {RSS_TARGET_MB:.0f} MB: {'met' if rss_ok else 'MISSED'} "
+        f"(peak {final['VmHWM']:.0f} MB); every pool evaluated within {POLL_SECONDS}s: "
+        f"{'met' if every_pool and in_time else 'MISSED'} "
+        f"(slowest poll {max(durations):.2f}s, fewest pools decided {min(decided):.0f})"
+    )
+    return 0 if rss_ok and every_pool and in_time else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
