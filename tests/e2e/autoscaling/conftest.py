@@ -1,13 +1,18 @@
 """The whole closed loop on this machine: a `LocalStack` (real control plane, Redis,
 Prometheus scraping every second, the queue exporter, the operator process with the
 autoscaler, and the pod runner standing in for kubelet), plus readers for what the tests
-look at. Every log is printed when a test fails."""
+look at; and two peered replicas of the operator on the shared control plane. Every log is
+printed when a test fails."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +20,15 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.localenv import BinaryNotFoundError
-from agentfleet.localenv.stack import LocalStack
+from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.localenv import (
+    BinaryNotFoundError,
+    ManagedProcess,
+    PrometheusServer,
+    find_binary,
+    free_port,
+)
+from agentfleet.localenv.stack import CRD_DIR, LocalStack
 from agentfleet.queue import WorkQueue
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
@@ -108,3 +120,96 @@ def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack
 @pytest.fixture
 def cluster(stack: LocalStack) -> Cluster:
     return Cluster(stack)
+
+
+# ----------------------------------------------------------- operators with peering
+
+
+@pytest.fixture(scope="session")
+def crds(kubeconfig: Path) -> None:
+    kubectl = [str(find_binary("kubectl")), f"--kubeconfig={kubeconfig}"]
+    subprocess.run(
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR)],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [*kubectl, "wait", "--for=condition=established", "--timeout=60s",
+         "crd/workerpools.agentfleet.dev", "crd/kopfpeerings.kopf.dev"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def synthetic_metrics(prometheus_server: PrometheusServer) -> Iterator[SyntheticQueueMetrics]:
+    """Queue and worker series with values the test sets, scraped by the shared Prometheus."""
+    published = SyntheticQueueMetrics()
+    prometheus_server.add_target(published.address)
+    yield published
+    prometheus_server.remove_target(published.address)
+    published.close()
+
+
+@dataclass
+class PeeredOperator:
+    process: ManagedProcess
+    metrics_port: int
+
+    def metric(self, name: str, **labels: str) -> float | None:
+        """A sample from this replica's /metrics; None when the series does not exist."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and labels.items() <= sample.labels.items():
+                    return float(sample.value)
+        return None
+
+
+@pytest.fixture
+def peered_operator(
+    kubeconfig: Path,
+    crds: None,
+    namespace: str,
+    prometheus_server: PrometheusServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> Iterator[Callable[[int], PeeredOperator]]:
+    """Starts replicas of the operator serving `namespace` through one peering object;
+    kopf makes the one with the highest priority active and pauses the others."""
+    replicas: dict[int, PeeredOperator] = {}
+
+    def start(priority: int) -> PeeredOperator:
+        health, metrics = free_port(), free_port()
+        process = ManagedProcess(
+            f"operator-{priority}",
+            [
+                sys.executable, "-m", "agentfleet", "operator", "--namespace", namespace,
+                "--priority", str(priority), "--health-port", str(health),
+                "--metrics-port", str(metrics), "--log-format", "plain",
+            ],
+            tmp_path / "logs",
+            env={
+                **os.environ,
+                "KUBECONFIG": str(kubeconfig),
+                "AGENTFLEET_PROMETHEUS_URL": prometheus_server.url,
+            },
+        )  # fmt: skip
+        replica = PeeredOperator(process, metrics)
+        replicas[priority] = replica
+        process.start()
+        process.wait_until(
+            lambda: replica.metric("python_info") is not None, 60, "serving /metrics"
+        )
+        return replica
+
+    try:
+        yield start
+    finally:
+        report = getattr(request.node, "rep_call", None)
+        for priority, replica in replicas.items():
+            if report is not None and report.failed:
+                print(f"---- operator {priority} ----\n{replica.process.log_tail(80)}")
+            replica.process.stop()
