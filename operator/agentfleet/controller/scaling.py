@@ -586,17 +586,30 @@ def install_autoscaler(registry: kopf.OperatorRegistry, config: OperatorConfig) 
         finally:
             active.discard(key)
 
-    @kopf.on.event(
+    # Change handlers, not a watch-event handler: they run once per change of the spec or
+    # the annotations, never again for the stale events still in flight after the pin.
+    @kopf.on.resume(
         *WORKERPOOLS,
-        annotations={PAUSED_REPLICAS_ANNOTATION: kopf.PRESENT},
         id="autoscaler_pin",
+        annotations={PAUSED_REPLICAS_ANNOTATION: kopf.PRESENT},
         registry=registry,
     )
-    async def autoscaler_pin(*, type: str, body: kopf.Body, **_: Any) -> None:
+    @kopf.on.create(
+        *WORKERPOOLS,
+        id="autoscaler_pin",
+        annotations={PAUSED_REPLICAS_ANNOTATION: kopf.PRESENT},
+        registry=registry,
+    )
+    @kopf.on.update(
+        *WORKERPOOLS,
+        id="autoscaler_pin",
+        annotations={PAUSED_REPLICAS_ANNOTATION: kopf.PRESENT},
+        registry=registry,
+    )
+    async def autoscaler_pin(*, body: kopf.Body, **_: Any) -> None:
         scaler: KubernetesScaler | None = running.get("scaler")
-        if type == "DELETED" or scaler is None:
-            return
-        await scaler.pin(ScalablePool.from_body(body))
+        if scaler is not None:
+            await scaler.pin(ScalablePool.from_body(body))
 
     @kopf.on.startup(id="autoscaler_start", registry=registry)
     async def autoscaler_start(**kwargs: Any) -> None:
