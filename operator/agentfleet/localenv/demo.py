@@ -273,8 +273,17 @@ class Demo:
                 time.sleep(1)
                 continue
             self.samples.append(sample)
-            peak = max(peak, sample.desired)
             show()
+            if sample.desired == self.max_replicas > peak:
+                # What `kubectl` shows at the peak, queue column and reason included.
+                self.console.print(
+                    self.stack.kubectl(
+                        "-n", self.stack.namespace, "get", "workerpool", "developers", "-o", "wide"
+                    ),
+                    soft_wrap=True,
+                    highlight=False,
+                )  # fmt: skip
+            peak = max(peak, sample.desired)
             drained = sample.completed >= self.burst and sample.queue_depth == 0
             if drained and peak > 1 and sample.desired <= 1 and sample.ready <= 1:
                 return
