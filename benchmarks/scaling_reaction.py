@@ -4,10 +4,10 @@ Deployment patch, on the whole local stack.
 The LocalStack runs the real control plane, Redis, Prometheus (1 s scrape), the queue
 exporter, the operator (with its autoscaler) and the pod runner, whose workers run
 `sleep 2` per item, so one worker cannot drain a burst below the threshold before the
-next poll (which would leave nothing to react to). For each burst the script waits until the pool is back at its
-minimum with an empty queue, waits a random fraction of the poll interval (so bursts
-land at every phase of the autoscaler's poll grid instead of always just after a poll),
-enqueues the burst in one call, and timestamps, through watches:
+next poll (which would leave nothing to react to). For each burst the script waits until
+the pool is back at its minimum with an empty queue, waits a random fraction of the poll
+interval (so bursts land at every phase of the autoscaler's poll grid instead of always
+just after a poll), enqueues the burst in one call, and timestamps, through watches:
 
 - the WorkerPool's spec.replicas changing (the autoscaler's scale-subresource patch),
 - the Deployment's spec.replicas changing (the operator's reconcile of that patch).
