@@ -32,6 +32,7 @@ from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.intake import install_intake
 from agentfleet.controller.kube import ConflictError, Kube, api_message, new_api_client
 from agentfleet.controller.logic import ProjectInfo
+from agentfleet.controller.memory import limit_arenas, trim_periodically
 from agentfleet.controller.reconciler import PoolEntry, Reconciler, deployment_observation
 from agentfleet.controller.scaling import install_autoscaler
 from agentfleet.queue import WorkQueue
@@ -112,6 +113,7 @@ def create_registry(
         memo["reconciler"] = Reconciler(kube, WorkerEnvironment(redis_url=config.redis_url), queue)
         if config.metrics_port:
             prometheus_client.start_http_server(config.metrics_port)
+        memo["trimmer"] = asyncio.create_task(trim_periodically(), name="malloc-trim")
         log.info(
             "operator started: namespaces=%s redis=%s peering=%s",
             "*" if config.all_namespaces else ",".join(config.namespaces),
@@ -121,6 +123,9 @@ def create_registry(
 
     @kopf.on.cleanup(id="stop", registry=registry)
     async def stop(memo: kopf.Memo, **_: Any) -> None:
+        trimmer = memo.get("trimmer")
+        if trimmer is not None:
+            trimmer.cancel()
         reconciler = memo.get("reconciler")
         if reconciler is not None and reconciler.queue is not None:
             await reconciler.queue.close()
@@ -279,6 +284,7 @@ class _QuietRoutineSuccess(logging.Filter):
 
 def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
     """Run the operator until SIGTERM/SIGINT (blocking)."""
+    limit_arenas()  # before kopf and the API thread pool start any thread
     kopf.configure(
         verbose=config.verbose,
         log_format={
