@@ -198,18 +198,21 @@ def command_work(
 # ---- webhook payloads ----------------------------------------------------------------
 
 
-class _Named(BaseModel):
+class _Payload(BaseModel):
+    """GitHub adds fields to its payloads over time; only the ones read here matter."""
+
     model_config = ConfigDict(extra="ignore")
+
+
+class _Named(_Payload):
     name: str
 
 
-class _User(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _User(_Payload):
     login: str
 
 
-class _Issue(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Issue(_Payload):
     number: int
     title: str
     state: str
@@ -226,26 +229,22 @@ class _Issue(BaseModel):
         )
 
 
-class _Repository(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Repository(_Payload):
     full_name: str
 
 
-class _Comment(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Comment(_Payload):
     id: int
     body: str
     user: _User
     author_association: str
 
 
-class _Ref(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Ref(_Payload):
     ref: str
 
 
-class _Pull(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class _Pull(_Payload):
     number: int
     title: str
     state: str
@@ -257,23 +256,20 @@ class _Pull(BaseModel):
     user: _User
 
 
-class IssuesEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class IssuesEvent(_Payload):
     action: str
     issue: _Issue
     repository: _Repository
 
 
-class IssueCommentEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class IssueCommentEvent(_Payload):
     action: str
     issue: _Issue
     comment: _Comment
     repository: _Repository
 
 
-class PullRequestEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class PullRequestEvent(_Payload):
     action: str
     pull_request: _Pull
     repository: _Repository
