@@ -82,6 +82,13 @@ def _route(item: WorkItem) -> str:
     return f"{item.project} {item.stage.value} {item.routing_specialty} {item.lane.value}"
 
 
+def _claim_args(claim: Claim) -> tuple[str, ...]:
+    """How the scripts that act on a claimed item (heartbeat, finish, retry, release)
+    take it: their first arguments after the namespace base, in this order."""
+    item = claim.item
+    return (item.id, claim.stream, claim.entry_id, claim.consumer, item.stage.value)
+
+
 def _enqueue_args(items: Sequence[WorkItem]) -> list[str]:
     args: list[str] = []
     for item in items:
@@ -340,11 +347,7 @@ class WorkQueue:
         owned = await self._run(
             "heartbeat",
             claim.item.namespace,
-            claim.item.id,
-            claim.stream,
-            claim.entry_id,
-            claim.consumer,
-            claim.item.stage.value,
+            *_claim_args(claim),
         )
         return bool(owned)
 
@@ -388,11 +391,7 @@ class WorkQueue:
         scheduled = await self._run(
             "retry",
             item.namespace,
-            item.id,
-            claim.stream,
-            claim.entry_id,
-            claim.consumer,
-            item.stage.value,
+            *_claim_args(claim),
             _ms(due),
             item.model_dump_json(),
         )
@@ -433,11 +432,7 @@ class WorkQueue:
         result: list[Any] = await self._run(
             "finish",
             claim.item.namespace,
-            claim.item.id,
-            claim.stream,
-            claim.entry_id,
-            claim.consumer,
-            claim.item.stage.value,
+            *_claim_args(claim),
             claim.item.project,
             record.outcome.value,
             record.model_dump_json(),
@@ -454,11 +449,7 @@ class WorkQueue:
         released = await self._run(
             "release",
             claim.item.namespace,
-            claim.item.id,
-            claim.stream,
-            claim.entry_id,
-            claim.consumer,
-            claim.item.stage.value,
+            *_claim_args(claim),
             _ms(utcnow()),
         )
         return bool(released)
