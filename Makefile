@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane servers deps lint typecheck check test test-unit crds docs \
+.PHONY: help venv controlplane servers images deps lint typecheck check test test-unit crds docs \
         demo cluster-up cluster-down benchmarks clean
 
 help: ## list the targets
@@ -21,13 +21,16 @@ $(BIN)/.installed: pyproject.toml
 
 venv: $(BIN)/.installed ## the Python environment (.venv) with dev extras
 
-controlplane: ## build etcd, kube-apiserver, kube-controller-manager, kubectl, helm into .cache/
+controlplane: ## build the local cluster (control plane, kubelet, kube-proxy, CoreDNS, ...) into .cache/
 	@bash scripts/build-controlplane.sh
 
-servers: ## install redis-server and prometheus (Debian packages) when missing
+servers: ## install Redis, Prometheus, containerd, runc, CNI, buildah, ... (Debian packages) when missing
 	@bash scripts/install-servers.sh
 
-deps: venv controlplane servers ## everything tests and the demo need
+images: servers controlplane ## build the Debian base, worker and operator images without Docker (buildah)
+	@bash scripts/build-images.sh
+
+deps: venv controlplane servers images ## everything tests and the demo need
 
 lint: venv ## ruff
 	$(BIN)/ruff check operator tests benchmarks
@@ -48,10 +51,10 @@ crds: venv ## regenerate crds/, the chart's copy and docs/crds.md from the pydan
 	$(BIN)/python -m agentfleet.api.generate
 	rm -f charts/agentfleet/crds/*.yaml && cp crds/*.yaml charts/agentfleet/crds/
 
-cluster-up: deps ## start a local control plane in the background; prints KUBECONFIG
+cluster-up: deps ## start a local cluster (control plane + one node) in the background; prints KUBECONFIG
 	@$(BIN)/agentfleet dev cluster-up
 
-cluster-down: venv ## stop the local control plane started by cluster-up
+cluster-down: venv ## stop the local cluster started by cluster-up (nothing is left behind)
 	@$(BIN)/agentfleet dev cluster-down
 
 demo: deps ## control plane + Redis + Prometheus + operator + sample project + live scaling

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Build pinned etcd, kube-apiserver, kube-controller-manager and kubectl (and helm, for the
-# chart tests) from their Go modules into a git-ignored cache, so tests and
-# `make cluster-up` run a real control plane without Docker.
+# Build the pinned local cluster from Go modules into a git-ignored cache, so tests and
+# `make cluster-up` run a real cluster without Docker: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kubectl; the node's kubelet and kube-proxy,
+# CoreDNS, kube-network-policies (the NetworkPolicy enforcer) and crictl; helm for the
+# chart tests.
 #
 # k8s.io/kubernetes and etcd's server module cannot be `go install`ed: their go.mod files
 # replace sibling modules with relative paths that only exist in a full git checkout. We
@@ -18,7 +20,8 @@ bin="$cache/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
 stamp="$bin/.complete"
 
 if [[ -f "$stamp" ]]; then
-  for b in etcd kube-apiserver kube-controller-manager kubectl helm; do
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy \
+    helm coredns crictl kube-network-policies; do
     [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
   done
 fi
@@ -84,7 +87,8 @@ build_kubernetes() {
     -X k8s.io/component-base/version.gitMinor=$minor \
     -X k8s.io/component-base/version.gitTreeState=clean \
     -X k8s.io/client-go/pkg/version.gitVersion=$KUBERNETES_VERSION"
-  for cmd in kube-apiserver kube-controller-manager kubectl; do
+  for cmd in "$@"; do
+    [[ -x "$bin/$cmd" ]] && continue
     echo ">> building $cmd $KUBERNETES_VERSION"
     (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$bin/$cmd" "k8s.io/kubernetes/cmd/$cmd")
   done
@@ -124,10 +128,20 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
+# Modules without relative replaces install directly. $1: binary, $2: package@version.
+go_install() {
+  [[ -x "$bin/$1" ]] && return
+  echo ">> building $1 ${2##*@}"
+  local out; out=$(mktemp -d)
+  GOBIN="$out" go install -trimpath -ldflags "-s -w" "$2"
+  mv "$out"/* "$bin/$1" && rmdir "$out"
+}
+
 [[ -x "$bin/etcd" ]] || build_etcd
 [[ -x "$bin/helm" ]] || build_helm
-for b in kube-apiserver kube-controller-manager kubectl; do
-  [[ -x "$bin/$b" ]] || { build_kubernetes; break; }
-done
+go_install coredns "github.com/coredns/coredns@$COREDNS_VERSION"
+go_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
+go_install kube-network-policies "sigs.k8s.io/kube-network-policies/cmd@$KUBE_NETWORK_POLICIES_VERSION"
+build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
 touch "$stamp"
 echo "control plane binaries ready in $bin"

@@ -1,15 +1,42 @@
 #!/usr/bin/env bash
-# Install the real Redis and Prometheus servers (and promtool) from Debian packages when
-# they are missing. Tests and the demo run these binaries; nothing is mocked.
+# Install what tests and the demo run, from Debian packages, when missing:
+#   - the real Redis and Prometheus servers (and promtool);
+#   - the local node's runtime: containerd (with ctr and the runc shim), runc, the CNI
+#     plugins, iptables and conntrack for kube-proxy;
+#   - the daemonless image tools: buildah (builds worker-image/), mmdebstrap (the Debian
+#     base image), gcc (the static pause binary);
+#   - shellcheck for `make lint`.
+# Nothing is mocked; nothing is started here (the node starts containerd itself).
 set -euo pipefail
 
+declare -A wanted=(
+  [redis-server]=redis-server
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [containerd]=containerd
+  [ctr]=containerd
+  [containerd-shim-runc-v2]=containerd
+  [runc]=runc
+  [iptables]=iptables
+  [conntrack]=conntrack
+  [buildah]=buildah
+  [mmdebstrap]=mmdebstrap
+  [gcc]=gcc
+  [shellcheck]=shellcheck
+)
 missing=()
-command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
-{ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; } || missing+=(prometheus)
+for tool in "${!wanted[@]}"; do
+  command -v "$tool" >/dev/null 2>&1 || missing+=("${wanted[$tool]}")
+done
+[[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local && -x /usr/lib/cni/portmap ]] \
+  || missing+=(containernetworking-plugins)
+# libc6-dev provides the static libc the pause binary links against.
+[[ -f /usr/lib/x86_64-linux-gnu/libc.a || -f /usr/lib/aarch64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
 if [[ ${#missing[@]} -eq 0 ]]; then
-  echo "redis-server, prometheus and promtool present"
+  echo "servers, node runtime and image tools present"
   exit 0
 fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
 
 sudo=""
 if [[ $(id -u) -ne 0 ]]; then

@@ -1,7 +1,12 @@
-"""A long-lived local control plane for people: `make cluster-up` / `make cluster-down`.
+"""The local cluster: a real control plane and one real node, and the long-lived copy
+people start with `make cluster-up` / `make cluster-down`.
 
-`cluster-up` starts a detached supervisor process that owns the control plane (its
-children die with it) and returns once the API server is ready; `cluster-down` sends the
+`LocalCluster` is what the test fixtures, the benchmarks and the demo start: a network
+slot (`agentfleet.localenv.network`), the node's sandbox, the control plane listening on
+the node link's host end, then the node's components, until the Node is Ready.
+
+`cluster-up` starts a detached supervisor process that owns a `LocalCluster` (its
+children die with it) and returns once the node is Ready; `cluster-down` sends the
 supervisor SIGTERM and waits until every component has exited.
 """
 
@@ -9,16 +14,103 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
+from typing import Self
 
 from agentfleet.localenv.controlplane import ControlPlane
+from agentfleet.localenv.lifecycle import Service
+from agentfleet.localenv.network import ClusterNetwork, allocate
+from agentfleet.localenv.node import Node
 from agentfleet.localenv.waiting import wait_for
 
 DEFAULT_DIR = Path(".cache") / "cluster"
+
+
+class LocalCluster(Service):
+    def __init__(self, workdir: Path | None = None, keep_workdir: bool = False) -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-cluster-"))
+        self.keep_workdir = keep_workdir
+        self.network: ClusterNetwork | None = None
+        self._controlplane: ControlPlane | None = None
+        self._node: Node | None = None
+        self.timings: dict[str, float] = {}
+
+    @property
+    def controlplane(self) -> ControlPlane:
+        if self._controlplane is None:
+            raise RuntimeError("the local cluster is not started")
+        return self._controlplane
+
+    @property
+    def node(self) -> Node:
+        if self._node is None:
+            raise RuntimeError("the local cluster is not started")
+        return self._node
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.controlplane.kubeconfig
+
+    @property
+    def server(self) -> str:
+        return self.controlplane.server
+
+    def start(self) -> Self:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        started = time.monotonic()
+        self.network = allocate()
+        self._node = Node(self.network, self.workdir / "node")
+        self._controlplane = ControlPlane(self.workdir / "controlplane", network=self.network)
+        self._node.create_sandbox()
+        self._controlplane.start()
+        self._node.start(self._controlplane)
+        self.timings = {
+            **{f"controlplane/{k}": v for k, v in self._controlplane.timings.items()},
+            **{f"node/{k}": v for k, v in self._node.timings.items()},
+            "total": time.monotonic() - started,
+        }
+
+    def stop(self) -> None:
+        if self._node is not None:
+            self._node.stop()
+        if self._controlplane is not None:
+            self._controlplane.stop()
+        if self.network is not None:
+            self.network.release()
+            self.network = None
+        if self._owns_workdir and not self.keep_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def healthy(self) -> bool:
+        return (
+            self._controlplane is not None
+            and self._controlplane.healthy()
+            and self._node is not None
+            and self._node.healthy()
+        )
+
+    def logs(self, lines: int = 40) -> str:
+        parts = []
+        if self._controlplane is not None:
+            parts.append(self._controlplane.logs(lines))
+        if self._node is not None:
+            parts.append(self._node.logs(lines))
+        return "\n".join(parts)
 
 
 def _pid_alive(pid: int) -> bool:

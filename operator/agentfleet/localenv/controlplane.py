@@ -1,13 +1,17 @@
-"""A real Kubernetes control plane (etcd + kube-apiserver + kube-controller-manager).
+"""A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager and
+kube-scheduler.
 
-There are no nodes and no kubelet: objects, RBAC, admission, garbage collection and the
-workload controllers all behave as in a cluster, while Pods stay Pending unless a
-stand-in runner (see `agentfleet.localenv.podrunner`) acts on them.
+On its own (no `network`) it serves on 127.0.0.1 and has no node: objects, RBAC,
+admission, garbage collection and the workload controllers behave as in a cluster while
+Pods stay Pending. Given a `ClusterNetwork`, it serves on the host end of the node's
+link, where the local node (`agentfleet.localenv.node`) and its Pods reach it; see
+`agentfleet.localenv.cluster.LocalCluster`.
 """
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import shutil
 import ssl
 import tempfile
@@ -21,8 +25,10 @@ import yaml
 from agentfleet.localenv import pki
 from agentfleet.localenv.binaries import find_binary
 from agentfleet.localenv.lifecycle import Service
+from agentfleet.localenv.network import ClusterNetwork
 from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError, free_port
 
+# Without a node network: loopback only, and a Service range nothing routes to.
 SERVICE_CIDR = "10.0.0.0/24"
 
 
@@ -60,15 +66,24 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
 class ControlPlane(Service):
     """Start with `start()` (or as a context manager); `kubeconfig` is the admin config."""
 
-    def __init__(self, workdir: Path | None = None, keep_workdir: bool = False) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        keep_workdir: bool = False,
+        network: ClusterNetwork | None = None,
+    ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-cp-"))
         self.keep_workdir = keep_workdir
+        self.network = network
         self.log_dir = self.workdir / "logs"
         self.etcd_port = free_port()
         self.apiserver_port = free_port()
         self.controller_manager_port = free_port()
-        self.server = f"https://127.0.0.1:{self.apiserver_port}"
+        self.scheduler_port = free_port()
+        self.address = network.host_ip if network else "127.0.0.1"
+        self.service_cidr = network.service_cidr if network else SERVICE_CIDR
+        self.server = f"https://{self.address}:{self.apiserver_port}"
         self.kubeconfig = self.workdir / "admin.kubeconfig"
         self.processes: list[ManagedProcess] = []
         self._pki: pki.ClusterPki | None = None
@@ -87,7 +102,8 @@ class ControlPlane(Service):
     def _start(self, timeout: float) -> None:
         started = time.monotonic()
         deadline = started + timeout
-        self._pki = pki.generate(self.workdir / "pki")
+        service_ip = str(ipaddress.ip_network(self.service_cidr)[1])
+        self._pki = pki.generate(self.workdir / "pki", ("127.0.0.1", self.address, service_ip))
         write_kubeconfig(
             self.kubeconfig,
             self.server,
@@ -132,9 +148,24 @@ class ControlPlane(Service):
         )
         self.timings["kube-controller-manager"] = time.monotonic() - started
 
+        scheduler = self._scheduler()
+        scheduler.start()
+        self.processes.append(scheduler)
+        scheduler.wait_until(
+            lambda: self._https_ok(
+                f"https://127.0.0.1:{self.scheduler_port}/healthz", verify=False
+            ),
+            max(1.0, deadline - time.monotonic()),
+            "healthy (/healthz)",
+        )
+        self.timings["kube-scheduler"] = time.monotonic() - started
+
     def stop(self) -> None:
         for proc in reversed(self.processes):
-            proc.stop()
+            # The API server's graceful shutdown waits for connections of clients that may
+            # be gone without a word (a node sandbox torn down first): this cluster is
+            # thrown away, so it gets two seconds.
+            proc.stop(grace=2.0 if proc.name == "kube-apiserver" else 10.0)
         self.processes.clear()
         if self._owns_workdir and not self.keep_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
@@ -147,14 +178,19 @@ class ControlPlane(Service):
             for proc in self.processes
         )
 
+    @property
+    def pki(self) -> pki.ClusterPki:
+        if self._pki is None:
+            raise ProcessFailedError("the control plane is not started")
+        return self._pki
+
     def healthy(self) -> bool:
         return bool(self.processes) and all(p.running() for p in self.processes)
 
     def _https_ok(self, url: str, verify: bool = True) -> bool:
-        assert self._pki is not None
         if verify:
-            ctx = ssl.create_default_context(cafile=str(self._pki.ca.cert))
-            ctx.load_cert_chain(str(self._pki.admin.cert), str(self._pki.admin.key))
+            ctx = ssl.create_default_context(cafile=str(self.pki.ca.cert))
+            ctx.load_cert_chain(str(self.pki.admin.cert), str(self.pki.admin.key))
         else:
             ctx = ssl._create_unverified_context()
         with urllib.request.urlopen(url, timeout=2, context=ctx) as resp:
@@ -183,15 +219,17 @@ class ControlPlane(Service):
         )
 
     def _apiserver(self, etcd_url: str) -> ManagedProcess:
-        assert self._pki is not None
-        p = self._pki
+        p = self.pki
+        # The API server's own client certificate towards kubelets (logs, exec, port-forward).
+        kubelet_client = p.client("apiserver-kubelet-client", "kube-apiserver-kubelet-client",
+                                  "system:masters")  # fmt: skip
         return ManagedProcess(
             "kube-apiserver",
             [
                 str(find_binary("kube-apiserver")),
                 f"--etcd-servers={etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
                 f"--secure-port={self.apiserver_port}",
                 f"--cert-dir={self.workdir / 'apiserver-certs'}",
                 f"--tls-cert-file={p.apiserver.cert}",
@@ -204,11 +242,17 @@ class ControlPlane(Service):
                 "--requestheader-username-headers=X-Remote-User",
                 "--requestheader-group-headers=X-Remote-Group",
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
-                "--authorization-mode=RBAC",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                f"--kubelet-certificate-authority={p.ca.cert}",
+                "--kubelet-preferred-address-types=InternalIP",
+                # Node: kubelets may touch only their own Node and its Pods' objects.
+                "--authorization-mode=Node,RBAC",
+                "--enable-admission-plugins=NodeRestriction",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
                 f"--service-account-key-file={p.service_account_pub}",
                 f"--service-account-signing-key-file={p.service_account_key}",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.service_cidr}",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -217,8 +261,7 @@ class ControlPlane(Service):
         )
 
     def _controller_manager(self) -> ManagedProcess:
-        assert self._pki is not None
-        p = self._pki
+        p = self.pki
         kubeconfig = write_kubeconfig(
             self.workdir / "controller-manager.kubeconfig",
             self.server,
@@ -243,7 +286,35 @@ class ControlPlane(Service):
                 f"--cluster-signing-key-file={p.ca.key}",
                 # Each controller acts as its own ServiceAccount, as in a kubeadm cluster.
                 "--use-service-account-credentials=true",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
+                f"--service-cluster-ip-range={self.service_cidr}",
+                "--leader-elect=false",
+                "--kube-api-qps=100",
+                "--kube-api-burst=200",
+                "--v=1",
+            ],
+            self.log_dir,
+        )
+
+    def _scheduler(self) -> ManagedProcess:
+        p = self.pki
+        kubeconfig = write_kubeconfig(
+            self.workdir / "scheduler.kubeconfig",
+            self.server,
+            p.ca.cert,
+            p.scheduler.cert,
+            p.scheduler.key,
+            "system:kube-scheduler",
+        )
+        return ManagedProcess(
+            "kube-scheduler",
+            [
+                str(find_binary("kube-scheduler")),
+                f"--kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.scheduler_port}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
                 "--leader-elect=false",
                 "--kube-api-qps=100",
                 "--kube-api-burst=200",

@@ -49,12 +49,14 @@ class ManagedProcess(Service):
         log_dir: Path,
         env: dict[str, str] | None = None,
         cwd: Path | None = None,
+        stdin_pipe: bool = False,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self.log_path = log_dir / f"{name}.log"
         self._env = env
         self._cwd = cwd
+        self._stdin_pipe = stdin_pipe
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,7 +71,7 @@ class ManagedProcess(Service):
         try:
             self._proc = subprocess.Popen(
                 self.argv,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self._stdin_pipe else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self._env,
@@ -79,6 +81,18 @@ class ManagedProcess(Service):
         finally:
             log.close()
         return self
+
+    def write(self, line: str) -> None:
+        """A line to the process's standard input (started with `stdin_pipe=True`)."""
+        if self._proc is None or self._proc.stdin is None:
+            raise ProcessFailedError(f"{self.name} has no standard input pipe")
+        self._proc.stdin.write(line.encode() + b"\n")
+        self._proc.stdin.flush()
+
+    def close_stdin(self) -> None:
+        if self._proc is not None and self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
 
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None

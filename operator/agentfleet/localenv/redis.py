@@ -1,4 +1,7 @@
-"""A real redis-server on a free loopback port with its own data directory."""
+"""A real redis-server on a free port with its own data directory.
+
+It listens on loopback, and also on `extra_address` when given: the host end of the local
+node's link, so Pods reach it at `pod_url`."""
 
 from __future__ import annotations
 
@@ -23,13 +26,19 @@ class RedisServer(Service):
     """`appendonly=True` turns on the AOF with fsync on every write, for crash tests."""
 
     def __init__(
-        self, workdir: Path | None = None, port: int | None = None, appendonly: bool = False
+        self,
+        workdir: Path | None = None,
+        port: int | None = None,
+        appendonly: bool = False,
+        extra_address: str | None = None,
     ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-redis-"))
         self.port = port or free_port()
         self.appendonly = appendonly
+        self.extra_address = extra_address
         self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.pod_url = f"redis://{extra_address or '127.0.0.1'}:{self.port}/0"
         self.process: ManagedProcess | None = None
 
     def _argv(self) -> list[str]:
@@ -37,6 +46,7 @@ class RedisServer(Service):
             str(find_binary("redis-server")),
             "--bind",
             "127.0.0.1",
+            *([self.extra_address] if self.extra_address else []),
             "--port",
             str(self.port),
             "--dir",
