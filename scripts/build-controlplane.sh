@@ -2,8 +2,8 @@
 # Build the pinned local cluster from Go modules into a git-ignored cache, so tests and
 # `make cluster-up` run a real cluster without Docker: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler and kubectl; the node's kubelet and kube-proxy,
-# CoreDNS, kube-network-policies (the NetworkPolicy enforcer) and crictl; helm for the
-# chart tests.
+# CoreDNS, kube-network-policies (the NetworkPolicy enforcer) and crictl; Prometheus and
+# promtool (with Kubernetes service discovery); helm for the chart tests.
 #
 # k8s.io/kubernetes and etcd's server module cannot be `go install`ed: their go.mod files
 # replace sibling modules with relative paths that only exist in a full git checkout. We
@@ -21,7 +21,7 @@ stamp="$bin/.complete"
 
 if [[ -f "$stamp" ]]; then
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy \
-    helm coredns crictl kube-network-policies; do
+    helm coredns crictl kube-network-policies prometheus promtool; do
     [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
   done
 fi
@@ -128,18 +128,28 @@ build_helm() {
     "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 }
 
-# Modules without relative replaces install directly. $1: binary, $2: package@version.
+# Modules without relative replaces install directly.
+# $1: binary, $2: package@version, $3: extra ldflags.
 go_install() {
   [[ -x "$bin/$1" ]] && return
   echo ">> building $1 ${2##*@}"
   local out; out=$(mktemp -d)
-  GOBIN="$out" go install -trimpath -ldflags "-s -w" "$2"
+  GOBIN="$out" go install -trimpath -ldflags "-s -w ${3:-}" "$2"
   mv "$out"/* "$bin/$1" && rmdir "$out"
+}
+prometheus_version() {  # v0.316.0 -> 3.16.0
+  local v=${PROMETHEUS_VERSION#v0.}
+  echo "${v:0:1}.$((10#${v:1:2})).${v#*.}"
 }
 
 [[ -x "$bin/etcd" ]] || build_etcd
 [[ -x "$bin/helm" ]] || build_helm
 go_install coredns "github.com/coredns/coredns@$COREDNS_VERSION"
+prom_ldflags="-X github.com/prometheus/common/version.Version=$(prometheus_version) \
+  -X github.com/prometheus/common/version.Branch=release \
+  -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
+go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$prom_ldflags"
+go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "$prom_ldflags"
 go_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 go_install kube-network-policies "sigs.k8s.io/kube-network-policies/cmd@$KUBE_NETWORK_POLICIES_VERSION"
 build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build the images the local node runs, with no Docker daemon and no registry:
-#   1. a Debian base image (bookworm: python3, venv, git, CA certificates) made from Debian
+#   1. a Debian base image (bookworm: python3, venv, git, CA certificates, tini) made from Debian
 #      packages with mmdebstrap, once (cached until its recipe below changes);
 #   2. the pod sandbox ("pause") image: Kubernetes' own pause.c, linked statically;
 #   3. worker-image/Dockerfile and worker-image/Dockerfile.operator built with buildah on
 #      that base, with its layer cache (a source change rebuilds only the top layers);
 #   4. an archive of each image, which the local node imports into containerd at start.
+# Also a Redis image from Debian's redis-server for the chart's bundled Redis on the local
+# node (scripts/images/redis.Dockerfile), which has no registry to pull redis:7.2 from.
 # Everything lives in the git-ignored cache ($AGENTFLEET_CACHE or .cache/images).
 # Images are tagged with the names a release publishes (ghcr.io/agentfleet/...:<version>),
 # as `kind load docker-image` would, so the chart and WorkerPool defaults work unchanged.
@@ -33,7 +35,7 @@ have_image() { "${bah[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 image_id() { "${bah[@]}" inspect --type image --format '{{.FromImageID}}' "$1"; }
 
 # ----------------------------------------------------------------- 1. the Debian base
-base_packages="python3,python3-venv,git,ca-certificates,passwd"
+base_packages="python3,python3-venv,git,ca-certificates,passwd,tini"
 base_recipe="bookworm minbase $base_packages nodocs-v1"
 base_tag="localhost/agentfleet/base:bookworm-$(printf '%s' "$base_recipe" | sha256sum | cut -c1-12)"
 if ! have_image "$base_tag"; then
@@ -71,8 +73,8 @@ if ! have_image "$pause_tag"; then
 fi
 
 # ----------------------------------------------------------------- 3. the product images
-build() {  # $1: Dockerfile, $2: image name
-  local tag="$registry/$2:$version"
+build() {  # $1: Dockerfile, $2: image name, $3: tag (default: the release's)
+  local tag=${3:-"$registry/$2:$version"}
   echo ">> building $tag from $1"
   local args=(--build-arg "BASE_IMAGE=$base_tag")
   # A TLS-intercepting proxy's CA (pip on this machine trusts it through PIP_CERT).
@@ -86,6 +88,9 @@ pip_cert=$(pip3 config get global.cert 2>/dev/null || true)
 export PIP_CERT=${PIP_CERT:-$pip_cert}
 build worker-image/Dockerfile agentfleet-worker
 build worker-image/Dockerfile.operator agentfleet-operator
+# The chart's bundled Redis, for the local node only (values-local.yaml points at it).
+redis_tag=localhost/agentfleet/redis:7.0
+build scripts/images/redis.Dockerfile redis "$redis_tag"
 
 # ----------------------------------------------------------------- 4. archives for the node
 export_archive() {  # $1: image reference, $2: archive name
@@ -101,6 +106,7 @@ export_archive() {  # $1: image reference, $2: archive name
 export_archive "$pause_tag" pause
 export_archive "$registry/agentfleet-worker:$version" agentfleet-worker
 export_archive "$registry/agentfleet-operator:$version" agentfleet-operator
+export_archive "$redis_tag" redis
 # Dangling layers of earlier builds.
 "${bah[@]}" rmi --prune >/dev/null 2>&1 || true
 echo "images ready in $archives"

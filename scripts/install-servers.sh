@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what tests and the demo run, from Debian packages, when missing:
-#   - the real Redis and Prometheus servers (and promtool);
+#   - the real Redis server (Prometheus is built from its Go module by
+#     scripts/build-controlplane.sh: Debian's lacks Kubernetes service discovery);
 #   - the local node's runtime: containerd (with ctr and the runc shim), runc, the CNI
 #     plugins, iptables and conntrack for kube-proxy;
 #   - the daemonless image tools: buildah (builds worker-image/), mmdebstrap (the Debian
@@ -11,8 +12,6 @@ set -euo pipefail
 
 declare -A wanted=(
   [redis-server]=redis-server
-  [prometheus]=prometheus
-  [promtool]=prometheus
   [containerd]=containerd
   [ctr]=containerd
   [containerd-shim-runc-v2]=containerd

@@ -1,7 +1,9 @@
-"""Fixtures that start real servers: the control plane, Redis and Prometheus.
+"""Fixtures that start real servers: the local cluster (control plane and a real node),
+Redis and Prometheus.
 
-A missing binary fails the test run with the command that installs it; nothing is
-skipped, so CI (CI=true) can never pass without having run against the real parts.
+A missing binary, image or kernel feature fails the test run with what is missing and
+how to get it; nothing is skipped, so CI (CI=true) can never pass without having run
+against the real parts.
 """
 
 from __future__ import annotations
@@ -20,36 +22,45 @@ from agentfleet.localenv import (
     PrometheusServer,
     RedisServer,
 )
+from agentfleet.localenv.cluster import LocalCluster
+from agentfleet.localenv.node import NodeUnavailableError
 from agentfleet.localenv.waiting import wait_for
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def _missing(exc: BinaryNotFoundError) -> None:
-    pytest.fail(f"required server binary missing{' in CI' if IN_CI else ''}: {exc}", pytrace=False)
+def _missing(exc: Exception) -> None:
+    pytest.fail(f"required part missing{' in CI' if IN_CI else ''}: {exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def controlplane() -> Iterator[ControlPlane]:
+def local_cluster() -> Iterator[LocalCluster]:
+    """One local cluster per test session: etcd, kube-apiserver, kube-controller-manager,
+    kube-scheduler and one Ready node (containerd, kubelet, kube-proxy, CoreDNS)."""
     try:
-        plane = ControlPlane()
-        plane.start()
-    except BinaryNotFoundError as exc:
+        local = LocalCluster()
+        local.start()
+    except (BinaryNotFoundError, NodeUnavailableError) as exc:
         _missing(exc)
     try:
-        yield plane
+        yield local
     finally:
-        healthy = plane.healthy()
-        logs = plane.logs() if not healthy else ""
-        plane.stop()
+        healthy = local.healthy()
+        logs = local.logs() if not healthy else ""
+        local.stop()
         if not healthy:
-            pytest.fail(f"a control-plane component died during the run:\n{logs}")
+            pytest.fail(f"a cluster component died during the run:\n{logs}")
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(controlplane: ControlPlane) -> Path:
-    return controlplane.kubeconfig
+def controlplane(local_cluster: LocalCluster) -> ControlPlane:
+    return local_cluster.controlplane
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(local_cluster: LocalCluster) -> Path:
+    return local_cluster.kubeconfig
 
 
 @pytest.fixture(scope="session")
@@ -61,7 +72,7 @@ def api_client(kubeconfig: Path) -> Iterator[client.ApiClient]:
 
 @pytest.fixture
 def namespace(
-    api_client: client.ApiClient, request: pytest.FixtureRequest, controlplane: ControlPlane
+    api_client: client.ApiClient, request: pytest.FixtureRequest, local_cluster: LocalCluster
 ) -> Iterator[str]:
     """A fresh namespace per test, with its default ServiceAccount in place."""
     core = client.CoreV1Api(api_client)
@@ -74,8 +85,15 @@ def namespace(
     )
     yield name
     if request.node.rep_call.failed if hasattr(request.node, "rep_call") else False:
-        print(controlplane.logs(20))
+        print(local_cluster.logs(20))
     core.delete_namespace(name)
+    # The node is shared by the whole session: the next test gets its CPU back only once
+    # this test's Pods are gone (namespace deletion itself may wait on finalizers).
+    wait_for(
+        lambda: not core.list_namespaced_pod(name).items,
+        90,
+        f"the Pods of namespace {name} to be gone",
+    )
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -6,6 +6,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE as WORKER_IMAGE
 from agentfleet.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -21,7 +22,11 @@ def _deployment(name: str, replicas: int) -> client.V1Deployment:
             template=client.V1PodTemplateSpec(
                 metadata=client.V1ObjectMeta(labels=labels),
                 spec=client.V1PodSpec(
-                    containers=[client.V1Container(name="main", image="busybox:1.36")]
+                    containers=[
+                        client.V1Container(
+                            name="main", image=WORKER_IMAGE, command=["sleep", "infinity"]
+                        )
+                    ]
                 ),
             ),
         ),

@@ -99,7 +99,15 @@ def create_registry(
         )
         # Events are posted explicitly; kopf's per-handler INFO chatter stays in the log.
         settings.posting.level = logging.WARNING
+        # Every network wait has a deadline (dask-kubernetes sets all four, citing watches
+        # that hang silently): the API server ends a watch after server_timeout, the
+        # client gives up on it a little later, and connects and single requests fail
+        # fast and are retried instead of stalling a handler or an index.
         settings.watching.server_timeout = 300
+        settings.watching.client_timeout = 330
+        settings.watching.connect_timeout = 10
+        settings.networking.connect_timeout = 10
+        settings.networking.request_timeout = 60
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(API_THREADS, thread_name_prefix="kube-api")
         )

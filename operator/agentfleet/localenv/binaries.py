@@ -16,8 +16,15 @@ _INSTALL_HINTS = {
     "kube-controller-manager": "run `make controlplane`",
     "kubectl": "run `make controlplane`",
     "redis-server": "run `make servers` (apt-get install redis-server)",
-    "prometheus": "run `make servers` (apt-get install prometheus)",
-    "promtool": "run `make servers` (apt-get install prometheus)",
+    "kube-scheduler": "run `make controlplane`",
+    "kubelet": "run `make controlplane`",
+    "kube-proxy": "run `make controlplane`",
+    "coredns": "run `make controlplane`",
+    "crictl": "run `make controlplane`",
+    "kube-network-policies": "run `make controlplane`",
+    "helm": "run `make controlplane`",
+    "prometheus": "run `make controlplane` (builds Prometheus from its Go module)",
+    "promtool": "run `make controlplane` (builds promtool from Prometheus' Go module)",
 }
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import typer
 
 from agentfleet.localenv import cluster
+from agentfleet.localenv.binaries import controlplane_bin_dir
+from agentfleet.localenv.node import NodeUnavailableError
 
 dev_app = typer.Typer(help="Local development environment (real servers, no Docker).")
 
@@ -15,11 +17,18 @@ dev_app = typer.Typer(help="Local development environment (real servers, no Dock
 def cluster_up(
     directory: Path = typer.Option(cluster.DEFAULT_DIR, help="State and log directory."),
 ) -> None:
-    """Start etcd, kube-apiserver and kube-controller-manager in the background."""
-    kubeconfig = cluster.up(directory)
-    typer.echo("local control plane is up. Use it with:")
+    """Start a local cluster in the background: the control plane and one real node."""
+    try:
+        kubeconfig = cluster.up(directory)
+    except (NodeUnavailableError, cluster.ClusterStartError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    bin_dir = controlplane_bin_dir()
+    typer.echo("local cluster is up (control plane and one node). Use it with:")
     typer.echo(f"  export KUBECONFIG={kubeconfig}")
-    typer.echo("  kubectl get ns")
+    typer.echo(f"  export PATH={bin_dir}:$PATH   # kubectl, helm, crictl")
+    typer.echo("  kubectl get nodes,pods -A -o wide")
+    typer.echo(f"component logs: {directory.resolve() / 'state'}")
     typer.echo("stop it with: make cluster-down")
 
 
@@ -27,11 +36,11 @@ def cluster_up(
 def cluster_down(
     directory: Path = typer.Option(cluster.DEFAULT_DIR, help="State and log directory."),
 ) -> None:
-    """Stop the control plane started by cluster-up (no process is left behind)."""
+    """Stop the cluster started by cluster-up (no process, mount or link is left behind)."""
     if cluster.down(directory):
-        typer.echo("local control plane stopped")
+        typer.echo("local cluster stopped")
     else:
-        typer.echo("no local control plane was running")
+        typer.echo("no local cluster was running")
 
 
 @dev_app.command("demo")

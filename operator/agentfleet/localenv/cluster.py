@@ -27,10 +27,14 @@ from typing import Self
 from agentfleet.localenv.controlplane import ControlPlane
 from agentfleet.localenv.lifecycle import Service
 from agentfleet.localenv.network import ClusterNetwork, allocate
-from agentfleet.localenv.node import Node
+from agentfleet.localenv.node import Node, preflight
 from agentfleet.localenv.waiting import wait_for
 
 DEFAULT_DIR = Path(".cache") / "cluster"
+
+
+class ClusterStartError(RuntimeError):
+    """`cluster-up` could not bring the cluster up; the message holds the log tail."""
 
 
 class LocalCluster(Service):
@@ -136,12 +140,13 @@ def running_pid(directory: Path) -> int | None:
     return pid if _pid_alive(pid) else None
 
 
-def up(directory: Path = DEFAULT_DIR, timeout: float = 120.0) -> Path:
+def up(directory: Path = DEFAULT_DIR, timeout: float = 300.0) -> Path:
     """Start the supervisor (if not running) and return the admin kubeconfig path."""
     directory = directory.resolve()
-    kubeconfig = directory / "state" / "admin.kubeconfig"
-    if running_pid(directory) is not None and (directory / "ready").exists():
-        return kubeconfig
+    ready = directory / "ready"
+    if running_pid(directory) is not None and ready.exists():
+        return Path(ready.read_text().strip())
+    preflight()  # what this machine lacks, as one message, before anything starts
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "ready").unlink(missing_ok=True)
     (directory / "failed").unlink(missing_ok=True)
@@ -155,16 +160,17 @@ def up(directory: Path = DEFAULT_DIR, timeout: float = 120.0) -> Path:
     )
     log.close()
 
-    def settled() -> bool:
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
         if (directory / "failed").exists() or proc.poll() is not None:
-            raise RuntimeError(
-                "local control plane failed to start:\n"
+            raise ClusterStartError(
+                "local cluster failed to start:\n"
                 + (directory / "supervisor.log").read_text(errors="replace")[-4000:]
             )
-        return (directory / "ready").exists()
-
-    wait_for(settled, timeout, "the local control plane", interval=0.2)
-    return kubeconfig
+        if time.monotonic() > deadline:
+            raise ClusterStartError(f"local cluster not ready after {timeout:.0f}s")
+        time.sleep(0.2)
+    return Path(ready.read_text().strip())
 
 
 def down(directory: Path = DEFAULT_DIR, timeout: float = 60.0) -> bool:
@@ -185,24 +191,29 @@ def _serve(directory: Path) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     state = directory / "state"
-    plane = ControlPlane(workdir=state)
+    shutil.rmtree(state, ignore_errors=True)
+    local = LocalCluster(workdir=state, keep_workdir=True)
     (directory / "supervisor.pid").write_text(str(os.getpid()))
     try:
-        plane.start()
+        local.start()
     except Exception as exc:
         (directory / "failed").write_text(str(exc))
         raise
-    (directory / "ready").write_text(plane.server)
-    print(f"control plane ready at {plane.server}; kubeconfig {plane.kubeconfig}", flush=True)
+    (directory / "ready").write_text(str(local.kubeconfig))
+    print(
+        f"cluster ready in {local.timings['total']:.1f}s: API server {local.server}, "
+        f"kubeconfig {local.kubeconfig}, logs in {state}",
+        flush=True,
+    )
     try:
         while not stop.wait(1.0):
-            if not plane.healthy():
-                print("a component exited; shutting down:\n" + plane.logs(), flush=True)
+            if not local.healthy():
+                print("a component exited; shutting down:\n" + local.logs(), flush=True)
                 break
     finally:
-        plane.stop()
+        local.stop()
         (directory / "ready").unlink(missing_ok=True)
-        print("control plane stopped", flush=True)
+        print("cluster stopped", flush=True)
 
 
 if __name__ == "__main__":

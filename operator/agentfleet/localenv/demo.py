@@ -1,9 +1,10 @@
 """`make demo`: the whole system on this machine, scaling live.
 
-Brings up the LocalStack (real control plane, Redis, Prometheus, operator, pod runner),
-applies a sample Project and an autoscaled WorkerPool whose workers run a short shell
-command per item, enqueues a burst, and shows replicas, queue depth, utilization and the
-operator's reasons as they change. Writes a plot and a CSV of what it observed, then tears
+Brings up the LocalStack (a real control plane and node, Redis, Prometheus, the
+operator), applies a sample Project and an autoscaled WorkerPool whose worker Pods run the
+worker image in containers and a short shell command per item, enqueues a burst, and
+shows replicas, queue depth, utilization and the operator's reasons as they change, and
+the Pods on the node at the peak. Writes a plot and a CSV of what it observed, then tears
 everything down.
 """
 
@@ -23,6 +24,7 @@ from rich.live import Live
 from rich.table import Table
 
 from agentfleet.api import Stage
+from agentfleet.localenv.prometheus import PrometheusServer
 from agentfleet.localenv.stack import LocalStack
 from agentfleet.localenv.waiting import wait_for
 from agentfleet.queue import Lane, WorkItem, WorkQueue
@@ -53,6 +55,7 @@ spec:
   env:
   - name: AGENTFLEET_COMMAND
     value: "sleep {work_seconds}"
+{worker_env}
   autoscaling:
     pollIntervalSeconds: {poll}
     scaleUp: {{stabilizationSeconds: 0}}
@@ -110,14 +113,15 @@ class Demo:
         say = self.console.print
         say(
             "[bold]agentfleet demo[/bold]: real etcd, kube-apiserver, kube-controller-manager, "
-            "Redis, Prometheus; the operator; a pod runner standing in for kubelet"
+            "kube-scheduler and a node (kubelet, containerd, kube-proxy, CoreDNS); Redis, "
+            "Prometheus; the operator; worker Pods in containers"
         )
         started = time.monotonic()
         with self.console.status("starting the local stack"):
             self.stack.start()
         say(
             f"stack up in {time.monotonic() - started:.1f}s "
-            f"(API server {self.stack.controlplane.server}, Prometheus {self.stack.prometheus.url})"
+            f"(API server {self.stack.cluster.server}, Prometheus {self._prometheus().url})"
         )
         try:
             self._apply_samples()
@@ -127,7 +131,7 @@ class Demo:
         finally:
             with self.console.status("tearing down"):
                 self.stack.stop()
-            say("torn down: no process left behind")
+            say("torn down: no process, mount or network link left behind")
         return self.samples
 
     def _apply_samples(self) -> None:
@@ -147,6 +151,9 @@ class Demo:
             work_seconds=self.work_seconds,
             poll=self.poll_seconds,
             cooldown=self.cooldown_seconds,
+            worker_env="\n".join(
+                f'  - {{name: {e["name"]}, value: "{e["value"]}"}}' for e in self.stack.worker_env()
+            ),
         )
         self.stack.kubectl("-n", ns, "apply", "-f", "-", stdin=pool)
         self.console.print(
@@ -154,14 +161,32 @@ class Demo:
             f"[cyan]developers[/cyan] (1..{self.max_replicas} workers, "
             f"poll {self.poll_seconds}s, scale-down cooldown {self.cooldown_seconds}s)"
         )
-        assert self.stack.runner is not None
-        runner = self.stack.runner
-        wait_for(lambda: len(runner.running_pods()) >= 1, 60, "the first worker")
-        self.console.print(self.stack.kubectl("-n", ns, "get", "workerpools,deployments,pods"))
+        wait_for(
+            lambda: self.stack.kubectl(
+                "-n", ns, "get", "pods", "-l", "agentfleet.dev/pool=developers",
+                "-o", "jsonpath={.items[*].status.containerStatuses[*].ready}",
+            ).split() == ["true"],
+            120,
+            "the first worker Pod Ready",
+        )  # fmt: skip
+        self.console.print(self.stack.kubectl("-n", ns, "get", "workerpools,deployments"))
+        self._show_pods()
+
+    def _show_pods(self) -> None:
+        self.console.print(
+            self.stack.kubectl("-n", self.stack.namespace, "get", "nodes,pods", "-o", "wide"),
+            soft_wrap=True,
+            highlight=False,
+        )
+
+    def _prometheus(self) -> PrometheusServer:
+        if self.stack.prometheus is None:
+            raise RuntimeError("the stack is not started")
+        return self.stack.prometheus
 
     def _burst(self) -> None:
         async def enqueue() -> None:
-            queue = WorkQueue.from_url(self.stack.redis.url)
+            queue = WorkQueue.from_url(self.stack.redis_url)
             try:
                 for i in range(self.burst):
                     await queue.enqueue(
@@ -197,7 +222,7 @@ class Demo:
             (c for c in status.get("conditions") or [] if c.get("type") == "ScalingActive"), {}
         )
         ns = self.stack.namespace
-        prom = self.stack.prometheus
+        prom = self._prometheus()
         return Sample(
             t=time.monotonic() - t0,
             desired=int(status.get("desiredReplicas") or status.get("replicas") or 0),
@@ -265,6 +290,7 @@ class Demo:
 
     def _observe(self, t0: float, timeout: float, show: Callable[[], None]) -> None:
         peak = 0
+        pods_shown = False
         while time.monotonic() - t0 < timeout:
             try:
                 sample = self._sample(t0)
@@ -283,6 +309,9 @@ class Demo:
                     soft_wrap=True,
                     highlight=False,
                 )  # fmt: skip
+            if sample.ready == self.max_replicas and not pods_shown:
+                self._show_pods()  # every worker running: node name and Pod IP of each
+                pods_shown = True
             peak = max(peak, sample.desired)
             drained = sample.completed >= self.burst and sample.queue_depth == 0
             if drained and peak > 1 and sample.desired <= 1 and sample.ready <= 1:

@@ -533,6 +533,13 @@ class Node(Service):
         # so write a provisional one now with no components.
         self._write_plan([], [])
         self.sandbox.start()
+        # Removes the cgroups when the sandbox dies, even if this process is killed.
+        subprocess.Popen(
+            [sys.executable, "-m", "agentfleet.localenv.janitor", str(self.sandbox.pid),
+             self.network.cgroup_root],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
         self.init_pid = self._wait_init_pid(timeout)
         net = self.network
         _ip("link", "add", net.host_link, "type", "veth", "peer", "name", net.node_link,
@@ -688,6 +695,8 @@ class Node(Service):
                 name="containerd",
                 argv=["containerd", f"--config={config / 'containerd.toml'}", "--log-level=warn"],
                 ready_path=str(self.paths.containerd_socket),
+                # The socket comes before the CRI plugin is serving.
+                ready_argv=[*crictl, "info"],
             ),
             # Sandboxes left by a killed run (their processes are gone; their records not).
             Component(name="cleanup", argv=[*crictl, "rmp", "--all", "--force"], oneshot=True),
@@ -711,7 +720,7 @@ class Node(Service):
                     f"--kubeconfig={kubelet_kubeconfig}",
                     f"--hostname-override={NODE_NAME}",
                     f"--node-ip={net.node_ip}",
-                    "--v=1",
+                    f"--v={os.environ.get('AGENTFLEET_KUBELET_VERBOSITY', '1')}",
                 ],
             ),
             Component(

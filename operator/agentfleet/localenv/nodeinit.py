@@ -23,6 +23,7 @@ It reads its plan (a JSON `SandboxPlan`, written by the host side) and then:
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -43,7 +44,9 @@ class Component(BaseModel):
     argv: list[str]
     env: dict[str, str] = {}
     ready_path: str | None = None
-    """Started in order; the next waits until this path exists."""
+    """Started in order; the next waits until this path exists..."""
+    ready_argv: list[str] | None = None
+    """...and this command succeeds."""
     oneshot: bool = False
     """Runs to completion (exit 0) before the next starts."""
 
@@ -71,6 +74,10 @@ class SandboxPlan(BaseModel):
     """The component the drain commands talk to."""
     ready_file: str
     """Written once every component is started."""
+
+
+def _succeeds(argv: list[str]) -> bool:
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0
 
 
 def _run(*argv: str) -> None:
@@ -151,6 +158,12 @@ class Sandbox:
             if component.ready_path is not None:
                 ready = Path(component.ready_path)
                 process.wait_until(ready.exists, 60, f"ready ({ready} exists)")
+            if component.ready_argv is not None:
+                process.wait_until(
+                    functools.partial(_succeeds, component.ready_argv),
+                    60,
+                    f"ready ({' '.join(component.ready_argv)} succeeds)",
+                )
         Path(self.plan.ready_file).write_text("ready\n")
 
     def reap(self) -> None:

@@ -1,7 +1,11 @@
 """A real Prometheus server whose scrape targets can change while it runs.
 
-Targets come from a file_sd file that Prometheus re-reads every second, so tests and the
-demo can add and remove endpoints (workers, exporters) without a reload.
+Host processes (the operator, the queue exporter) come from a file_sd file that
+Prometheus re-reads every second, so tests and the demo add and remove them without a
+reload. Pods are discovered the way a cluster's Prometheus finds them:
+`scrape_pods()` adds a `kubernetes_sd_configs` job against the local API server that
+keeps Pods annotated `prometheus.io/scrape: "true"` and scrapes their Pod IP (the host
+routes to the node's Pod range).
 """
 
 from __future__ import annotations
@@ -29,17 +33,22 @@ class PrometheusServer(Service):
         workdir: Path | None = None,
         scrape_interval: str = "1s",
         rule_files: list[Path] | None = None,
+        address: str = "127.0.0.1",
     ) -> None:
+        """`address`: where it listens; the host end of the local node's link makes it
+        reachable from Pods (an in-cluster operator queries it)."""
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-prom-"))
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.address = address
+        self.url = f"http://{address}:{self.port}"
         self.scrape_interval = scrape_interval
         self.rule_files = rule_files or []
         self.targets_file = self.workdir / "targets.json"
         self.process: ManagedProcess | None = None
         self._targets: dict[str, dict[str, str]] = {}
-        self._targets_lock = threading.Lock()  # the pod runner edits targets from threads
+        self._targets_lock = threading.Lock()
+        self._pod_discovery: dict[str, Any] | None = None
 
     def _write_config(self) -> Path:
         config: dict[str, Any] = {
@@ -57,6 +66,8 @@ class PrometheusServer(Service):
                 }
             ],
         }
+        if self._pod_discovery is not None:
+            config["scrape_configs"].append(self._pod_discovery)
         if self.rule_files:
             config["rule_files"] = [str(p) for p in self.rule_files]
         path = self.workdir / "prometheus.yml"
@@ -85,6 +96,58 @@ class PrometheusServer(Service):
             if self._targets.pop(address, None) is not None:
                 self._write_targets()
 
+    def scrape_pods(
+        self,
+        api_server: str,
+        ca: Path,
+        cert: Path,
+        key: Path,
+        namespaces: list[str] | None = None,
+    ) -> None:
+        """Discover and scrape annotated Pods through the API server (all namespaces, or
+        these), keeping the labels the Pods export themselves (honor_labels), as the
+        chart's PodMonitor does."""
+        discovery: dict[str, Any] = {
+            "role": "pod",
+            "api_server": api_server,
+            "tls_config": {"ca_file": str(ca), "cert_file": str(cert), "key_file": str(key)},
+        }
+        if namespaces:
+            discovery["namespaces"] = {"names": list(namespaces)}
+        meta = "__meta_kubernetes_pod_"
+        self._pod_discovery = {
+            "job_name": "kubernetes-pods",
+            "honor_labels": True,
+            "kubernetes_sd_configs": [discovery],
+            "relabel_configs": [
+                {
+                    "source_labels": [f"{meta}annotation_prometheus_io_scrape"],
+                    "regex": "true",
+                    "action": "keep",
+                },
+                {"source_labels": [f"{meta}phase"], "regex": "Running", "action": "keep"},
+                {
+                    "source_labels": [f"{meta}ip", f"{meta}annotation_prometheus_io_port"],
+                    "regex": "(.+);(.+)",
+                    "replacement": "$1:$2",
+                    "target_label": "__address__",
+                },
+                {
+                    "source_labels": [f"{meta}annotation_prometheus_io_path"],
+                    "regex": "(.+)",
+                    "target_label": "__metrics_path__",
+                },
+                {"source_labels": ["__meta_kubernetes_namespace"], "target_label": "namespace"},
+                {"source_labels": [f"{meta}name"], "target_label": "pod"},
+            ],
+        }
+        if self.process is not None and self.process.running():
+            self._write_config()
+            request = urllib.request.Request(f"{self.url}/-/reload", method="POST")
+            with urllib.request.urlopen(request, timeout=10) as response:
+                if response.status != 200:
+                    raise RuntimeError(f"Prometheus did not reload: {response.status}")
+
     def start(self, timeout: float = 30.0) -> Self:
         self.workdir.mkdir(parents=True, exist_ok=True)
         if not self.targets_file.exists():
@@ -96,7 +159,7 @@ class PrometheusServer(Service):
                 str(find_binary("prometheus")),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
+                f"--web.listen-address={self.address}:{self.port}",
                 "--web.enable-lifecycle",
                 "--log.level=warn",
             ],

@@ -1,13 +1,17 @@
-"""The whole local environment in one object: what `make demo`, the closed-loop e2e test
+"""The whole local environment in one object: what `make demo`, the closed-loop e2e tests
 and the benchmarks run.
 
-Real control plane, real Redis, real Prometheus (1 s scrape), the queue exporter, the
-operator as its own process (exactly the `agentfleet operator` a Deployment would run),
-and the pod runner standing in for kubelet. Everything is torn down by `stop()`.
+A `LocalCluster` (control plane and a real node; shared when given, e.g. the test
+session's), real Redis and Prometheus on the node link's host end (reachable from Pods;
+Prometheus finds worker Pods through the API server and scrapes their Pod IPs), the queue
+exporter, and the operator as its own host process (exactly the `agentfleet operator` a
+Deployment runs). WorkerPools become Deployments whose Pods run the worker image in
+containers on the node. `stop()` tears down what the stack started.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -20,12 +24,12 @@ from typing import Self
 from kubernetes import client, config
 
 from agentfleet.localenv.binaries import find_binary
-from agentfleet.localenv.controlplane import ControlPlane
+from agentfleet.localenv.cluster import LocalCluster
 from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.podrunner import PodRunner
 from agentfleet.localenv.processes import ManagedProcess, free_port
 from agentfleet.localenv.prometheus import PrometheusServer
 from agentfleet.localenv.redis import RedisServer
+from agentfleet.localenv.waiting import DeadlineExceededError, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO_ROOT / "crds"
@@ -37,23 +41,22 @@ class LocalStack(Service):
         namespace: str = "agentfleet-demo",
         workdir: Path | None = None,
         operator_env: dict[str, str] | None = None,
-        worker_env: dict[str, str] | None = None,
         heartbeat_timeout: float = 300.0,
+        cluster: LocalCluster | None = None,
     ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-stack-"))
         self.namespace = namespace
         self.operator_env = operator_env or {}
-        self.worker_env = worker_env or {}
         self.heartbeat_timeout = heartbeat_timeout
-        self.controlplane = ControlPlane(workdir=self.workdir / "controlplane")
-        self.redis = RedisServer(workdir=self.workdir / "redis", appendonly=True)
-        self.prometheus = PrometheusServer(workdir=self.workdir / "prometheus")
+        self._owns_cluster = cluster is None
+        self.cluster = cluster or LocalCluster(workdir=self.workdir / "cluster")
+        self.redis: RedisServer | None = None
+        self.prometheus: PrometheusServer | None = None
         self.exporter: ManagedProcess | None = None
         self.operator: ManagedProcess | None = None
         self.operator_metrics_port = free_port()
         self.operator_health_port = free_port()
-        self.runner: PodRunner | None = None
         self.api: client.ApiClient | None = None
 
     # ----------------------------------------------------------------- lifecycle
@@ -66,30 +69,50 @@ class LocalStack(Service):
         return self
 
     def _start(self) -> None:
-        self.controlplane.start()
-        self.redis.start()
-        self.prometheus.start()
-        self.api = config.new_client_from_config(config_file=str(self.controlplane.kubeconfig))
-        self.kubectl("apply", "--server-side", "-f", str(CRD_DIR))
-        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        client.CoreV1Api(self.api).create_namespace(
-            client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
+        if self._owns_cluster:
+            self.cluster.start()
+        network = self.cluster.network
+        host = network.host_ip if network else "127.0.0.1"
+        self.redis = RedisServer(
+            workdir=self.workdir / "redis", appendonly=True, extra_address=host
+        ).start()
+        self.prometheus = PrometheusServer(workdir=self.workdir / "prometheus", address=host)
+        pki = self.cluster.controlplane.pki
+        self.prometheus.scrape_pods(
+            self.cluster.server, pki.ca.cert, pki.admin.cert, pki.admin.key, [self.namespace]
         )
+        self.prometheus.start()
+        self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+        self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_DIR))
+        self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+        core = client.CoreV1Api(self.api)
+        if not core.list_namespace(field_selector=f"metadata.name={self.namespace}").items:
+            core.create_namespace(
+                client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace))
+            )
         self._start_exporter()
         self.start_operator()
-        self.runner = PodRunner(
-            self.api,
-            self.namespace,
-            self.workdir / "pods",
-            prometheus=self.prometheus,
-            extra_env={
-                "AGENTFLEET_HEARTBEAT_TIMEOUT": str(self.heartbeat_timeout),
-                "AGENTFLEET_HEARTBEAT_INTERVAL": str(min(10.0, self.heartbeat_timeout / 4)),
-                **self.worker_env,
+
+    @property
+    def redis_url(self) -> str:
+        """Redis as Pods (and the host) reach it."""
+        if self.redis is None:
+            raise RuntimeError("the stack is not started")
+        return self.redis.pod_url
+
+    def worker_env(self) -> list[dict[str, str]]:
+        """`spec.env` entries for a WorkerPool of this stack: its heartbeat timing."""
+        return [
+            {"name": "AGENTFLEET_HEARTBEAT_TIMEOUT", "value": str(self.heartbeat_timeout)},
+            {
+                "name": "AGENTFLEET_HEARTBEAT_INTERVAL",
+                "value": str(min(10.0, self.heartbeat_timeout / 4)),
             },
-        ).start()
+        ]
 
     def _start_exporter(self) -> None:
+        if self.prometheus is None:
+            raise RuntimeError("Prometheus is not started")
         port = free_port()
         self.exporter = ManagedProcess(
             "queue-exporter",
@@ -99,7 +122,7 @@ class LocalStack(Service):
                 "agentfleet",
                 "queue-exporter",
                 "--redis-url",
-                self.redis.url,
+                self.redis_url,
                 "--port",
                 str(port),
                 "--address",
@@ -117,10 +140,12 @@ class LocalStack(Service):
 
     def start_operator(self) -> ManagedProcess:
         """(Re)start the operator process; tests stop and start it to prove recovery."""
+        if self.prometheus is None:
+            raise RuntimeError("Prometheus is not started")
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.controlplane.kubeconfig),
-            "AGENTFLEET_REDIS_URL": self.redis.url,
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "AGENTFLEET_REDIS_URL": self.redis_url,
             "AGENTFLEET_PROMETHEUS_URL": self.prometheus.url,
             **self.operator_env,
         }
@@ -154,38 +179,56 @@ class LocalStack(Service):
         return self.operator
 
     def stop(self) -> None:
-        if self.runner is not None:
-            self.runner.stop()
         for proc in (self.operator, self.exporter):
             if proc is not None:
                 proc.stop()
-        self.prometheus.stop()
-        self.redis.stop()
         if self.api is not None:
+            if not self._owns_cluster:
+                # A shared cluster keeps running: leave no workers of this stack on it.
+                self.kubectl("delete", "namespace", self.namespace, "--wait=false", check=False)
+                core = client.CoreV1Api(self.api)
+                with contextlib.suppress(DeadlineExceededError):
+                    wait_for(
+                        lambda: not core.list_namespaced_pod(self.namespace).items,
+                        90,
+                        f"the Pods of {self.namespace} to be gone",
+                    )
             self.api.close()
-        self.controlplane.stop()
+        for server in (self.prometheus, self.redis):
+            if server is not None:
+                server.stop()
+        if self._owns_cluster:
+            self.cluster.stop()
         if self._owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ----------------------------------------------------------------- helpers
-    def kubectl(self, *args: str, stdin: str | None = None) -> str:
+    def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         result = subprocess.run(
-            [str(find_binary("kubectl")), "--kubeconfig", str(self.controlplane.kubeconfig), *args],
+            [str(find_binary("kubectl")), "--kubeconfig", str(self.cluster.kubeconfig), *args],
             input=stdin,
             capture_output=True,
             text=True,
             timeout=120,
             check=False,
         )
-        if result.returncode != 0:
+        if check and result.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
     def logs(self, lines: int = 60) -> str:
-        parts = [self.controlplane.logs(lines)]
-        for proc in (self.operator, self.exporter, self.redis.process, self.prometheus.process):
+        parts = [self.cluster.logs(lines)]
+        servers = [
+            self.operator,
+            self.exporter,
+            self.redis.process if self.redis else None,
+            self.prometheus.process if self.prometheus else None,
+        ]
+        for proc in servers:
             if proc is not None:
                 parts.append(f"----- {proc.name} ({proc.log_path}) -----\n{proc.log_tail(lines)}")
+        pods = self.kubectl("get", "pods", "-n", self.namespace, "-o", "wide", check=False)
+        parts.append(f"----- pods in {self.namespace} -----\n{pods}")
         return "\n".join(parts)
 
 

@@ -57,7 +57,11 @@ Handler = Callable[[Request], Response]
 
 
 class FakeHTTPServer:
-    """Subclasses register routes with `route`; `start` serves them on a free loopback port."""
+    """Subclasses register routes with `route`; `start` serves them on a free port of
+    `address` (loopback unless set: the host end of the local node's link makes the fake
+    reachable from Pods)."""
+
+    address: str = "127.0.0.1"
 
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
@@ -77,7 +81,7 @@ class FakeHTTPServer:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.address}:{self.port}"
 
     def dispatch(self, request: Request) -> Response:
         allowed = False
@@ -96,6 +100,11 @@ class FakeHTTPServer:
 
     def not_found(self, request: Request) -> Response:
         return Response(404, {"message": "Not Found"})
+
+    def listen_on(self, address: str) -> Self:
+        """Serve on `address` instead of loopback (call before `start`)."""
+        self.address = address
+        return self
 
     def start(self) -> Self:
         fake = self
@@ -137,7 +146,7 @@ class FakeHTTPServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = ThreadingHTTPServer((self.address, 0), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from agentfleet.worker.config import ENV_VARS, current_settings
 from agentfleet.worker.handlers import UnknownHandlerError, build_handler
@@ -77,4 +79,13 @@ def worker(
     except (UnknownHandlerError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    asyncio.run(serve(settings, handler_object))
+    try:
+        asyncio.run(serve(settings, handler_object))
+    except RedisError as exc:
+        # Unreachable, refusing or misconfigured queue: one line, and a non-zero exit so
+        # the kubelet restarts the worker with back-off.
+        where = urlsplit(settings.redis_url)  # never the password
+        typer.echo(
+            f"error: the work queue at {where.hostname}:{where.port} failed: {exc}", err=True
+        )
+        raise typer.Exit(1) from None

@@ -1,7 +1,8 @@
-"""The whole closed loop on this machine: a `LocalStack` (real control plane, Redis,
-Prometheus scraping every second, the queue exporter, the operator process with the
-autoscaler, and the pod runner standing in for kubelet), plus readers for what the tests
-look at; and two peered replicas of the operator on the shared control plane. Every log is
+"""The whole closed loop on this machine: a `LocalStack` on the session's local cluster
+(real control plane and node: worker Pods run in containers), with its own Redis,
+Prometheus scraping every second (worker Pods discovered through the API server), the
+queue exporter and the operator process with the autoscaler, plus readers for what the
+tests look at; and two peered replicas of the operator on the shared cluster. Every log is
 printed when a test fails."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import subprocess
 import sys
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,7 @@ from agentfleet.localenv import (
     find_binary,
     free_port,
 )
+from agentfleet.localenv.cluster import LocalCluster
 from agentfleet.localenv.stack import CRD_DIR, LocalStack
 from agentfleet.queue import WorkQueue
 
@@ -94,16 +97,27 @@ class Cluster:
                     return float(sample.value)
         return 0.0
 
+    def exec_in_pods(self, pool: str, *command: str) -> None:
+        """Run a command in the worker container of each live Pod of the pool."""
+        for pod in self.pods(pool):
+            self.stack.kubectl("exec", "-n", self.namespace, pod, "-c", "worker", "--", *command)
+
     def queue(self) -> WorkQueue:
-        return WorkQueue.from_url(self.stack.redis.url)
+        return WorkQueue.from_url(self.stack.redis_url)
 
     def run(self, coroutine: Any) -> Any:
         return asyncio.run(coroutine)
 
 
 @pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalStack]:
-    local = LocalStack(namespace="autoscaling", workdir=tmp_path / "stack")
+def stack(
+    local_cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[LocalStack]:
+    local = LocalStack(
+        namespace=f"autoscaling-{uuid.uuid4().hex[:6]}",
+        workdir=tmp_path / "stack",
+        cluster=local_cluster,
+    )
     try:
         local.start()
     except BinaryNotFoundError as exc:

@@ -3,15 +3,14 @@ a Prometheus outage freezes it (no scale-down on missing data), and after recove
 returns to its minimum, removing idle workers and keeping the busy one; every item is
 completed exactly once.
 
-Items run `sleep 1` in worker processes the pod runner starts for the Deployment's Pods.
-One item ("hold") runs until the test creates a file, so a worker is provably busy while
-the pool scales down around it.
+Items run `sleep 1` in the worker containers of the Deployment's Pods on the local node.
+One item ("hold") runs until the test creates a file in the worker containers, so a
+worker is provably busy while the pool scales down around it.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -35,14 +34,15 @@ BURST = 40
 # Slack for the API server, the Deployment controller and the operator's watch on a
 # shared two-core machine; the loop itself needs one scrape plus one poll per step.
 SLACK_SECONDS = 5
+RELEASE_FILE = "/tmp/release"
 COMMAND = (
     'case "$AGENTFLEET_ITEM_PAYLOAD" in '
-    '*\'"hold": true\'*) until [ -e "$RELEASE_FILE" ]; do sleep 0.1; done ;; '
+    f"*'\"hold\": true'*) until [ -e {RELEASE_FILE} ]; do sleep 0.1; done ;; "
     "*) sleep 1 ;; esac"
 )
 
 
-def pool_manifest(release_file: Path) -> dict[str, object]:
+def pool_manifest(stack: LocalStack) -> dict[str, object]:
     return {
         "apiVersion": "agentfleet.dev/v1alpha1",
         "kind": "WorkerPool",
@@ -53,10 +53,8 @@ def pool_manifest(release_file: Path) -> dict[str, object]:
             "minReplicas": MIN_REPLICAS,
             "maxReplicas": MAX_REPLICAS,
             "terminationGracePeriodSeconds": 30,
-            "env": [
-                {"name": "AGENTFLEET_COMMAND", "value": COMMAND},
-                {"name": "RELEASE_FILE", "value": str(release_file)},
-            ],
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+            "env": [{"name": "AGENTFLEET_COMMAND", "value": COMMAND}, *stack.worker_env()],
             "autoscaling": {
                 "pollIntervalSeconds": POLL_SECONDS,
                 "scaleUp": {"step": 2, "stabilizationSeconds": 0},
@@ -67,10 +65,10 @@ def pool_manifest(release_file: Path) -> dict[str, object]:
     }
 
 
-def item(number: int, hold: bool = False) -> WorkItem:
+def item(namespace: str, number: int, hold: bool = False) -> WorkItem:
     return WorkItem(
         id=f"web/issue-{number}/development",
-        namespace="autoscaling",
+        namespace=namespace,
         project="web",
         stage=Stage.DEVELOPMENT,
         lane=Lane.NORMAL,
@@ -78,7 +76,7 @@ def item(number: int, hold: bool = False) -> WorkItem:
     )
 
 
-def set_up(stack: LocalStack, cluster: Cluster, release_file: Path) -> None:
+def set_up(stack: LocalStack, cluster: Cluster) -> None:
     ns = stack.namespace
     stack.kubectl("-n", ns, "create", "secret", "generic", "web-github", "--from-literal=token=t")
     stack.kubectl(
@@ -91,7 +89,7 @@ def set_up(stack: LocalStack, cluster: Cluster, release_file: Path) -> None:
         "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
     )
     cluster.custom.create_namespaced_custom_object(
-        "agentfleet.dev", "v1alpha1", ns, "workerpools", pool_manifest(release_file)
+        "agentfleet.dev", "v1alpha1", ns, "workerpools", pool_manifest(stack)
     )
     wait_for(lambda: len(cluster.pods(POOL)) == MIN_REPLICAS, 60, "the first worker Pod")
 
@@ -113,7 +111,7 @@ def completions(cluster: Cluster) -> tuple[Counter[str], dict[str, str]]:
     async def read() -> list[dict[str, str]]:
         queue = cluster.queue()
         try:
-            return await queue.completion_log("autoscaling")
+            return await queue.completion_log(cluster.namespace)
         finally:
             await queue.close()
 
@@ -127,7 +125,7 @@ def in_flight(cluster: Cluster) -> int:
     async def read() -> int:
         queue = cluster.queue()
         try:
-            stats = await queue.stats("autoscaling", "web")
+            stats = await queue.stats(cluster.namespace, "web")
         finally:
             await queue.close()
         development = stats.stages.get(Stage.DEVELOPMENT)
@@ -138,12 +136,11 @@ def in_flight(cluster: Cluster) -> int:
 
 
 def test_burst_outage_recovery_and_scale_down_around_a_busy_worker(
-    stack: LocalStack, cluster: Cluster, tmp_path: Path
+    stack: LocalStack, cluster: Cluster
 ) -> None:
-    release = tmp_path / "release"
-    set_up(stack, cluster, release)
-    burst = [item(n) for n in range(BURST)]
-    held = item(BURST, hold=True)
+    set_up(stack, cluster)
+    burst = [item(stack.namespace, n) for n in range(BURST)]
+    held = item(stack.namespace, BURST, hold=True)
 
     # A burst: the pool reaches its maximum within three polls (1 -> 3 -> 4).
     enqueue(cluster, *burst)
@@ -165,6 +162,7 @@ def test_burst_outage_recovery_and_scale_down_around_a_busy_worker(
         3 * POLL_SECONDS + SLACK_SECONDS,
         "MetricsAvailable=True",
     )
+    assert stack.prometheus is not None
     stack.prometheus.stop()
     wait_for(
         lambda: (cluster.condition(POOL, "MetricsAvailable") or {}).get("status") == "False",
@@ -222,7 +220,7 @@ def test_burst_outage_recovery_and_scale_down_around_a_busy_worker(
     assert "ScaledDown" in reasons
 
     # The held item finishes on the worker that kept it; nothing was lost or repeated.
-    release.touch()
+    cluster.exec_in_pods(POOL, "touch", RELEASE_FILE)
     counts, workers = wait_for(
         lambda: (done := completions(cluster)) and held.id in done[0] and done,
         30,
