@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from agentfleet.api.base import API_GROUP, API_VERSION
 from agentfleet.api.conditions import ConditionStatus, find_condition, set_condition
-from agentfleet.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
+from agentfleet.api.project import ProjectSpec, ProjectStatus, StageCounts
 from agentfleet.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
 from agentfleet.controller import metrics
 from agentfleet.controller.children import (
@@ -53,6 +53,8 @@ from agentfleet.controller.logic import (
     secret_names,
     secrets_problem,
     validation_problem,
+    webhook_problem,
+    with_phase,
 )
 from agentfleet.queue import CONNECTION_ERRORS, WorkQueue
 
@@ -496,6 +498,10 @@ class Reconciler:
 
         secret = spec.credentials_secret_ref.name
         problem = credentials_problem(secret, await self._call(self.kube.secret, namespace, secret))
+        webhook_ref = spec.intake.webhook.secret_ref
+        if problem is None and spec.intake.webhook.enabled and webhook_ref is not None:
+            lookup = await self._call(self.kube.secret, namespace, webhook_ref.name)
+            problem = webhook_problem(spec, lookup)
         queue = await self._sync_queue(namespace, name, spec.paused, event_ref)
         serving = [
             (entry.name, entry.spec.stage)
@@ -577,14 +583,21 @@ def _parse_status(model: type[S], raw: Mapping[str, Any] | None) -> S:
 def _failed_project_status(
     previous: ProjectStatus, problem: Problem, generation: int | None, now: datetime
 ) -> dict[str, Any] | None:
-    updated = previous.model_copy(
-        update={
-            "phase": ProjectPhase.FAILED,
-            "observed_generation": generation,
-            "conditions": set_condition(
-                previous.conditions, READY, False, problem.reason, problem.message, now, generation
-            ),
-        }
+    updated = with_phase(
+        previous.model_copy(
+            update={
+                "observed_generation": generation,
+                "conditions": set_condition(
+                    previous.conditions,
+                    READY,
+                    False,
+                    problem.reason,
+                    problem.message,
+                    now,
+                    generation,
+                ),
+            }
+        )
     )
     return None if updated == previous else updated.to_wire()
 
