@@ -31,6 +31,7 @@ from agentfleet.api.project import (
     StageCounts,
 )
 from agentfleet.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
+from agentfleet.queue.models import GENERAL_SPECIALTY
 
 READY = "Ready"
 AVAILABLE = "Available"
@@ -47,10 +48,18 @@ class Problem:
 
 
 def validation_problem(error: ValidationError) -> Problem:
+    """A spec the models refuse, with every error at its field (`spec.env[0].value`)."""
     details = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors()
+        f"{_field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors()
     )
     return Problem("InvalidSpec", details)
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    path = "spec"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
 
 
 # ------------------------------------------------------------------------- projects
@@ -180,6 +189,19 @@ class QueueView:
     stages: Mapping[Stage, StageCounts] | None = None
     held: bool = False
     error: str | None = None
+
+
+def declared_routes(spec: ProjectSpec, pools: Iterable[WorkerPoolSpec]) -> list[tuple[Stage, str]]:
+    """The (stage, specialty) routes of a Project's lanes: the general lane of every stage
+    its work goes through (pipeline and failure stage), and each specialty of every pool
+    serving it at that pool's stage. The queue publishes zero for each of their lanes
+    until items arrive (`WorkQueue.declare_lanes`)."""
+    routes = {
+        (stage, GENERAL_SPECIALTY) for stage in (*spec.pipeline.stages, spec.pipeline.failure_stage)
+    }
+    for pool in pools:
+        routes |= {(pool.stage, specialty) for specialty in (*pool.specialties, GENERAL_SPECIALTY)}
+    return sorted(routes)
 
 
 def uncovered_stages(spec: ProjectSpec, pool_stages: Iterable[Stage]) -> list[Stage]:

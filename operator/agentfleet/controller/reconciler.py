@@ -20,7 +20,7 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from agentfleet.api.base import API_GROUP, API_VERSION
+from agentfleet.api.base import API_GROUP, API_VERSION, Stage
 from agentfleet.api.conditions import ConditionStatus, find_condition, set_condition
 from agentfleet.api.project import ProjectSpec, ProjectStatus, StageCounts
 from agentfleet.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
@@ -45,6 +45,7 @@ from agentfleet.controller.logic import (
     Resolution,
     contains,
     credentials_problem,
+    declared_routes,
     desired_replicas,
     mirror_deployment,
     pool_status,
@@ -178,6 +179,17 @@ class Reconciler:
 
     def _lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((kind, namespace, name), asyncio.Lock())
+
+    async def project_gone(self, namespace: str, name: str) -> None:
+        """A deleted Project's idle lanes stop being published (best effort: a queue
+        outage only leaves zero series behind)."""
+        self.forget("Project", namespace, name)
+        if self.queue is None:
+            return
+        try:
+            await self.queue.forget_lanes(namespace, name)
+        except (RedisError, *CONNECTION_ERRORS) as error:
+            log.warning("forgetting the lanes of %s/%s failed: %s", namespace, name, error)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._locks.pop((kind, namespace, name), None)
@@ -502,13 +514,15 @@ class Reconciler:
         if problem is None and spec.intake.webhook.enabled and webhook_ref is not None:
             lookup = await self._call(self.kube.secret, namespace, webhook_ref.name)
             problem = webhook_problem(spec, lookup)
-        queue = await self._sync_queue(namespace, name, spec.paused, event_ref)
-        serving = [
-            (entry.name, entry.spec.stage)
+        serving_specs = [
+            (entry.name, entry.spec)
             for entry in pools
             if entry.spec is not None
             and name in {p.name for p in resolve_projects(entry.spec, projects).projects}
         ]
+        serving = [(pool, pool_spec.stage) for pool, pool_spec in serving_specs]
+        routes = declared_routes(spec, (pool_spec for _, pool_spec in serving_specs))
+        queue = await self._sync_queue(namespace, name, spec.paused, routes, event_ref)
 
         seen: dict[str, ProjectStatus] = {}
 
@@ -534,12 +548,19 @@ class Reconciler:
         return problem
 
     async def _sync_queue(
-        self, namespace: str, project: str, paused: bool, event_ref: kopf.Body
+        self,
+        namespace: str,
+        project: str,
+        paused: bool,
+        routes: list[tuple[Stage, str]],
+        event_ref: kopf.Body,
     ) -> QueueView:
-        """Hold or release the project's queued work to match spec.paused; read counts."""
+        """Hold or release the project's queued work to match spec.paused, declare its
+        lanes (so idle ones publish zero), and read its counts."""
         if self.queue is None:
             return QueueView(configured=False)
         try:
+            await self.queue.declare_lanes(namespace, project, routes)
             held = project in await self.queue.held_projects(namespace)
             if paused and not held:
                 await self.queue.hold(namespace, project)
