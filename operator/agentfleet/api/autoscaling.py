@@ -10,12 +10,21 @@ things.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, Field, JsonValue, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, JsonValue, model_validator
 from pydantic.config import JsonDict
 
 from agentfleet.api.base import ApiModel
+from agentfleet.api.grammar import PROMQL_MAX_LENGTH, TEXT_PATTERN, promql_error
+
+
+def _parsed_promql(query: str) -> str:
+    problem = promql_error(query)
+    if problem is not None:
+        raise ValueError(problem)
+    return query
+
 
 _THRESHOLD_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("queue_depth_below", "queue_depth_above", "queueDepth"),
@@ -41,6 +50,8 @@ def _threshold_rules() -> list[JsonValue]:
             {
                 "rule": f"self.scaleDown.{below} < self.scaleUp.{above}",
                 "message": f"scaleDown.{below} must be strictly below scaleUp.{above}",
+                "fieldPath": f".scaleDown.{below}",
+                "reason": "FieldValueInvalid",
             }
         )
     return rules
@@ -100,17 +111,27 @@ class FallbackPolicy(ApiModel):
     hold the current replicas."""
 
 
-class MetricQueries(ApiModel):
-    """PromQL overrides. Each must return a single number for this pool; unset fields use
-    the default query, which is batched across all pools."""
+PromQL = Annotated[
+    str,
+    Field(min_length=1, max_length=PROMQL_MAX_LENGTH, pattern=TEXT_PATTERN),
+    AfterValidator(_parsed_promql),
+]
 
-    queue_depth: str | None = None
+
+class MetricQueries(ApiModel):
+    """PromQL overrides. Each must return a single number for this pool (an instant
+    vector of one series, or a scalar); unset fields use the default query, which is
+    batched across all pools. The API server checks their length and characters; the
+    operator parses them (promql-parser) and reports one that is not PromQL as
+    `Ready=False`, reason `InvalidSpec`, building nothing for the pool."""
+
+    queue_depth: PromQL | None = None
     """PromQL returning the number of items waiting for this pool."""
 
-    oldest_wait_seconds: str | None = None
+    oldest_wait_seconds: PromQL | None = None
     """PromQL returning the age in seconds of the oldest item waiting for this pool."""
 
-    utilization: str | None = None
+    utilization: PromQL | None = None
     """PromQL returning the busy fraction (0..1) of this pool's workers."""
 
 

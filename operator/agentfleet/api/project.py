@@ -5,27 +5,24 @@ pipeline stages (genesis -> development -> content, review for failures).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, model_validator
 from pydantic.config import JsonDict
 
 from agentfleet.api.base import DEFAULT_PIPELINE, ApiModel, Stage
 from agentfleet.api.conditions import Condition
+from agentfleet.api.grammar import (
+    DNS_SUBDOMAIN_PATTERN,
+    GITHUB_API_URL_PATTERN,
+    REPOSITORY_PATTERN,
+    SINGLE_LINE_PATTERN,
+    matches_rule,
+)
 
 # A nested object with `default: {}` in the schema is created by the API server with all
 # its field defaults, so a minimal Project reads back complete.
 _EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}
-
-REPOSITORY_PATTERN = (
-    r"^([A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}"
-    r"|https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._-]+)*/[A-Za-z0-9][A-Za-z0-9-]{0,38}"
-    r"/[A-Za-z0-9._-]{1,100}?(\.git)?/?)$"
-)
-"""`owner/name` on github.com, or the HTTPS URL of a repository (GitHub Enterprise too)."""
-
-GITHUB_API_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*/?$"
-
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 CREDENTIAL_TOKEN_KEY = "token"
 CREDENTIAL_APP_KEYS = ("app-id", "private-key")
@@ -68,6 +65,8 @@ class WebhookSpec(ApiModel):
                     "rule": "!self.enabled || has(self.secretRef)",
                     "message": "webhook.secretRef is required when webhook.enabled is true "
                     "(deliveries are verified with its HMAC secret)",
+                    "fieldPath": ".secretRef",
+                    "reason": "FieldValueRequired",
                 }
             ]
         }
@@ -90,14 +89,13 @@ class WebhookSpec(ApiModel):
 class IntakeSpec(ApiModel):
     """Which issues become work, and how they are discovered."""
 
-    labels: list[str] = Field(
+    labels: list[
+        Annotated[str, Field(min_length=1, max_length=50, pattern=SINGLE_LINE_PATTERN)]
+    ] = Field(
         default=["agentfleet"],
         min_length=1,
         max_length=20,
-        json_schema_extra={
-            "items": {"type": "string", "minLength": 1, "maxLength": 50},
-            "x-kubernetes-list-type": "set",
-        },
+        json_schema_extra={"x-kubernetes-list-type": "set"},
     )
     """Issues carrying any of these labels are taken in (GitHub label names)."""
 
@@ -137,6 +135,8 @@ class PipelineSpec(ApiModel):
                     "rule": "!(self.failureStage in self.stages)",
                     "message": "pipeline.failureStage must not be one of pipeline.stages "
                     "(failed work would loop back into the pipeline)",
+                    "fieldPath": ".failureStage",
+                    "reason": "FieldValueInvalid",
                 }
             ]
         }
@@ -196,11 +196,28 @@ class BudgetSpec(ApiModel):
 class ProjectSpec(ApiModel):
     """Desired state of a Project."""
 
-    repository: str = Field(min_length=3, max_length=400, pattern=REPOSITORY_PATTERN)
+    repository: str = Field(
+        min_length=3,
+        max_length=400,
+        pattern=REPOSITORY_PATTERN,
+        json_schema_extra=matches_rule(
+            REPOSITORY_PATTERN,
+            "repository must be owner/name (for example acme/widgets) or the https:// URL "
+            "of a repository, without spaces or control characters",
+        ),
+    )
     """GitHub repository: `owner/name`, or its HTTPS URL (GitHub Enterprise too)."""
 
     github_api_url: str | None = Field(
-        default=None, min_length=8, max_length=400, pattern=GITHUB_API_URL_PATTERN
+        default=None,
+        min_length=8,
+        max_length=400,
+        pattern=GITHUB_API_URL_PATTERN,
+        json_schema_extra=matches_rule(
+            GITHUB_API_URL_PATTERN,
+            "githubApiUrl must be an http:// or https:// URL without credentials, query or "
+            "fragment, for example https://github.example.com/api/v3",
+        ),
     )
     """GitHub REST API base URL for this repository. Unset: derived from `repository`,
     which is https://api.github.com for `owner/name` and github.com URLs, and

@@ -6,15 +6,30 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from kubernetes.utils.quantity import parse_quantity
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.api.base import ApiModel, Stage
 from agentfleet.api.conditions import Condition
-from agentfleet.api.project import DNS_SUBDOMAIN_PATTERN, SecretKeyReference
+from agentfleet.api.grammar import (
+    DNS_SUBDOMAIN_PATTERN,
+    ENV_NAME_PATTERN,
+    IMAGE_REFERENCE_PATTERN,
+    LABEL_KEY_MAX_LENGTH,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_MAX_LENGTH,
+    LABEL_VALUE_PATTERN,
+    MODEL_NAME_PATTERN,
+    QUANTITY_PATTERN,
+    TEXT_PATTERN,
+    keys_match_rule,
+    matches_rule,
+)
+from agentfleet.api.project import SecretKeyReference
 
 _EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}
 
@@ -24,24 +39,50 @@ CLAUDE_HANDLER = "claude"
 """The default `spec.handler`: the worker runs the Claude agent of its pool's stage."""
 METRICS_PORT = 9090
 
-# The grammar of resource.Quantity, as the API server checks it.
-QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
-    r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
-)
 _QUANTITY = re.compile(QUANTITY_PATTERN)
-LABEL_KEY_PATTERN = (
-    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-    r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
-)
-LABEL_VALUE_PATTERN = r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$"
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+MAX_MAP_ENTRIES = 64
+"""Entries of a label map (matchLabels, nodeSelector); bounds the cost of the CEL rules
+that check their keys."""
+MAX_RESOURCES = 16
+QUANTITY_MAX_LENGTH = 64
 
 
 def _check_quantity(value: int | str) -> int | str:
-    if isinstance(value, str) and not _QUANTITY.match(value):
+    if isinstance(value, bool) or (isinstance(value, int) and value < 0):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity (negative)")
+    if isinstance(value, str) and (
+        len(value) > QUANTITY_MAX_LENGTH or not _QUANTITY.fullmatch(value)
+    ):
         raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 2Gi, 1)")
     return value
+
+
+def _check_keys(pattern: str, what: str) -> AfterValidator:
+    compiled = re.compile(pattern)
+
+    def check(mapping: dict[str, Any]) -> dict[str, Any]:
+        bad = [
+            key for key in mapping if len(key) > LABEL_KEY_MAX_LENGTH or not compiled.fullmatch(key)
+        ]
+        if bad:
+            raise ValueError(f"{what}: {', '.join(repr(k) for k in bad)}")
+        return mapping
+
+    return AfterValidator(check)
+
+
+_LABEL_KEY_RULE = keys_match_rule(
+    LABEL_KEY_PATTERN,
+    LABEL_KEY_MAX_LENGTH,
+    "label keys",
+    "qualified names ([prefix/]name, e.g. agentfleet.dev/team)",
+)
+LabelValue = Annotated[str, Field(max_length=LABEL_VALUE_MAX_LENGTH, pattern=LABEL_VALUE_PATTERN)]
+LabelMap = Annotated[
+    dict[Annotated[str, Field(max_length=LABEL_KEY_MAX_LENGTH)], LabelValue],
+    Field(max_length=MAX_MAP_ENTRIES),
+    _check_keys(LABEL_KEY_PATTERN, "label keys must be qualified names ([prefix/]name)"),
+]
 
 
 Quantity = Annotated[
@@ -51,7 +92,16 @@ Quantity = Annotated[
         {
             "anyOf": [{"type": "integer"}, {"type": "string"}],
             "pattern": QUANTITY_PATTERN,
+            "maxLength": QUANTITY_MAX_LENGTH,
             "x-kubernetes-int-or-string": True,
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!isQuantity(string(self)) || "
+                    "!quantity(string(self)).isLessThan(quantity('0'))",
+                    "message": "must be a non-negative quantity (e.g. 500m, 2Gi, 1)",
+                    "reason": "FieldValueInvalid",
+                }
+            ],
         }
     ),
 ]
@@ -78,9 +128,7 @@ class LabelSelectorRequirement(ApiModel):
     operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
     """How the key relates to the values: In, NotIn, Exists or DoesNotExist."""
 
-    values: list[Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)]] = Field(
-        default_factory=list, max_length=64
-    )
+    values: list[LabelValue] = Field(default_factory=list, max_length=64)
     """Values for In and NotIn; empty for Exists and DoesNotExist."""
 
     @model_validator(mode="after")
@@ -105,10 +153,9 @@ class LabelSelectorRequirement(ApiModel):
 class LabelSelector(ApiModel):
     """Selects Projects by their labels; an empty selector selects every Project."""
 
-    match_labels: dict[
-        Annotated[str, Field(max_length=317)],
-        Annotated[str, Field(max_length=63, pattern=LABEL_VALUE_PATTERN)],
-    ] = Field(default_factory=dict)
+    match_labels: LabelMap = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-validations": [_LABEL_KEY_RULE]}
+    )
     """Labels a Project must carry, all of them, with exactly these values."""
 
     match_expressions: list[LabelSelectorRequirement] = Field(default_factory=list, max_length=32)
@@ -124,20 +171,73 @@ DEFAULT_REQUESTS: dict[str, int | str] = {"cpu": "250m", "memory": "512Mi"}
 DEFAULT_LIMITS: dict[str, int | str] = {"memory": "2Gi"}
 
 
+_RESOURCE_NAME_RULE = keys_match_rule(
+    LABEL_KEY_PATTERN,
+    LABEL_KEY_MAX_LENGTH,
+    "resource names",
+    "qualified names (cpu, memory, nvidia.com/gpu)",
+)
+ResourceMap = Annotated[
+    dict[Annotated[str, Field(max_length=LABEL_KEY_MAX_LENGTH)], Quantity],
+    Field(max_length=MAX_RESOURCES),
+    _check_keys(LABEL_KEY_PATTERN, "resource names must be qualified names (cpu, memory, ...)"),
+]
+
+
+def _quantity_of(field: str, key: str) -> str:
+    return f"quantity(string(self.{field}[{key}]))"
+
+
 class ResourceRequirements(ApiModel):
     """CPU and memory of each worker container."""
 
-    requests: dict[str, Quantity] = Field(
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.limits.all(k, !(k in self.requests) "
+                    "|| !isQuantity(string(self.requests[k])) "
+                    "|| !isQuantity(string(self.limits[k])) "
+                    f"|| !{_quantity_of('limits', 'k')}"
+                    f".isLessThan({_quantity_of('requests', 'k')}))",
+                    "message": "every request must be less than or equal to its limit",
+                    "fieldPath": ".requests",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    requests: ResourceMap = Field(
         default_factory=lambda: dict(DEFAULT_REQUESTS),
-        json_schema_extra={"default": {"cpu": "250m", "memory": "512Mi"}},
+        json_schema_extra={
+            "default": {"cpu": "250m", "memory": "512Mi"},
+            "x-kubernetes-validations": [_RESOURCE_NAME_RULE],
+        },
     )
     """Resources reserved for the container (name -> quantity)."""
 
-    limits: dict[str, Quantity] = Field(
+    limits: ResourceMap = Field(
         default_factory=lambda: dict(DEFAULT_LIMITS),
-        json_schema_extra={"default": {"memory": "2Gi"}},
+        json_schema_extra={
+            "default": {"memory": "2Gi"},
+            "x-kubernetes-validations": [_RESOURCE_NAME_RULE],
+        },
     )
     """Upper bounds for the container (name -> quantity)."""
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> ResourceRequirements:
+        over = [
+            f"{name} (request {self.requests[name]} > limit {limit})"
+            for name, limit in self.limits.items()
+            if name in self.requests and parse_quantity(self.requests[name]) > parse_quantity(limit)
+        ]
+        if over:
+            raise ValueError(
+                "every request must be less than or equal to its limit; not: " + ", ".join(over)
+            )
+        return self
 
 
 class EnvVar(ApiModel):
@@ -149,6 +249,7 @@ class EnvVar(ApiModel):
                 {
                     "rule": "has(self.value) != has(self.secretKeyRef)",
                     "message": "set exactly one of value and secretKeyRef",
+                    "reason": "FieldValueInvalid",
                 }
             ]
         }
@@ -157,8 +258,9 @@ class EnvVar(ApiModel):
     name: str = Field(min_length=1, max_length=256, pattern=ENV_NAME_PATTERN)
     """Variable name."""
 
-    value: str | None = Field(default=None, max_length=32768)
-    """Literal value."""
+    value: str | None = Field(default=None, max_length=32768, pattern=TEXT_PATTERN)
+    """Literal value; tab, newline and carriage return are the only control characters it
+    may hold (a process environment cannot carry NUL)."""
 
     secret_key_ref: SecretKeyReference | None = None
     """Take the value from a key of a Secret in the pool's namespace."""
@@ -173,8 +275,19 @@ class EnvVar(ApiModel):
 class AgentSpec(ApiModel):
     """Settings of the Claude agent each worker runs per work item."""
 
-    model: str = Field(default=DEFAULT_MODEL, min_length=1, max_length=128)
-    """Anthropic model name."""
+    model: str = Field(
+        default=DEFAULT_MODEL,
+        min_length=1,
+        max_length=256,
+        pattern=MODEL_NAME_PATTERN,
+        json_schema_extra=matches_rule(
+            MODEL_NAME_PATTERN,
+            "model must be a model name of letters, digits and . _ : @ / - "
+            "(no spaces or control characters), for example claude-sonnet-4-6",
+        ),
+    )
+    """Anthropic model name (or a cloud provider's form of one: a Bedrock model id or
+    inference profile ARN, a Vertex AI `name@version`)."""
 
     max_turns: int = Field(default=40, ge=1, le=1000)
     """Tool-use turns an agent may take on one work item."""
@@ -192,10 +305,14 @@ class WorkerPoolSpec(ApiModel):
                 {
                     "rule": "self.minReplicas <= self.maxReplicas",
                     "message": "minReplicas must be less than or equal to maxReplicas",
+                    "fieldPath": ".minReplicas",
+                    "reason": "FieldValueInvalid",
                 },
                 {
                     "rule": "!(has(self.project) && has(self.projectSelector))",
                     "message": "set either project or projectSelector, not both",
+                    "fieldPath": ".projectSelector",
+                    "reason": "FieldValueForbidden",
                 },
             ]
         }
@@ -223,8 +340,20 @@ class WorkerPoolSpec(ApiModel):
     """Projects (by label) this pool serves. Unset together with `project`: every Project in
     the namespace."""
 
-    image: str = Field(default=DEFAULT_WORKER_IMAGE, min_length=1, max_length=512)
-    """Container image of the workers."""
+    image: str = Field(
+        default=DEFAULT_WORKER_IMAGE,
+        min_length=1,
+        max_length=512,
+        pattern=IMAGE_REFERENCE_PATTERN,
+        json_schema_extra=matches_rule(
+            IMAGE_REFERENCE_PATTERN,
+            "image must be a container image reference [registry[:port]/]path[:tag][@digest] "
+            "(lowercase path components, no spaces or control characters, no scheme), "
+            "for example ghcr.io/agentfleet/agentfleet-worker:0.1.0",
+        ),
+    )
+    """Container image of the workers: `[registry[:port]/]path[:tag][@digest]`, the
+    reference grammar of the container runtimes (lowercase path, no spaces, no scheme)."""
 
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
     """When the kubelet pulls the image: Always, IfNotPresent or Never."""
@@ -278,7 +407,9 @@ class WorkerPoolSpec(ApiModel):
     """Seconds a worker may spend draining after SIGTERM: it finishes its current item or
     releases it back to the queue."""
 
-    node_selector: dict[str, str] = Field(default_factory=dict)
+    node_selector: LabelMap = Field(
+        default_factory=dict, json_schema_extra={"x-kubernetes-validations": [_LABEL_KEY_RULE]}
+    )
     """Node labels the worker pods must be scheduled on."""
 
     @model_validator(mode="after")

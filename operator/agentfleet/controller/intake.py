@@ -44,7 +44,7 @@ from agentfleet.api.conditions import Condition, ConditionStatus, find_condition
 from agentfleet.api.project import ProjectSpec, ProjectStatus
 from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.kube import ConflictError, Kube, new_api_client
-from agentfleet.controller.logic import Problem, SecretLookup, credentials_problem
+from agentfleet.controller.logic import Problem, SecretLookup, credentials_problem, with_phase
 from agentfleet.github import (
     CredentialsError,
     GitHubCredentials,
@@ -167,7 +167,7 @@ def with_intake_condition(
     conditions = set_condition(
         status.conditions, INTAKE, state.ready, state.reason, state.message, now, generation
     )
-    return status.model_copy(update={"conditions": conditions})
+    return with_phase(status.model_copy(update={"conditions": conditions}))
 
 
 def transition_event(before: Condition | None, state: IntakeState) -> tuple[str, str] | None:

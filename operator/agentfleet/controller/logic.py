@@ -15,7 +15,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentfleet.api.base import Stage
-from agentfleet.api.conditions import ConditionStatus, set_condition
+from agentfleet.api.conditions import (
+    Condition,
+    ConditionStatus,
+    find_condition,
+    is_true,
+    set_condition,
+)
 from agentfleet.api.project import (
     CREDENTIAL_APP_KEYS,
     CREDENTIAL_TOKEN_KEY,
@@ -25,6 +31,7 @@ from agentfleet.api.project import (
     StageCounts,
 )
 from agentfleet.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
+from agentfleet.queue.models import GENERAL_SPECIALTY
 
 READY = "Ready"
 AVAILABLE = "Available"
@@ -41,10 +48,18 @@ class Problem:
 
 
 def validation_problem(error: ValidationError) -> Problem:
+    """A spec the models refuse, with every error at its field (`spec.env[0].value`)."""
     details = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'spec'}: {e['msg']}" for e in error.errors()
+        f"{_field_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}" for e in error.errors()
     )
     return Problem("InvalidSpec", details)
+
+
+def _field_path(location: Sequence[int | str]) -> str:
+    path = "spec"
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
 
 
 # ------------------------------------------------------------------------- projects
@@ -113,6 +128,59 @@ def credentials_problem(secret: str, lookup: SecretLookup) -> Problem | None:
     )
 
 
+def webhook_problem(spec: ProjectSpec, lookup: SecretLookup | None) -> Problem | None:
+    """Why the Project's webhook cannot verify deliveries, or None (also when the webhook
+    is off). `lookup` is the webhook Secret as read; None when the webhook is off."""
+    webhook = spec.intake.webhook
+    if not webhook.enabled or webhook.secret_ref is None or lookup is None:
+        return None
+    name, key = webhook.secret_ref.name, webhook.secret_ref.key
+    if lookup.missing:
+        return Problem(
+            "WebhookSecretNotFound",
+            f"webhook Secret {name} does not exist: deliveries cannot be verified "
+            "(spec.intake.webhook.secretRef)",
+        )
+    if lookup.error is not None:
+        return Problem(
+            "WebhookSecretUnreadable", f"webhook Secret {name} cannot be read: {lookup.error}"
+        )
+    if key not in lookup.keys:
+        return Problem(
+            "WebhookSecretKeyNotFound",
+            f"webhook Secret {name} has no key {key!r} (it has: "
+            f"{', '.join(sorted(lookup.keys)) or 'no keys'}): deliveries cannot be verified",
+        )
+    return None
+
+
+def project_phase(conditions: Sequence[Condition]) -> ProjectPhase:
+    """The phase `kubectl get projects` shows, derived from the conditions alone, so the
+    two can never disagree:
+
+    - no Ready condition yet, or Ready=Unknown: Pending;
+    - Ready=False (the spec, its credentials or its webhook cannot work): Failed;
+    - Ready=True and Paused=True (emergency stop): Paused;
+    - Ready=True and Degraded=True (queue unreachable, a stage without a pool): Degraded;
+    - otherwise Active.
+    """
+    ready = find_condition(conditions, READY)
+    if ready is None or ready.status is ConditionStatus.UNKNOWN:
+        return ProjectPhase.PENDING
+    if ready.status is ConditionStatus.FALSE:
+        return ProjectPhase.FAILED
+    if is_true(conditions, PAUSED):
+        return ProjectPhase.PAUSED
+    if is_true(conditions, DEGRADED):
+        return ProjectPhase.DEGRADED
+    return ProjectPhase.ACTIVE
+
+
+def with_phase(status: ProjectStatus) -> ProjectStatus:
+    """`status` with its phase derived from its conditions (every writer calls this)."""
+    return status.model_copy(update={"phase": project_phase(status.conditions)})
+
+
 @dataclass(frozen=True)
 class QueueView:
     """What the work queue said about one project during this reconcile."""
@@ -121,6 +189,19 @@ class QueueView:
     stages: Mapping[Stage, StageCounts] | None = None
     held: bool = False
     error: str | None = None
+
+
+def declared_routes(spec: ProjectSpec, pools: Iterable[WorkerPoolSpec]) -> list[tuple[Stage, str]]:
+    """The (stage, specialty) routes of a Project's lanes: the general lane of every stage
+    its work goes through (pipeline and failure stage), and each specialty of every pool
+    serving it at that pool's stage. The queue publishes zero for each of their lanes
+    until items arrive (`WorkQueue.declare_lanes`)."""
+    routes = {
+        (stage, GENERAL_SPECIALTY) for stage in (*spec.pipeline.stages, spec.pipeline.failure_stage)
+    }
+    for pool in pools:
+        routes |= {(pool.stage, specialty) for specialty in (*pool.specialties, GENERAL_SPECIALTY)}
+    return sorted(routes)
 
 
 def uncovered_stages(spec: ProjectSpec, pool_stages: Iterable[Stage]) -> list[Stage]:
@@ -139,19 +220,21 @@ def project_status(
     pools: Sequence[tuple[str, Stage]],
     now: datetime,
 ) -> ProjectStatus:
-    """The whole status the operator owns, from the inputs of one reconcile."""
+    """The whole status the operator owns, from the inputs of one reconcile; the phase is
+    derived from the conditions (`project_phase`)."""
     conditions = list(previous.conditions)
     if problem is not None:
         conditions = set_condition(
             conditions, READY, False, problem.reason, problem.message, now, generation
         )
     else:
+        webhook = "; webhook Secret present" if spec.intake.webhook.enabled else ""
         conditions = set_condition(
             conditions,
             READY,
             True,
             "Valid",
-            f"credentials present; served by {len(pools)} WorkerPool(s)",
+            f"credentials present{webhook}; served by {len(pools)} WorkerPool(s)",
             now,
             generation,
         )
@@ -204,15 +287,6 @@ def project_status(
             conditions, DEGRADED, False, "AllStagesServed", "", now, generation
         )
 
-    if problem is not None:
-        phase = ProjectPhase.FAILED
-    elif spec.paused:
-        phase = ProjectPhase.PAUSED
-    elif queue.error is not None or missing:
-        phase = ProjectPhase.DEGRADED
-    else:
-        phase = ProjectPhase.ACTIVE
-
     stages = dict(queue.stages) if queue.stages is not None else dict(previous.stages)
     queued = (
         sum(c.pending + c.held + c.retrying for c in queue.stages.values())
@@ -220,7 +294,7 @@ def project_status(
         else previous.queued
     )
     return ProjectStatus(
-        phase=phase,
+        phase=project_phase(conditions),
         observed_generation=generation,
         conditions=conditions,
         queued=queued,

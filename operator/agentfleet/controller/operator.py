@@ -260,7 +260,7 @@ def create_registry(
         it by the time this runs)."""
         if type != "DELETED":
             return
-        _reconciler(memo).forget("Project", namespace or "", name)
+        await _reconciler(memo).project_gone(namespace or "", name)
         await reconcile_project_and_pools(None, namespace or "", memo, kwargs)
 
     for extend in extensions:

@@ -20,9 +20,9 @@ from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from agentfleet.api.base import API_GROUP, API_VERSION
+from agentfleet.api.base import API_GROUP, API_VERSION, Stage
 from agentfleet.api.conditions import ConditionStatus, find_condition, set_condition
-from agentfleet.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
+from agentfleet.api.project import ProjectSpec, ProjectStatus, StageCounts
 from agentfleet.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
 from agentfleet.controller import metrics
 from agentfleet.controller.children import (
@@ -45,6 +45,7 @@ from agentfleet.controller.logic import (
     Resolution,
     contains,
     credentials_problem,
+    declared_routes,
     desired_replicas,
     mirror_deployment,
     pool_status,
@@ -53,6 +54,8 @@ from agentfleet.controller.logic import (
     secret_names,
     secrets_problem,
     validation_problem,
+    webhook_problem,
+    with_phase,
 )
 from agentfleet.queue import CONNECTION_ERRORS, WorkQueue
 
@@ -176,6 +179,17 @@ class Reconciler:
 
     def _lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((kind, namespace, name), asyncio.Lock())
+
+    async def project_gone(self, namespace: str, name: str) -> None:
+        """A deleted Project's idle lanes stop being published (best effort: a queue
+        outage only leaves zero series behind)."""
+        self.forget("Project", namespace, name)
+        if self.queue is None:
+            return
+        try:
+            await self.queue.forget_lanes(namespace, name)
+        except (RedisError, *CONNECTION_ERRORS) as error:
+            log.warning("forgetting the lanes of %s/%s failed: %s", namespace, name, error)
 
     def forget(self, kind: str, namespace: str, name: str) -> None:
         self._locks.pop((kind, namespace, name), None)
@@ -496,13 +510,19 @@ class Reconciler:
 
         secret = spec.credentials_secret_ref.name
         problem = credentials_problem(secret, await self._call(self.kube.secret, namespace, secret))
-        queue = await self._sync_queue(namespace, name, spec.paused, event_ref)
-        serving = [
-            (entry.name, entry.spec.stage)
+        webhook_ref = spec.intake.webhook.secret_ref
+        if problem is None and spec.intake.webhook.enabled and webhook_ref is not None:
+            lookup = await self._call(self.kube.secret, namespace, webhook_ref.name)
+            problem = webhook_problem(spec, lookup)
+        serving_specs = [
+            (entry.name, entry.spec)
             for entry in pools
             if entry.spec is not None
             and name in {p.name for p in resolve_projects(entry.spec, projects).projects}
         ]
+        serving = [(pool, pool_spec.stage) for pool, pool_spec in serving_specs]
+        routes = declared_routes(spec, (pool_spec for _, pool_spec in serving_specs))
+        queue = await self._sync_queue(namespace, name, spec.paused, routes, event_ref)
 
         seen: dict[str, ProjectStatus] = {}
 
@@ -528,12 +548,19 @@ class Reconciler:
         return problem
 
     async def _sync_queue(
-        self, namespace: str, project: str, paused: bool, event_ref: kopf.Body
+        self,
+        namespace: str,
+        project: str,
+        paused: bool,
+        routes: list[tuple[Stage, str]],
+        event_ref: kopf.Body,
     ) -> QueueView:
-        """Hold or release the project's queued work to match spec.paused; read counts."""
+        """Hold or release the project's queued work to match spec.paused, declare its
+        lanes (so idle ones publish zero), and read its counts."""
         if self.queue is None:
             return QueueView(configured=False)
         try:
+            await self.queue.declare_lanes(namespace, project, routes)
             held = project in await self.queue.held_projects(namespace)
             if paused and not held:
                 await self.queue.hold(namespace, project)
@@ -577,14 +604,21 @@ def _parse_status(model: type[S], raw: Mapping[str, Any] | None) -> S:
 def _failed_project_status(
     previous: ProjectStatus, problem: Problem, generation: int | None, now: datetime
 ) -> dict[str, Any] | None:
-    updated = previous.model_copy(
-        update={
-            "phase": ProjectPhase.FAILED,
-            "observed_generation": generation,
-            "conditions": set_condition(
-                previous.conditions, READY, False, problem.reason, problem.message, now, generation
-            ),
-        }
+    updated = with_phase(
+        previous.model_copy(
+            update={
+                "observed_generation": generation,
+                "conditions": set_condition(
+                    previous.conditions,
+                    READY,
+                    False,
+                    problem.reason,
+                    problem.message,
+                    now,
+                    generation,
+                ),
+            }
+        )
     )
     return None if updated == previous else updated.to_wire()
 

@@ -248,6 +248,16 @@ def scaled_status(
     return previous.model_copy(update=update)
 
 
+def status_patch(status: WorkerPoolStatus) -> dict[str, Any]:
+    """The merge patch that writes `status`: its wire form, with the observed metrics
+    spelled out including nulls, so a signal that went missing is removed from the status
+    (and from the QUEUE column) instead of showing its last value as if it were current."""
+    wire = status.to_wire()
+    if status.metrics is not None:
+        wire["metrics"] = status.metrics.model_dump(by_alias=True, mode="json")
+    return wire
+
+
 def same_status(a: WorkerPoolStatus, b: WorkerPoolStatus) -> bool:
     """Equal apart from when the metrics were read: no write is needed."""
 
@@ -394,7 +404,7 @@ class KubernetesScaler:
         def compute(previous: WorkerPoolStatus) -> dict[str, Any] | None:
             updated = scaled_status(previous, known, decision, now)
             events[:] = scaling_events(previous, decision)
-            return None if updated == previous else updated.to_wire()
+            return None if updated == previous else status_patch(updated)
 
         if await asyncio.to_thread(self._write_status, known, version, compute):
             for event in events:

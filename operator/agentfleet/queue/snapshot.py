@@ -7,17 +7,21 @@ so the counts people see in `kubectl get project` and in Grafana always agree.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from agentfleet.api import Stage
 from agentfleet.queue.models import (
+    LANES_BY_PRIORITY,
     CompletionOutcome,
     Lane,
     ProjectQueueStats,
     StageQueueStats,
 )
+
+Route = tuple[Stage, str]
+"""(stage, specialty): the lanes of one stage and specialty, one per priority."""
 
 
 @dataclass(frozen=True)
@@ -89,15 +93,56 @@ def parse_stream_key(base: str, key: str) -> tuple[str, Stage, str, Lane]:
     return project, Stage(stage), specialty, Lane(lane)
 
 
+def encode_routes(routes: Iterable[Route]) -> str:
+    """How `WorkQueue.declare_lanes` stores a project's routes (sorted, so an unchanged
+    declaration writes the same value)."""
+    return ",".join(sorted({f"{stage.value} {specialty}" for stage, specialty in routes}))
+
+
+def decode_routes(value: str) -> list[Route]:
+    routes = []
+    for part in value.split(","):
+        if part:
+            stage, specialty = part.split(" ")
+            routes.append((Stage(stage), specialty))
+    return routes
+
+
+def _declared_lanes(
+    declared: Sequence[str], existing: set[tuple[str, Stage, str, Lane]]
+) -> list[LaneFigures]:
+    """Empty figures for every declared lane that has no stream yet (never held an
+    item): an idle lane reads 0, not "no data"."""
+    lanes = []
+    for project, value in zip(declared[::2], declared[1::2], strict=True):
+        for stage, specialty in decode_routes(value):
+            for lane in LANES_BY_PRIORITY:
+                if (project, stage, specialty, lane) in existing:
+                    continue
+                lanes.append(
+                    LaneFigures(
+                        project=project,
+                        stage=stage,
+                        specialty=specialty,
+                        lane=lane,
+                        waiting=0,
+                        in_flight=0,
+                        oldest_waiting_ms=None,
+                    )
+                )
+    return lanes
+
+
 def parse_snapshot(namespace: str, base: str, raw: Sequence[Any]) -> NamespaceSnapshot:
-    """Decode the `snapshot` script's reply.
+    """Decode the `snapshot` script's reply. Lanes the operator declared for a project
+    (`WorkQueue.declare_lanes`) that have no stream yet are listed with zero figures.
 
     A stream's undelivered count is the consumer group's `lag` when Redis knows it; after
     entries were deleted past the group's position (a priority boost moves entries out)
     Redis reports no lag, and the count is the stream length minus the pending entries,
     which holds because every acknowledged entry is deleted in the same script.
     """
-    streams, retry_routes, counts, held = raw
+    streams, retry_routes, counts, held, *rest = raw
     lanes = []
     for key, length, pending, lag, stale, oldest, oldest_stale in streams:
         project, stage, specialty, lane = parse_stream_key(base, key)
@@ -114,6 +159,8 @@ def parse_snapshot(namespace: str, base: str, raw: Sequence[Any]) -> NamespaceSn
                 oldest_waiting_ms=min(starts) if starts else None,
             )
         )
+    seen = {(lane.project, lane.stage, lane.specialty, lane.lane) for lane in lanes}
+    lanes += _declared_lanes(rest[0] if rest else [], seen)
     retrying: Counter[tuple[str, Stage]] = Counter()
     for route in retry_routes:
         project, stage, _, _ = route.split(" ")

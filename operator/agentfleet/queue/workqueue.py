@@ -60,7 +60,13 @@ from agentfleet.queue.scripts import (
     namespaces_key,
     script_source,
 )
-from agentfleet.queue.snapshot import NamespaceSnapshot, parse_snapshot, parse_stream_key
+from agentfleet.queue.snapshot import (
+    NamespaceSnapshot,
+    Route,
+    encode_routes,
+    parse_snapshot,
+    parse_stream_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -475,6 +481,24 @@ class WorkQueue:
     async def held_projects(self, namespace: str) -> set[str]:
         members: set[str] = await self.redis.smembers(f"{self._base(namespace)}:held")
         return members
+
+    # ---------------------------------------------------------------- declared lanes
+
+    async def declare_lanes(self, namespace: str, project: str, routes: Sequence[Route]) -> None:
+        """Record the (stage, specialty) routes the project's pipeline and the pools serving
+        it define, so the metrics publish zero for each of their lanes before any item
+        arrives: an idle lane is 0, only a failure is missing data. Replaces the project's
+        previous declaration; it also puts the namespace in the index the metrics read."""
+        key = f"{self._base(namespace)}:declared"
+        if routes:
+            await self.redis.hset(key, project, encode_routes(routes))
+        else:
+            await self.redis.hdel(key, project)
+        await self._register(namespace)
+
+    async def forget_lanes(self, namespace: str, project: str) -> None:
+        """The project is gone: its idle lanes stop being published."""
+        await self.redis.hdel(f"{self._base(namespace)}:declared", project)
 
     # ------------------------------------------------------------------- inspection
 

@@ -158,7 +158,11 @@ async def test_per_pool_overrides_run_their_own_queries(
         stage=Stage.REVIEW,
         queries=MetricQueries(queue_depth=f'agentfleet_queue_depth{{namespace="{ns}"}}'),
     )
-    broken = pool(ns, "broken", queries=MetricQueries(oldest_wait_seconds="max(("))
+    # Valid PromQL (the models parse every override) that this Prometheus refuses: the
+    # function is newer than 2.42, and experimental where it exists. Prometheus' own
+    # refusal still reaches the pool as an unavailable signal.
+    refused = 'sort_by_label(agentfleet_queue_oldest_wait_seconds, "project")'
+    broken = pool(ns, "broken", queries=MetricQueries(oldest_wait_seconds=refused))
 
     signals = await fetch_when(source, [custom, many_series, broken], [custom.key])
 

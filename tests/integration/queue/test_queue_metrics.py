@@ -235,3 +235,67 @@ async def test_the_exporter_is_scraped_by_prometheus(
     finally:
         prometheus_server.remove_target(address)
         exporter.stop()
+
+
+async def test_declared_lanes_publish_zero_until_work_arrives(
+    make_queue: QueueFactory, sync_redis: Redis[str]
+) -> None:
+    """Idle is not missing: a lane that never held an item is published as 0 once the
+    operator declared it, for every priority; a new namespace needs no enqueue to be
+    seen; a forgotten project's idle lanes disappear, and Redis down is still no data."""
+    queue = make_queue()
+    namespace = f"declared-{uuid.uuid4().hex[:6]}"
+    registry = CollectorRegistry()
+    registry.register(QueueCollector(sync_redis, prefix=queue.prefix))
+    depth = "agentfleet_queue_depth"
+
+    def series(project: str) -> dict[tuple[str, str, str], float]:
+        return {
+            (dict(key)["stage"], dict(key)["specialty"], dict(key)["lane"]): value
+            for (name, key), value in scrape(registry).items()
+            if name == depth
+            and dict(key)["namespace"] == namespace
+            and dict(key)["project"] == project
+        }
+
+    assert series("shop") == {}
+    await queue.declare_lanes(
+        namespace, "shop", [(Stage.REVIEW, "general"), (Stage.DEVELOPMENT, "tdd")]
+    )
+    idle = series("shop")
+    assert set(idle) == {
+        (stage, specialty, lane.value)
+        for stage, specialty in (("review", "general"), ("development", "tdd"))
+        for lane in Lane
+    }
+    assert set(idle.values()) == {0}
+    oldest = scrape(registry)[
+        "agentfleet_queue_oldest_wait_seconds",
+        labels(
+            namespace=namespace, project="shop", stage="review", specialty="general", lane="low"
+        ),
+    ]
+    assert oldest == 0
+    # Project status sees the same zeros.
+    assert (await queue.stats(namespace, "shop")).stages[Stage.REVIEW].pending == 0
+
+    # Work arriving in a declared lane replaces its zero (no duplicate series).
+    await queue.enqueue(item("r-1", namespace, stage="review", lane=Lane.HIGH))
+    busy = series("shop")
+    assert busy["review", "general", "high"] == 1
+    assert len(busy) == len(idle)
+
+    # Redeclaring replaces the set; forgetting drops the idle ones (the stream stays).
+    await queue.declare_lanes(namespace, "shop", [(Stage.REVIEW, "general")])
+    assert {key[:2] for key in series("shop")} == {("review", "general")}
+    await queue.forget_lanes(namespace, "shop")
+    assert series("shop") == {("review", "general", "high"): 1}
+
+    # Missing data still means a failure: with Redis unreachable there is no series.
+    broken = CollectorRegistry()
+    dead: Redis[str] = Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", decode_responses=True)
+    broken.register(QueueCollector(dead, prefix=queue.prefix))
+    values = scrape(broken)
+    assert values["agentfleet_queue_redis_up", ()] == 0
+    assert not [key for key in values if key[0] == depth]
+    dead.close()

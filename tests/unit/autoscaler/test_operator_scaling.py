@@ -25,6 +25,7 @@ from agentfleet.controller.scaling import (
     same_status,
     scaled_status,
     scaling_events,
+    status_patch,
 )
 
 pytestmark = pytest.mark.unit
@@ -230,6 +231,19 @@ def test_a_hold_keeps_the_last_scale_and_says_why_metrics_are_missing() -> None:
     assert "Prometheus unreachable" in metrics.message
     assert active is not None and active.status is ConditionStatus.FALSE
     assert "never scaling down on missing data" in active.message
+
+
+def test_the_status_patch_removes_signals_that_went_missing() -> None:
+    """Status is written as a merge patch: a signal left out would keep its last value,
+    and an outage would show the last queue depth as if it were current."""
+    read = scaled_status(WorkerPoolStatus(), pool(), decided(QUIET), NOW)
+    assert status_patch(read)["metrics"]["queueDepth"] == 0
+
+    missing = scaled_status(read, pool(), decided(DOWN), NOW)
+    patch = status_patch(missing)["metrics"]
+    assert patch["queueDepth"] is None
+    assert patch["utilization"] is None
+    assert patch["observedAt"] == "2026-03-01T12:00:00Z"
 
 
 @pytest.mark.parametrize(

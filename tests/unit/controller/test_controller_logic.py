@@ -19,6 +19,7 @@ from agentfleet.controller.logic import (
     SecretLookup,
     contains,
     credentials_problem,
+    declared_routes,
     desired_replicas,
     mirror_deployment,
     pool_status,
@@ -433,3 +434,19 @@ def test_stored_object_with_server_fields_contains_the_desired_one() -> None:
 def test_any_difference_in_a_desired_field_is_seen(stored: dict[str, Any]) -> None:
     desired = {"spec": {"replicas": 2, "template": {"env": [{"name": "A", "value": "1"}]}}}
     assert not contains(stored, desired)
+
+
+def test_declared_routes_cover_the_pipeline_and_the_serving_pools_specialties() -> None:
+    pools = [
+        WorkerPoolSpec.model_validate({"stage": "development", "specialties": ["tdd", "ai-ml"]}),
+        WorkerPoolSpec.model_validate({"stage": "review"}),
+    ]
+    assert set(declared_routes(SPEC, pools)) == {
+        (Stage.GENESIS, "general"),
+        (Stage.DEVELOPMENT, "ai-ml"),
+        (Stage.DEVELOPMENT, "general"),
+        (Stage.DEVELOPMENT, "tdd"),
+        (Stage.CONTENT, "general"),
+        (Stage.REVIEW, "general"),
+    }
+    assert set(declared_routes(SPEC, [])) == {(stage, "general") for stage in PIPELINE}

@@ -106,3 +106,27 @@ def test_metric_families_exclude_held_items_from_depth() -> None:
         ("ns", "shop", "genesis", "dead_lettered"): 2,
         ("ns", "blog", "content", "succeeded"): 1,
     }
+
+
+def test_declared_lanes_without_a_stream_read_zero() -> None:
+    declared = ["shop", "genesis general,review general", "idle", "review general"]
+    snapshot = parse_snapshot("ns", BASE, [*RAW, declared])
+    figures = {
+        (lane.project, lane.stage.value, lane.specialty, lane.lane.value): lane
+        for lane in snapshot.lanes
+    }
+    # shop's genesis/general/high stream exists and keeps its figures; the other three
+    # priorities of that route, and every review lane, are declared zeros.
+    assert figures["shop", "genesis", "general", "high"].waiting == 3
+    for lane in ("urgent", "normal", "low"):
+        zero = figures["shop", "genesis", "general", lane]
+        assert (zero.waiting, zero.in_flight, zero.oldest_waiting_ms) == (0, 0, None)
+    assert {key for key in figures if key[0] == "idle"} == {
+        ("idle", "review", "general", lane) for lane in ("urgent", "high", "normal", "low")
+    }
+    assert len(figures) == len(snapshot.lanes), "one figure per lane, no duplicates"
+    families = {f.name: f for f in queue_metric_families([snapshot], NOW_MS / 1000)}
+    idle = [s for s in families["agentfleet_queue_depth"].samples if s.labels["project"] == "idle"]
+    assert [s.value for s in idle] == [0, 0, 0, 0]
+    assert parse_snapshot("ns", BASE, RAW).project_stats("idle").stages == {}
+    assert snapshot.project_stats("idle").stages == {Stage.REVIEW: StageQueueStats()}

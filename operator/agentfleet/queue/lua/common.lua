@@ -14,6 +14,7 @@ local STREAMS = base .. ':streams'
 local COUNTS = base .. ':counts'      -- "project stage completed <outcome>" -> n
 local LOG = base .. ':log'            -- stream of completion events
 local PARKED = base .. ':parked'      -- review items that failed for good
+local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
 local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
 
 local function split(text, separator)

@@ -1,6 +1,7 @@
 -- Everything the stats and the metrics need about one namespace, read in one step.
--- ARGV: base, stale_ms. Returns {streams, retry_routes, counts, held} where each stream
--- is {key, length, pending, lag or -1, stale, oldest waiting t or -1, oldest stale ms or -1}.
+-- ARGV: base, stale_ms. Returns {streams, retry_routes, counts, held, declared} where each
+-- stream is {key, length, pending, lag or -1, stale, oldest waiting t or -1, oldest stale ms
+-- or -1} and declared is the flat HGETALL of the lanes the operator declared per project.
 local stale_ms = ARGV[2]
 local streams = {}
 for _, key in ipairs(redis.call('SMEMBERS', STREAMS)) do
@@ -22,4 +23,5 @@ for _, id in ipairs(redis.call('ZRANGE', RETRY, 0, -1)) do
   local route = redis.call('HGET', ROUTE, id)
   if route then retrying[#retrying + 1] = route end
 end
-return {streams, retrying, redis.call('HGETALL', COUNTS), redis.call('SMEMBERS', HELD)}
+return {streams, retrying, redis.call('HGETALL', COUNTS), redis.call('SMEMBERS', HELD),
+        redis.call('HGETALL', DECLARED)}
