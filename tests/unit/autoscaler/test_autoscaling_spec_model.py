@@ -24,6 +24,9 @@ def test_defaults_are_the_documented_thresholds() -> None:
             "queueDepthAbove": 10,
             "oldestWaitSecondsAbove": 1800.0,
             "utilizationAbove": 0.8,
+            "utilizationNeedsBacklog": True,
+            "sizing": "backlog",
+            "drainSeconds": 1800,
             "step": 2,
             "stabilizationSeconds": 15,
         },
@@ -31,10 +34,18 @@ def test_defaults_are_the_documented_thresholds() -> None:
             "queueDepthBelow": 3,
             "oldestWaitSecondsBelow": 300.0,
             "utilizationBelow": 0.3,
+            "sizing": "backlog",
             "step": 1,
             "cooldownSeconds": 300,
         },
         "fallback": {"failureThreshold": 3},
+        "prediction": {
+            "enabled": True,
+            "windowSeconds": 7200,
+            "periodSeconds": 86400,
+            "lookaheadSeconds": 3600,
+        },
+        "rateLimit": {"enabled": True, "throttledAbove": 0.05, "headroomBelow": 0.1},
         "queries": {},
     }
 
