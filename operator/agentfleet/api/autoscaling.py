@@ -137,9 +137,12 @@ class PredictionPolicy(ApiModel):
 
     The forecast arrival rate is the higher of the rate observed over `windowSeconds` and
     the rate observed one `periodSeconds` ago over the next `lookaheadSeconds` (the same
-    hour yesterday, by default). The floor is ceil(forecast rate x service time): the
-    workers that forecast work keeps busy (Little's law). The pool is raised to the floor
-    (reason `prediction`) and never scaled down below it; it never exceeds maxReplicas."""
+    hour yesterday, by default). The forecast load is that rate times the observed service
+    time: the workers forecast work keeps busy (Little's law). A pool with fewer replicas
+    than ceil(load) is raised to it (reason `prediction`); a scale-down keeps enough that
+    an item arriving at the forecast rate finds an idle worker but for `waitProbability`
+    (Erlang C), capped where forecast work alone would leave the kept replicas below
+    scaleDown.utilizationBelow. Always within minReplicas..maxReplicas."""
 
     enabled: bool = True
     """Raise the pool to the forecast floor and keep it there. false: react to the queue
@@ -158,6 +161,11 @@ class PredictionPolicy(ApiModel):
     lookahead_seconds: int = Field(default=3600, ge=60)
     """How far past "one period ago" the seasonal forecast looks: the rate of the
     `lookaheadSeconds` that followed the same moment one period earlier."""
+
+    wait_probability: float = Field(default=0.05, gt=0, le=1)
+    """A scale-down keeps enough replicas that an item arriving at the forecast rate has to
+    wait for a worker with at most this probability (0.05: 95 % start at once, so the p95
+    wait of steady traffic is zero). Higher values keep fewer warm replicas."""
 
 
 class RateLimitPolicy(ApiModel):

@@ -14,17 +14,18 @@ Rules, in order of precedence:
    service time, to busy + ceil(waiting x service time / drainSeconds), at least one
    more (capped at max, never below the prediction floor). From zero replicas the first
    waiting item adds exactly one ("activation").
-4. The forecast floor (`prediction`): fewer replicas than ceil(forecast arrival rate x
-   service time) raises the pool to it.
+4. The forecast floor (`prediction`): fewer replicas than the forecast work keeps busy,
+   ceil(forecast arrival rate x service time), raises the pool to it; a scale-down leaves
+   enough that an arriving item rarely waits (Erlang C, `waitProbability`), but not so
+   many that the forecast work would leave them below the scale-down utilization.
    Rules 3 and 4 are held while the model API rate-limits the pool (`rateLimit`): more
    Pods would add cost without throughput.
 5. A signal is missing (Prometheus unreachable, slow, or no series): never scale down.
    After `fallback.failureThreshold` consecutive polls with missing data the pool is raised
    to `fallback.replicas` if that is set and higher; otherwise it holds.
 6. ALL signals below their scale-down thresholds: remove `scaleDown.step` replicas or, with
-   `sizing: backlog`, every idle replica the floor does not need (never below min, the
-   prediction floor, or one while any item is still waiting, so scale-to-zero never
-   strands work).
+   `sizing: backlog`, every idle replica (never below min, what the forecast keeps, or one
+   while any item is still waiting, so scale-to-zero never strands work).
 7. Anything in between: hold.
 
 Scale-ups wait `scaleUp.stabilizationSeconds` after the last change in either direction,
@@ -40,6 +41,7 @@ to the plain documented behaviour.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -302,21 +304,74 @@ def _forecast(policy: AutoscalingSpec, signals: Signals) -> tuple[float, str] | 
     return max(candidates, key=lambda candidate: candidate[0])
 
 
+def erlang_c(servers: int, load: float) -> float:
+    """The probability that an arriving item waits, with `servers` workers and `load`
+    Erlangs of Poisson work (Erlang C); 1 when the workers cannot keep up."""
+    if servers <= load:
+        return 1.0
+    blocking = 1.0  # Erlang B by its recursion, B(0) = 1
+    for count in range(1, servers + 1):
+        blocking = load * blocking / (count + load * blocking)
+    return servers * blocking / (servers - load * (1 - blocking))
+
+
+def servers_for(load: float, wait_probability: float, limit: int) -> int:
+    """The fewest workers (at most `limit`) with which an item waits with at most
+    `wait_probability`. One pass of the Erlang B recursion: linear in the answer."""
+    blocking = 1.0
+    servers = 0
+    while servers < max(1, limit):
+        servers += 1
+        blocking = load * blocking / (servers + load * blocking)
+        if servers > load:
+            waiting = servers * blocking / (servers - load * (1 - blocking))
+            if waiting <= wait_probability:
+                return servers
+    return servers
+
+
+@dataclass(frozen=True)
+class _Floor:
+    """What the forecast asks of the pool."""
+
+    raise_to: int
+    """Replicas the forecast work keeps busy: ceil(load). Fewer, and the pool is raised."""
+    keep: int
+    """Replicas a scale-down leaves at least: enough that an item arriving at the forecast
+    rate finds a worker idle but for `waitProbability` (Erlang C), yet never so many that
+    forecast work alone would leave them below scaleDown.utilizationBelow. Above
+    `raise_to`, so a forecast hovering at a whole number does not flap the pool."""
+    why: str
+
+
 def _prediction_floor(
     policy: AutoscalingSpec, state: ScaleState, signals: Signals
-) -> tuple[int, str] | None:
-    """The replicas forecast work keeps busy (clamped to the bounds), and why."""
-    if not policy.prediction.enabled or signals.service_seconds is None:
+) -> _Floor | None:
+    """The forecast floor (clamped to the bounds), or None without a forecast."""
+    prediction = policy.prediction
+    if not prediction.enabled or signals.service_seconds is None:
         return None
     forecast = _forecast(policy, signals)
     if forecast is None:
         return None
     rate, source = forecast
     load = rate * signals.service_seconds
-    floor = min(state.max_replicas, max(state.min_replicas, math.ceil(load - 1e-9)))
-    return floor, (
-        f"forecast {_rate(rate)} ({source}) x {_seconds(signals.service_seconds)} per item"
-        f" keeps {load:.1f} workers busy"
+
+    def bounded(replicas: float) -> int:
+        return min(state.max_replicas, max(state.min_replicas, math.ceil(replicas - 1e-9)))
+
+    limit = max(1, state.max_replicas)
+    keep = servers_for(load, prediction.wait_probability, limit)
+    idle_limit = policy.scale_down.utilization_below
+    if idle_limit > 0:
+        keep = min(keep, math.ceil(min(load / idle_limit, limit) - 1e-9))
+    return _Floor(
+        raise_to=bounded(load),
+        keep=max(bounded(load), bounded(keep)),
+        why=(
+            f"forecast {_rate(rate)} ({source}) x {_seconds(signals.service_seconds)} per item"
+            f" keeps {load:.1f} workers busy"
+        ),
     )
 
 
@@ -478,9 +533,9 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
         if how:
             reason += f"; {how}"
         trigger = high[0][0]
-        if floor is not None and floor[0] > wanted:
-            wanted = floor[0]
-            reason += f"; prediction floor {floor[0]}: {floor[1]}"
+        if floor is not None and floor.raise_to > wanted:
+            wanted = floor.raise_to
+            reason += f"; prediction floor {floor.raise_to}: {floor.why}"
         target = min(state.max_replicas, wanted)
         if target <= current:
             return result(
@@ -500,9 +555,11 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
             f"queue_depth={_count(signals.queue_depth)} > 0 with no replicas",
         )
 
-    if floor is not None and floor[0] > current:
+    if floor is not None and floor.raise_to > current:
         return limited_up(
-            floor[0], Trigger.PREDICTION, f"prediction floor {floor[0]} > {current}: {floor[1]}"
+            floor.raise_to,
+            Trigger.PREDICTION,
+            f"prediction floor {floor.raise_to} > {current}: {floor.why}",
         )
 
     if not available:
@@ -540,18 +597,20 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
     down = policy.scale_down
     keep = max(state.min_replicas, 1 if waiting else 0)
     floor_note = ""
-    if floor is not None and floor[0] > keep:
-        keep = floor[0]
-        floor_note = f"; prediction floor {floor[0]}: {floor[1]}"
+    if floor is not None and floor.keep > keep:
+        keep = floor.keep
+        floor_note = (
+            f"; keeping {floor.keep} for the forecast ({floor.why}; an arriving item waits"
+            f" with p <= {policy.prediction.wait_probability:g} or utilization stays"
+            f" >= {_fraction(policy.scale_down.utilization_below)})"
+        )
     if down.sizing == "backlog":
         target = max(keep, math.ceil(_busy(state, signals) - 1e-9))
     else:
         target = max(keep, current - down.step)
     if target >= current:
         if floor_note and keep >= current:
-            return result(
-                current, Trigger.PREDICTION, f"{comparison}{floor_note}: keeping {current}"
-            )
+            return result(current, Trigger.PREDICTION, f"{comparison}{floor_note}")
         if current > state.min_replicas and waiting:
             return result(
                 current,

@@ -19,6 +19,8 @@ from agentfleet.autoscaler.decision import (
     Signals,
     Trigger,
     decide,
+    erlang_c,
+    servers_for,
 )
 
 pytestmark = pytest.mark.unit
@@ -395,15 +397,37 @@ def test_the_seasonal_forecast_provisions_ahead_of_a_daily_peak() -> None:
     assert run(yesterday_peak, state(2), recent_only).desired_replicas == 2
 
 
-def test_no_scale_down_below_the_forecast_floor() -> None:
-    quiet = STEADY.model_copy(update={"utilization": 0.0, "arrival_rate": 20 / 3600})
+def test_a_scale_down_keeps_warm_workers_for_the_forecast() -> None:
+    # 6 items an hour x 600 s: one worker's worth of work. With 3 workers an arriving item
+    # waits 9 % of the time, with 4 only 2 % (Erlang C): keep 4 of 6 idle ones.
+    quiet = STEADY.model_copy(update={"utilization": 0.0, "arrival_rate": 6 / 3600})
     decision = run(quiet, state(6))
     assert (decision.desired_replicas, decision.trigger) == (4, Trigger.IDLE)
     assert decision.reason.endswith(
-        "; prediction floor 4: forecast 20.0/h (last 2h) x 600s per item keeps 3.3 workers busy"
+        "; keeping 4 for the forecast (forecast 6.0/h (last 2h) x 600s per item keeps 1.0"
+        " workers busy; an arriving item waits with p <= 0.05 or utilization stays >= 0.30)"
     )
     at_floor = run(quiet, state(4))
     assert (at_floor.desired_replicas, at_floor.trigger) == (4, Trigger.PREDICTION)
+    # A looser wait target keeps fewer.
+    loose = AutoscalingSpec(prediction=PredictionPolicy(wait_probability=0.4))
+    assert run(quiet, state(6), loose).desired_replicas == 2
+
+
+def test_warm_workers_kept_for_a_light_forecast_stay_above_the_idle_threshold() -> None:
+    # 0.45 Erlangs: Erlang C would keep 3 for a 5 % wait chance, but three workers would
+    # sit at 15 % utilization, below scaleDown.utilizationBelow: keep 2.
+    light = STEADY.model_copy(update={"utilization": 0.0, "arrival_rate": 2.7 / 3600})
+    assert run(light, state(5)).desired_replicas == 2
+
+
+def test_erlang_c_matches_the_textbook() -> None:
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert erlang_c(3, 1.0) == pytest.approx(1 / 11)
+    assert erlang_c(2, 2.0) == 1.0
+    assert servers_for(1.0, 0.05, limit=100) == 4
+    assert servers_for(1.0, 0.05, limit=3) == 3
 
 
 def test_the_forecast_floor_stays_within_the_bounds_and_needs_a_service_time() -> None:

@@ -44,6 +44,7 @@ def test_defaults_are_the_documented_thresholds() -> None:
             "windowSeconds": 7200,
             "periodSeconds": 86400,
             "lookaheadSeconds": 3600,
+            "waitProbability": 0.05,
         },
         "rateLimit": {"enabled": True, "throttledAbove": 0.05, "headroomBelow": 0.1},
         "queries": {},
