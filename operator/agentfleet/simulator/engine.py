@@ -134,6 +134,8 @@ class SimulationResult:
     """Per trace item: when a worker took it (None: not by the horizon)."""
     finishes: list[float | None] = field(default_factory=list)
     """Per trace item: when it was done (None: not by the horizon)."""
+    running_finishes: list[float | None] = field(default_factory=list)
+    """Per item running at the start: when it was done."""
     horizon_seconds: float = 0.0
 
     def wait_percentile(self, fraction: float) -> float:
@@ -380,5 +382,6 @@ def simulate(
         timeline=timeline,
         starts=[started.get(i) for i in range(len(trace))],
         finishes=[finished.get(i) for i in range(len(trace))],
+        running_finishes=[finished.get(len(trace) + k) for k in range(len(running or []))],
         horizon_seconds=horizon_seconds,
     )
