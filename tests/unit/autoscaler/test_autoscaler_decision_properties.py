@@ -229,8 +229,13 @@ def test_more_load_never_means_fewer_replicas(
 def test_a_step_sized_scale_moves_at_most_one_step(
     policy: AutoscalingSpec, state: ScaleState, s: Signals
 ) -> None:
-    assume(policy.scale_up.sizing == "step" and policy.scale_down.sizing == "step")
-    assume(prediction_floor(policy, state, s) <= state.current_replicas)
+    policy = policy.model_copy(
+        update={
+            "scale_up": policy.scale_up.model_copy(update={"sizing": "step"}),
+            "scale_down": policy.scale_down.model_copy(update={"sizing": "step"}),
+            "prediction": PredictionPolicy(enabled=False),
+        }
+    )
     decision = decide(policy, state, s, NOW)
     change = decision.desired_replicas - state.current_replicas
     fallback = policy.fallback.replicas
@@ -238,9 +243,10 @@ def test_a_step_sized_scale_moves_at_most_one_step(
         assert change <= policy.scale_up.step
     if change > 0 and decision.trigger == "fallback":
         assert fallback is not None
-        assert decision.desired_replicas == min(
-            max(fallback, state.min_replicas), state.max_replicas
-        )
+        expected = min(max(fallback, state.min_replicas), state.max_replicas)
+        if rate_limited(policy, s) and state.current_replicas == 0:
+            expected = 1  # a rate-limited pool at zero gets one replica, no more
+        assert decision.desired_replicas == expected
     if change < 0:
         assert -change <= policy.scale_down.step
 
@@ -283,11 +289,18 @@ def test_never_scale_down_below_the_prediction_floor(
         assert decision.desired_replicas >= prediction_floor(policy, state, s)
 
 
-@given(policies(), states(), signals)
+@given(policies(), states(), signals, st.floats(0, 0.99), st.sampled_from(["429s", "headroom"]))
 def test_never_scale_up_while_rate_limited(
-    policy: AutoscalingSpec, state: ScaleState, s: Signals
+    policy: AutoscalingSpec, state: ScaleState, s: Signals, threshold: float, how: str
 ) -> None:
-    assume(rate_limited(policy, s) and state.current_replicas > 0)
+    assume(state.current_replicas > 0)
+    limit = RateLimitPolicy(throttled_above=threshold, headroom_below=threshold + 0.01)
+    policy = policy.model_copy(update={"rate_limit": limit})
+    if how == "429s":
+        s = s.model_copy(update={"throttled_fraction": 1.0})
+    else:
+        s = s.model_copy(update={"api_headroom": threshold})
+    assert rate_limited(policy, s)
     decision = decide(policy, state, s, NOW)
     assert decision.desired_replicas <= state.current_replicas
     if decision.wanted_replicas > state.current_replicas:
