@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import httpx
 
 from agentfleet.autoscaler.decision import Signals
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.autoscaler.rates import buckets, regular_rate
 from agentfleet.queue.models import GENERAL_SPECIALTY
 
 log = logging.getLogger(__name__)
@@ -60,12 +62,12 @@ def service_query(window_seconds: int) -> str:
     )
 
 
-def arrivals_query(range_seconds: int, offset_seconds: int = 0) -> str:
-    """New items per queue over the range (ending `offset_seconds` ago)."""
-    offset = f" offset {offset_seconds}s" if offset_seconds > 0 else ""
+def arrivals_query(bucket_seconds: float) -> str:
+    """New items per queue per bucket (a quarter hour); run as a range query stepping one
+    bucket, each point counts the bucket before it (`agentfleet.autoscaler.rates`)."""
     return (
         "sum by (namespace, project, stage, specialty)"
-        f" (increase(agentfleet_queue_enqueued_total[{range_seconds}s]{offset}))"
+        f" (increase(agentfleet_queue_enqueued_total[{bucket_seconds:g}s]))"
     )
 
 
@@ -77,6 +79,13 @@ class MetricsError(Exception):
 class Sample:
     labels: dict[str, str]
     value: float
+
+
+@dataclass(frozen=True)
+class Series:
+    labels: dict[str, str]
+    points: list[tuple[float, float]]
+    """(timestamp, value), oldest first."""
 
 
 @dataclass
@@ -113,8 +122,10 @@ class PrometheusSource:
         timeout_seconds: float = 5.0,
         max_concurrent_overrides: int = 8,
         client: httpx.AsyncClient | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.url = url.rstrip("/")
+        self._clock = clock
         self.timeout_seconds = timeout_seconds
         self._client = client or httpx.AsyncClient(timeout=timeout_seconds)
         self._owns_client = client is None
@@ -128,12 +139,32 @@ class PrometheusSource:
 
     async def query(self, promql: str) -> list[Sample]:
         """An instant query; raises MetricsError with a readable reason on any failure."""
+        body = await self._post("query", {"query": promql})
+        return _parse_result(body)
+
+    async def query_range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
+        """A range query; raises MetricsError with a readable reason on any failure."""
+        body = await self._post(
+            "query_range",
+            {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+        )
+        if body.get("status") != "success":
+            raise MetricsError(f"{body.get('errorType', 'error')}: {body.get('error', body)}")
+        data = body["data"]
+        if data["resultType"] != "matrix":
+            raise MetricsError(f"expected a range vector, got a {data['resultType']}")
+        return [
+            Series(dict(row["metric"]), [(float(t), float(v)) for t, v in row.get("values", [])])
+            for row in data["result"]
+        ]
+
+    async def _post(self, endpoint: str, form: dict[str, str]) -> dict[str, Any]:
         self.queries_sent += 1
         try:
             response = await self._client.post(
-                f"{self.url}/api/v1/query",
+                f"{self.url}/api/v1/{endpoint}",
                 # Prometheus durations take no decimals ("5.0s" is a bad_data error).
-                data={"query": promql, "timeout": f"{self.timeout_seconds * 1000:.0f}ms"},
+                data={**form, "timeout": f"{self.timeout_seconds * 1000:.0f}ms"},
                 timeout=self.timeout_seconds,
             )
         except httpx.TimeoutException as exc:
@@ -143,12 +174,12 @@ class PrometheusSource:
         except httpx.HTTPError as exc:
             raise MetricsError(f"Prometheus unreachable at {self.url}: {exc}") from exc
         try:
-            body = response.json()
+            body: dict[str, Any] = response.json()
         except ValueError as exc:
             raise MetricsError(
                 f"Prometheus answered HTTP {response.status_code} without JSON"
             ) from exc
-        return _parse_result(body)
+        return body
 
     async def fetch(self, pools: Sequence[PoolTarget]) -> dict[PoolKey, Signals]:
         """Signals for every pool, from three batched queries and any per-pool overrides."""
@@ -211,17 +242,45 @@ class PrometheusSource:
             if wanted:
                 jobs.append(run())
 
-        def per_queue(promql: str, signal: str, seconds: int, wanted: Sequence[PoolTarget]) -> None:
+        def per_queue(signal: str, end: float, span: float, wanted: Sequence[PoolTarget]) -> None:
+            """Each pool's regular arrival rate over (end - span, end]."""
+            count = buckets(span)
+            width = span / count
+
             async def run() -> None:
-                rows = await self._batched(promql)
-                if isinstance(rows, str):
+                try:
+                    rows = await self.query_range(
+                        arrivals_query(width), end - span + width, end, width
+                    )
+                except MetricsError as exc:
+                    log.warning("arrivals range query failed: %s", exc)
                     return
-                matched = _match_queues([r for r in rows if _finite(r.value)], wanted)
+                index: dict[tuple[str, str, str], list[Series]] = defaultdict(list)
+                for row in rows:
+                    labels = row.labels
+                    index[
+                        (
+                            labels.get("namespace", ""),
+                            labels.get("stage", ""),
+                            labels.get("specialty", ""),
+                        )
+                    ].append(row)
                 for pool in wanted:
                     if pool.projects == ():
                         found[pool.key][signal] = 0.0
-                    elif pool.key in matched:
-                        found[pool.key][signal] = max(0.0, sum(matched[pool.key])) / seconds
+                        continue
+                    per_time: dict[int, float] = defaultdict(float)
+                    for specialty in {*pool.specialties, GENERAL_SPECIALTY}:
+                        for series in index.get((pool.namespace, pool.stage.value, specialty), []):
+                            if not pool.serves_project(series.labels.get("project", "")):
+                                continue
+                            for at, value in series.points:
+                                if _finite(value):
+                                    per_time[round(at)] += max(0.0, value)
+                    # A whole window observed, or no information.
+                    if len(per_time) >= count:
+                        counts = [per_time[at] for at in sorted(per_time)]
+                        found[pool.key][signal] = regular_rate(counts, width)
 
             if wanted:
                 jobs.append(run())
@@ -243,13 +302,11 @@ class PrometheusSource:
         by_window: dict[int, list[PoolTarget]] = defaultdict(list)
         for pool in sizing:
             by_window[pool.autoscaling.prediction.window_seconds].append(pool)
+        now = self._clock()
         for window, wanted in sorted(by_window.items()):
             per_pool(service_query(window), "service_seconds", wanted)
             per_queue(
-                arrivals_query(window),
-                "arrival_rate",
-                window,
-                [p for p in wanted if p.autoscaling.prediction.enabled],
+                "arrival_rate", now, window, [p for p in wanted if p.autoscaling.prediction.enabled]
             )
         by_period: dict[tuple[int, int], list[PoolTarget]] = defaultdict(list)
         for pool in predicting:
@@ -258,12 +315,7 @@ class PrometheusSource:
                 lookahead = min(prediction.lookahead_seconds, prediction.period_seconds)
                 by_period[prediction.period_seconds, lookahead].append(pool)
         for (period, lookahead), wanted in sorted(by_period.items()):
-            per_queue(
-                arrivals_query(lookahead, period - lookahead),
-                "seasonal_arrival_rate",
-                lookahead,
-                wanted,
-            )
+            per_queue("seasonal_arrival_rate", now - period + lookahead, lookahead, wanted)
         await asyncio.gather(*jobs)
         return found
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.autoscaler.decision import Decision, Direction, ScaleState, Signals, decide
+from agentfleet.autoscaler.rates import buckets, regular_rate
 
 if TYPE_CHECKING:
     from agentfleet.simulator.engine import History
@@ -56,25 +57,34 @@ def observed_rates(
     spec: AutoscalingSpec, history: History | None, now: float
 ) -> dict[str, float | None]:
     """The forecast signals as the operator's Prometheus source computes them: the mean
-    processing time and the arrival rate over the prediction window, and the arrival rate
-    over the lookahead one period ago. Before a whole window (or period) has been observed
-    there is no information, not zero."""
+    processing time and the regular arrival rate (`agentfleet.autoscaler.rates`) over the
+    prediction window, and the regular arrival rate over the lookahead one period ago.
+    Before a whole window (or period) has been observed there is no information, not
+    zero."""
     if history is None:
         return {}
     prediction = spec.prediction
     window = prediction.window_seconds
+
+    def rate(start: float, end: float) -> float:
+        count = buckets(end - start)
+        width = (end - start) / count
+        return regular_rate(
+            [
+                history.arrivals_between(start + k * width, start + (k + 1) * width)
+                for k in range(count)
+            ],
+            width,
+        )
+
     observed: dict[str, float | None] = {
         "service_seconds": history.mean_service_between(now - window, now),
-        "arrival_rate": (
-            history.arrivals_between(now - window, now) / window if now >= window else None
-        ),
+        "arrival_rate": rate(now - window, now) if now >= window else None,
     }
     period, lookahead = prediction.period_seconds, prediction.lookahead_seconds
     if period > 0 and now >= period:
         ago = now - period
-        observed["seasonal_arrival_rate"] = (
-            history.arrivals_between(ago, ago + lookahead) / lookahead
-        )
+        observed["seasonal_arrival_rate"] = rate(ago, ago + min(lookahead, period))
     return observed
 
 

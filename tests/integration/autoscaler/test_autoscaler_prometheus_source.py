@@ -138,6 +138,9 @@ async def test_rate_limit_service_time_and_arrivals_come_batched_for_every_pool(
     exporter.responses(ns, "fine", "ok", 0)
     exporter.headroom(ns, "limited", 0.04)
     pools = {name: pool(ns, name, projects=[name], replicas=1) for name in ("limited", "fine")}
+    # A one-minute window: a whole window of arrivals is observed within the test.
+    minute = AutoscalingSpec(prediction={"window_seconds": 60})
+    pools["limited"] = pools["limited"].model_copy(update={"autoscaling": minute})
     silent = pool(ns, "silent", projects=["silent"], replicas=1)
     unaware = pool(ns, "unaware", projects=["silent"], replicas=1).model_copy(
         update={"autoscaling": AutoscalingSpec(rate_limit={"enabled": False})}
@@ -159,7 +162,7 @@ async def test_rate_limit_service_time_and_arrivals_come_batched_for_every_pool(
         limited = signals[pools["limited"].key]
         if limited.throttled_fraction is None or limited.service_seconds is None:
             return None
-        if limited.arrival_rate is None or limited.arrival_rate * 7200 < 5.5:
+        if limited.arrival_rate is None or limited.arrival_rate * 60 < 5.5:
             return None
         return signals
 
@@ -168,12 +171,15 @@ async def test_rate_limit_service_time_and_arrivals_come_batched_for_every_pool(
     assert limited.throttled_fraction == pytest.approx(0.25, abs=0.03)
     assert limited.api_headroom == pytest.approx(0.04)
     assert limited.service_seconds == pytest.approx(600, rel=0.01)
-    # Six new items in the default two-hour window (Prometheus extrapolates a little).
+    # Six new items in the one-minute window (Prometheus extrapolates a little).
     assert limited.arrival_rate is not None
-    assert 5.5 <= limited.arrival_rate * 7200 <= 9
+    assert 5.5 <= limited.arrival_rate * 60 <= 9
     assert limited.seasonal_arrival_rate is None  # no data from a day ago
     fine = signals[pools["fine"].key]
     assert fine.throttled_fraction == 0.0  # calls made, none throttled: that is information
+    # Nothing ever arrived in its queues (no series), and its two-hour window has not been
+    # observed whole anyway: no information.
+    assert fine.arrival_rate is None
     assert fine.api_headroom is None  # no headers reported
     # No calls, no processing, no arrivals: no information, which is not zero.
     quiet = signals[silent.key]
