@@ -85,7 +85,7 @@ def simulate(
         None,
         exists=True,
         dir_okay=False,
-        help="CSV of arrival_seconds[,service_seconds]. Default: the built-in bursty trace.",
+        help="CSV of arrival_seconds[,service_seconds[,project]]. Default: a built-in shape.",
     ),
     pool: Path | None = typer.Option(
         None,

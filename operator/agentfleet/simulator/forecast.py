@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.autoscaler.rates import buckets, regular_rate
 from agentfleet.simulator.engine import RateLimit, SimulationResult, simulate
 from agentfleet.simulator.policies import AgentfleetPolicy, Policy, PoolView, StaticPolicy
 from agentfleet.simulator.trace import Arrival
@@ -34,9 +35,6 @@ from agentfleet.simulator.trace import Arrival
 SERVICE_SPREAD = 0.6
 """Sigma of the lognormal service times (the trace generators' spread)."""
 MAX_HORIZON_SECONDS = 7 * 86400.0
-ARRIVAL_BUCKET_SECONDS = 900.0
-"""`observe` counts arrivals per quarter hour and takes the median quarter: a burst that is
-already in the queue is not extrapolated into the future."""
 MIN_SERVICE_SAMPLES = 20
 """`observe` averages at least this many processing times when the pool has finished that
 many items: fewer give a mean too noisy to forecast from (lognormal, sigma 0.6)."""
@@ -291,13 +289,15 @@ def observe(
     service_window_seconds: float = 86400.0,
 ) -> list[ProjectLoad]:
     """Per Project, what the queue and the workers would have reported at `at`: items
-    waiting and in progress, the median quarter-hour arrival rate over the window, and the
-    mean processing time of the items finished over the service window (a day: the mean
-    of a lognormal needs many items; or of the last `MIN_SERVICE_SAMPLES` finished, if the
-    window has fewer)."""
+    waiting and in progress, the regular arrival rate over the window (quarter hours, a
+    burst damped: `agentfleet.autoscaler.rates`; a burst already queued is not
+    extrapolated into the future), and the mean processing time of the items finished
+    over the service window (a day: the mean of a lognormal needs many items; or of the
+    last `MIN_SERVICE_SAMPLES` finished, if the window has fewer)."""
     start = max(0.0, at - window_seconds)
     service_start = max(0.0, at - service_window_seconds)
-    buckets = max(1, int((at - start) // ARRIVAL_BUCKET_SECONDS))
+    count = buckets(at - start) if at > start else 1
+    width = max(at - start, 1.0) / count
     finished = sorted(
         (finish, finish - began, trace[i].project)
         for i in range(len(trace))
@@ -316,14 +316,14 @@ def observe(
     loads = []
     for project in sorted({item.project for item in trace if item.arrival_seconds <= at}):
         mine = [i for i, item in enumerate(trace) if item.project == project]
-        counts = [0] * buckets
+        counts = [0] * count
         queued = in_progress = 0
         for i in mine:
             arrival, began, finish = trace[i].arrival_seconds, result.starts[i], result.finishes[i]
             if arrival > at:
                 continue
-            if at - arrival < buckets * ARRIVAL_BUCKET_SECONDS:
-                counts[int((at - arrival) // ARRIVAL_BUCKET_SECONDS)] += 1
+            if at - arrival < count * width:
+                counts[int((at - arrival) // width)] += 1
             if began is None or began > at:
                 queued += 1
             elif finish is None or finish > at:
@@ -333,7 +333,7 @@ def observe(
             elapsed = service(None)  # the pool's items: one service rate for all Projects
         if not elapsed:
             continue  # nothing finished yet: no service rate to forecast from
-        rate = statistics.median(counts) / ARRIVAL_BUCKET_SECONDS
+        rate = regular_rate(counts, width)
         loads.append(
             ProjectLoad(project, queued, in_progress, rate, statistics.fmean(elapsed), len(elapsed))
         )

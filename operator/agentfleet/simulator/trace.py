@@ -1,7 +1,7 @@
 """Arrival traces: when work items arrive and how long a worker needs for each.
 
-A trace comes from a CSV file (`arrival_seconds[,service_seconds]`, seconds from the start
-of the trace, optional header row) or from the built-in bursty generator, which is seeded
+A trace comes from a CSV file (`arrival_seconds[,service_seconds[,project]]`, seconds from
+the start of the trace, optional header row) or from the built-in bursty generator, which is seeded
 so the same seed always produces the same trace.
 """
 
@@ -38,7 +38,8 @@ def service_time(rng: random.Random, mean_seconds: float, spread: float = 0.6) -
 
 
 def load_csv(path: Path, service_mean_seconds: float, seed: int) -> list[Arrival]:
-    """Read a trace; rows without a service time draw one (seeded) around the mean."""
+    """Read a trace; rows without a service time draw one (seeded) around the mean, rows
+    without a project belong to the unnamed one."""
     rng = random.Random(seed)
     arrivals = []
     with path.open(newline="") as handle:
@@ -46,6 +47,7 @@ def load_csv(path: Path, service_mean_seconds: float, seed: int) -> list[Arrival
             cells = [cell.strip() for cell in row if cell.strip()]
             if not cells or cells[0].startswith("#"):
                 continue
+            project = cells[2] if len(cells) > 2 else ""
             try:
                 arrival = float(cells[0])
                 service = (
@@ -59,7 +61,7 @@ def load_csv(path: Path, service_mean_seconds: float, seed: int) -> list[Arrival
                 raise TraceError(
                     f"{path}:{line_number}: arrival must be >= 0 and service > 0: {row}"
                 )
-            arrivals.append(Arrival(arrival, service))
+            arrivals.append(Arrival(arrival, service, project))
     if not arrivals:
         raise TraceError(f"{path}: no arrivals")
     return sorted(arrivals)

@@ -245,3 +245,9 @@ def test_generated_shapes_are_functions_of_their_seed() -> None:
     night = [a for a in day if a.arrival_seconds < 8 * 3600]
     noon = [a for a in day if 12 * 3600 <= a.arrival_seconds < 16 * 3600]
     assert len(noon) > 3 * len(night)
+
+
+def test_csv_rows_may_name_their_project(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_seconds,service_seconds,project\n0,60,web\n5,60\n")
+    assert load_csv(trace, 600, seed=1) == [Arrival(0, 60, "web"), Arrival(5, 60, "")]

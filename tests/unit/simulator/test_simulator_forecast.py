@@ -76,11 +76,12 @@ def test_observe_reports_what_the_queue_and_workers_would_have() -> None:
     )
     [load] = observe(trace, result, at=4100, window_seconds=3600)
     # One worker, 600 s each: the first four are done by 2400, the fifth runs 4000-4600,
-    # two wait. Three arrived in the last quarter hour, none in the three before: median 0.
+    # two wait. Three arrived in the last quarter hour, none in the three before: the
+    # cluster counts as two (twice the median quarter, at least two) over the hour.
     assert (load.queued, load.in_progress) == (2, 1)
     assert load.service_seconds == 600
     assert load.service_samples == 4
-    assert load.arrival_rate == 0.0
+    assert load.arrival_rate == pytest.approx(2 / 3600)
 
 
 def test_the_replayed_built_in_trace_is_forecast_within_20_percent() -> None:
