@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.simulator.compare import PoolPolicy, compare
 from agentfleet.simulator.engine import RateLimit
 from agentfleet.simulator.forecast import replay
@@ -42,6 +43,30 @@ class Shape(StrEnum):
 
 DEFAULT_HOURS = {Shape.BURSTY: 6.0, Shape.DAILY: 72.0, Shape.SPIKE: 6.0, Shape.STEADY: 24.0}
 DEFAULT_SEEDS = {Shape.BURSTY: 7, Shape.DAILY: 11, Shape.SPIKE: 13, Shape.STEADY: 17}
+
+
+def describe_policy(spec: AutoscalingSpec) -> str:
+    """The scaling options in one line: steps, timers, prediction, rate limits."""
+    up, down, prediction = spec.scale_up, spec.scale_down, spec.prediction
+    if up.sizing == "backlog":
+        rise = f"up sized to drain in {up.drain_seconds}s (step {up.step} until a service time)"
+    else:
+        rise = f"up step {up.step}"
+    fall = "down to the busy workers" if down.sizing == "backlog" else f"down step {down.step}"
+    parts = [
+        f"{rise} (stabilization {up.stabilization_seconds}s)",
+        f"{fall} (cooldown {down.cooldown_seconds}s)",
+    ]
+    if not up.utilization_needs_backlog:
+        parts.append("utilization alone scales up")
+    if prediction.enabled:
+        seasonal = f", period {prediction.period_seconds}s" if prediction.period_seconds else ""
+        parts.append(
+            f"prediction (window {prediction.window_seconds}s{seasonal},"
+            f" wait p {prediction.wait_probability:g})"
+        )
+    parts.append("rate limits hold scale-ups" if spec.rate_limit.enabled else "rate limits ignored")
+    return ", ".join(parts)
 
 
 def generated_trace(
@@ -162,9 +187,7 @@ def simulate(
     console.print(
         f"trace: {source}: {len(arrivals)} items\n"
         f"pool: replicas {policy.min_replicas}..{policy.max_replicas}, "
-        f"poll {spec.poll_interval_seconds}s, up step {spec.scale_up.step} "
-        f"(stabilization {spec.scale_up.stabilization_seconds}s), down step "
-        f"{spec.scale_down.step} (cooldown {spec.scale_down.cooldown_seconds}s); "
+        f"poll {spec.poll_interval_seconds}s, {describe_policy(spec)}; "
         f"pod start-up {startup_seconds:g}s"
         + ("" if limit is None else f"; model API serves {limit.sessions:g} sessions")
     )

@@ -174,7 +174,7 @@ def test_agentfleet_simulate_prints_the_comparison_and_writes_the_plot(tmp_path:
         env={"COLUMNS": "120"},
     )
     assert result.exit_code == 0, result.output
-    assert "pool: replicas 0..8, poll 30s, up step 3" in result.output
+    assert "pool: replicas 0..8, poll 30s, up sized to drain in 1800s (step 3" in result.output
     for policy in ("agentfleet", "static", "queue-target"):
         assert policy in result.output
     assert "agentfleet scale decisions" in result.output
