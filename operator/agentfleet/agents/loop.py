@@ -21,8 +21,8 @@ from typing import Any, Literal
 
 import anthropic
 
-from agentfleet.agents.metrics import AgentMetrics, default_metrics
-from agentfleet.agents.retry import RETRYABLE_STATUS, retry_delay
+from agentfleet.agents.metrics import AgentMetrics, PoolLabels, default_metrics
+from agentfleet.agents.retry import RETRYABLE_STATUS, response_status, retry_delay
 from agentfleet.agents.settings import AgentSettings
 from agentfleet.agents.tools import TOOL_ERRORS, Tool
 from agentfleet.redaction import RedactingLogger, Redactor
@@ -92,10 +92,13 @@ class AgentRunner:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] | None = None,
         metrics: AgentMetrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        pool: PoolLabels = ("", ""),
     ) -> None:
         self.client = client
         self.settings = settings
         self.redactor = redactor
+        self.pool = pool
+        """(namespace, pool) the responses are counted under, for the autoscaler."""
         self.log = RedactingLogger(logger or logging.getLogger("agentfleet.agents"), redactor)
         self.metrics = metrics or default_metrics()
         self._sleep = sleep
@@ -206,18 +209,21 @@ class AgentRunner:
         while True:
             started = time.monotonic()
             try:
-                response = await self.client.messages.create(
+                # The raw response carries the rate-limit headers as well as the message.
+                raw = await self.client.messages.with_raw_response.create(
                     model=model,
                     max_tokens=max_tokens,
                     system=system,
                     messages=messages,  # type: ignore[arg-type]
                     tools=tools,  # type: ignore[arg-type]
                 )
+                response = await raw.parse()
             except (anthropic.APIStatusError, anthropic.APIConnectionError) as exc:
                 status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
                 headers = (
                     dict(exc.response.headers) if isinstance(exc, anthropic.APIStatusError) else {}
                 )
+                self.metrics.record_response(self.pool, model, response_status(status), headers)
                 if status is not None and status not in RETRYABLE_STATUS:
                     self.metrics.calls.labels(model=model, outcome="failed").inc()
                     raise AgentError(f"model call refused: {exc}") from exc
@@ -252,6 +258,7 @@ class AgentRunner:
                 continue
             self.metrics.calls.labels(model=model, outcome="ok").inc()
             self.metrics.call_seconds.labels(model=model).observe(time.monotonic() - started)
+            self.metrics.record_response(self.pool, model, "ok", raw.headers)
             return response
 
 

@@ -1,4 +1,5 @@
-"""Prometheus metrics of the agent runtime: tokens and cost by model, calls, retries, runs.
+"""Prometheus metrics of the agent runtime: tokens and cost by model, calls, retries, runs,
+and the model API's answers per pool (the autoscaler's rate-limit signal).
 
 The process-wide instance (`default_metrics`) records to the default registry, which a
 worker's /metrics serves next to its own metrics; tests pass their own registry to see
@@ -8,14 +9,24 @@ only their own counts.
 from __future__ import annotations
 
 import functools
+import time
+from collections.abc import Callable, Mapping
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
 from agentfleet.agents.pricing import cost_usd
+from agentfleet.agents.retry import rate_limit_headroom
+
+PoolLabels = tuple[str, str]
+"""(namespace, pool) of the worker whose agent made the call; ("", "") outside a pool."""
 
 
 class AgentMetrics:
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(
+        self, registry: CollectorRegistry = REGISTRY, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._clock = clock
+        self._headroom: dict[tuple[str, str, str], tuple[float, float | None]] = {}
         self.tokens = Counter(
             "agentfleet_agent_tokens",
             "Tokens used by agents, by model and kind (input, output, cache_read, cache_creation).",
@@ -54,6 +65,44 @@ class AgentMetrics:
             buckets=(0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320),
             registry=registry,
         )
+        self.responses = Counter(
+            "agentfleet_agent_model_responses",
+            "Model API responses by pool, model and status (ok, rate_limited = 429, "
+            "overloaded = 529, server_error, client_error, connection). The autoscaler "
+            "holds scale-ups while the rate_limited and overloaded share is high.",
+            ["namespace", "pool", "model", "status"],
+            registry=registry,
+        )
+        self.headroom = Gauge(
+            "agentfleet_agent_ratelimit_headroom",
+            "Share of the model API's rate-limit budget left, as the last response's "
+            "anthropic-ratelimit-* headers said (the lowest of requests, tokens, input and "
+            "output tokens; 1 once that budget's reset time has passed).",
+            ["namespace", "pool", "model"],
+            registry=registry,
+        )
+
+    def record_response(
+        self, pool: PoolLabels, model: str, status: str, headers: Mapping[str, str]
+    ) -> None:
+        """Count one model API response and keep the rate-limit headroom it reported."""
+        namespace, name = pool
+        self.responses.labels(namespace, name, model, status).inc()
+        reported = rate_limit_headroom(headers)
+        if reported is None:
+            return
+        key = (namespace, name, model)
+        if key not in self._headroom:
+            self.headroom.labels(*key).set_function(lambda: self._current_headroom(key))
+        self._headroom[key] = reported
+
+    def _current_headroom(self, key: tuple[str, str, str]) -> float:
+        share, reset = self._headroom[key]
+        # A budget refills by its reset time: an old low reading must not hold scale-ups
+        # after the limit has cleared.
+        if reset is not None and self._clock() >= reset:
+            return 1.0
+        return share
 
     def record_usage(
         self,

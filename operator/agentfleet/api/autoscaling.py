@@ -6,11 +6,18 @@ The defaults are the documented thresholds: scale up when queue depth > 10 OR ol
 (`x-kubernetes-validations`) so the API server rejects a bad policy at `kubectl apply`,
 and as pydantic validators so the pure decision code and the simulator reject the same
 things.
+
+How the thresholds combine, and how far a decision moves, are options with defaults that
+the simulator showed to earn their place (docs/autoscaling.md, "How the rules combine"):
+utilization counts only while items wait, steps are sized from the backlog and the observed
+service time, a forecast of arrivals keeps the replicas the expected work needs
+(`prediction`, the seeds' `workloadPrediction`), and a rate-limited model API holds
+scale-ups (`rateLimit`). Each can be switched back to the plain documented rule.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, JsonValue, model_validator
 from pydantic.config import JsonDict
@@ -69,10 +76,27 @@ class ScaleUpRule(ApiModel):
     utilization_above: float = Field(default=0.8, ge=0, le=1)
     """Scale up when the busy fraction of the pool's workers exceeds this (0..1)."""
 
+    utilization_needs_backlog: bool = True
+    """Utilization above its threshold counts toward a scale-up only while at least one item
+    waits. Busy workers with nothing waiting are exactly the right size, and a Pod added
+    then has nothing to take. false: utilization alone scales up, as the threshold table
+    reads literally."""
+
+    sizing: Literal["backlog", "step"] = "backlog"
+    """How many replicas a scale-up adds. `backlog`: enough that the waiting items are
+    taken within `drainSeconds` at the pool's observed service time, on top of the busy
+    workers: ceil(busy + queueDepth x serviceSeconds / drainSeconds), at least one more than
+    now; while the service time is unknown, `step`. `step`: always `step`."""
+
+    drain_seconds: int = Field(default=1800, ge=1)
+    """With `sizing: backlog`, the time within which a scale-up should let the pool take
+    every waiting item. The default is the oldest-wait threshold: sized this way, no item
+    that waits now should cross it."""
+
     step: int = Field(default=2, ge=1)
-    """Replicas added per scale-up decision (capped at maxReplicas). The default of 2 reaches
-    a maximum of 10 from 1 replica in five decisions; from zero replicas the first queued
-    item adds exactly one."""
+    """Replicas added per scale-up decision with `sizing: step`, or while the service time
+    is unknown (capped at maxReplicas). The default of 2 reaches a maximum of 10 from 1
+    replica in five decisions; from zero replicas the first queued item adds exactly one."""
 
     stabilization_seconds: int = Field(default=15, ge=0)
     """Minimum seconds since the last scale change (up or down) before scaling up again, so
@@ -91,8 +115,15 @@ class ScaleDownRule(ApiModel):
     utilization_below: float = Field(default=0.3, ge=0, le=1)
     """Scale down only when the busy fraction of the pool's workers is below this (0..1)."""
 
+    sizing: Literal["backlog", "step"] = "backlog"
+    """How many replicas a scale-down removes. `backlog`: every idle replica the forecast
+    does not need, in one decision: down to the busy workers, the prediction floor, one
+    while items wait, or minReplicas, whichever is highest (only idle workers go; busy ones
+    are never picked on purpose). `step`: `step` replicas per decision."""
+
     step: int = Field(default=1, ge=1)
-    """Replicas removed per scale-down decision (never below minReplicas)."""
+    """Replicas removed per scale-down decision with `sizing: step` (never below
+    minReplicas)."""
 
     cooldown_seconds: int = Field(default=300, ge=0)
     """Minimum seconds since the last scale change (up or down) before scaling down, so a
@@ -116,6 +147,60 @@ PromQL = Annotated[
     Field(min_length=1, max_length=PROMQL_MAX_LENGTH, pattern=TEXT_PATTERN),
     AfterValidator(_parsed_promql),
 ]
+
+
+class PredictionPolicy(ApiModel):
+    """Keep the replicas that forecast work will need (the seeds' `workloadPrediction`:
+    "preemptively provision capacity during peak hours").
+
+    The forecast arrival rate is the higher of the rate observed over `windowSeconds` and
+    the rate observed one `periodSeconds` ago over the next `lookaheadSeconds` (the same
+    hour yesterday, by default). The forecast load is that rate times the observed service
+    time: the workers forecast work keeps busy (Little's law). A pool with fewer replicas
+    than ceil(load) is raised to it (reason `prediction`); a scale-down keeps enough that
+    an item arriving at the forecast rate finds an idle worker but for `waitProbability`
+    (Erlang C), capped where forecast work alone would leave the kept replicas below
+    scaleDown.utilizationBelow. Always within minReplicas..maxReplicas."""
+
+    enabled: bool = True
+    """Raise the pool to the forecast floor and keep it there. false: react to the queue
+    only."""
+
+    window_seconds: int = Field(default=7200, ge=60)
+    """Arrivals and service times observed over this window make the recent forecast.
+    Longer windows move the floor less often (fewer scale events); a burst counts towards
+    it until it leaves the window."""
+
+    period_seconds: int = Field(default=86400, ge=0)
+    """Seasonality: the forecast also looks at what arrived one period ago (a day, by
+    default), so a pool grows before a daily peak rather than after it. 0: recent arrivals
+    only."""
+
+    lookahead_seconds: int = Field(default=3600, ge=60)
+    """How far past "one period ago" the seasonal forecast looks: the rate of the
+    `lookaheadSeconds` that followed the same moment one period earlier."""
+
+    wait_probability: float = Field(default=0.05, gt=0, le=1)
+    """A scale-down keeps enough replicas that an item arriving at the forecast rate has to
+    wait for a worker with at most this probability (0.05: 95 % start at once, so the p95
+    wait of steady traffic is zero). Higher values keep fewer warm replicas."""
+
+
+class RateLimitPolicy(ApiModel):
+    """Scale-ups held while the model API is rate-limiting the pool: more Pods then add
+    cost without throughput. Scaling resumes by itself when the limit clears."""
+
+    enabled: bool = True
+    """Hold scale-ups while the pool is rate-limited. false: ignore rate limits."""
+
+    throttled_above: float = Field(default=0.05, ge=0, le=1)
+    """Rate-limited when more than this fraction of the pool's model calls were answered
+    429 (rate limited) or 529 (overloaded) over the last two minutes."""
+
+    headroom_below: float = Field(default=0.1, ge=0, le=1)
+    """Rate-limited when less than this fraction of the API's rate-limit budget remains
+    (the `anthropic-ratelimit-*-remaining` over `-limit` response headers, lowest of
+    requests, input and output tokens). 0: ignore the headers."""
 
 
 class MetricQueries(ApiModel):
@@ -166,10 +251,20 @@ class AutoscalingSpec(ApiModel):
     )
     """Behaviour while metrics are unavailable."""
 
+    prediction: PredictionPolicy = Field(
+        default_factory=PredictionPolicy, json_schema_extra=_EMPTY_OBJECT_DEFAULT
+    )
+    """Forecast-driven floor: keep the replicas the expected arrivals will need."""
+
+    rate_limit: RateLimitPolicy = Field(
+        default_factory=RateLimitPolicy, json_schema_extra=_EMPTY_OBJECT_DEFAULT
+    )
+    """Hold scale-ups while the model API is rate-limiting the pool."""
+
     queries: MetricQueries = Field(
         default_factory=MetricQueries, json_schema_extra=_EMPTY_OBJECT_DEFAULT
     )
-    """PromQL overrides for the three signals."""
+    """PromQL overrides for the three threshold signals."""
 
     @model_validator(mode="after")
     def _down_thresholds_below_up(self) -> AutoscalingSpec:

@@ -9,24 +9,39 @@ Rules, in order of precedence:
 1. Autoscaling disabled or paused: hold the current replicas.
 2. Outside [min, max] (someone edited the bounds or scaled by hand): move to the nearest
    bound at once; bounds are configuration, not data, so no timer holds this back.
-3. ANY available signal above its scale-up threshold: add `scaleUp.step` replicas (capped
-   at max). From zero replicas, the first waiting item adds exactly one ("activation").
-4. A signal is missing (Prometheus unreachable, slow, or no series): never scale down.
+3. ANY available signal above its scale-up threshold (utilization only while an item
+   waits, by default): scale up, by `scaleUp.step` or, with `sizing: backlog` and a known
+   service time, to busy + ceil(waiting x service time / drainSeconds), at least one
+   more (capped at max, never below the prediction floor). From zero replicas the first
+   waiting item adds exactly one ("activation").
+4. The forecast floor (`prediction`): fewer replicas than the forecast work keeps busy,
+   ceil(forecast arrival rate x service time), raises the pool to it; a scale-down leaves
+   enough that an arriving item rarely waits (Erlang C, `waitProbability`), but not so
+   many that the forecast work would leave them below the scale-down utilization.
+   Rules 3 and 4 are held while the model API rate-limits the pool (`rateLimit`): more
+   Pods would add cost without throughput.
+5. A signal is missing (Prometheus unreachable, slow, or no series): never scale down.
    After `fallback.failureThreshold` consecutive polls with missing data the pool is raised
    to `fallback.replicas` if that is set and higher; otherwise it holds.
-5. ALL signals below their scale-down thresholds: remove `scaleDown.step` replicas (floored
-   at min, and at one while any item is still waiting, so scale-to-zero never strands
-   work).
-6. Anything in between: hold.
+6. ALL signals below their scale-down thresholds: remove `scaleDown.step` replicas or, with
+   `sizing: backlog`, every idle replica (never below min, what the forecast keeps, or one
+   while any item is still waiting, so scale-to-zero never strands work).
+7. Anything in between: hold.
 
 Scale-ups wait `scaleUp.stabilizationSeconds` after the last change in either direction,
-scale-downs `scaleDown.cooldownSeconds`; a decision held back by a timer says so
-(`blocked_by`) together with what it would have done.
+scale-downs `scaleDown.cooldownSeconds`; a decision held back by a timer or a rate limit
+says so (`blocked_by`) together with what it would have done.
+
+The threshold signals (queue depth, oldest wait, utilization) are required: missing, they
+stop scale-downs. The others (service time, arrival rates, the rate-limit signals) only
+refine a decision: absent means "no information", and the rule that needs one falls back
+to the plain documented behaviour.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
@@ -59,8 +74,13 @@ class Trigger(StrEnum):
     STABILIZATION = "stabilization"
     COOLDOWN = "cooldown"
     METRICS_UNAVAILABLE = "metrics_unavailable"
+    PREDICTION = "prediction"
+    RATE_LIMITED = "rate_limited"
     PAUSED = "paused"
     DISABLED = "disabled"
+
+
+Blocker = Literal["stabilization", "cooldown", "rate_limit"]
 
 
 class Signals(BaseModel):
@@ -71,6 +91,16 @@ class Signals(BaseModel):
     queue_depth: float | None = Field(default=None, ge=0)
     oldest_wait_seconds: float | None = Field(default=None, ge=0)
     utilization: float | None = Field(default=None, ge=0)
+    service_seconds: float | None = Field(default=None, ge=0)
+    """Mean seconds a worker of the pool spent per item over the prediction window."""
+    arrival_rate: float | None = Field(default=None, ge=0)
+    """Items per second that arrived for the pool over the prediction window."""
+    seasonal_arrival_rate: float | None = Field(default=None, ge=0)
+    """Items per second that arrived one prediction period ago, over the lookahead."""
+    throttled_fraction: float | None = Field(default=None, ge=0, le=1)
+    """Share of the pool's model calls answered 429 or 529 over the last two minutes."""
+    api_headroom: float | None = Field(default=None, ge=0, le=1)
+    """Lowest remaining share of the model API's rate-limit budget the workers were told."""
     error: str | None = None
     """Why a signal is missing (e.g. "Prometheus unreachable: connection refused")."""
 
@@ -116,9 +146,10 @@ class Decision(BaseModel):
     trigger: Trigger
     reason: str
     """Human explanation, e.g. "queue_depth=14 > 10"."""
-    blocked_by: Literal["stabilization", "cooldown"] | None = None
+    blocked_by: Blocker | None = None
     wanted_replicas: int
-    """What the rules asked for before a timer held it back (== desired when not blocked)."""
+    """What the rules asked for before a timer or a rate limit held it back (== desired
+    when not blocked)."""
     metrics_available: bool
     missing_signals: tuple[str, ...] = ()
     metrics_error: str | None = None
@@ -164,6 +195,31 @@ def _fraction(value: float) -> str:
     return f"{value:.2f}"
 
 
+def _rate(per_second: float) -> str:
+    return f"{per_second * 3600:.1f}/h"
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 86400 == 0:
+        days = seconds // 86400
+        return "1 day" if days == 1 else f"{days} days"
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
+
+
+def _utilization_ignored(policy: AutoscalingSpec, signals: Signals) -> bool:
+    """Utilization is above its threshold, but nothing waits, so it does not count."""
+    return (
+        policy.scale_up.utilization_needs_backlog
+        and signals.utilization is not None
+        and signals.utilization > policy.scale_up.utilization_above
+        and not (signals.queue_depth is not None and signals.queue_depth > 0)
+    )
+
+
 def _high_signals(policy: AutoscalingSpec, signals: Signals) -> list[tuple[Trigger, str]]:
     up = policy.scale_up
     high: list[tuple[Trigger, str]] = []
@@ -185,14 +241,161 @@ def _high_signals(policy: AutoscalingSpec, signals: Signals) -> list[tuple[Trigg
                 f" > {_seconds(up.oldest_wait_seconds_above)}",
             )
         )
-    if signals.utilization is not None and signals.utilization > up.utilization_above:
-        high.append(
+    if (
+        signals.utilization is not None
+        and signals.utilization > up.utilization_above
+        and not _utilization_ignored(policy, signals)
+    ):
+        text = f"utilization={_fraction(signals.utilization)} > {_fraction(up.utilization_above)}"
+        if up.utilization_needs_backlog and not high:
+            assert signals.queue_depth is not None
+            text += f" with {_count(signals.queue_depth)} waiting"
+        high.append((Trigger.UTILIZATION, text))
+    return high
+
+
+def _busy(state: ScaleState, signals: Signals) -> float:
+    """Busy workers: utilization is busy over current replicas (0 without replicas)."""
+    if state.current_replicas == 0 or signals.utilization is None:
+        return 0.0
+    return min(1.0, signals.utilization) * state.current_replicas
+
+
+def _scale_up_target(
+    policy: AutoscalingSpec, state: ScaleState, signals: Signals
+) -> tuple[int, str]:
+    """Replicas a scale-up asks for (uncapped), and how they were sized ("" for a step)."""
+    up = policy.scale_up
+    current = state.current_replicas
+    if up.sizing == "step" or signals.service_seconds is None or signals.queue_depth is None:
+        return current + up.step, ""
+    busy = _busy(state, signals)
+    waiting = signals.queue_depth
+    # The busy workers keep their items; the waiting ones need workers of their own, as many
+    # as take them all within drainSeconds at the observed service time.
+    need = math.ceil(busy + waiting * signals.service_seconds / up.drain_seconds - 1e-9)
+    target = max(current + 1, need)
+    how = (
+        f"sized {_count(round(busy, 1))} busy + {_count(waiting)} waiting"
+        f" x {_seconds(signals.service_seconds)} / {_seconds(up.drain_seconds)}"
+        f" = {max(need, 0)}"
+    )
+    if need <= current:
+        how += f", at least {target}"
+    return target, how
+
+
+def _forecast(policy: AutoscalingSpec, signals: Signals) -> tuple[float, str] | None:
+    """The forecast arrival rate (items/s) and where it comes from; None: no forecast."""
+    prediction = policy.prediction
+    candidates: list[tuple[float, str]] = []
+    if signals.arrival_rate is not None:
+        candidates.append((signals.arrival_rate, f"last {_duration(prediction.window_seconds)}"))
+    if prediction.period_seconds > 0 and signals.seasonal_arrival_rate is not None:
+        candidates.append(
             (
-                Trigger.UTILIZATION,
-                f"utilization={_fraction(signals.utilization)} > {_fraction(up.utilization_above)}",
+                signals.seasonal_arrival_rate,
+                f"next {_duration(prediction.lookahead_seconds)}"
+                f" {_duration(prediction.period_seconds)} ago",
             )
         )
-    return high
+    if not candidates:
+        return None
+    return max(candidates, key=lambda candidate: candidate[0])
+
+
+def erlang_c(servers: int, load: float) -> float:
+    """The probability that an arriving item waits, with `servers` workers and `load`
+    Erlangs of Poisson work (Erlang C); 1 when the workers cannot keep up."""
+    if servers <= load:
+        return 1.0
+    blocking = 1.0  # Erlang B by its recursion, B(0) = 1
+    for count in range(1, servers + 1):
+        blocking = load * blocking / (count + load * blocking)
+    return servers * blocking / (servers - load * (1 - blocking))
+
+
+def servers_for(load: float, wait_probability: float, limit: int) -> int:
+    """The fewest workers (at most `limit`) with which an item waits with at most
+    `wait_probability`. One pass of the Erlang B recursion: linear in the answer."""
+    blocking = 1.0
+    servers = 0
+    while servers < max(1, limit):
+        servers += 1
+        blocking = load * blocking / (servers + load * blocking)
+        if servers > load:
+            waiting = servers * blocking / (servers - load * (1 - blocking))
+            if waiting <= wait_probability:
+                return servers
+    return servers
+
+
+@dataclass(frozen=True)
+class _Floor:
+    """What the forecast asks of the pool."""
+
+    raise_to: int
+    """Replicas the forecast work keeps busy: ceil(load). Fewer, and the pool is raised."""
+    keep: int
+    """Replicas a scale-down leaves at least: enough that an item arriving at the forecast
+    rate finds a worker idle but for `waitProbability` (Erlang C), yet never so many that
+    forecast work alone would leave them below scaleDown.utilizationBelow. Above
+    `raise_to`, so a forecast hovering at a whole number does not flap the pool."""
+    why: str
+
+
+def _prediction_floor(
+    policy: AutoscalingSpec, state: ScaleState, signals: Signals
+) -> _Floor | None:
+    """The forecast floor (clamped to the bounds), or None without a forecast."""
+    prediction = policy.prediction
+    if not prediction.enabled or signals.service_seconds is None:
+        return None
+    forecast = _forecast(policy, signals)
+    if forecast is None:
+        return None
+    rate, source = forecast
+    load = rate * signals.service_seconds
+
+    def bounded(replicas: float) -> int:
+        return min(state.max_replicas, max(state.min_replicas, math.ceil(replicas - 1e-9)))
+
+    limit = max(1, state.max_replicas)
+    keep = servers_for(load, prediction.wait_probability, limit)
+    idle_limit = policy.scale_down.utilization_below
+    if idle_limit > 0:
+        keep = min(keep, math.ceil(min(load / idle_limit, limit) - 1e-9))
+    return _Floor(
+        raise_to=bounded(load),
+        keep=max(bounded(load), bounded(keep)),
+        why=(
+            f"forecast {_rate(rate)} ({source}) x {_seconds(signals.service_seconds)} per item"
+            f" keeps {load:.1f} workers busy"
+        ),
+    )
+
+
+def _rate_limited(policy: AutoscalingSpec, signals: Signals) -> str | None:
+    """Why the model API is limiting the pool's throughput, or None."""
+    limit = policy.rate_limit
+    if not limit.enabled:
+        return None
+    throttled = signals.throttled_fraction
+    if throttled is not None and throttled > limit.throttled_above:
+        return (
+            f"throttled={_fraction(throttled)} > {_fraction(limit.throttled_above)}"
+            " of model calls answered 429/529"
+        )
+    if (
+        limit.headroom_below > 0
+        and signals.api_headroom is not None
+        and signals.api_headroom < limit.headroom_below
+    ):
+        return (
+            f"api_headroom={_fraction(signals.api_headroom)} < {_fraction(limit.headroom_below)}"
+            " of the rate-limit budget left"
+        )
+    return None
 
 
 def _missing_signals(state: ScaleState, signals: Signals) -> tuple[str, ...]:
@@ -246,7 +449,7 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
         desired: int,
         trigger: Trigger,
         reason: str,
-        blocked_by: Literal["stabilization", "cooldown"] | None = None,
+        blocked_by: Blocker | None = None,
         wanted: int | None = None,
     ) -> Decision:
         if desired > current:
@@ -303,25 +506,60 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
             )
         return result(target, trigger, reason)
 
+    throttled = _rate_limited(policy, signals)
+
+    def limited_up(target: int, trigger: Trigger, reason: str) -> Decision:
+        if throttled is not None and current == 0:
+            # Without a replica the pool has no throughput at all: one, and no more.
+            return gated_up(
+                1, trigger, f"{reason}; 1 replica only while the model API limits ({throttled})"
+            )
+        if throttled is not None:
+            return result(
+                current,
+                Trigger.RATE_LIMITED,
+                f"scale-up to {target} held while the model API limits the pool ({throttled}):"
+                f" more Pods would add cost, not throughput; wanted for {reason}",
+                blocked_by="rate_limit",
+                wanted=target,
+            )
+        return gated_up(target, trigger, reason)
+
+    floor = _prediction_floor(policy, state, signals)
     high = _high_signals(policy, signals)
     if high:
         reason = ", ".join(text for _, text in high)
-        target = min(state.max_replicas, current + policy.scale_up.step)
-        if target == current:
+        wanted, how = _scale_up_target(policy, state, signals)
+        if how:
+            reason += f"; {how}"
+        trigger = high[0][0]
+        if floor is not None and floor.raise_to > wanted:
+            wanted = floor.raise_to
+            reason += f"; prediction floor {floor.raise_to}: {floor.why}"
+        target = min(state.max_replicas, wanted)
+        if target <= current:
             return result(
                 current,
                 Trigger.AT_MAX_REPLICAS,
                 f"{reason}, but already at maxReplicas={state.max_replicas}",
             )
-        return gated_up(target, high[0][0], reason)
+        return limited_up(target, trigger, reason)
 
     waiting = signals.queue_depth is not None and signals.queue_depth > 0
     if current == 0 and waiting and state.max_replicas > 0:
         assert signals.queue_depth is not None
+        # Not held by a rate limit: without a replica there is no throughput at all.
         return gated_up(
             1,
             Trigger.ACTIVATION,
             f"queue_depth={_count(signals.queue_depth)} > 0 with no replicas",
+        )
+
+    if floor is not None and floor.raise_to > current:
+        return limited_up(
+            floor.raise_to,
+            Trigger.PREDICTION,
+            f"prediction floor {floor.raise_to} > {current}: {floor.why}",
         )
 
     if not available:
@@ -331,7 +569,7 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
         if failures >= fallback.failure_threshold and fallback.replicas is not None:
             target = min(max(fallback.replicas, state.min_replicas), state.max_replicas)
             if target > current:
-                return gated_up(
+                return limited_up(
                     target,
                     Trigger.FALLBACK,
                     f"{cause} for {_polls(failures)}: fallback to {target} replicas",
@@ -347,30 +585,58 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
         )
 
     all_low, comparison = _low_summary(policy, signals, current)
+    if _utilization_ignored(policy, signals):
+        assert signals.utilization is not None
+        comparison += (
+            f" (utilization={_fraction(signals.utilization)}"
+            f" > {_fraction(policy.scale_up.utilization_above)} with nothing waiting:"
+            " no Pod to add would have work)"
+        )
     if not all_low:
         return result(current, Trigger.WITHIN_THRESHOLDS, f"within thresholds: {comparison}")
-    floor = max(state.min_replicas, 1 if waiting else 0)
-    target = max(floor, current - policy.scale_down.step)
+    down = policy.scale_down
+    keep = max(state.min_replicas, 1 if waiting else 0)
+    floor_note = ""
+    if floor is not None and floor.keep > keep:
+        keep = floor.keep
+        floor_note = (
+            f"; keeping {floor.keep} for the forecast ({floor.why}; an arriving item waits"
+            f" with p <= {policy.prediction.wait_probability:g} or utilization stays"
+            f" >= {_fraction(policy.scale_down.utilization_below)})"
+        )
+    if down.sizing == "backlog":
+        target = max(keep, math.ceil(_busy(state, signals) - 1e-9))
+    else:
+        target = max(keep, current - down.step)
     if target >= current:
-        if current > state.min_replicas:
+        if floor_note and keep >= current:
+            return result(current, Trigger.PREDICTION, f"{comparison}{floor_note}")
+        if current > state.min_replicas and waiting:
             return result(
                 current,
                 Trigger.ITEMS_WAITING,
                 f"{comparison}, but items still wait: keeping {current}",
+            )
+        if current > state.min_replicas:
+            return result(
+                current,
+                Trigger.WITHIN_THRESHOLDS,
+                f"{comparison}, but no worker is idle: keeping {current}",
             )
         return result(
             current,
             Trigger.AT_MIN_REPLICAS,
             f"{comparison}, already at minReplicas={state.min_replicas}",
         )
-    cooldown = policy.scale_down.cooldown_seconds
+    reason = comparison + (floor_note if target == keep and floor_note else "")
+    cooldown = down.cooldown_seconds
     if since_change < cooldown:
         return result(
             current,
             Trigger.COOLDOWN,
             f"scale-down to {target} held by cooldown "
-            f"({since_change:.0f}s of {cooldown}s since the last change): {comparison}",
+            f"({since_change:.0f}s of {cooldown}s since the last change): {reason}",
             blocked_by="cooldown",
             wanted=target,
         )
-    return result(target, Trigger.IDLE, comparison)
+    return result(target, Trigger.IDLE, reason)

@@ -27,6 +27,19 @@ def _ctr(socket: Path, *args: str) -> str:
     return result.stdout
 
 
+def _import(socket: Path, archive: Path, attempts: int = 3) -> str:
+    """`ctr images import`, again when containerd's garbage collection (set off by the
+    image this one replaces) removed a parent snapshot under the unpack; the layers are in
+    the content store by then, so the next attempt only unpacks."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return _ctr(socket, "images", "import", str(archive))
+        except RuntimeError as exc:
+            if attempt == attempts or "does not exist" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
 def import_archives(socket: Path, archives: Path) -> list[str]:
     """Import what changed; returns the archives imported."""
     records = socket.parent / "imported"
@@ -44,7 +57,7 @@ def import_archives(socket: Path, archives: Path) -> list[str]:
             and ref.read_text().strip() in present
         ):
             continue
-        out = _ctr(socket, "images", "import", "--no-unpack=false", str(archive))
+        out = _import(socket, archive)
         # "unpacking <ref> (sha256:...)...done"
         names = [line.split()[1] for line in out.splitlines() if line.startswith("unpacking ")]
         record.write_text(image_id + "\n")

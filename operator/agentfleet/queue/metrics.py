@@ -12,6 +12,7 @@
 | `agentfleet_queue_retrying` | namespace, project, stage |
 | `agentfleet_queue_dead_lettered_total` | namespace, project, stage |
 | `agentfleet_queue_completed_total` | namespace, project, stage, outcome |
+| `agentfleet_queue_enqueued_total` | namespace, project, stage, specialty |
 | `agentfleet_queue_redis_up` | (none) |
 
 Depth counts deliverable items only: held items (emergency stop) are in `held`, items in
@@ -79,6 +80,11 @@ def queue_metric_families(snapshots: Iterable[NamespaceSnapshot], now: float) ->
         "Completion records written, by outcome.",
         labels=[*STAGE_LABELS, "outcome"],
     )
+    enqueued = CounterMetricFamily(
+        "agentfleet_queue_enqueued",
+        "New items enqueued (arrivals; retries and releases not counted).",
+        labels=SPECIALTY_LABELS,
+    )
     for snapshot in snapshots:
         ns = snapshot.namespace
         in_flight: defaultdict[tuple[str, Stage, str], int] = defaultdict(int)
@@ -107,7 +113,9 @@ def queue_metric_families(snapshots: Iterable[NamespaceSnapshot], now: float) ->
                 dead[project, stage] += count
         for (project, stage), count in sorted(dead.items()):
             dead_lettered.add_metric([ns, project, stage.value], count)
-    return [depth, oldest, inflight, held, retrying, dead_lettered, completed]
+        for (project, stage, specialty), count in sorted(snapshot.enqueued.items()):
+            enqueued.add_metric([ns, project, stage.value, specialty], count)
+    return [depth, oldest, inflight, held, retrying, dead_lettered, completed, enqueued]
 
 
 class QueueCollector(Collector):

@@ -46,6 +46,8 @@ class NamespaceSnapshot:
     retrying: Counter[tuple[str, Stage]] = field(default_factory=Counter)
     completed: Counter[tuple[str, Stage, CompletionOutcome]] = field(default_factory=Counter)
     held_projects: frozenset[str] = frozenset()
+    enqueued: Counter[tuple[str, Stage, str]] = field(default_factory=Counter)
+    """New items ever enqueued, by (project, stage, specialty): the arrivals."""
 
     def projects(self) -> list[str]:
         names = {lane.project for lane in self.lanes}
@@ -166,14 +168,18 @@ def parse_snapshot(namespace: str, base: str, raw: Sequence[Any]) -> NamespaceSn
         project, stage, _, _ = route.split(" ")
         retrying[project, Stage(stage)] += 1
     completed: Counter[tuple[str, Stage, CompletionOutcome]] = Counter()
+    enqueued: Counter[tuple[str, Stage, str]] = Counter()
     for name, value in zip(counts[::2], counts[1::2], strict=True):
-        project, stage, kind, outcome = name.split(" ")
+        project, stage, kind, detail = name.split(" ")
         if kind == "completed":
-            completed[project, Stage(stage), CompletionOutcome(outcome)] += int(value)
+            completed[project, Stage(stage), CompletionOutcome(detail)] += int(value)
+        elif kind == "enqueued":
+            enqueued[project, Stage(stage), detail] += int(value)
     return NamespaceSnapshot(
         namespace=namespace,
         lanes=tuple(lanes),
         retrying=retrying,
         completed=completed,
         held_projects=frozenset(held),
+        enqueued=enqueued,
     )

@@ -12,7 +12,7 @@ from agentfleet.api import Stage
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.api.workerpool import WorkerPoolSpec
 from agentfleet.autoscaler.decision import Decision
-from agentfleet.simulator.engine import SimulationResult, simulate
+from agentfleet.simulator.engine import RateLimit, SimulationResult, simulate
 from agentfleet.simulator.policies import (
     AgentfleetPolicy,
     Policy,
@@ -79,9 +79,11 @@ def compare(
     queue_target: int,
     startup_seconds: float,
     tail_seconds: float,
+    rate_limit: RateLimit | None = None,
 ) -> Comparison:
     """Replay `trace` through the pool's policy, static provisioning and a queue-length
-    target, all polled at the pool's interval and cut at the same horizon."""
+    target, all polled at the pool's interval and cut at the same horizon (under the same
+    simulated model-API rate limit, if one is given)."""
     horizon = (trace[-1].arrival_seconds if trace else 0.0) + tail_seconds
     agentfleet = AgentfleetPolicy(
         pool.autoscaling, pool.min_replicas, pool.max_replicas, pool.start_replicas
@@ -100,6 +102,7 @@ def compare(
             poll_seconds=pool.autoscaling.poll_interval_seconds,
             startup_seconds=startup_seconds,
             horizon_seconds=horizon,
+            rate_limit=rate_limit,
         )
         for policy in policies
     ]

@@ -15,10 +15,14 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.autoscaler.decision import Decision, Direction, ScaleState, Signals, decide
+from agentfleet.autoscaler.rates import buckets, regular_rate
+
+if TYPE_CHECKING:
+    from agentfleet.simulator.engine import History
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,13 @@ class PoolView:
     oldest_wait_seconds: float
     utilization: float | None
     """Busy workers over replicas wanted; None while no worker runs to report one."""
+    throttled_fraction: float | None = None
+    """Share of model calls answered 429 under a simulated rate limit; None without one
+    (or without a busy worker to make calls)."""
+    api_headroom: float | None = None
+    """Share of the simulated API budget left; None without a rate limit."""
+    history: History | None = field(default=None, compare=False)
+    """Arrivals and finished items so far, for forecasts (the engine's live record)."""
 
 
 class Policy(Protocol):
@@ -40,6 +51,41 @@ class Policy(Protocol):
     def poll(self, now: float, replicas: int, view: PoolView) -> int:
         """The replicas the pool should run from now on."""
         ...
+
+
+def observed_rates(
+    spec: AutoscalingSpec, history: History | None, now: float
+) -> dict[str, float | None]:
+    """The forecast signals as the operator's Prometheus source computes them: the mean
+    processing time and the regular arrival rate (`agentfleet.autoscaler.rates`) over the
+    prediction window, and the regular arrival rate over the lookahead one period ago.
+    Before a whole window (or period) has been observed there is no information, not
+    zero."""
+    if history is None:
+        return {}
+    prediction = spec.prediction
+    window = prediction.window_seconds
+
+    def rate(start: float, end: float) -> float:
+        count = buckets(end - start)
+        width = (end - start) / count
+        return regular_rate(
+            [
+                history.arrivals_between(start + k * width, start + (k + 1) * width)
+                for k in range(count)
+            ],
+            width,
+        )
+
+    observed: dict[str, float | None] = {
+        "service_seconds": history.mean_service_between(now - window, now),
+        "arrival_rate": rate(now - window, now) if now >= window else None,
+    }
+    period, lookahead = prediction.period_seconds, prediction.lookahead_seconds
+    if period > 0 and now >= period:
+        ago = now - period
+        observed["seasonal_arrival_rate"] = rate(ago, ago + min(lookahead, period))
+    return observed
 
 
 @dataclass
@@ -73,7 +119,10 @@ class AgentfleetPolicy:
             queue_depth=view.waiting,
             oldest_wait_seconds=view.oldest_wait_seconds,
             utilization=view.utilization,
+            throttled_fraction=view.throttled_fraction,
+            api_headroom=view.api_headroom,
             error=None if view.utilization is not None else "no worker ready to report",
+            **observed_rates(self.spec, view.history, now),
         )
         decision = decide(self.spec, state, signals, now)
         self._failures = decision.consecutive_failures

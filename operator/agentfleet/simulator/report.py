@@ -9,6 +9,7 @@ from rich import box
 from rich.table import Table
 
 from agentfleet.simulator.compare import Comparison
+from agentfleet.simulator.forecast import Drain, Replay
 
 
 def _duration(seconds: float) -> str:
@@ -39,9 +40,61 @@ def results_table(comparison: Comparison) -> Table:
 
 
 LEGEND = (
-    "wait: time queued until a worker took the item; pod-h: pod-hours; "
-    "scales: replica changes; peak: most replicas"
+    "wait: time queued until a worker took the item (plus, under a rate limit, time its "
+    "worker was held back); pod-h: pod-hours; scales: replica changes; peak: most replicas"
 )
+
+
+def _maybe(seconds: float | None) -> str:
+    return "never" if seconds is None else _duration(seconds)
+
+
+def _error(forecast: float | None, measured: float | None) -> str:
+    if forecast is None or measured is None or measured <= 0:
+        return ""
+    return f"{(forecast - measured) / measured:+.0%}"
+
+
+def forecast_table(replay: Replay) -> Table:
+    """Forecast against what the simulation then did, per Project and capacity."""
+    observed = "; ".join(
+        f"{item.project or 'all'}: {item.load.queued} waiting, {item.load.in_progress} running,"
+        f" {item.load.arrival_rate * 3600:.1f}/h arriving, {_duration(item.load.service_seconds)}"
+        " per item"
+        for item in replay.forecasts
+    )
+    table = Table(
+        title=f"Forecast at {_duration(replay.at_seconds)} ({replay.replicas} replicas then)",
+        caption=f"observed: {observed or 'nothing finished yet, no service rate'}",
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column("project")
+    for heading in ("replicas", "done", "10-90 %", "simulated", "error", "queue empty"):
+        table.add_column(heading, justify="right")
+    for item in replay.forecasts:
+        measured = {
+            item.current.replicas: replay.measured_current[item.project],
+            item.maximum.replicas: replay.measured_maximum[item.project],
+        }
+        drains: list[Drain] = [item.current]
+        if item.maximum.replicas != item.current.replicas:
+            drains.append(item.maximum)
+        for drain in drains:
+            actual = measured[drain.replicas]
+            table.add_row(
+                item.project or "all",
+                str(drain.replicas),
+                _maybe(drain.done_seconds),
+                (
+                    f"{_duration(drain.done_range[0])}-{_duration(drain.done_range[1])}"
+                    if drain.done_range
+                    else ""
+                ),
+                _maybe(actual.done_seconds),
+                _error(drain.done_seconds, actual.done_seconds),
+                _maybe(drain.drained_seconds),
+            )
+    return table
 
 
 def decisions_table(comparison: Comparison) -> Table:

@@ -117,8 +117,12 @@ class StageEnvironment:
         redactor: Redactor,
         queue: WorkQueue | None = None,
         metrics: AgentMetrics | None = None,
+        pool: tuple[str, str] = ("", ""),
     ) -> None:
         self.config = config
+        self.pool = pool
+        """(namespace, pool) of the worker: the agents' model responses are counted under
+        it, so the autoscaler can see a pool being rate-limited."""
         self.agent_settings = agent_settings
         self.model_client = model_client
         self.credentials = credentials
@@ -151,6 +155,7 @@ class StageEnvironment:
             credentials=mounted_credentials(config.credentials_dir, environ),
             redactor=redactor,
             queue=queue,
+            pool=(settings.namespace, settings.pool),
         )
 
     def repo(self, item: WorkItem) -> RepoClient:
@@ -184,6 +189,7 @@ class StageEnvironment:
             self.redactor,
             logger=logger,
             metrics=self.metrics,
+            pool=self.pool,
         )
 
     def checkout(self, repo: RepoClient, directory: Path) -> GitCheckout:

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from agentfleet.testing._http import FakeHTTPServer, Request, Response
@@ -139,6 +140,7 @@ class FakeAnthropic(FakeHTTPServer):
         self.calls: list[RecordedCall] = []
         self._scripts: list[tuple[str, Script]] = []
         self._faults: list[_Fault] = []
+        self._rate_limits: dict[str, tuple[int, int]] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.route("POST", r"/v1/messages", self._messages)
@@ -160,6 +162,25 @@ class FakeAnthropic(FakeHTTPServer):
         error_type = "rate_limit_error" if status == 429 else "overloaded_error"
         with self._lock:
             self._faults.extend(_Fault(status, error_type, retry_after) for _ in range(count))
+
+    def report_rate_limit(self, budget: str, limit: int, remaining: int) -> None:
+        """Send `anthropic-ratelimit-<budget>-{limit,remaining,reset}` on every response from
+        now on, as the API does (budget: requests, tokens, input-tokens, output-tokens; the
+        window resets a minute after each response)."""
+        with self._lock:
+            self._rate_limits[budget] = (limit, remaining)
+
+    def _rate_limit_headers(self) -> dict[str, str]:
+        with self._lock:
+            budgets = dict(self._rate_limits)
+        reset = datetime.fromtimestamp(time.time() + 60, UTC).isoformat().replace("+00:00", "Z")
+        headers = {}
+        for budget, (limit, remaining) in budgets.items():
+            prefix = f"anthropic-ratelimit-{budget}"
+            headers[f"{prefix}-limit"] = str(limit)
+            headers[f"{prefix}-remaining"] = str(remaining)
+            headers[f"{prefix}-reset"] = reset
+        return headers
 
     def requests_matching(self, text: str) -> list[dict[str, Any]]:
         """Bodies of the accepted requests whose system prompt or messages contain `text`."""
@@ -183,6 +204,9 @@ class FakeAnthropic(FakeHTTPServer):
     ) -> Response:
         body = {"type": "error", "error": {"type": error_type, "message": message}}
         return Response(status, body, {"request-id": _request_id(), **(headers or {})})
+
+    def _rate_limited_headers(self, headers: dict[str, str]) -> dict[str, str]:
+        return {**self._rate_limit_headers(), **headers}
 
     def _messages(self, request: Request) -> Response:
         received_at = time.monotonic()
@@ -233,7 +257,11 @@ class FakeAnthropic(FakeHTTPServer):
         turn = script(conversation)
         if self.latency:
             time.sleep(self.latency)
-        return Response(200, self._message(body, turn), {"request-id": _request_id()})
+        return Response(
+            200,
+            self._message(body, turn),
+            {"request-id": _request_id(), **self._rate_limit_headers()},
+        )
 
     def _fault_response(self, fault: _Fault) -> Response:
         headers = {"x-should-retry": "true"}
@@ -245,7 +273,9 @@ class FakeAnthropic(FakeHTTPServer):
             if fault.status == 529
             else "Number of request tokens has exceeded your per-minute rate limit"
         )
-        return self._error(fault.status, fault.error_type, message, headers)
+        return self._error(
+            fault.status, fault.error_type, message, self._rate_limited_headers(headers)
+        )
 
     def _script_for(self, conversation: Conversation) -> Script | None:
         haystack = conversation.system + "\n" + conversation.first_user_text

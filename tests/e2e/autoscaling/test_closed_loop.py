@@ -57,9 +57,10 @@ def pool_manifest(stack: LocalStack) -> dict[str, object]:
             "env": [{"name": "AGENTFLEET_COMMAND", "value": COMMAND}, *stack.worker_env()],
             "autoscaling": {
                 "pollIntervalSeconds": POLL_SECONDS,
-                "scaleUp": {"step": 2, "stabilizationSeconds": 0},
+                # Fixed steps (not sized from the backlog), so the climb is 1 -> 3 -> 4.
+                "scaleUp": {"sizing": "step", "step": 2, "stabilizationSeconds": 0},
                 # One step from max to min, so the busy-pod check sees three Pods go.
-                "scaleDown": {"step": 3, "cooldownSeconds": COOLDOWN_SECONDS},
+                "scaleDown": {"sizing": "step", "step": 3, "cooldownSeconds": COOLDOWN_SECONDS},
             },
         },
     }

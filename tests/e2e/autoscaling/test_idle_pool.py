@@ -3,8 +3,9 @@ day) reads queue 0 with its metrics available, fills its QUEUE column, and the c
 metrics-unavailable alert stays silent for it; the same alert fires once Prometheus is
 really down.
 
-The whole stack is real (LocalStack: control plane, Redis, Prometheus, the queue exporter,
-the operator with its autoscaler, the pod runner). The alert is judged by `promtool test
+The whole stack is real (LocalStack on the session's cluster: control plane and node,
+Redis, Prometheus, the queue exporter, the operator with its autoscaler; the pool's worker
+runs in a container). The alert is judged by `promtool test
 rules` on the series the operator itself exported during the run: one sample of
 `agentfleet_pool_metrics_available` per autoscaler poll, each taken as a minute of the
 alert's time.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import subprocess
 import urllib.request
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,6 +24,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.localenv import find_binary
+from agentfleet.localenv.cluster import LocalCluster
 from agentfleet.localenv.stack import LocalStack
 from agentfleet.localenv.waiting import wait_for
 
@@ -40,13 +43,16 @@ SAMPLES = 12
 
 
 @pytest.fixture
-def stack(tmp_path: Path, request: pytest.FixtureRequest) -> LocalStack:
+def stack(
+    local_cluster: LocalCluster, tmp_path: Path, request: pytest.FixtureRequest
+) -> LocalStack:
     """The shared stack fixture, with Project status (and so the lanes the operator
     declares) refreshed every 2 s instead of 15."""
     local = LocalStack(
-        namespace="autoscaling",
+        namespace=f"idle-{uuid.uuid4().hex[:6]}",
         workdir=tmp_path / "stack",
         operator_env={"AGENTFLEET_PROJECT_STATUS_SECONDS": "2"},
+        cluster=local_cluster,
     )
     local.start()
     request.addfinalizer(local.stop)
@@ -98,7 +104,7 @@ def _record(cluster: Cluster, samples: int) -> list[int]:
     return values
 
 
-def _promtool(tmp_path: Path, series: str, cases: list[dict[str, object]]) -> str:
+def _promtool(tmp_path: Path, namespace: str, series: str, cases: list[dict[str, object]]) -> str:
     (tmp_path / "alerts.yaml").write_text(RULES.read_text())
     test = {
         "rule_files": ["alerts.yaml"],
@@ -108,7 +114,7 @@ def _promtool(tmp_path: Path, series: str, cases: list[dict[str, object]]) -> st
                 "interval": "1m",
                 "input_series": [
                     {
-                        "series": f'{GAUGE}{{namespace="autoscaling",pool="{POOL}"}}',
+                        "series": f'{GAUGE}{{namespace="{namespace}",pool="{POOL}"}}',
                         "values": series,
                     }
                 ],
@@ -142,6 +148,7 @@ def test_an_idle_pool_reads_zero_and_only_a_real_outage_alerts(
         "-n", ns, "apply", "-f", "-",
         stdin=f"apiVersion: agentfleet.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: {POOL}}}\n"
         "spec: {stage: review, handler: command, minReplicas: 1, maxReplicas: 2,\n"
+        "       resources: {requests: {cpu: 50m, memory: 128Mi}},\n"
         "       env: [{name: AGENTFLEET_COMMAND, value: 'true'}],\n"
         "       autoscaling: {pollIntervalSeconds: 1}}\n",
     )  # fmt: skip
@@ -164,6 +171,7 @@ def test_an_idle_pool_reads_zero_and_only_a_real_outage_alerts(
     warnings_while_idle = [r for r, _ in cluster.events(POOL) if r == "MetricsUnavailable"]
 
     # Prometheus really down: the same pool's metrics are missing, never read as zero.
+    assert stack.prometheus is not None
     stack.prometheus.stop()
     wait_for(
         lambda: (c := cluster.condition(POOL, "MetricsAvailable")) and c["status"] == "False",
@@ -184,6 +192,7 @@ def test_an_idle_pool_reads_zero_and_only_a_real_outage_alerts(
     assert (
         _promtool(
             tmp_path,
+            ns,
             recorded,
             [
                 {"eval_time": f"{SAMPLES - 1}m", "alertname": ALERT, "exp_alerts": []},
@@ -200,6 +209,7 @@ def test_an_idle_pool_reads_zero_and_only_a_real_outage_alerts(
     # The check is not vacuous: the idle half alone never fires.
     assert "FAILED" in _promtool(
         tmp_path,
+        ns,
         " ".join(str(v) for v in idle),
         [
             {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import anthropic
@@ -216,6 +217,53 @@ async def test_overload_and_rate_limits_are_retried_after_the_requested_wait(
     assert sample(registry, "agentfleet_agent_retries_total", reason="overloaded", **model) == 1
     assert sample(registry, "agentfleet_agent_retries_total", reason="rate_limited", **model) == 1
     assert sample(registry, "agentfleet_agent_model_calls_total", outcome="ok", **model) == 1
+
+
+async def test_responses_are_counted_per_pool_with_the_rate_limit_headroom(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    registry: CollectorRegistry,
+) -> None:
+    """The autoscaler's rate-limit signal: 429/529 answers counted per (namespace, pool),
+    and the budget share the anthropic-ratelimit-* headers report."""
+    now = [1_000.0]
+    metrics = AgentMetrics(registry, clock=lambda: now[0])
+    fake_anthropic.add_script("busy", scripted(say("ok")))
+    fake_anthropic.report_rate_limit("tokens", limit=80_000, remaining=4_000)
+    fake_anthropic.report_rate_limit("requests", limit=50, remaining=45)
+    fake_anthropic.fail_next(1, status=429, retry_after=0)
+    fake_anthropic.fail_next(1, status=529, retry_after=0)
+    pooled = AgentRunner(client, settings, redactor, metrics=metrics, pool=("team-a", "dev"))
+    assert (await pooled.run("busy", "go", [])).finished
+
+    pool = {"namespace": "team-a", "pool": "dev", "model": MODEL}
+    responses = "agentfleet_agent_model_responses_total"
+    assert sample(registry, responses, status="rate_limited", **pool) == 1
+    assert sample(registry, responses, status="overloaded", **pool) == 1
+    assert sample(registry, responses, status="ok", **pool) == 1
+    # The lowest budget: 4,000 of 80,000 tokens left.
+    headroom = "agentfleet_agent_ratelimit_headroom"
+    assert sample(registry, headroom, **pool) == pytest.approx(0.05)
+    # Once the window the headers named has reset, the old reading no longer holds.
+    now[0] = time.time() + 120
+    assert sample(registry, headroom, **pool) == 1.0
+
+
+async def test_without_rate_limit_headers_there_is_no_headroom_reading(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    registry: CollectorRegistry,
+) -> None:
+    fake_anthropic.add_script("plain", scripted(say("ok")))
+    await runner(client, settings, redactor, metrics).run("plain", "go", [])
+    labels = {"namespace": "", "pool": "", "model": MODEL}
+    assert sample(registry, "agentfleet_agent_model_responses_total", status="ok", **labels) == 1
+    assert registry.get_sample_value("agentfleet_agent_ratelimit_headroom", labels) is None
 
 
 async def test_a_retry_after_beyond_the_allowed_wait_fails_the_call_at_once(

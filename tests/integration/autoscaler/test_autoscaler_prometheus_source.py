@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -98,7 +99,9 @@ async def test_one_query_per_signal_serves_every_pool(
 
     before = source.queries_sent
     signals = await source.fetch([*pools, *idle])
-    assert source.queries_sent - before == 3
+    # Three threshold signals and five optional ones (429 share, API headroom, service
+    # time, arrivals, arrivals a day ago), whatever the number of pools.
+    assert source.queries_sent - before == 3 + 5
 
     assert signals[(ns, "general")] == Signals(
         queue_depth=4 + 2 + 1, oldest_wait_seconds=400, utilization=0.5
@@ -111,8 +114,82 @@ async def test_one_query_per_signal_serves_every_pool(
         queue_depth=4 + 2 + 5, oldest_wait_seconds=120, utilization=0.25
     )
     assert signals[(ns, "docs")] == Signals(queue_depth=9, oldest_wait_seconds=10, utilization=0)
-    assert signals[(ns, "no-projects")] == Signals(queue_depth=0, oldest_wait_seconds=0)
+    # Nothing can arrive for it either.
+    assert signals[(ns, "no-projects")] == Signals(
+        queue_depth=0, oldest_wait_seconds=0, arrival_rate=0, seasonal_arrival_rate=0
+    )
     assert all(signals[p.key].queue_depth is None for p in idle)
+
+
+async def test_rate_limit_service_time_and_arrivals_come_batched_for_every_pool(
+    exporter: SyntheticQueueMetrics, source: PrometheusSource, test_namespace: str
+) -> None:
+    """The optional signals from the real series the workers and the queue export: the
+    share of model calls answered 429/529, the API headroom, the mean processing time and
+    the arrival rate; absent (no information, not zero) where there is no number."""
+    ns, dev = test_namespace, Stage.DEVELOPMENT.value
+    for name in ("limited", "fine", "silent"):
+        exporter.queue(ns, dev, depth=0, oldest_wait=0, project=name)
+        exporter.busy(ns, name, 1)
+    exporter.busy(ns, "unaware", 1)
+    exporter.enqueued(ns, dev, 0, project="limited")
+    for status in ("ok", "rate_limited"):
+        exporter.responses(ns, "limited", status, 0)
+    exporter.responses(ns, "fine", "ok", 0)
+    exporter.headroom(ns, "limited", 0.04)
+    pools = {name: pool(ns, name, projects=[name], replicas=1) for name in ("limited", "fine")}
+    # A one-minute window: a whole window of arrivals is observed within the test.
+    minute = AutoscalingSpec(prediction={"window_seconds": 60})
+    pools["limited"] = pools["limited"].model_copy(update={"autoscaling": minute})
+    silent = pool(ns, "silent", projects=["silent"], replicas=1)
+    unaware = pool(ns, "unaware", projects=["silent"], replicas=1).model_copy(
+        update={"autoscaling": AutoscalingSpec(rate_limit={"enabled": False})}
+    )
+    everything = [*pools.values(), silent, unaware]
+    await fetch_when(source, everything, [p.key for p in everything])
+
+    # Traffic after Prometheus has seen the counters at zero, so every increment is a rate.
+    for _ in range(6):
+        exporter.responses(ns, "limited", "ok", 3)
+        exporter.responses(ns, "limited", "rate_limited", 1)
+        exporter.responses(ns, "fine", "ok", 2)
+        exporter.processed(ns, "limited", dev, 500, 700)
+        exporter.enqueued(ns, dev, 1, project="limited")
+        await asyncio.sleep(0.5)
+
+    async def settled() -> dict[PoolKey, Signals] | None:
+        signals = await source.fetch(everything)
+        limited = signals[pools["limited"].key]
+        if limited.throttled_fraction is None or limited.service_seconds is None:
+            return None
+        if limited.arrival_rate is None or limited.arrival_rate * 60 < 5.5:
+            return None
+        return signals
+
+    signals = await async_wait_for(settled, SCRAPED_WITHIN, "the rates to be scraped")
+    limited = signals[pools["limited"].key]
+    assert limited.throttled_fraction == pytest.approx(0.25, abs=0.03)
+    assert limited.api_headroom == pytest.approx(0.04)
+    assert limited.service_seconds == pytest.approx(600, rel=0.01)
+    # Six new items in the one-minute window (Prometheus extrapolates a little).
+    assert limited.arrival_rate is not None
+    assert 5.5 <= limited.arrival_rate * 60 <= 9
+    assert limited.seasonal_arrival_rate is None  # no data from a day ago
+    fine = signals[pools["fine"].key]
+    assert fine.throttled_fraction == 0.0  # calls made, none throttled: that is information
+    # Nothing ever arrived in its queues (no series), and its two-hour window has not been
+    # observed whole anyway: no information.
+    assert fine.arrival_rate is None
+    assert fine.api_headroom is None  # no headers reported
+    # No calls, no processing, no arrivals: no information, which is not zero.
+    quiet = signals[silent.key]
+    assert (quiet.throttled_fraction, quiet.service_seconds, quiet.arrival_rate) == (
+        None,
+        None,
+        None,
+    )
+    # A pool that ignores rate limits is not told about them.
+    assert signals[unaware.key].throttled_fraction is None
 
 
 async def test_a_pool_without_series_is_unavailable_not_zero(

@@ -125,6 +125,12 @@ async def test_queue_metrics_reflect_the_queue_and_pass_promtool(
     assert values[completed, labels(**stage, project="shop", outcome="dead_lettered")] == 1
     review = {**lane, "stage": "review", "lane": "normal"}
     assert values["agentfleet_queue_depth", labels(**review)] == 1
+    # Arrivals: six new items, and the review item the dead letter became; the release and
+    # the retry are deliveries of items that had arrived already.
+    enqueued = "agentfleet_queue_enqueued_total"
+    assert values[enqueued, labels(**lane)] == 5
+    assert values[enqueued, labels(**{**lane, "project": "blog", "specialty": "tdd"})] == 1
+    assert values[enqueued, labels(**{**lane, "stage": "review"})] == 1
     assert values["agentfleet_queue_redis_up", ()] == 1
 
     assert promtool_problems(generate_latest(registry)) == ""

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import email.utils
+from datetime import UTC, datetime
 
 import pytest
 
 from agentfleet.agents.pricing import cost_usd, price_for
-from agentfleet.agents.retry import backoff_seconds, retry_after_seconds, retry_delay
+from agentfleet.agents.retry import (
+    backoff_seconds,
+    rate_limit_headroom,
+    response_status,
+    retry_after_seconds,
+    retry_delay,
+)
 from agentfleet.agents.settings import AgentSettings
 from agentfleet.api.workerpool import DEFAULT_MODEL
 
@@ -92,3 +99,37 @@ def test_the_default_model_is_current_and_priced() -> None:
     assert DEFAULT_MODEL not in DEPRECATED_MODELS
     assert AgentSettings().model == DEFAULT_MODEL
     assert price_for(DEFAULT_MODEL) is not None
+
+
+def test_rate_limit_headroom_is_the_lowest_budget_share_and_its_reset() -> None:
+    headers = {
+        "anthropic-ratelimit-requests-limit": "50",
+        "anthropic-ratelimit-requests-remaining": "40",
+        "anthropic-ratelimit-requests-reset": "2026-03-01T12:00:30Z",
+        "anthropic-ratelimit-output-tokens-limit": "16000",
+        "anthropic-ratelimit-output-tokens-remaining": "800",
+        "anthropic-ratelimit-output-tokens-reset": "2026-03-01T12:00:10Z",
+    }
+    share, reset = rate_limit_headroom(headers) or (None, None)
+    assert share == pytest.approx(0.05)
+    assert reset == datetime(2026, 3, 1, 12, 0, 10, tzinfo=UTC).timestamp()
+    assert rate_limit_headroom({}) is None
+    assert rate_limit_headroom({"anthropic-ratelimit-tokens-limit": "0"}) is None
+    odd = {"anthropic-ratelimit-tokens-limit": "10", "anthropic-ratelimit-tokens-remaining": "x"}
+    assert rate_limit_headroom(odd) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "label"),
+    [
+        (200, "ok"),
+        (429, "rate_limited"),
+        (529, "overloaded"),
+        (500, "server_error"),
+        (408, "server_error"),
+        (400, "client_error"),
+        (None, "connection"),
+    ],
+)
+def test_response_status_labels(status: int | None, label: str) -> None:
+    assert response_status(status) == label

@@ -7,6 +7,8 @@ import pytest
 from agentfleet.api.autoscaling import (
     AutoscalingSpec,
     FallbackPolicy,
+    PredictionPolicy,
+    RateLimitPolicy,
     ScaleDownRule,
     ScaleUpRule,
 )
@@ -17,6 +19,8 @@ from agentfleet.autoscaler.decision import (
     Signals,
     Trigger,
     decide,
+    erlang_c,
+    servers_for,
 )
 
 pytestmark = pytest.mark.unit
@@ -25,6 +29,8 @@ NOW = 10_000.0
 DEFAULTS = AutoscalingSpec()
 QUIET = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0.0)
 MIDDLE = Signals(queue_depth=5, oldest_wait_seconds=60, utilization=0.5)
+STEP_DOWN = AutoscalingSpec(scale_down=ScaleDownRule(sizing="step"))
+"""Scale-down one `step` per decision instead of to the busy workers (`sizing: step`)."""
 
 
 def state(current: int, lo: int = 1, hi: int = 10, **kwargs: float | int | None) -> ScaleState:
@@ -56,7 +62,7 @@ def run(
         (
             Signals(queue_depth=5, oldest_wait_seconds=60, utilization=0.85),
             Trigger.UTILIZATION,
-            "utilization=0.85 > 0.80",
+            "utilization=0.85 > 0.80 with 5 waiting",
         ),
         (
             Signals(queue_depth=30, oldest_wait_seconds=2000, utilization=0.9),
@@ -94,7 +100,9 @@ def test_thresholds_are_strict_and_one_signal_not_low_holds(signals: Signals) ->
 
 
 def test_all_signals_low_scales_down_one_and_explains_each_comparison() -> None:
-    decision = run(Signals(queue_depth=2, oldest_wait_seconds=299, utilization=0.29), state(4))
+    decision = run(
+        Signals(queue_depth=2, oldest_wait_seconds=299, utilization=0.29), state(4), STEP_DOWN
+    )
     assert (decision.direction, decision.desired_replicas) == (Direction.DOWN, 3)
     assert decision.trigger is Trigger.IDLE
     assert decision.summary == (
@@ -128,7 +136,7 @@ def test_scale_up_step_is_configurable(step: int, expected: int) -> None:
 
 @pytest.mark.parametrize(("step", "expected"), [(1, 7), (3, 5), (7, 1), (20, 1)])
 def test_scale_down_step_is_configurable(step: int, expected: int) -> None:
-    policy = AutoscalingSpec(scale_down=ScaleDownRule(step=step))
+    policy = AutoscalingSpec(scale_down=ScaleDownRule(sizing="step", step=step))
     assert run(QUIET, state(8), policy).desired_replicas == expected
 
 
@@ -142,7 +150,8 @@ def test_no_scale_to_zero_while_an_item_waits() -> None:
     decision = run(one_waiting, state(1, lo=0))
     assert decision.desired_replicas == 1
     assert decision.trigger is Trigger.ITEMS_WAITING
-    assert run(one_waiting, state(3, lo=0)).desired_replicas == 2
+    assert run(one_waiting, state(3, lo=0)).desired_replicas == 1
+    assert run(one_waiting, state(3, lo=0), STEP_DOWN).desired_replicas == 2
 
 
 def test_first_queued_item_brings_a_pool_back_from_zero_to_one() -> None:
@@ -187,11 +196,11 @@ def test_a_recent_scale_down_also_holds_a_scale_up_for_the_stabilization_window(
 
 def test_scale_down_within_cooldown_is_held() -> None:
     held = run(QUIET, state(5, last_scale_up_time=NOW - 299))
-    assert (held.desired_replicas, held.blocked_by, held.wanted_replicas) == (5, "cooldown", 4)
+    assert (held.desired_replicas, held.blocked_by, held.wanted_replicas) == (5, "cooldown", 1)
     assert held.trigger is Trigger.COOLDOWN
     after_down = run(QUIET, state(5, last_scale_down_time=NOW - 100))
     assert after_down.blocked_by == "cooldown"
-    assert run(QUIET, state(5, last_scale_up_time=NOW - 300)).desired_replicas == 4
+    assert run(QUIET, state(5, last_scale_up_time=NOW - 300)).desired_replicas == 1
 
 
 @pytest.mark.parametrize(
@@ -290,3 +299,200 @@ def test_custom_thresholds_are_used() -> None:
 def test_invalid_bounds_are_rejected() -> None:
     with pytest.raises(ValueError, match="minReplicas"):
         ScaleState(current_replicas=1, min_replicas=5, max_replicas=2)
+
+
+# ------------------------------------------------------- how the thresholds combine
+
+LITERAL = AutoscalingSpec(
+    scale_up=ScaleUpRule(utilization_needs_backlog=False, sizing="step"),
+    scale_down=ScaleDownRule(sizing="step"),
+    prediction=PredictionPolicy(enabled=False),
+    rate_limit=RateLimitPolicy(enabled=False),
+)
+"""The documented rules read literally: what the operator did before the options."""
+
+ALL_BUSY_NOTHING_WAITING = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=1.0)
+
+
+def test_utilization_alone_does_not_add_pods_while_nothing_waits() -> None:
+    decision = run(ALL_BUSY_NOTHING_WAITING, state(3))
+    assert (decision.desired_replicas, decision.trigger) == (3, Trigger.WITHIN_THRESHOLDS)
+    assert decision.reason == (
+        "within thresholds: queue_depth=0 < 3, oldest_wait=0s < 300s, utilization=1.00 >= 0.30"
+        " (utilization=1.00 > 0.80 with nothing waiting: no Pod to add would have work)"
+    )
+    # Read literally, the threshold table adds Pods that would have nothing to take.
+    assert run(ALL_BUSY_NOTHING_WAITING, state(3), LITERAL).desired_replicas == 5
+
+
+def test_utilization_counts_once_an_item_waits() -> None:
+    decision = run(Signals(queue_depth=1, oldest_wait_seconds=5, utilization=1.0), state(3))
+    assert (decision.desired_replicas, decision.trigger) == (5, Trigger.UTILIZATION)
+    assert decision.reason == "utilization=1.00 > 0.80 with 1 waiting"
+
+
+def test_a_backlog_sized_step_takes_the_waiting_items_within_the_drain_time() -> None:
+    burst = Signals(queue_depth=14, oldest_wait_seconds=60, utilization=1.0, service_seconds=600)
+    decision = run(burst, state(3))
+    # 3 busy + 14 waiting x 600 s / 1800 s = 7.67: eight workers, in one decision.
+    assert (decision.desired_replicas, decision.trigger) == (8, Trigger.QUEUE_DEPTH)
+    assert decision.summary == (
+        "ScaledUp 3→8: queue_depth=14 > 10, utilization=1.00 > 0.80;"
+        " sized 3 busy + 14 waiting x 600s / 1800s = 8"
+    )
+    # The documented step, for comparison: two more per decision.
+    assert run(burst, state(3), LITERAL).desired_replicas == 5
+    # Capped at the maximum like any scale-up.
+    assert run(burst, state(3, hi=6)).desired_replicas == 6
+
+
+def test_a_backlog_sized_step_adds_at_least_one_and_uses_the_step_without_a_service_time() -> None:
+    short = Signals(queue_depth=1, oldest_wait_seconds=1900, utilization=1.0, service_seconds=60)
+    decision = run(short, state(4))
+    assert decision.desired_replicas == 5
+    assert decision.reason.endswith("= 5")
+    unknown = Signals(queue_depth=14, oldest_wait_seconds=0, utilization=1.0)
+    assert run(unknown, state(3)).desired_replicas == 5  # scaleUp.step
+
+
+def test_a_backlog_sized_scale_down_removes_every_idle_replica_at_once() -> None:
+    two_busy = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0.2)
+    decision = run(two_busy, state(10))
+    assert (decision.desired_replicas, decision.trigger) == (2, Trigger.IDLE)
+    assert run(two_busy, state(10), STEP_DOWN).desired_replicas == 9
+    # Never below one while an item waits, nor below minReplicas.
+    one_waiting = Signals(queue_depth=1, oldest_wait_seconds=0, utilization=0.0)
+    assert run(one_waiting, state(5, lo=0)).desired_replicas == 1
+    assert run(QUIET, state(5, lo=3)).desired_replicas == 3
+
+
+# --------------------------------------------------------------------- prediction
+
+STEADY = Signals(
+    queue_depth=0,
+    oldest_wait_seconds=0,
+    utilization=0.5,
+    service_seconds=600,
+    arrival_rate=12 / 3600,
+)
+
+
+def test_the_forecast_raises_the_pool_to_the_work_it_will_keep_busy() -> None:
+    decision = run(STEADY, state(1))
+    # 12 items an hour x 600 s each keep 2 workers busy.
+    assert (decision.desired_replicas, decision.trigger) == (2, Trigger.PREDICTION)
+    assert decision.reason == (
+        "prediction floor 2 > 1: forecast 12.0/h (last 2h) x 600s per item keeps 2.0 workers busy"
+    )
+    off = AutoscalingSpec(prediction=PredictionPolicy(enabled=False))
+    assert run(STEADY, state(1), off).desired_replicas == 1
+
+
+def test_the_seasonal_forecast_provisions_ahead_of_a_daily_peak() -> None:
+    yesterday_peak = STEADY.model_copy(update={"seasonal_arrival_rate": 30 / 3600})
+    decision = run(yesterday_peak, state(2))
+    assert decision.desired_replicas == 5
+    assert "forecast 30.0/h (next 1h 1 day ago)" in decision.reason
+    recent_only = AutoscalingSpec(prediction=PredictionPolicy(period_seconds=0))
+    assert run(yesterday_peak, state(2), recent_only).desired_replicas == 2
+
+
+def test_a_scale_down_keeps_warm_workers_for_the_forecast() -> None:
+    # 6 items an hour x 600 s: one worker's worth of work. With 3 workers an arriving item
+    # waits 9 % of the time, with 4 only 2 % (Erlang C): keep 4 of 6 idle ones.
+    quiet = STEADY.model_copy(update={"utilization": 0.0, "arrival_rate": 6 / 3600})
+    decision = run(quiet, state(6))
+    assert (decision.desired_replicas, decision.trigger) == (4, Trigger.IDLE)
+    assert decision.reason.endswith(
+        "; keeping 4 for the forecast (forecast 6.0/h (last 2h) x 600s per item keeps 1.0"
+        " workers busy; an arriving item waits with p <= 0.05 or utilization stays >= 0.30)"
+    )
+    at_floor = run(quiet, state(4))
+    assert (at_floor.desired_replicas, at_floor.trigger) == (4, Trigger.PREDICTION)
+    # A looser wait target keeps fewer.
+    loose = AutoscalingSpec(prediction=PredictionPolicy(wait_probability=0.4))
+    assert run(quiet, state(6), loose).desired_replicas == 2
+
+
+def test_warm_workers_kept_for_a_light_forecast_stay_above_the_idle_threshold() -> None:
+    # 0.45 Erlangs: Erlang C would keep 3 for a 5 % wait chance, but three workers would
+    # sit at 15 % utilization, below scaleDown.utilizationBelow: keep 2.
+    light = STEADY.model_copy(update={"utilization": 0.0, "arrival_rate": 2.7 / 3600})
+    assert run(light, state(5)).desired_replicas == 2
+
+
+def test_erlang_c_matches_the_textbook() -> None:
+    assert erlang_c(1, 0.5) == pytest.approx(0.5)
+    assert erlang_c(2, 1.0) == pytest.approx(1 / 3)
+    assert erlang_c(3, 1.0) == pytest.approx(1 / 11)
+    assert erlang_c(2, 2.0) == 1.0
+    assert servers_for(1.0, 0.05, limit=100) == 4
+    assert servers_for(1.0, 0.05, limit=3) == 3
+
+
+def test_the_forecast_floor_stays_within_the_bounds_and_needs_a_service_time() -> None:
+    flood = STEADY.model_copy(update={"arrival_rate": 1.0})
+    assert run(flood, state(3, hi=7)).desired_replicas == 7
+    no_service = STEADY.model_copy(update={"service_seconds": None})
+    assert run(no_service, state(1)).desired_replicas == 1
+
+
+# ---------------------------------------------------------------------- rate limits
+
+BURST = Signals(queue_depth=30, oldest_wait_seconds=0, utilization=1.0, service_seconds=600)
+
+
+def test_a_rate_limited_pool_holds_its_scale_up_and_says_why() -> None:
+    throttled = BURST.model_copy(update={"throttled_fraction": 0.4})
+    decision = run(throttled, state(4))
+    assert decision.desired_replicas == 4
+    assert (decision.trigger, decision.blocked_by) == (Trigger.RATE_LIMITED, "rate_limit")
+    assert decision.wanted_replicas == 10
+    assert decision.event_reason == "ScaleBlocked"
+    assert decision.reason.startswith(
+        "scale-up to 10 held while the model API limits the pool"
+        " (throttled=0.40 > 0.05 of model calls answered 429/529):"
+        " more Pods would add cost, not throughput; wanted for queue_depth=30 > 10"
+    )
+    # The limit clears: scaling resumes with the next poll.
+    cleared = run(BURST.model_copy(update={"throttled_fraction": 0.0}), state(4))
+    assert (cleared.desired_replicas, cleared.trigger) == (10, Trigger.QUEUE_DEPTH)
+
+
+def test_low_api_headroom_also_holds_scale_ups() -> None:
+    nearly_spent = BURST.model_copy(update={"api_headroom": 0.04})
+    decision = run(nearly_spent, state(4))
+    assert (decision.desired_replicas, decision.trigger) == (4, Trigger.RATE_LIMITED)
+    assert "api_headroom=0.04 < 0.10 of the rate-limit budget left" in decision.reason
+    plenty = run(BURST.model_copy(update={"api_headroom": 0.5}), state(4))
+    assert plenty.desired_replicas == 10
+
+
+def test_rate_limits_hold_prediction_but_not_scale_down_or_activation() -> None:
+    limited = {"throttled_fraction": 0.9}
+    floor = run(STEADY.model_copy(update=limited), state(1))
+    assert (floor.desired_replicas, floor.trigger) == (1, Trigger.RATE_LIMITED)
+    down = run(QUIET.model_copy(update=limited), state(4))
+    assert down.desired_replicas == 1
+    first = Signals(queue_depth=1, oldest_wait_seconds=0, throttled_fraction=0.9)
+    assert run(first, state(0, lo=0)).desired_replicas == 1
+
+
+def test_rate_limit_awareness_can_be_switched_off() -> None:
+    unaware = AutoscalingSpec(rate_limit=RateLimitPolicy(enabled=False))
+    throttled = BURST.model_copy(update={"throttled_fraction": 0.9, "api_headroom": 0.0})
+    assert run(throttled, state(4), unaware).desired_replicas == 10
+    ignore_headers = AutoscalingSpec(rate_limit=RateLimitPolicy(headroom_below=0))
+    spent = BURST.model_copy(update={"api_headroom": 0.0})
+    assert run(spent, state(4), ignore_headers).desired_replicas == 10
+
+
+def test_absent_optional_signals_mean_no_information_not_zero() -> None:
+    decision = run(Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0.0), state(2))
+    assert decision.metrics_available
+    assert decision.missing_signals == ()
+
+
+def test_new_causes_are_their_own_low_cardinality_labels() -> None:
+    assert Trigger.RATE_LIMITED.value == "rate_limited"
+    assert Trigger.PREDICTION.value == "prediction"

@@ -212,7 +212,7 @@ def test_scaling_active_says_what_is_held_and_what_a_timer_holds_back() -> None:
     blocked = find_condition(cooling.conditions, SCALING_ACTIVE)
     assert held is not None and held.message.startswith("holding 1: queue_depth=0 < 3")
     assert blocked is not None
-    assert blocked.message.startswith("scale-down to 2 held by cooldown (10s of 300s")
+    assert blocked.message.startswith("scale-down to 1 held by cooldown (10s of 300s")
 
 
 def test_a_hold_keeps_the_last_scale_and_says_why_metrics_are_missing() -> None:
@@ -296,7 +296,7 @@ def test_scale_events_carry_the_change_and_the_reason() -> None:
     assert [(e.type, e.reason, e.message) for e in up] == [
         ("Normal", "ScaledUp", "2→4: queue_depth=14 > 10, utilization=0.90 > 0.80")
     ]
-    assert [(e.reason, e.message.split(":")[0]) for e in down] == [("ScaledDown", "3→2")]
+    assert [(e.reason, e.message.split(":")[0]) for e in down] == [("ScaledDown", "3→1")]
 
 
 def test_metrics_loss_is_announced_once_and_recovery_once() -> None:

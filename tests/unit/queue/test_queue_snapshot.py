@@ -33,6 +33,8 @@ RAW = [
         "shop genesis completed succeeded", "7",
         "shop genesis completed dead_lettered", "2",
         "blog content completed succeeded", "1",
+        "shop genesis enqueued general", "12",
+        "shop genesis enqueued tdd", "5",
     ],
     ["blog"],
 ]  # fmt: skip
@@ -105,6 +107,11 @@ def test_metric_families_exclude_held_items_from_depth() -> None:
         ("ns", "shop", "genesis", "succeeded"): 7,
         ("ns", "shop", "genesis", "dead_lettered"): 2,
         ("ns", "blog", "content", "succeeded"): 1,
+    }
+    # Arrivals, for the autoscaler's forecast.
+    assert samples(families, "agentfleet_queue_enqueued_total") == {
+        ("ns", "shop", "genesis", "general"): 12,
+        ("ns", "shop", "genesis", "tdd"): 5,
     }
 
 

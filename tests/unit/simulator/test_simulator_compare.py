@@ -13,7 +13,15 @@ from agentfleet.autoscaler.decision import ScaleState, Signals, decide
 from agentfleet.cli import app
 from agentfleet.simulator.compare import PoolPolicy, compare
 from agentfleet.simulator.policies import AgentfleetPolicy, PoolView, QueueLengthTargetPolicy
-from agentfleet.simulator.trace import Arrival, TraceError, bursty_trace, load_csv
+from agentfleet.simulator.trace import (
+    Arrival,
+    TraceError,
+    bursty_trace,
+    daily_trace,
+    load_csv,
+    spike_trace,
+    steady_trace,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -166,7 +174,7 @@ def test_agentfleet_simulate_prints_the_comparison_and_writes_the_plot(tmp_path:
         env={"COLUMNS": "120"},
     )
     assert result.exit_code == 0, result.output
-    assert "pool: replicas 0..8, poll 30s, up step 3" in result.output
+    assert "pool: replicas 0..8, poll 30s, up sized to drain in 1800s (step 3" in result.output
     for policy in ("agentfleet", "static", "queue-target"):
         assert policy in result.output
     assert "agentfleet scale decisions" in result.output
@@ -180,3 +188,66 @@ def test_agentfleet_simulate_reports_a_bad_trace(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["simulate", "--trace", str(bad)])
     assert result.exit_code == 2
     assert "bad.csv:2: not a number" in result.output
+
+
+@pytest.mark.parametrize(
+    ("shape", "described"),
+    [
+        ("daily", "daily cycle (seed 11, 30h"),
+        ("spike", "one spike (seed 13, 3h"),
+        ("steady", "steady trickle (seed 17, 3h"),
+    ],
+)
+def test_agentfleet_simulate_generates_other_shapes(
+    tmp_path: Path, shape: str, described: str
+) -> None:
+    hours = "30" if shape == "daily" else "3"
+    result = CliRunner().invoke(
+        app,
+        ["simulate", "--shape", shape, "--hours", hours, "--plot", str(tmp_path / "s.png")],
+        env={"COLUMNS": "120"},
+    )
+    assert result.exit_code == 0, result.output
+    assert f"trace: {described}" in result.output
+
+
+def test_agentfleet_simulate_under_a_rate_limit_with_a_forecast(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        [
+            "simulate",
+            "--hours",
+            "3",
+            "--rate-limit-sessions",
+            "2",
+            "--forecast-at",
+            "3600",
+            "--explain",
+            "--plot",
+            str(tmp_path / "s.png"),
+        ],
+        env={"COLUMNS": "160"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "model API serves 2 sessions" in result.output
+    assert "Forecast at 1.00h" in result.output
+    assert "observed: all:" in result.output
+    assert "held back" in result.output  # the legend says what a wait is under a limit
+
+
+def test_generated_shapes_are_functions_of_their_seed() -> None:
+    for make in (daily_trace, spike_trace, steady_trace):
+        assert make(seed=3) == make(seed=3)
+        assert make(seed=3) != make(seed=4)
+    spike = spike_trace(seed=1)
+    assert sum(1 for a in spike if 3600 <= a.arrival_seconds <= 3900) >= 80
+    day = daily_trace(seed=1, days=1)
+    night = [a for a in day if a.arrival_seconds < 8 * 3600]
+    noon = [a for a in day if 12 * 3600 <= a.arrival_seconds < 16 * 3600]
+    assert len(noon) > 3 * len(night)
+
+
+def test_csv_rows_may_name_their_project(tmp_path: Path) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_seconds,service_seconds,project\n0,60,web\n5,60\n")
+    assert load_csv(trace, 600, seed=1) == [Arrival(0, 60, "web"), Arrival(5, 60, "")]

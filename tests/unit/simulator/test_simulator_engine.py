@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.simulator.engine import simulate
+from agentfleet.simulator.engine import RateLimit, simulate
 from agentfleet.simulator.policies import AgentfleetPolicy, PoolView, StaticPolicy
 from agentfleet.simulator.trace import Arrival
 
@@ -126,3 +126,113 @@ def test_scale_to_zero_and_back_with_the_operators_rules() -> None:
             assert at - before >= 300
     assert sorted(result.waits) == [60, 70]
     assert result.timeline[-1].replicas == 0
+
+
+# ------------------------------------------------------------------- rate limits
+
+
+def test_without_a_limit_nothing_is_throttled() -> None:
+    trace = [Arrival(0, 100), Arrival(0, 100)]
+    policy = Scripted({}, start=2)
+    result = simulate(trace, policy, poll_seconds=50, startup_seconds=60, horizon_seconds=300)
+    assert result.finishes == [100, 100]
+    assert all(v.throttled_fraction is None and v.api_headroom is None for _, v in policy.seen)
+
+
+def test_busy_workers_beyond_the_limit_share_it_and_the_extra_time_counts_as_waiting() -> None:
+    # The API serves one session at full speed; two busy workers each get half of it.
+    trace = [Arrival(0, 100), Arrival(0, 100)]
+    policy = Scripted({}, start=2)
+    result = simulate(
+        trace,
+        policy,
+        poll_seconds=50,
+        startup_seconds=60,
+        horizon_seconds=300,
+        rate_limit=RateLimit(sessions=1),
+    )
+    assert result.finishes == [200, 200]
+    # Each was held back for 100 s of its 200 s in a worker.
+    assert sorted(result.waits) == [100, 100]
+    at_50 = dict(policy.seen)[50.0]
+    assert (at_50.throttled_fraction, at_50.api_headroom) == (0.5, 0.0)
+
+
+def test_a_finished_item_speeds_up_the_others() -> None:
+    trace = [Arrival(0, 50), Arrival(0, 100)]
+    result = simulate(
+        trace,
+        StaticPolicy(2),
+        poll_seconds=50,
+        startup_seconds=60,
+        horizon_seconds=500,
+        rate_limit=RateLimit(sessions=1),
+    )
+    # Both at half speed until the short one is done at 100 (50 s of work each), then the
+    # long one has 50 s left at full speed.
+    assert result.finishes == [100, 150]
+
+
+def test_a_limit_applies_only_within_its_window() -> None:
+    trace = [Arrival(0, 100), Arrival(0, 100)]
+    limit = RateLimit(sessions=1, start=20, end=60)
+    result = simulate(
+        trace,
+        StaticPolicy(2),
+        poll_seconds=50,
+        startup_seconds=60,
+        horizon_seconds=500,
+        rate_limit=limit,
+    )
+    # Full speed 0-20, half speed 20-60 (20 s of work), full speed again: 60 s left.
+    assert result.finishes == pytest.approx([120, 120])
+    assert limit.headroom(10, busy=0) == 1.0
+    assert limit.headroom(30, busy=1) == 0.0
+
+
+def test_headroom_falls_as_workers_get_busy() -> None:
+    limit = RateLimit(sessions=4)
+    assert [limit.headroom(0, busy) for busy in (0, 1, 2, 4, 6)] == [1.0, 0.75, 0.5, 0.0, 0.0]
+    assert [limit.speed(0, busy) for busy in (1, 4, 8)] == [1.0, 1.0, 0.5]
+    with pytest.raises(ValueError):
+        RateLimit(sessions=0)
+
+
+# --------------------------------------------------------------- projects, history
+
+
+def test_projects_are_taken_in_turn() -> None:
+    trace = [Arrival(0, 10, "a"), Arrival(0, 10, "a"), Arrival(0, 10, "a"), Arrival(1, 10, "b")]
+    result = simulate(
+        trace, StaticPolicy(1), poll_seconds=50, startup_seconds=60, horizon_seconds=100
+    )
+    # a takes the worker at 0 and goes to the back of the turn; b joins behind it at 1.
+    # At 10 it is a's turn, at 20 b's (though a has an older item), then a's again.
+    assert result.starts == [0, 10, 30, 20]
+
+
+def test_the_policy_sees_the_history_of_arrivals_and_processing_times() -> None:
+    trace = [Arrival(0, 100), Arrival(10, 300), Arrival(400, 50)]
+    policy = Scripted({}, start=2)
+    simulate(trace, policy, poll_seconds=500, startup_seconds=60, horizon_seconds=500)
+    history = dict(policy.seen)[500.0].history
+    assert history is not None
+    assert history.arrivals_between(0, 500) == 2  # (0, 500]: the one at 0 is not inside
+    assert history.arrivals_between(-1, 500) == 3
+    assert history.mean_service_between(0, 500) == pytest.approx((100 + 300 + 50) / 3)
+    assert history.mean_service_between(0, 50) is None
+
+
+def test_items_running_at_the_start_occupy_warm_workers() -> None:
+    trace = [Arrival(0, 100)]
+    result = simulate(
+        trace,
+        StaticPolicy(1),
+        poll_seconds=50,
+        startup_seconds=60,
+        horizon_seconds=500,
+        running=[Arrival(0, 30)],
+    )
+    assert result.running_finishes == [30]
+    assert result.starts == [30]
+    assert result.waits == [30]

@@ -11,7 +11,8 @@ local RETRY = base .. ':retry'        -- zset id -> due time (ms)
 local PROJECTS = base .. ':projects'
 local HELD = base .. ':held'
 local STREAMS = base .. ':streams'
-local COUNTS = base .. ':counts'      -- "project stage completed <outcome>" -> n
+local COUNTS = base .. ':counts'      -- "project stage completed <outcome>" and
+                                      -- "project stage enqueued <specialty>" -> n
 local LOG = base .. ':log'            -- stream of completion events
 local PARKED = base .. ':parked'      -- review items that failed for good
 local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
@@ -55,7 +56,10 @@ local function enqueue_one(id, route, json, attempts, t)
   redis.call('HSET', ITEMS, id, json)
   redis.call('HSET', ROUTE, id, route)
   redis.call('HSET', ATTEMPTS, id, attempts)
-  redis.call('SADD', PROJECTS, split(route)[1])
+  local r = split(route)
+  redis.call('SADD', PROJECTS, r[1])
+  -- Arrivals, for the autoscaler's forecast: new items only, not retries or releases.
+  redis.call('HINCRBY', COUNTS, r[1] .. ' ' .. r[2] .. ' enqueued ' .. r[3], 1)
   push(id, t)
   return true
 end
