@@ -1,16 +1,19 @@
 """Autoscaler reaction time: from a burst crossing the queue-depth threshold to the
 Deployment patch, on the whole local stack.
 
-The LocalStack runs the real control plane, Redis, Prometheus (1 s scrape), the queue
-exporter, the operator (with its autoscaler) and the pod runner, whose workers run
-`sleep 2` per item, so one worker cannot drain a burst below the threshold before the
-next poll (which would leave nothing to react to). For each burst the script waits until
+The LocalStack runs the real control plane and node, Redis, Prometheus (1 s scrape, worker
+Pods found through the API server), the queue exporter and the operator (with its
+autoscaler); the pool's workers run in containers and take `sleep 2` per item, so one
+worker cannot drain a burst below the threshold before the next poll (which would leave
+nothing to react to). For each burst the script waits until
 the pool is back at its minimum with an empty queue, waits a random fraction of the poll
 interval (so bursts land at every phase of the autoscaler's poll grid instead of always
 just after a poll), enqueues the burst in one call, and timestamps, through watches:
 
 - the WorkerPool's spec.replicas changing (the autoscaler's scale-subresource patch),
-- the Deployment's spec.replicas changing (the operator's reconcile of that patch).
+- the Deployment's spec.replicas changing (the operator's reconcile of that patch),
+- the Deployment's readyReplicas passing the minimum (new worker Pods scheduled, their
+  containers started and Ready on the node).
 
 Reaction = Deployment patch seen - burst enqueued. It is made of: the wait for the next
 scrape (< scrape interval), the wait for the next poll (< poll interval) and the work
@@ -65,7 +68,11 @@ class ReplicaLog:
 
 
 def watch_forever(
-    list_fn: Any, args: tuple[Any, ...], log: ReplicaLog, stop: threading.Event
+    list_fn: Any,
+    args: tuple[Any, ...],
+    log: ReplicaLog,
+    stop: threading.Event,
+    ready: ReplicaLog | None = None,
 ) -> None:
     while not stop.is_set():
         stream = watch.Watch()
@@ -78,6 +85,8 @@ def watch_forever(
                 replicas = (spec or {}).get("replicas")
                 if replicas is not None:
                     log.record(int(replicas))
+                if ready is not None and not isinstance(obj, dict):
+                    ready.record(int(obj.status.ready_replicas or 0))
                 if stop.is_set():
                     break
         except Exception as exc:  # a dropped watch is restarted
@@ -85,7 +94,7 @@ def watch_forever(
                 print(f"watch restarted: {exc}", file=sys.stderr)
 
 
-def pool_manifest(poll: int) -> dict[str, Any]:
+def pool_manifest(poll: int, worker_env: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "apiVersion": "agentfleet.dev/v1alpha1",
         "kind": "WorkerPool",
@@ -96,7 +105,8 @@ def pool_manifest(poll: int) -> dict[str, Any]:
             "minReplicas": MIN_REPLICAS,
             "maxReplicas": MAX_REPLICAS,
             "terminationGracePeriodSeconds": 10,
-            "env": [{"name": "AGENTFLEET_COMMAND", "value": "sleep 2"}],
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+            "env": [{"name": "AGENTFLEET_COMMAND", "value": "sleep 2"}, *worker_env],
             "autoscaling": {
                 "pollIntervalSeconds": poll,
                 "scaleUp": {"step": 2, "stabilizationSeconds": 0},
@@ -142,6 +152,7 @@ def main() -> int:
     phases = random.Random(args.seed)
 
     stack = LocalStack(namespace=NAMESPACE, heartbeat_timeout=30)
+    ready_log = ReplicaLog()
     print("starting the local stack ...", flush=True)
     stack.start()
     stop = threading.Event()
@@ -158,13 +169,23 @@ def main() -> int:
             "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
         )  # fmt: skip
         custom.create_namespaced_custom_object(
-            "agentfleet.dev", "v1alpha1", NAMESPACE, "workerpools", pool_manifest(args.poll)
+            "agentfleet.dev",
+            "v1alpha1",
+            NAMESPACE,
+            "workerpools",
+            pool_manifest(args.poll, stack.worker_env()),
         )
         wait_for(lambda: apps.read_namespaced_deployment(POOL, NAMESPACE), 60, "the Deployment")
         watchers = [
             threading.Thread(
                 target=watch_forever,
-                args=(apps.list_namespaced_deployment, (NAMESPACE,), deployment_log, stop),
+                args=(
+                    apps.list_namespaced_deployment,
+                    (NAMESPACE,),
+                    deployment_log,
+                    stop,
+                    ready_log,
+                ),
                 daemon=True,
             ),
             threading.Thread(
@@ -181,7 +202,7 @@ def main() -> int:
         for thread in watchers:
             thread.start()
 
-        queue = WorkQueue.from_url(stack.redis.url)
+        queue = WorkQueue.from_url(stack.redis_url)
         loop = asyncio.new_event_loop()
 
         def waiting() -> int:
@@ -194,6 +215,8 @@ def main() -> int:
         wait_for(lambda: waiting() == 0, 60, "the warm-up item")
 
         reactions: list[float] = []
+        pods_ready: list[float] = []
+        """Deployment patch -> a new worker Pod Ready on the node."""
         reconciles: list[tuple[float, float]] = []
         """(autoscaler patch of the WorkerPool, then operator patch of the Deployment)"""
         for burst in range(1, args.bursts + 1):
@@ -220,7 +243,17 @@ def main() -> int:
             pool_part = f"WorkerPool scale patch {scaled - enqueued:5.2f}s, " if scaled else ""
             if scaled:
                 reconciles.append((scaled - enqueued, patched - scaled))
-            print(f"burst {burst}: {pool_part}Deployment patch {reaction:5.2f}s", flush=True)
+            ready = wait_for(
+                lambda since=patched: ready_log.first_above(MIN_REPLICAS, since),
+                60,
+                "a new worker Pod Ready",
+            )
+            pods_ready.append(ready - patched)
+            print(
+                f"burst {burst}: {pool_part}Deployment patch {reaction:5.2f}s, "
+                f"new Pod Ready {ready - patched:5.2f}s later",
+                flush=True,
+            )
         loop.run_until_complete(queue.close())
         loop.close()
     finally:
@@ -233,6 +266,11 @@ def main() -> int:
         f"reaction over {len(reactions)} bursts (poll {args.poll}s, scrape {SCRAPE_SECONDS:g}s): "
         f"median {median:.2f}s, p95 {p95:.2f}s, max {max(reactions):.2f}s; "
         f"target p95 <= {target:.1f}s: {'met' if p95 <= target else 'MISSED'}"
+    )
+    print(
+        "Deployment patch to a new worker Pod Ready (scheduler, kubelet, containerd, worker "
+        f"start-up): median {statistics.median(pods_ready):.2f}s, "
+        f"max {max(pods_ready):.2f}s"
     )
     if reconciles:
         print(

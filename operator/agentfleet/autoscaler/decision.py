@@ -548,8 +548,10 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
     waiting = signals.queue_depth is not None and signals.queue_depth > 0
     if current == 0 and waiting and state.max_replicas > 0:
         assert signals.queue_depth is not None
-        # Not held by a rate limit: without a replica there is no throughput at all.
-        return gated_up(
+        # Held by neither a rate limit (without a replica there is no throughput at all)
+        # nor stabilization (which keeps noise from adding Pods; an item nobody can take
+        # is not noise). The scale-down cooldown still keeps 0 -> 1 -> 0 from flapping.
+        return result(
             1,
             Trigger.ACTIVATION,
             f"queue_depth={_count(signals.queue_depth)} > 0 with no replicas",
@@ -640,3 +642,38 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
             wanted=target,
         )
     return result(target, Trigger.IDLE, reason)
+
+
+def activate_on_arrival(
+    policy: AutoscalingSpec,
+    state: ScaleState,
+    arrival: str,
+    now: float,
+    previous: Decision | None = None,
+) -> Decision | None:
+    """Scale a pool at zero replicas to one the moment the queue reports an item for it,
+    rather than at its next poll (whose metrics would not show the item until the next
+    scrape either): KEDA activates on its polling interval, 30 s by default.
+
+    The decision is `decide`'s own for "one item waiting, nothing busy", so every rule
+    that holds a scale-up (disabled, paused, maxReplicas 0, stabilization) holds this one
+    too; None when there is nothing to do now. What the last poll knew about the metrics'
+    availability is carried over: an arrival says nothing about Prometheus. `arrival`
+    names what arrived, for the reason ("web/development/general")."""
+    if state.current_replicas != 0:
+        return None
+    seen = Signals(queue_depth=1.0, oldest_wait_seconds=0.0, utilization=0.0)
+    decision = decide(policy, state, seen, now)
+    if decision.trigger is not Trigger.ACTIVATION or decision.direction is not Direction.UP:
+        return None
+    update: dict[str, object] = {
+        "reason": f"an item arrived for {arrival} with no replicas (activated on arrival)"
+    }
+    if previous is not None:
+        update |= {
+            "metrics_available": previous.metrics_available,
+            "missing_signals": previous.missing_signals,
+            "metrics_error": previous.metrics_error,
+            "consecutive_failures": previous.consecutive_failures,
+        }
+    return decision.model_copy(update=update)

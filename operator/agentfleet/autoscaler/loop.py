@@ -18,14 +18,21 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 
-from agentfleet.autoscaler.decision import Decision, Direction, Signals, decide
+from agentfleet.autoscaler.decision import (
+    Decision,
+    Direction,
+    Signals,
+    activate_on_arrival,
+    decide,
+)
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.queue.models import Arrival
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +105,12 @@ class _PoolMemory:
     last_decision: Decision | None = None
     next_due: float = 0.0
     decision_labels: set[tuple[str, str]] = field(default_factory=set)
+    activated_at: float | None = None
+
+
+# An activation reaches the pool's listed replicas through the API server and the
+# operator's watch; until then the pool still reads zero and must not be activated again.
+_ACTIVATION_HOLD = 10.0
 
 
 def _later(a: float | None, b: float | None) -> float | None:
@@ -174,6 +187,40 @@ class AutoscalerLoop:
                     observed = Signals.unavailable(error)
                 decided.append((pool, self._decide(pool, observed, now)))
             await asyncio.gather(*(self._apply(pool, decision, now) for pool, decision in decided))
+        return decided
+
+    async def activate(
+        self, arrivals: Iterable[Arrival], now: float | None = None
+    ) -> list[tuple[PoolTarget, Decision]]:
+        """Scale the pools at zero replicas that serve one of these arrivals to one, now
+        (see `activate_on_arrival`); pools with replicas wait for their poll as usual."""
+        now = self.clock() if now is None else now
+        arrived = list(dict.fromkeys(arrivals))
+        if not arrived:
+            return []
+        pools = await self.scaler.list_pools()
+        decided = []
+        for pool in pools:
+            if pool.current_replicas != 0:
+                continue
+            arrival = next((a for a in arrived if pool.serves(a)), None)
+            if arrival is None:
+                continue
+            memory = self._memory.setdefault(pool.key, _PoolMemory())
+            if memory.activated_at is not None and now - memory.activated_at < _ACTIVATION_HOLD:
+                continue  # the last activation is still on its way into the pool's replicas
+            state = pool.scale_state(
+                last_scale_up_time=_later(memory.last_scale_up_time, pool.last_scale_up_time),
+                last_scale_down_time=_later(memory.last_scale_down_time, pool.last_scale_down_time),
+                consecutive_failures=memory.consecutive_failures,
+            )
+            what = f"{arrival.project}/{arrival.stage.value}/{arrival.specialty}"
+            decision = activate_on_arrival(pool.autoscaling, state, what, now, memory.last_decision)
+            if decision is None:
+                continue
+            memory.activated_at = now
+            decided.append((pool, decision))
+        await asyncio.gather(*(self._apply(pool, decision, now) for pool, decision in decided))
         return decided
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:

@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from agentfleet.api import Stage
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.autoscaler.decision import ScaleState
+from agentfleet.queue.models import Arrival
+from agentfleet.queue.routing import read_order
 
 PoolKey = tuple[str, str]
 """(namespace, name)."""
@@ -40,6 +42,15 @@ class PoolTarget(BaseModel):
 
     def serves_project(self, project: str) -> bool:
         return self.projects is None or project in self.projects
+
+    def serves(self, arrival: Arrival) -> bool:
+        """Whether this pool's workers read the lane the item arrived on."""
+        return (
+            arrival.namespace == self.namespace
+            and arrival.stage is self.stage
+            and self.serves_project(arrival.project)
+            and arrival.specialty in {name for name, _ in read_order(self.specialties)}
+        )
 
     def scale_state(
         self,

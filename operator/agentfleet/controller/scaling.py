@@ -35,6 +35,7 @@ from typing import Any
 import kopf
 from kubernetes import client
 from pydantic import ValidationError
+from redis.exceptions import RedisError
 
 from agentfleet.api.base import API_GROUP, API_VERSION
 from agentfleet.api.conditions import ConditionStatus, find_condition, set_condition
@@ -52,6 +53,7 @@ from agentfleet.controller.children import selector_string
 from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.kube import MERGE_PATCH, Kube, new_api_client
 from agentfleet.controller.logic import ProjectInfo, desired_replicas, resolve_projects
+from agentfleet.queue import Arrival, WorkQueue
 
 log = logging.getLogger("agentfleet.autoscaler")
 
@@ -562,6 +564,36 @@ class KubernetesScaler:
             log.warning("posting %s Event for %s/%s failed: %s", event.reason, *pool.key, error)
 
 
+# --------------------------------------------------------------------- activation
+
+
+async def activate_on_arrivals(
+    queue: WorkQueue, loop: AutoscalerLoop, stop: asyncio.Event, batch_seconds: float = 0.05
+) -> None:
+    """Scale pools at zero the moment the queue reports an item for them. Arrivals that
+    come together (a burst) are handled as one batch; a lost Redis connection is retried
+    (what arrives meanwhile is picked up by the pools' regular polls)."""
+    while not stop.is_set():
+        try:
+            arrivals = queue.arrivals()
+            batch: list[Arrival] = []
+            pending = asyncio.ensure_future(anext(arrivals))
+            while not stop.is_set():
+                done, _ = await asyncio.wait(
+                    {pending}, timeout=None if not batch else batch_seconds
+                )
+                if pending in done:
+                    batch.append(pending.result())
+                    pending = asyncio.ensure_future(anext(arrivals))
+                    continue
+                await loop.activate(batch)
+                batch = []
+        except (RedisError, OSError) as exc:
+            log.warning("arrivals from the queue lost (%s); listening again in 1 s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+
+
 # --------------------------------------------------------------------- kopf wiring
 
 
@@ -637,6 +669,14 @@ def install_autoscaler(registry: kopf.OperatorRegistry, config: OperatorConfig) 
             stop=stop,
             task=asyncio.create_task(loop.run(stop), name="autoscaler loop"),
         )
+        if config.redis_url is not None:
+            queue = WorkQueue.from_url(config.redis_url)
+            running.update(
+                queue=queue,
+                activation=asyncio.create_task(
+                    activate_on_arrivals(queue, loop, stop), name="activation on arrival"
+                ),
+            )
         log.info("autoscaler started: Prometheus %s", prometheus_url)
 
     @kopf.on.cleanup(id="autoscaler_stop", registry=registry)
@@ -646,4 +686,9 @@ def install_autoscaler(registry: kopf.OperatorRegistry, config: OperatorConfig) 
         running["stop"].set()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(running["task"], timeout=10)
+        if "activation" in running:
+            running["activation"].cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running["activation"]
+            await running["queue"].close()
         await running["source"].aclose()

@@ -7,6 +7,7 @@ importable without a server. `QueueCollector` exports the queue's Prometheus met
 from agentfleet.queue.models import (
     GENERAL_SPECIALTY,
     LANES_BY_PRIORITY,
+    Arrival,
     Claim,
     CompleteResult,
     CompletionOutcome,
@@ -29,6 +30,7 @@ __all__ = [
     "CONNECTION_ERRORS",
     "GENERAL_SPECIALTY",
     "LANES_BY_PRIORITY",
+    "Arrival",
     "Claim",
     "CompleteResult",
     "CompletionOutcome",

@@ -110,6 +110,18 @@ class Subscription(BaseModel):
     projects: tuple[Name, ...] = ()
 
 
+class Arrival(BaseModel):
+    """An item became deliverable on a lane (enqueued, due for retry, or released): what
+    `WorkQueue.arrivals` reports, so scaling from zero need not wait for a poll."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str
+    project: str
+    stage: Stage
+    specialty: str
+
+
 class Claim(BaseModel):
     """An item delivered to one worker, with the handle needed to settle it."""
 

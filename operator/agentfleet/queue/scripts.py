@@ -33,5 +33,11 @@ def namespace_base(prefix: str, namespace: str) -> str:
     return f"{prefix}:{{{namespace}}}"
 
 
+def arrivals_pattern(prefix: str) -> str:
+    """The pub/sub channels on which every namespace announces items becoming deliverable
+    (`<base>:arrivals`, published by the queue scripts)."""
+    return f"{prefix}:{{*}}:arrivals"
+
+
 def namespaces_key(prefix: str) -> str:
     return f"{prefix}:namespaces"

@@ -20,7 +20,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,7 +33,9 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
+from agentfleet.api import Stage
 from agentfleet.queue.models import (
+    Arrival,
     Claim,
     CompleteResult,
     CompletionOutcome,
@@ -56,6 +58,7 @@ from agentfleet.queue.routing import (
 )
 from agentfleet.queue.scripts import (
     SCRIPT_NAMES,
+    arrivals_pattern,
     namespace_base,
     namespaces_key,
     script_source,
@@ -150,6 +153,29 @@ class WorkQueue:
 
     async def close(self) -> None:
         await self.redis.aclose()  # type: ignore[attr-defined]
+
+    async def arrivals(self) -> AsyncIterator[Arrival]:
+        """Every item that becomes deliverable in any namespace, as it happens (Redis
+        pub/sub: fire and forget, so a listener that was away misses what happened
+        meanwhile; decisions that must not miss anything read the queue's metrics)."""
+        pubsub = self.redis.pubsub()
+        pattern = arrivals_pattern(self.prefix)
+        head = len(self.prefix) + 2  # "<prefix>:{"
+        await pubsub.psubscribe(pattern)
+        try:
+            async for message in pubsub.listen():
+                if message.get("type") != "pmessage":
+                    continue
+                namespace = str(message["channel"])[head : -len("}:arrivals")]
+                parts = str(message["data"]).split(" ")
+                if len(parts) != 3 or parts[1] not in {stage.value for stage in Stage}:
+                    continue  # not ours
+                yield Arrival(
+                    namespace=namespace, project=parts[0], stage=Stage(parts[1]),
+                    specialty=parts[2],
+                )  # fmt: skip
+        finally:
+            await pubsub.aclose()  # type: ignore[attr-defined]
 
     def _base(self, namespace: str) -> str:
         return namespace_base(self.prefix, namespace)

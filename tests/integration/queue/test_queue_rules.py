@@ -13,6 +13,7 @@ from agentfleet.api import Stage
 from agentfleet.localenv import RedisServer
 from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import (
+    Arrival,
     Claim,
     CompletionOutcome,
     FailOutcome,
@@ -568,3 +569,49 @@ async def test_queue_state_survives_a_redis_restart(make_queue: QueueFactory) ->
 async def _collect(queue: WorkQueue, into: list[str], count: int) -> bool:
     into.extend(await drain(queue, subscription()))
     return len(into) >= count
+
+
+# ------------------------------------------------------------------------ arrivals
+
+
+async def test_items_becoming_deliverable_are_announced_as_arrivals(queue: WorkQueue) -> None:
+    """Enqueued, released after a drain, and due again after a failure: each time an item
+    lands on a lane, a listener hears of it at once (what activates pools at zero)."""
+    heard: list[Arrival] = []
+    stream = queue.arrivals()
+    listening = asyncio.ensure_future(anext(stream))
+    # The subscription is made when the iterator first runs: let it reach Redis.
+    await asyncio.sleep(0)
+    await async_wait_for(queue.redis.pubsub_numpat, 5, "the pattern subscription to reach Redis")
+
+    async def next_arrival() -> Arrival:
+        nonlocal listening
+        arrival = await asyncio.wait_for(listening, 5)
+        listening = asyncio.ensure_future(anext(stream))
+        heard.append(arrival)
+        return arrival
+
+    await queue.enqueue(item("a", stage=Stage.DEVELOPMENT, specialty="tdd"))
+    assert await next_arrival() == Arrival(
+        namespace=NAMESPACE, project="shop", stage=Stage.DEVELOPMENT, specialty="tdd"
+    )
+    # The same id again is not enqueued again, so nothing is announced: the next arrival
+    # heard is the release below.
+    await queue.enqueue(item("a", stage=Stage.DEVELOPMENT, specialty="tdd"))
+    claim = await queue.claim(subscription(stage=Stage.DEVELOPMENT, specialties=("tdd",)))
+    assert claim is not None
+    await queue.release(claim)
+    assert (await next_arrival()).project == "shop"
+    claim = await queue.claim(subscription(stage=Stage.DEVELOPMENT, specialties=("tdd",)))
+    assert claim is not None
+    await queue.fail(claim, "flaky")  # retried after a short backoff: due again later
+    # A claim moves retries that came due back to their lane (and takes this one).
+    await async_wait_for(
+        lambda: queue.claim(subscription(stage=Stage.DEVELOPMENT, specialties=("tdd",))),
+        5,
+        "the retry due again",
+    )
+    assert (await next_arrival()).specialty == "tdd"
+    listening.cancel()
+    await stream.aclose()
+    assert len(heard) == 3

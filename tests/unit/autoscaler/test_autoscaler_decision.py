@@ -18,6 +18,7 @@ from agentfleet.autoscaler.decision import (
     ScaleState,
     Signals,
     Trigger,
+    activate_on_arrival,
     decide,
     erlang_c,
     servers_for,
@@ -496,3 +497,27 @@ def test_absent_optional_signals_mean_no_information_not_zero() -> None:
 def test_new_causes_are_their_own_low_cardinality_labels() -> None:
     assert Trigger.RATE_LIMITED.value == "rate_limited"
     assert Trigger.PREDICTION.value == "prediction"
+
+
+def test_an_item_waiting_at_zero_activates_even_right_after_a_scale_down() -> None:
+    """Stabilization keeps noise from adding Pods; an item no worker can take is not."""
+    policy = AutoscalingSpec()
+    zero = ScaleState(
+        current_replicas=0, min_replicas=0, max_replicas=3, last_scale_down_time=NOW - 2
+    )
+    decision = decide(
+        policy, zero, Signals(queue_depth=1, oldest_wait_seconds=0, utilization=0), NOW
+    )
+    assert (decision.desired_replicas, decision.trigger) == (1, Trigger.ACTIVATION)
+    arrived = activate_on_arrival(policy, zero, "web/development/general", NOW)
+    assert arrived is not None and arrived.desired_replicas == 1
+    assert arrived.reason == (
+        "an item arrived for web/development/general with no replicas (activated on arrival)"
+    )
+    # Nothing to do for a pool that has replicas, or may not grow.
+    one = zero.model_copy(update={"current_replicas": 1})
+    assert activate_on_arrival(policy, one, "web/development/general", NOW) is None
+    capped = zero.model_copy(update={"max_replicas": 0})
+    assert activate_on_arrival(policy, capped, "web/development/general", NOW) is None
+    paused = policy.model_copy(update={"paused": True})
+    assert activate_on_arrival(paused, zero, "web/development/general", NOW) is None

@@ -16,6 +16,7 @@ from agentfleet.autoscaler.decision import Decision, Signals, Trigger
 from agentfleet.autoscaler.loop import AutoscalerLoop
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.queue import Arrival
 
 pytestmark = pytest.mark.unit
 
@@ -300,3 +301,79 @@ async def test_run_polls_until_stopped(registry: CollectorRegistry) -> None:
     await asyncio.wait_for(running, timeout=5)
 
     assert scaler.replicas(pool.key) >= 4
+
+
+# ------------------------------------------------------------------ activation on arrival
+
+
+def arrival(
+    project: str = "web", stage: Stage = Stage.DEVELOPMENT, specialty: str = "general"
+) -> Arrival:
+    return Arrival(namespace="ns", project=project, stage=stage, specialty=specialty)
+
+
+async def test_an_arrival_activates_a_pool_at_zero_at_once(registry: CollectorRegistry) -> None:
+    cold, warm = make_pool("cold", replicas=0), make_pool("warm", replicas=2)
+    other_stage = make_pool("content", replicas=0).model_copy(update={"stage": Stage.CONTENT})
+    scaler = DictScaler(cold, warm, other_stage)
+    loop = AutoscalerLoop(SignalTable(), scaler, registry=registry)
+
+    decided = await loop.activate([arrival(), arrival()], now=100.0)
+
+    assert [(pool.name, d.desired_replicas) for pool, d in decided] == [("cold", 1)]
+    (_, decision), *_ = scaler.applied
+    assert decision.trigger is Trigger.ACTIVATION
+    assert decision.reason == (
+        "an item arrived for web/development/general with no replicas (activated on arrival)"
+    )
+    assert scaler.replicas(warm.key) == 2 and scaler.replicas(other_stage.key) == 0
+    assert sample(registry, "agentfleet_scaling_decisions_total", pool="cold",
+                  direction="up", reason="activation") == 1  # fmt: skip
+
+
+async def test_activation_respects_routing_and_the_rules_that_hold_scale_ups(
+    registry: CollectorRegistry,
+) -> None:
+    tdd = make_pool("tdd", replicas=0).model_copy(update={"specialties": ("tdd",)})
+    plain = make_pool("plain", replicas=0)
+    shop_only = make_pool("shop", replicas=0).model_copy(update={"projects": ("shop",)})
+    paused = make_pool("paused", replicas=0, paused=True)
+    disabled = make_pool("disabled", replicas=0, enabled=False)
+    capped = make_pool("capped", replicas=0).model_copy(update={"max_replicas": 0})
+    scaler = DictScaler(tdd, plain, shop_only, paused, disabled, capped)
+    loop = AutoscalerLoop(SignalTable(), scaler, registry=registry)
+
+    # A tdd item: only the tdd pool reads that lane.
+    decided = await loop.activate([arrival(specialty="tdd")], now=100.0)
+    assert [pool.name for pool, _ in decided] == ["tdd"]
+    # A general item for web: every development pool reads the general lane, but shop's
+    # serves another project, and paused, disabled and maxReplicas 0 hold.
+    decided = await loop.activate([arrival()], now=101.0)
+    assert [pool.name for pool, _ in decided] == ["plain"]
+
+
+async def test_an_activation_is_not_repeated_while_it_reaches_the_pool(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("cold", replicas=0)
+    scaler = DictScaler(pool)
+    loop = AutoscalerLoop(SignalTable(), scaler, registry=registry)
+    await loop.activate([arrival()], now=100.0)
+    # The operator's watch has not shown the new replica yet: the pool still reads zero.
+    scaler.pools[pool.key] = pool
+    assert await loop.activate([arrival()], now=102.0) == []
+    # Much later (and back at zero), it activates again.
+    assert len(await loop.activate([arrival()], now=200.0)) == 1
+
+
+async def test_activation_keeps_what_the_last_poll_knew_about_the_metrics(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("cold", replicas=0)
+    source, scaler = SignalTable(), DictScaler(pool)
+    loop = AutoscalerLoop(source, scaler, registry=registry)
+    source.failure = RuntimeError("Prometheus down")
+    await loop.run_once(now=0.0)
+    ((_, decision),) = await loop.activate([arrival()], now=5.0)
+    assert decision.desired_replicas == 1
+    assert not decision.metrics_available and decision.consecutive_failures == 1

@@ -209,8 +209,11 @@ _env_names = st.sampled_from(
 @given(
     overrides=st.dictionaries(
         _env_names,
-        # Any text an env value may hold: no control character but tab and line breaks.
-        st.text(st.characters(exclude_categories=["Cc"]) | st.sampled_from("\t\n\r"), max_size=5),
+        # Any text an env value may hold: no control character but tab and line breaks,
+        # and no lone surrogate (not text at all).
+        st.text(
+            st.characters(exclude_categories=["Cc", "Cs"]) | st.sampled_from("\t\n\r"), max_size=5
+        ),
         max_size=6,
     ),
     specialties=st.lists(st.sampled_from(["tdd", "ai-ml", "docs"]), unique=True),

@@ -16,6 +16,7 @@ local COUNTS = base .. ':counts'      -- "project stage completed <outcome>" and
 local LOG = base .. ':log'            -- stream of completion events
 local PARKED = base .. ':parked'      -- review items that failed for good
 local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
+local ARRIVALS = base .. ':arrivals'  -- pub/sub: "project stage specialty" per deliverable item
 local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
 
 local function split(text, separator)
@@ -36,6 +37,13 @@ local function stream_key(project, stage, specialty, lane)
   return base .. ':q:' .. project .. ':' .. stage .. ':' .. specialty .. ':' .. lane
 end
 
+-- Tell listeners (the operator: scale from zero without waiting for a poll) that an item
+-- of route `r` became deliverable. Nobody listening costs nothing, and nothing depends on
+-- the message arriving.
+local function announce(r)
+  redis.call('PUBLISH', ARRIVALS, r[1] .. ' ' .. r[2] .. ' ' .. r[3])
+end
+
 -- Append an item (whose route is set) to its lane; `t` is when it became deliverable.
 local function push(id, t)
   local r = split(redis.call('HGET', ROUTE, id))
@@ -46,6 +54,7 @@ local function push(id, t)
   redis.call('SADD', STREAMS, key)
   local entry = redis.call('XADD', key, '*', 'id', id, 't', t)
   redis.call('HSET', WHERE, id, key .. ' ' .. entry)
+  announce(r)
 end
 
 -- Stored once per id: an id waiting, in flight, retrying or completed is not added again.

@@ -5,5 +5,6 @@
 local id, key, entry, consumer, stage = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 if not owns(id, key, entry, consumer, stage) then return 0 end
 hand_back(key, stage, entry, ARGV[7])
+announce(split(redis.call('HGET', ROUTE, id)))
 if tonumber(redis.call('HGET', ATTEMPTS, id)) > 0 then redis.call('HINCRBY', ATTEMPTS, id, -1) end
 return 1

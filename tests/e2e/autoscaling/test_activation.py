@@ -1,0 +1,98 @@
+"""Scale from zero without waiting for a poll: at the default 15 s poll interval, the first
+item for a pool at zero replicas activates it at once (the queue announces the arrival to
+the operator), and a worker container on the node holds the item within seconds. Every
+other decision stays on the Prometheus signals."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import pytest
+
+from agentfleet.api import Stage
+from agentfleet.localenv.stack import LocalStack
+from agentfleet.localenv.waiting import wait_for
+from agentfleet.queue import Lane, WorkItem
+
+if TYPE_CHECKING:
+    from conftest import Cluster
+
+pytestmark = pytest.mark.e2e
+
+POOL = "sleepy"
+
+
+def test_the_first_item_for_a_pool_at_zero_activates_it_before_any_poll(
+    stack: LocalStack, cluster: Cluster
+) -> None:
+    ns = stack.namespace
+    stack.kubectl("-n", ns, "create", "secret", "generic", "web-github", "--from-literal=token=t")
+    stack.kubectl(
+        "-n", ns, "apply", "-f", "-",
+        stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
+        "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
+    )  # fmt: skip
+    cluster.custom.create_namespaced_custom_object(
+        "agentfleet.dev", "v1alpha1", ns, "workerpools",
+        {
+            "apiVersion": "agentfleet.dev/v1alpha1",
+            "kind": "WorkerPool",
+            "metadata": {"name": POOL},
+            "spec": {
+                "stage": "development",
+                "handler": "command",
+                "minReplicas": 0,
+                "maxReplicas": 2,
+                "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+                "env": [{"name": "AGENTFLEET_COMMAND", "value": "true"}, *stack.worker_env()],
+                # The default poll interval: 15 s.
+            },
+        },
+    )  # fmt: skip
+    wait_for(
+        lambda: (cluster.pool(POOL).get("status") or {}).get("conditions"),
+        60,
+        "the pool reconciled (at zero replicas)",
+    )
+    assert cluster.deployment_replicas(POOL) == 0
+
+    item = WorkItem(
+        id="web/cold-start/development",
+        namespace=ns,
+        project="web",
+        stage=Stage.DEVELOPMENT,
+        lane=Lane.NORMAL,
+        payload={},
+    )
+    enqueued = time.monotonic()
+    cluster.run(_enqueue(cluster, item))
+    wait_for(lambda: cluster.deployment_replicas(POOL) == 1, 5, "the pool activated")
+    activated = time.monotonic() - enqueued
+    wait_for(
+        lambda: cluster.run(_completion(cluster, ns, item.id)) is not None,
+        20,
+        "the item done by a worker on the node",
+    )
+    done = time.monotonic() - enqueued
+    assert activated < 5 and done < 15, (activated, done)  # a poll alone is up to 15 s
+    events = [message for reason, message in cluster.events(POOL) if reason == "ScaledUp"]
+    assert events and events[0] == (
+        "0→1: an item arrived for web/development/general with no replicas (activated on arrival)"
+    )
+
+
+async def _enqueue(cluster: Cluster, item: WorkItem) -> None:
+    queue = cluster.queue()
+    try:
+        await queue.enqueue(item)
+    finally:
+        await queue.close()
+
+
+async def _completion(cluster: Cluster, namespace: str, item_id: str) -> object:
+    queue = cluster.queue()
+    try:
+        return await queue.completion(namespace, item_id)
+    finally:
+        await queue.close()
