@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane servers images deps lint typecheck check test test-unit crds docs \
+.PHONY: help venv controlplane servers images deps kind-up kind-down lint typecheck check test test-unit crds docs \
         demo cluster-up cluster-down benchmarks clean
 
 help: ## list the targets
@@ -32,9 +32,13 @@ images: servers controlplane ## build the Debian base, worker and operator image
 
 deps: venv controlplane servers images ## everything tests and the demo need
 
-lint: venv ## ruff
+CACHE_BIN = $(shell bash -c 'source scripts/controlplane.env; echo .cache/controlplane/k8s-$$KUBERNETES_VERSION-etcd-$$ETCD_VERSION/bin')
+
+lint: venv controlplane servers ## ruff, shellcheck on scripts, actionlint on workflows
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
+	shellcheck -x scripts/*.sh .ci/run
+	$(CACHE_BIN)/actionlint .github/workflows/*.yml
 
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
@@ -59,6 +63,12 @@ cluster-down: venv ## stop the local cluster started by cluster-up (nothing is l
 
 demo: deps ## control plane + Redis + Prometheus + operator + sample project + live scaling
 	$(BIN)/agentfleet dev demo
+
+kind-up: ## with Docker: build the images, create a kind cluster, load them, install the chart
+	@bash scripts/kind-up.sh
+
+kind-down: ## delete the kind cluster kind-up created
+	kind delete cluster --name $${KIND_CLUSTER_NAME:-agentfleet}
 
 benchmarks: deps ## run every benchmark script and print its figures
 	@for b in benchmarks/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -1,15 +1,17 @@
 """Parallel speedup of a master issue's fan-out: one development worker against ten.
 
-A master issue with N independent checklist sub-tasks is orchestrated end to end, the way
-a cluster runs it: a genesis worker (the orchestrator) and W development workers are
-separate `agentfleet worker` processes (the real CLI, handlers built from the environment
-exactly as in a pod) sharing a real Redis; the model is the fake Messages API with a fixed
-latency per turn, GitHub is the fake REST API over bare git repositories. Every sub-task
-really clones, writes its test and code, runs the tests, commits, pushes and opens a pull
-request.
+A master issue with N independent checklist sub-tasks is orchestrated end to end on the
+real local node, as a cluster runs it: the operator (LocalStack) turns a genesis
+WorkerPool (the orchestrator) and a development WorkerPool of W replicas into worker Pods
+that run the worker image in containers, with the Project's credentials Secret mounted as
+the operator mounts it; Redis and Prometheus are real. The model is the fake Messages API
+with a fixed latency per turn, GitHub the fake REST API whose repositories are bare git
+repositories served over Git's smart HTTP; both listen where Pods reach them. Every
+sub-task really clones, writes its test and code, runs the tests in the container,
+commits, pushes and opens a pull request.
 
-The same run is made with 1 and with W development workers (fresh repository each), and
-timed from enqueueing the master item to its completion record.
+The same run is made with 1 and with W development workers (a Project and a fresh
+repository each), and timed from enqueueing the master item to its completion record.
 
     .venv/bin/python benchmarks/parallel_speedup.py [--tasks 10] [--workers 10]
         [--latency 2.0] [--reading-turns 2]
@@ -26,21 +28,21 @@ import argparse
 import asyncio
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
 from github import Auth, Github
 
 from agentfleet.api import Stage
 from agentfleet.github import IssueFacts, ProjectIntake, issue_work
 from agentfleet.github.markers import extract_state
-from agentfleet.localenv import RedisServer, free_port
+from agentfleet.localenv.stack import LocalStack
+from agentfleet.localenv.waiting import wait_for
 from agentfleet.queue import CompletionOutcome, WorkQueue
 from agentfleet.testing import FakeAnthropic, FakeGitHub, agents
 
@@ -67,59 +69,44 @@ def seed(fake: FakeGitHub, name: str, workdir: Path) -> None:
         subprocess.run(["git", *command], cwd=work, check=True, env={**os.environ, **identity})
 
 
-class Workers:
-    """`agentfleet worker` processes for one namespace."""
+def project_manifest(name: str, repository: str, api_url: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "agentfleet.dev/v1alpha1",
+        "kind": "Project",
+        "metadata": {"name": name},
+        "spec": {
+            "repository": repository,
+            "githubApiUrl": api_url,
+            "credentialsSecretRef": {"name": "bench-github"},
+            # The benchmark enqueues the master item itself (and times it from there): the
+            # one poll intake makes when the Project appears comes before the issue exists,
+            # and the next one a day later.
+            "intake": {"pollIntervalSeconds": 86400},
+        },
+    }
 
-    def __init__(self, base_env: dict[str, str], namespace: str, logs: Path) -> None:
-        self.base_env = base_env
-        self.namespace = namespace
-        self.logs = logs
-        self.processes: list[tuple[subprocess.Popen[bytes], int]] = []
 
-    def start(self, stage: str, count: int) -> None:
-        for index in range(count):
-            port = free_port()
-            name = f"{stage}-{index}"
-            env = {
-                **self.base_env,
-                "AGENTFLEET_NAMESPACE": self.namespace,
-                "AGENTFLEET_POOL": f"{stage}-pool",
-                "AGENTFLEET_STAGE": stage,
-                "AGENTFLEET_HANDLER": f"agentfleet.stages:{stage}_handler",
-                "AGENTFLEET_METRICS_PORT": str(port),
-                "POD_NAME": f"{self.namespace}-{name}",
-            }
-            log = (self.logs / f"{self.namespace}-{name}.log").open("wb")
-            process = subprocess.Popen(
-                [sys.executable, "-m", "agentfleet", "worker", "--log-level", "WARNING"],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            self.processes.append((process, port))
-
-    def wait_ready(self, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        for process, port in self.processes:
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(f"a worker exited at start; see logs in {self.logs}")
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError("workers did not start") from None
-                    time.sleep(0.2)
-
-    def stop(self) -> None:
-        for process, _ in self.processes:
-            process.send_signal(signal.SIGTERM)
-        for process, _ in self.processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+def pool_manifest(
+    project: str, stage: str, replicas: int, env: list[dict[str, str]]
+) -> dict[str, Any]:
+    """A pool of exactly `replicas` workers (autoscaling off) serving one Project."""
+    return {
+        "apiVersion": "agentfleet.dev/v1alpha1",
+        "kind": "WorkerPool",
+        "metadata": {"name": f"{project}-{stage}"},
+        "spec": {
+            "stage": stage,
+            "project": project,
+            "replicas": replicas,
+            "minReplicas": replicas,
+            "maxReplicas": replicas,
+            "autoscaling": {"enabled": False},
+            "terminationGracePeriodSeconds": 10,
+            "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
+            "agent": {"model": MODEL},
+            "env": env,
+        },
+    }
 
 
 async def warm_up(queue: WorkQueue, owner: Github, project: ProjectIntake, name: str) -> None:
@@ -138,19 +125,20 @@ async def warm_up(queue: WorkQueue, owner: Github, project: ProjectIntake, name:
     ready = [item for item in items if item is not None]
     await queue.enqueue(*ready)
     for item in ready:
-        while await queue.completion(name, item.id) is None:  # noqa: ASYNC110
+        while await queue.completion(project.namespace, item.id) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
 
 
 async def run_once(
     args: argparse.Namespace,
     workers: int,
-    redis: RedisServer,
+    stack: LocalStack,
     fake_github: FakeGitHub,
-    base_env: dict[str, str],
+    env: list[dict[str, str]],
     workdir: Path,
 ) -> tuple[float, list[float]]:
     name = f"bench-{workers}"
+    project_name = f"shop{workers}"
     seed(fake_github, name, workdir)
     owner = Github(
         base_url=fake_github.base_url,
@@ -158,16 +146,46 @@ async def run_once(
         seconds_between_requests=None,
         seconds_between_writes=None,
     )
+    namespace = stack.namespace
+    project = ProjectIntake(
+        namespace=namespace,
+        name=project_name,
+        repository=f"acme/{name}",
+        api_url=fake_github.base_url,
+    )
+    apply = [project_manifest(project_name, f"acme/{name}", fake_github.base_url)]
+    apply += [
+        pool_manifest(project_name, "genesis", 1, env),
+        pool_manifest(project_name, "development", workers, env),
+    ]
+    stack.kubectl("-n", namespace, "apply", "-f", "-", stdin=yaml.safe_dump_all(apply))
+    selector = f"agentfleet.dev/pool in ({project_name}-genesis,{project_name}-development)"
+    wait_for(
+        lambda: stack.kubectl(
+            "-n", namespace, "get", "pods", "-l", selector,
+            "-o", "jsonpath={.items[*].status.containerStatuses[*].ready}",
+        ).split() == ["true"] * (workers + 1),
+        300,
+        f"{workers + 1} worker Pods Ready",
+    )  # fmt: skip
+    wait_for(
+        lambda: "Intake" in stack.kubectl(
+            "-n", namespace, "get", "project", project_name,
+            "-o", "jsonpath={.status.conditions[*].type}",
+        ),
+        60,
+        "the Project's first intake poll",
+    )  # fmt: skip
     body = "\n".join(
         f"- [ ] Part {n}: independent module (files: part_{n}.py)" for n in range(1, args.tasks + 1)
     )
     issue = owner.get_repo(f"acme/{name}").create_issue(
         f"{args.tasks} parts in parallel", body=body, labels=["agentfleet:master"]
     )
-    project = ProjectIntake(namespace=name, name="shop", repository=f"acme/{name}")
     facts = IssueFacts(number=issue.number, title=issue.title, labels=("agentfleet:master",))
     item = issue_work(project, facts)
-    assert item is not None
+    if item is None:
+        raise RuntimeError("the master issue made no work item")
     item = item.model_copy(
         update={
             "payload": {
@@ -176,21 +194,19 @@ async def run_once(
             }
         }
     )
-    pool = Workers(base_env, name, workdir)
-    pool.start("genesis", 1)
-    pool.start("development", workers)
-    queue = WorkQueue.from_url(redis.url)
+    queue = WorkQueue.from_url(stack.redis_url)
     try:
-        pool.wait_ready()
         await warm_up(queue, owner, project, name)
         started = time.monotonic()
         await queue.enqueue(item)
-        while (done := await queue.completion(name, item.id)) is None:  # noqa: ASYNC110
+        while (done := await queue.completion(namespace, item.id)) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
         elapsed = time.monotonic() - started
     finally:
         await queue.close()
-        pool.stop()
+        for pool in ("genesis", "development"):
+            stack.kubectl("-n", namespace, "delete", "workerpool", f"{project_name}-{pool}",
+                          "--wait=true", check=False)  # fmt: skip
     if done.outcome is not CompletionOutcome.SUCCEEDED:
         raise RuntimeError(f"the master item failed: {done.error}")
     summary = next(
@@ -218,48 +234,51 @@ async def main() -> int:
     model_seconds = turns * args.latency
 
     workdir = Path(tempfile.mkdtemp(prefix="agentfleet-speedup-"))
-    redis = RedisServer().start()
-    fake_github = FakeGitHub(workdir / "github").start()
-    fake_model = FakeAnthropic(latency=args.latency).start()
+    stack = LocalStack(namespace="speedup", workdir=workdir / "stack", heartbeat_timeout=30)
+    print("starting the local stack ...", flush=True)
+    stack.start()
+    network = stack.cluster.network
+    if network is None:
+        raise RuntimeError("the stack's cluster has no node network")
+    # Where Pods reach the host: the fakes stand in for api.anthropic.com and GitHub.
+    fake_github = FakeGitHub(workdir / "github").listen_on(network.host_ip).start()
+    fake_model = FakeAnthropic(latency=args.latency).listen_on(network.host_ip).start()
     fake_github.add_token(BOT_TOKEN, "agentfleet-bot")
     fake_github.add_token(OWNER_TOKEN, "acme")
     fake_model.add_script(
         agents.DEVELOPMENT, agents.tdd_developer(reading_turns=args.reading_turns)
     )
-    base_env = {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": str(workdir),
-        "AGENTFLEET_REDIS_URL": redis.url,
-        "AGENTFLEET_HEARTBEAT_INTERVAL": "5",
-        "AGENTFLEET_WORKSPACE_ROOT": str(workdir / "workspaces"),
-        "AGENTFLEET_MAX_ATTEMPTS": "1",
-        "ANTHROPIC_API_KEY": fake_model.api_key,
-        "ANTHROPIC_BASE_URL": fake_model.base_url,
-        "AGENTFLEET_MODEL": MODEL,
-        "AGENTFLEET_GITHUB_API_URL": fake_github.base_url,
-        "AGENTFLEET_GITHUB_TOKEN": BOT_TOKEN,
-        "AGENTFLEET_GITHUB_PACING": "false",
-        "AGENTFLEET_PROJECTS_DIR": str(workdir / "no-mounted-credentials"),
-        "AGENTFLEET_TEST_COMMAND": "python -m unittest -q",
-        "PYTHONWARNINGS": "ignore",
-    }
+    stack.kubectl("-n", stack.namespace, "create", "secret", "generic", "bench-github",
+                  f"--from-literal=token={BOT_TOKEN}")  # fmt: skip
+    env = [
+        *stack.worker_env(),
+        {"name": "AGENTFLEET_HEARTBEAT_INTERVAL", "value": "5"},
+        {"name": "AGENTFLEET_MAX_ATTEMPTS", "value": "1"},
+        {"name": "ANTHROPIC_API_KEY", "value": fake_model.api_key},
+        {"name": "ANTHROPIC_BASE_URL", "value": fake_model.base_url},
+        {"name": "AGENTFLEET_GITHUB_PACING", "value": "false"},
+        {"name": "AGENTFLEET_TEST_COMMAND", "value": "python -m unittest -q"},
+        {"name": "PYTHONWARNINGS", "value": "ignore"},
+    ]
+    # The last entry of a name wins: the heartbeat interval overrides stack.worker_env's.
+    env = list({e["name"]: e for e in env}.values())
     try:
         print(
             f"{args.tasks} independent sub-tasks; fake model {args.latency:g} s/turn x {turns} "
             f"turns = {model_seconds:g} s of model time per sub-task; "
-            f"{os.cpu_count()} CPUs",
+            f"{os.cpu_count()} CPUs; workers are Pods on the local node",
             flush=True,
         )
-        serial, _ = await run_once(args, 1, redis, fake_github, base_env, workdir)
+        serial, _ = await run_once(args, 1, stack, fake_github, env, workdir)
         print(f"  1 development worker : {serial:6.2f} s", flush=True)
         parallel, parallel_tasks = await run_once(
-            args, args.workers, redis, fake_github, base_env, workdir
+            args, args.workers, stack, fake_github, env, workdir
         )
         print(f"{args.workers:3d} development workers: {parallel:6.2f} s", flush=True)
     finally:
         fake_model.stop()
         fake_github.stop()
-        redis.stop()
+        stack.stop()
         shutil.rmtree(workdir, ignore_errors=True)
 
     speedup = serial / parallel

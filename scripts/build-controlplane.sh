@@ -3,7 +3,8 @@
 # `make cluster-up` run a real cluster without Docker: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler and kubectl; the node's kubelet and kube-proxy,
 # CoreDNS, kube-network-policies (the NetworkPolicy enforcer) and crictl; Prometheus and
-# promtool (with Kubernetes service discovery); helm for the chart tests.
+# promtool (with Kubernetes service discovery); helm for the chart tests; actionlint for
+# `make lint`.
 #
 # k8s.io/kubernetes and etcd's server module cannot be `go install`ed: their go.mod files
 # replace sibling modules with relative paths that only exist in a full git checkout. We
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=controlplane.env
+# shellcheck source=scripts/controlplane.env
 source "$here/scripts/controlplane.env"
 
 cache=${AGENTFLEET_CACHE:-$here/.cache}
@@ -21,7 +22,7 @@ stamp="$bin/.complete"
 
 if [[ -f "$stamp" ]]; then
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy \
-    helm coredns crictl kube-network-policies prometheus promtool; do
+    helm coredns crictl kube-network-policies prometheus promtool actionlint; do
     [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
   done
 fi
@@ -68,7 +69,7 @@ gomod_of() { go mod download -json "$1" | python3 -c 'import json,sys; print(jso
 build_kubernetes() {
   local dir="$work/kubernetes-$KUBERNETES_VERSION" staging_ver="v0.${KUBERNETES_VERSION#v1.}"
   mkdir -p "$dir"
-  local upstream; upstream=$(cd "$dir" && GOFLAGS= gomod_of "k8s.io/kubernetes@$KUBERNETES_VERSION")
+  local upstream; upstream=$(cd "$dir" && GOFLAGS='' gomod_of "k8s.io/kubernetes@$KUBERNETES_VERSION")
   {
     echo "module agentfleet.local/controlplane-kubernetes"
     echo
@@ -97,7 +98,7 @@ build_kubernetes() {
 build_etcd() {
   local dir="$work/etcd-$ETCD_VERSION"
   mkdir -p "$dir"
-  local upstream; upstream=$(cd "$dir" && GOFLAGS= gomod_of "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  local upstream; upstream=$(cd "$dir" && GOFLAGS='' gomod_of "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
   {
     echo "module agentfleet.local/controlplane-etcd"
     echo
@@ -150,6 +151,7 @@ prom_ldflags="-X github.com/prometheus/common/version.Version=$(prometheus_versi
   -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION"
 go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$prom_ldflags"
 go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "$prom_ldflags"
+go_install actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 go_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 go_install kube-network-policies "sigs.k8s.io/kube-network-policies/cmd@$KUBE_NETWORK_POLICIES_VERSION"
 build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy

@@ -14,13 +14,13 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
-# shellcheck source=controlplane.env
+# shellcheck source=scripts/controlplane.env
 source "$here/scripts/controlplane.env"
 cache=${AGENTFLEET_CACHE:-$here/.cache}
 images="$cache/images"
 archives="$images/archives"
 mirror=${AGENTFLEET_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' "$here/pyproject.toml" | head -n1)
+version=$("$here/scripts/version.sh")
 registry=ghcr.io/agentfleet
 
 die() { echo "error: $*" >&2; exit 1; }
@@ -41,6 +41,7 @@ base_tag="localhost/agentfleet/base:bookworm-$(printf '%s' "$base_recipe" | sha2
 if ! have_image "$base_tag"; then
   echo ">> building the Debian base image $base_tag (mmdebstrap, about a minute)"
   rootfs="$images/base-rootfs.tar"
+  # shellcheck disable=SC2016 # "$1" is the root mmdebstrap hands its hook's shell
   mmdebstrap --quiet --mode=root --variant=minbase --include="$base_packages" \
     --aptopt='APT::Install-Recommends "false"' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -60,7 +61,7 @@ fi
 pause_tag="localhost/agentfleet/pause:$PAUSE_VERSION"
 if ! have_image "$pause_tag"; then
   echo ">> building the pause image $pause_tag from Kubernetes $KUBERNETES_VERSION's pause.c"
-  src=$(cd "$images" && GOFLAGS= go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
+  src=$(cd "$images" && GOFLAGS='' go mod download -json "k8s.io/kubernetes@$KUBERNETES_VERSION" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   work=$(mktemp -d)
   gcc -Os -Wall -Werror -static -DVERSION="v$PAUSE_VERSION-agentfleet" \

@@ -12,6 +12,7 @@ from kubernetes.utils.quantity import parse_quantity
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
+from agentfleet import __version__
 from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.api.base import ApiModel, Stage
 from agentfleet.api.conditions import Condition
@@ -33,7 +34,8 @@ from agentfleet.api.project import SecretKeyReference
 
 _EMPTY_OBJECT_DEFAULT: JsonDict = {"default": {}}
 
-DEFAULT_WORKER_IMAGE = "ghcr.io/agentfleet/agentfleet-worker:0.1.0"
+# The image a release publishes for this version (worker-image/Dockerfile).
+DEFAULT_WORKER_IMAGE = f"ghcr.io/agentfleet/agentfleet-worker:{__version__}"
 DEFAULT_MODEL = "claude-sonnet-4-6"
 CLAUDE_HANDLER = "claude"
 """The default `spec.handler`: the worker runs the Claude agent of its pool's stage."""
@@ -349,7 +351,7 @@ class WorkerPoolSpec(ApiModel):
             IMAGE_REFERENCE_PATTERN,
             "image must be a container image reference [registry[:port]/]path[:tag][@digest] "
             "(lowercase path components, no spaces or control characters, no scheme), "
-            "for example ghcr.io/agentfleet/agentfleet-worker:0.1.0",
+            f"for example {DEFAULT_WORKER_IMAGE}",
         ),
     )
     """Container image of the workers: `[registry[:port]/]path[:tag][@digest]`, the

@@ -1,8 +1,10 @@
 """Git on a per-item checkout: clone, branch, commit, push (git itself, as a subprocess).
 
-Over HTTPS the token goes to git through `GIT_CONFIG_*` environment variables as an
+Over HTTP(S) the token goes to git through `GIT_CONFIG_*` environment variables as an
 `http.extraHeader`, never into `.git/config` or the command line, so nothing the agent
-can read holds it; error output is redacted before it is raised or logged.
+can read holds it; error output is redacted before it is raised or logged. It goes only to
+the remote the GitHub API gave as the repository's clone URL (the API's own host), over
+whichever scheme that host serves.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class GitCheckout:
             "GIT_COMMITTER_NAME": name,
             "GIT_COMMITTER_EMAIL": email,
         }
-        if self._token is not None and self.remote_url.startswith("https://"):
+        if self._token is not None and self.remote_url.startswith(("https://", "http://")):
             token = self._token()
             self.redactor.add(token)
             basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()

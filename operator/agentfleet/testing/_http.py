@@ -117,13 +117,12 @@ class FakeHTTPServer:
 
             def _serve(self) -> None:
                 split = urlsplit(self.path)
-                length = int(self.headers.get("Content-Length") or 0)
                 request = Request(
                     method=self.command,
                     path=split.path,
                     query=parse_qs(split.query, keep_blank_values=True),
                     headers={k.lower(): v for k, v in self.headers.items()},
-                    body=self.rfile.read(length) if length else b"",
+                    body=self._body(),
                 )
                 try:
                     response = fake.dispatch(request)
@@ -140,6 +139,18 @@ class FakeHTTPServer:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
+
+            def _body(self) -> bytes:
+                if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    return self.rfile.read(length) if length else b""
+                # Git sends large pushes chunked.
+                chunks = []
+                while (size := int(self.rfile.readline().split(b";")[0].strip(), 16)) > 0:
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                return b"".join(chunks)
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 

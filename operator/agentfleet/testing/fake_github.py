@@ -7,8 +7,10 @@ and GitHub App installation tokens. The JSON shapes, pagination `Link` headers a
 `base_url=fake.base_url`.
 
 Each repository is backed by a local bare git repository: clients clone and push over its
-`clone_url` (a file:// URL), and branches, refs, pull-request heads, diffs and merges are
-read from and written to that repository with git itself.
+`clone_url` with Git's smart HTTP protocol (`git http-backend`, authenticated with the
+token as Basic auth, as github.com does), so workers in Pods reach it like GitHub; and
+branches, refs, pull-request heads, diffs and merges are read from and written to that
+repository with git itself.
 
 Webhooks registered with `POST /repos/{owner}/{repo}/hooks` are delivered for real: an
 HTTP POST signed with `X-Hub-Signature-256`, from a background thread, like GitHub does.
@@ -16,6 +18,8 @@ HTTP POST signed with `X-Hub-Signature-256`, from a background thread, like GitH
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -42,6 +46,9 @@ import jwt
 from agentfleet.testing._http import FakeHTTPServer, Request, Response
 
 API_PREFIX = "/api/v3"
+_GIT_PATH = re.compile(
+    r"/(?P<owner>[^/]+)/(?P<repo>[^/]+)\.git/(?P<service>info/refs|git-upload-pack|git-receive-pack)\Z"
+)
 _DOCS = "https://docs.github.com/rest"
 _CLOSING = re.compile(r"(?i)\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)\b")
 _GIT_IDENTITY = {
@@ -328,6 +335,10 @@ class FakeGitHub(FakeHTTPServer):
                 self.route(method, repo + pattern, handler)
 
     def dispatch(self, request: Request) -> Response:
+        git = _GIT_PATH.match(request.path)
+        if git is not None:
+            # Git has its own locking on the repository: no need to hold the API's lock.
+            return self._git_http(request, git["owner"], git["repo"], git["service"])
         with self._lock:
             try:
                 # GitHub App endpoints authenticate with the app's JWT instead of a token.
@@ -355,6 +366,58 @@ class FakeGitHub(FakeHTTPServer):
                 return super().dispatch(request)
             except ApiError as exc:
                 return exc.response()
+
+    def _git_http(self, request: Request, owner: str, name: str, service: str) -> Response:
+        """Git's smart HTTP protocol through `git http-backend` (CGI), as a Git host serves
+        it: Basic auth whose password is a token, for reads and pushes alike."""
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        login = None
+        if scheme.lower() == "basic":
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                _, _, token = base64.b64decode(credentials).decode().partition(":")
+                login = self._tokens.get(token)
+        if login is None:
+            return Response(
+                401, b"Authentication failed\n", {"WWW-Authenticate": 'Basic realm="GitHub"'}
+            )
+        repo = self.repos.get(f"{owner}/{name}")
+        if repo is None:
+            return Response(404, b"Repository not found.\n")
+        query = "&".join(f"{k}={v}" for k, values in request.query.items() for v in values)
+        environment = {
+            "PATH": os.environ.get("PATH", os.defpath),
+            "GIT_PROJECT_ROOT": str(repo.git_dir.parent.parent),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": f"/{owner}/{name}.git/{service}",
+            "REQUEST_METHOD": request.method,
+            "QUERY_STRING": query,
+            "CONTENT_TYPE": request.headers.get("content-type", ""),
+            "CONTENT_LENGTH": str(len(request.body)),
+            "REMOTE_USER": login,  # enables pushes (receive-pack) for authenticated users
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_CONTENT_ENCODING": request.headers.get("content-encoding", ""),
+            "GIT_PROTOCOL": request.headers.get("git-protocol", ""),
+        }
+        result = subprocess.run(
+            ["git", "http-backend"],
+            input=request.body,
+            env=environment,
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+        head, _, body = result.stdout.partition(b"\r\n\r\n")
+        status, headers = 200, {}
+        for line in head.decode(errors="replace").split("\r\n"):
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = int(value.split()[0])
+            elif key:
+                headers[key] = value.strip()
+        if result.returncode != 0 and status == 200:
+            status = 500
+            body = result.stderr
+        return Response(status, body, headers)
 
     def _authenticate(self, request: Request) -> str:
         header = request.headers.get("authorization", "")
@@ -416,7 +479,7 @@ class FakeGitHub(FakeHTTPServer):
             "url": url,
             "issues_url": url + "/issues{/number}",
             "pulls_url": url + "/pulls{/number}",
-            "clone_url": repo.git_dir.as_uri(),
+            "clone_url": f"{self.origin}/{repo.full_name}.git",
             "default_branch": repo.default_branch,
             "has_issues": True,
             "archived": False,

@@ -65,7 +65,13 @@ def test_comments_are_upserted_in_place(
 async def test_pull_requests_are_reused_for_the_same_branch(
     repo_client: RepoClient, fake_github: FakeGitHub, tmp_path: Path
 ) -> None:
-    checkout = GitCheckout(tmp_path / "work", repo_client.clone_url, Redactor())
+    # Without the token the Git host refuses even a clone (a private repository).
+    anonymous = GitCheckout(tmp_path / "anonymous", repo_client.clone_url, Redactor())
+    with pytest.raises(GitError, match="could not read Username"):
+        await anonymous.clone()
+    checkout = GitCheckout(
+        tmp_path / "work", repo_client.clone_url, Redactor(), token=repo_client.git_token
+    )
     await checkout.clone()
     assert await checkout.start_branch("main", "main") is False
     (checkout.path / "README.md").write_text("hello\n")
@@ -85,7 +91,9 @@ async def test_pull_requests_are_reused_for_the_same_branch(
     assert [f.filename for f in repo_client.pull_files(pull.number)] == ["feature.py"]
 
     # A second checkout picks the pushed branch up instead of starting over.
-    second = GitCheckout(tmp_path / "again", repo_client.clone_url, Redactor())
+    second = GitCheckout(
+        tmp_path / "again", repo_client.clone_url, Redactor(), token=repo_client.git_token
+    )
     await second.clone()
     assert await second.start_branch("agentfleet/issue-1", "main") is True
     assert (second.path / "feature.py").read_text() == "x = 1\n"
