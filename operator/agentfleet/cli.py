@@ -8,6 +8,7 @@ from agentfleet import __version__
 from agentfleet.controller.cli import operator
 from agentfleet.localenv.cli import dev_app
 from agentfleet.queue.cli import queue_exporter
+from agentfleet.sandbox.cli import sandbox
 from agentfleet.simulator.cli import simulate
 from agentfleet.worker.cli import worker
 
@@ -21,6 +22,7 @@ app.add_typer(dev_app, name="dev")
 app.command("worker")(worker)
 app.command("queue-exporter")(queue_exporter)
 app.command("operator")(operator)
+app.command("sandbox")(sandbox)
 app.command("simulate")(simulate)
 
 

@@ -1,20 +1,16 @@
 """Tools the model can call, all confined to one workspace.
 
 `WorkspaceTools` offers read, write, edit, list, search and run (allow-listed programs,
-no shell, a scrubbed environment, a timeout). A stage adds its own `submit_*` tool, marked
+no shell, a scrubbed environment, a timeout; in a worker Pod they run in the sandbox
+container, see `agentfleet.sandbox`). A stage adds its own `submit_*` tool, marked
 terminal: calling it ends the run and its input becomes the run's structured result.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import os
 import re
 import shlex
-import shutil
-import signal
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +18,7 @@ from typing import Any
 
 from agentfleet.agents.settings import AgentSettings
 from agentfleet.agents.workspace import PathEscapeError, Workspace
+from agentfleet.sandbox import CommandRequest, CommandRunner, LocalRunner, SandboxUnavailableError
 
 _MAX_FILE_BYTES = 1_000_000
 _MAX_LISTED = 2000
@@ -71,10 +68,18 @@ def _schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
 
 
 class WorkspaceTools:
-    def __init__(self, workspace: Workspace, settings: AgentSettings, read_only: bool = False):
+    def __init__(
+        self,
+        workspace: Workspace,
+        settings: AgentSettings,
+        read_only: bool = False,
+        runner: CommandRunner | None = None,
+    ):
         self.workspace = workspace
         self.settings = settings
         self.read_only = read_only
+        self.runner: CommandRunner = runner or LocalRunner()
+        """Where `run_command` runs: the sandbox container in a worker Pod."""
 
     def tools(self) -> list[Tool]:
         path = {"type": "string", "description": "Path relative to the repository root."}
@@ -236,62 +241,23 @@ class WorkspaceTools:
             raise ToolError(
                 f"{program!r} is not allowed; allowed: {', '.join(self.settings.allowed_commands)}"
             )
-        result = await run_program(
-            argv,
-            self.workspace.root,
-            self.settings.command_timeout_seconds,
+        result = await self.runner.run(
+            CommandRequest(
+                argv=tuple(argv),
+                cwd=str(self.workspace.root),
+                timeout_seconds=self.settings.command_timeout_seconds,
+                max_output_chars=self.settings.max_output_chars,
+            )
         )
-        return truncate_tail(result, self.settings.max_output_chars)
+        if result.exit_code is None:
+            raise ToolError(result.error or f"{shlex.join(argv)} did not run")
+        return result.text()
 
 
-def command_environment(home: Path) -> dict[str, str]:
-    """The environment of commands the model runs: no secrets, this interpreter first."""
-    interpreter_bin = str(Path(sys.executable).parent)
-    return {
-        "PATH": os.pathsep.join([interpreter_bin, os.environ.get("PATH", os.defpath)]),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "PYTHONUNBUFFERED": "1",
-        "NO_COLOR": "1",
-    }
-
-
-async def run_program(argv: list[str], cwd: Path, timeout: float) -> str:
-    """Run `argv` in `cwd` with the scrubbed environment; "exit code N" then the output."""
-    environment = command_environment(cwd)
-    executable = shutil.which(argv[0], path=environment["PATH"])
-    if executable is None:
-        raise ToolError(f"{argv[0]!r} is not installed in this worker")
-    process = await asyncio.create_subprocess_exec(
-        executable,
-        *argv[1:],
-        cwd=cwd,
-        env=environment,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-        raise ToolError(f"{shlex.join(argv)} timed out after {timeout:g} s") from None
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        raise
-    return f"exit code {process.returncode}\n{output.decode(errors='replace')}"
-
-
-def truncate_tail(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return f"[... {len(text) - limit} characters cut ...]\n" + text[-limit:]
-
-
-TOOL_ERRORS: tuple[type[Exception], ...] = (ToolError, PathEscapeError, OSError)
+TOOL_ERRORS: tuple[type[Exception], ...] = (
+    ToolError,
+    PathEscapeError,
+    OSError,
+    SandboxUnavailableError,
+)
 """Errors a tool call reports back to the model instead of failing the run."""

@@ -15,7 +15,7 @@ from agentfleet.github.credentials import (
     credentials_from_secret_data,
     repository_endpoint,
 )
-from agentfleet.github.git import GitCheckout, GitError
+from agentfleet.github.git import AGENT_CONFIG_PATHS, GitCheckout, GitError
 from agentfleet.github.intake import (
     API_URL_KEY,
     BRANCH_PREFIX,
@@ -42,6 +42,7 @@ from agentfleet.github.webhook import (
 )
 
 __all__ = [
+    "AGENT_CONFIG_PATHS",
     "API_URL_KEY",
     "BRANCH_PREFIX",
     "DIAGNOSTIC_LABEL",

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 
-from agentfleet.agents import Workspace, WorkspaceTools, untrusted
+from agentfleet.agents import Workspace, untrusted
 from agentfleet.github import SUB_TASK_LABEL, RepoClient, marker, marker_field
 from agentfleet.github.markers import has_marker
 from agentfleet.queue import WorkItem
@@ -62,7 +62,7 @@ class ContentHandler(StageHandler):
         pulls = [await asyncio.to_thread(repo.find_pull, issue_branch(n)) for n in parts]
         merged_pulls = [p for p in pulls if p is not None and p.merged]
         default = await asyncio.to_thread(lambda: repo.default_branch)
-        checkout = self.env.checkout(repo, context.workspace / "repo")
+        checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
         await checkout.start_branch(branch, default)
         listing = "\n".join(f"- #{p.number} {p.title}" for p in merged_pulls)
@@ -74,7 +74,7 @@ class ContentHandler(StageHandler):
         )
         runner = self.env.runner(log, token_cap(item))
         result = await runner.run(
-            prompts.CONTENT, task, WorkspaceTools(Workspace(checkout.path), runner.settings).tools()
+            prompts.CONTENT, task, self.env.tools(Workspace(checkout.path), runner.settings)
         )
         if not result.finished:
             return HandlerResult.failed(f"agent stopped before finishing: {result.stop_reason}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from agentfleet.agents import AgentResult, Workspace, WorkspaceTools, untrusted
-from agentfleet.agents.tools import run_program, truncate_tail
+from agentfleet.agents import AgentResult, Workspace, untrusted
 from agentfleet.github import marker
 from agentfleet.queue import WorkItem
+from agentfleet.sandbox.protocol import cut_tail
 from agentfleet.stages import prompts
 from agentfleet.stages.base import StageHandler, is_test_path, issue_branch, token_cap
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
@@ -46,7 +46,7 @@ class DevelopmentHandler(StageHandler):
             return HandlerResult.succeeded({"skipped": "issue closed"}, follow_ups=())
         default = await asyncio.to_thread(lambda: repo.default_branch)
 
-        checkout = self.env.checkout(repo, context.workspace / "repo")
+        checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
         resumed = await checkout.start_branch(branch, default)
         task = f"Resolve issue #{number} of {repo.full_name}.\n\n" + untrusted(
@@ -60,7 +60,7 @@ class DevelopmentHandler(StageHandler):
         workspace = Workspace(checkout.path)
         runner = self.env.runner(log, token_cap(item))
         result = await runner.run(
-            prompts.DEVELOPMENT, task, WorkspaceTools(workspace, runner.settings).tools()
+            prompts.DEVELOPMENT, task, self.env.tools(workspace, runner.settings)
         )
         if not result.finished:
             return HandlerResult.failed(f"agent stopped before finishing: {result.stop_reason}")
@@ -73,11 +73,11 @@ class DevelopmentHandler(StageHandler):
         if not resumed and not wrote_tests_first(result):
             return HandlerResult.failed("implementation was written before its tests")
         command = list(self.env.config.test_command)
-        output = await run_program(command, checkout.path, self.env.config.test_timeout_seconds)
+        tests = await self.env.run_tests(checkout)
         # Pushed even when the tests fail, so that the retry continues from this work.
         await checkout.push(branch)
-        if not output.startswith("exit code 0"):
-            tail = truncate_tail(self.env.redactor.redact(output), 3000)
+        if tests.exit_code != 0:
+            tail = cut_tail(self.env.redactor.redact(tests.text()), 3000)
             return HandlerResult.failed(f"tests fail after the agent finished:\n{tail}")
         body = (
             f"Closes #{number}\n\n{self.env.redactor.redact(result.final_text).strip()}\n\n"

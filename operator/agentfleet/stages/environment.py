@@ -18,6 +18,8 @@ import anthropic
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from agentfleet.agents import AgentMetrics, AgentRunner, AgentSettings, Redactor, default_metrics
+from agentfleet.agents.tools import Tool, WorkspaceTools
+from agentfleet.agents.workspace import Workspace
 from agentfleet.github import (
     API_URL_KEY,
     CredentialsError,
@@ -28,6 +30,8 @@ from agentfleet.github import (
     credentials_from_directory,
 )
 from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
+from agentfleet.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
+from agentfleet.sandbox.client import SandboxRunner
 from agentfleet.worker.config import PROJECTS_DIR, PROJECTS_DIR_ENV, WorkerSettings
 
 ENV_VARS: dict[str, str] = {
@@ -118,8 +122,12 @@ class StageEnvironment:
         queue: WorkQueue | None = None,
         metrics: AgentMetrics | None = None,
         pool: tuple[str, str] = ("", ""),
+        commands: CommandRunner | None = None,
     ) -> None:
         self.config = config
+        self.commands: CommandRunner = commands or LocalRunner()
+        """Where the model's commands and the repository's tests run: the sandbox
+        container in a worker Pod."""
         self.pool = pool
         """(namespace, pool) of the worker: the agents' model responses are counted under
         it, so the autoscaler can see a pool being rate-limited."""
@@ -156,6 +164,11 @@ class StageEnvironment:
             redactor=redactor,
             queue=queue,
             pool=(settings.namespace, settings.pool),
+            commands=(
+                SandboxRunner(settings.sandbox_socket)
+                if settings.sandbox_socket is not None
+                else LocalRunner()
+            ),
         )
 
     def repo(self, item: WorkItem) -> RepoClient:
@@ -192,11 +205,33 @@ class StageEnvironment:
             pool=self.pool,
         )
 
-    def checkout(self, repo: RepoClient, directory: Path) -> GitCheckout:
+    def checkout(self, repo: RepoClient, directory: Path, git_dir: Path) -> GitCheckout:
+        """A checkout whose work tree is `directory` (shared with the sandbox) and whose
+        git directory is `git_dir` (which must be out of the sandbox's reach: the item's
+        private directory)."""
         return GitCheckout(
             directory,
             repo.clone_url,
             self.redactor,
             token=repo.git_token,
             author=(self.config.git_author_name, self.config.git_author_email),
+            git_dir=git_dir,
+        )
+
+    def tools(
+        self, workspace: Workspace, settings: AgentSettings, read_only: bool = False
+    ) -> list[Tool]:
+        """The model's tools on `workspace`; commands run where this environment runs them."""
+        return WorkspaceTools(workspace, settings, read_only, self.commands).tools()
+
+    async def run_tests(self, checkout: GitCheckout) -> CommandResult:
+        """The repository's tests (`test_command`) in the checkout, where the model's
+        commands run: they are the repository's code."""
+        return await self.commands.run(
+            CommandRequest(
+                argv=self.config.test_command,
+                cwd=str(checkout.path),
+                timeout_seconds=self.config.test_timeout_seconds,
+                max_output_chars=20_000,
+            )
         )

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agentfleet.agents import Workspace, WorkspaceTools, submit_tool, untrusted
+from agentfleet.agents import Workspace, submit_tool, untrusted
 from agentfleet.github import MASTER_LABEL, SUB_TASK_LABEL
 from agentfleet.github.intake import GENERATED_LABELS
 from agentfleet.github.markers import embed_state, extract_state
@@ -145,7 +145,7 @@ class GenesisHandler(StageHandler):
 
         await asyncio.to_thread(repo.ensure_labels, list(GENERATED_LABELS))
         default = await asyncio.to_thread(lambda: repo.default_branch)
-        checkout = self.env.checkout(repo, context.workspace / "repo")
+        checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
         runner = self.env.runner(log, token_cap(item))
         described = untrusted(
@@ -154,7 +154,7 @@ class GenesisHandler(StageHandler):
         scaffolded = False
         if not await checkout.remote_branches():
             await checkout.start_branch(default, default)
-            writable = WorkspaceTools(Workspace(checkout.path), runner.settings).tools()
+            writable = self.env.tools(Workspace(checkout.path), runner.settings)
             request = f"Scaffold {repo.full_name} for this issue.\n\n{described}"
             result = await runner.run(prompts.GENESIS_SCAFFOLD, request, writable)
             if not result.finished:
@@ -173,11 +173,9 @@ class GenesisHandler(StageHandler):
             tasks = parse_subtasks(issue.body)
             summary = "Planned from the checklist in the issue."
             if not tasks:
-                readable = WorkspaceTools(Workspace(checkout.path), runner.settings, read_only=True)
+                readable = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
                 request = f"Plan issue #{number} of {repo.full_name}.\n\n{described}"
-                result = await runner.run(
-                    prompts.GENESIS_PLAN, request, [*readable.tools(), SUBMIT_PLAN]
-                )
+                result = await runner.run(prompts.GENESIS_PLAN, request, [*readable, SUBMIT_PLAN])
                 if result.submission is None:
                     return HandlerResult.failed(f"no plan submitted ({result.stop_reason})")
                 summary, tasks = plan_from_submission(result.submission)

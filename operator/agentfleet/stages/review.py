@@ -7,7 +7,7 @@ import asyncio
 import logging
 from typing import Any
 
-from agentfleet.agents import Workspace, WorkspaceTools, submit_tool, untrusted
+from agentfleet.agents import Workspace, submit_tool, untrusted
 from agentfleet.queue import WorkItem
 from agentfleet.stages import prompts
 from agentfleet.stages.base import StageHandler, issue_branch, token_cap
@@ -49,7 +49,7 @@ class ReviewHandler(StageHandler):
         repo = self.env.repo(item)
         failure = item.payload.get("dead_letter")
         default = await asyncio.to_thread(lambda: repo.default_branch)
-        checkout = self.env.checkout(repo, context.workspace / "repo")
+        checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
         redactor = self.env.redactor
         if isinstance(failure, dict):
@@ -77,7 +77,7 @@ class ReviewHandler(StageHandler):
             )
             target, key = number, f"pull-{number}"
         runner = self.env.runner(log, token_cap(item))
-        tools = WorkspaceTools(Workspace(checkout.path), runner.settings, read_only=True).tools()
+        tools = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
         result = await runner.run(prompts.REVIEW, task, [*tools, SUBMIT_REVIEW])
         if result.submission is None:
             return HandlerResult.failed(f"no review submitted ({result.stop_reason})")

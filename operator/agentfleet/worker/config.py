@@ -36,6 +36,8 @@ ENV_VARS: dict[str, str] = {
     "max_attempts": "AGENTFLEET_MAX_ATTEMPTS",
     "retry_base_delay": "AGENTFLEET_RETRY_BASE_DELAY",
     "workspace_root": "AGENTFLEET_WORKSPACE_ROOT",
+    "private_root": "AGENTFLEET_PRIVATE_ROOT",
+    "sandbox_socket": "AGENTFLEET_SANDBOX_SOCKET",
 }
 """Setting name -> environment variable."""
 
@@ -51,6 +53,20 @@ PROJECTS_DIR = "/var/run/agentfleet/projects"
 """Where a worker pod finds each served Project's credentials Secret, mounted read-only
 at `<PROJECTS_DIR>/<project>/` (one file per key: `token`, or `app-id` and
 `private-key`)."""
+
+WORKSPACE_DIR = "/workspace"
+"""The volume both containers of a worker Pod mount: each item's checkout lives here."""
+
+PRIVATE_DIR = "/var/lib/agentfleet/private"
+"""A volume only the worker container mounts: each item's git directory (its config and
+hooks decide what git runs with the worker's credentials, so the sandbox must not write
+them)."""
+
+SANDBOX_SOCKET = "/run/agentfleet/sandbox/sandbox.sock"
+"""The sandbox container's Unix socket, on a volume both containers mount."""
+
+SANDBOX_UID = 10002
+"""The sandbox container's user; it shares the worker's group (10001) for the checkout."""
 
 PROJECTS_DIR_ENV = "AGENTFLEET_PROJECTS_DIR"
 """The variable the operator sets to PROJECTS_DIR; the stage handlers read their
@@ -86,6 +102,12 @@ class WorkerSettings(BaseModel):
     retry_base_delay: float = Field(default=5.0, ge=0)
     workspace_root: Path | None = None
     """Where per-item workspaces are created (the system temp dir when unset)."""
+    private_root: Path | None = None
+    """Where per-item private directories are created (git directories): a volume the
+    sandbox cannot reach (the system temp dir when unset)."""
+    sandbox_socket: Path | None = None
+    """The sandbox container's socket: commands chosen by the model and the repository's
+    tests run there. Unset: in this process's own tree (a worker run by hand)."""
 
     @model_validator(mode="after")
     def _heartbeats_fit_in_timeout(self) -> WorkerSettings:

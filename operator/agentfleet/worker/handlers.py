@@ -34,7 +34,11 @@ from agentfleet.worker.config import WorkerSettings
 @dataclass
 class HandlerContext:
     workspace: Path
-    """An empty directory for this item only, removed after the handler returns."""
+    """An empty directory for this item only, removed after the handler returns. In a
+    worker Pod it is on the volume the sandbox container shares."""
+    private: Path
+    """Another, on a volume only this container mounts (git directories): nothing the
+    sandbox runs can write here."""
     logger: logging.LoggerAdapter[logging.Logger]
     settings: WorkerSettings
     pipeline: tuple[Stage, ...]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import signal
 import tempfile
@@ -43,6 +44,13 @@ _FAIL_OUTCOMES = {
     FailOutcome.DEAD_LETTERED: "dead_lettered",
     FailOutcome.STALE: "lost",
 }
+
+
+def _item_directory(root: Path | None) -> Path:
+    """A fresh directory for one item under `root` (the system temp dir when unset)."""
+    if root is not None:
+        root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="agentfleet-item-", dir=root))
 
 
 class Worker:
@@ -117,13 +125,12 @@ class Worker:
             item.attempts,
             ", reclaimed" if claim.reclaimed else "",
         )
-        root = self.settings.workspace_root
-        if root is not None:
-            root.mkdir(parents=True, exist_ok=True)
-        workspace = Path(tempfile.mkdtemp(prefix="agentfleet-item-", dir=root))
+        workspace = _item_directory(self.settings.workspace_root)
+        private = _item_directory(self.settings.private_root)
         draining = asyncio.Event()
         context = HandlerContext(
             workspace=workspace,
+            private=private,
             logger=logger,
             settings=self.settings,
             pipeline=item.pipeline,
@@ -141,6 +148,7 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
             shutil.rmtree(workspace, ignore_errors=True)
+            shutil.rmtree(private, ignore_errors=True)
             self.metrics.busy.set(0)
         self.metrics.processing_seconds.observe(time.monotonic() - started)
         self.metrics.processed(outcome)
@@ -216,6 +224,9 @@ class Worker:
 
 async def serve(settings: WorkerSettings, handler: Handler) -> None:
     """Run a worker process until SIGTERM/SIGINT, serving its metrics meanwhile."""
+    # The checkout is shared with the sandbox container, whose user is in this one's
+    # group: what either writes, the other may change.
+    os.umask(0o002)
     queue = WorkQueue.from_url(
         settings.redis_url,
         heartbeat_timeout=settings.heartbeat_timeout,

@@ -90,8 +90,11 @@ class Pipeline:
         """Run an item's handler again, as a worker that reclaimed it after a crash would."""
         workspace = self.workdir / "redelivery" / uuid.uuid4().hex[:8]
         workspace.mkdir(parents=True)
+        private = self.workdir / "redelivery-private" / workspace.name
+        private.mkdir(parents=True)
         context = HandlerContext(
             workspace=workspace,
+            private=private,
             logger=logging.LoggerAdapter(logging.getLogger("agentfleet.test"), {}),
             settings=WorkerSettings(namespace=NAMESPACE, pool="redelivery", stage=item.stage),
             pipeline=item.pipeline,
