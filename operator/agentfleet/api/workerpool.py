@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from datetime import datetime
@@ -167,6 +168,82 @@ class LabelSelector(ApiModel):
         return all(labels.get(k) == v for k, v in self.match_labels.items()) and all(
             requirement.matches(labels) for requirement in self.match_expressions
         )
+
+
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError as exc:
+        raise ValueError(
+            f"{value!r} is not a network in CIDR notation (e.g. 10.0.0.0/8, fd00::/8): {exc}"
+        ) from exc
+    return value
+
+
+Cidr = Annotated[
+    str,
+    Field(min_length=3, max_length=43, pattern=r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"),
+    AfterValidator(_check_cidr),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 3,
+            "maxLength": 43,
+            "pattern": r"^[0-9a-fA-F:.]+/[0-9]{1,3}$",
+            "x-kubernetes-validations": [
+                {
+                    "rule": "isCIDR(self) && cidr(self) == cidr(self).masked()",
+                    "message": "must be a network in CIDR notation with no host bits set "
+                    "(e.g. 10.0.0.0/8, fd00::/8)",
+                    "reason": "FieldValueInvalid",
+                }
+            ],
+        }
+    ),
+]
+
+
+class EgressRule(ApiModel):
+    """A destination the pool's Pods may reach besides DNS, the work queue and HTTPS to
+    public addresses: a network (a package proxy, GitHub Enterprise on a private address)
+    or Pods selected by labels, on these ports."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.cidr) != (has(self.namespaceSelector) || "
+                    "has(self.podSelector))",
+                    "message": "set either cidr, or namespaceSelector and/or podSelector",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
+
+    cidr: Cidr | None = None
+    """A network in CIDR notation (IPv4 or IPv6), e.g. 10.20.0.5/32."""
+
+    namespace_selector: LabelSelector | None = None
+    """Pods in the namespaces with these labels (with podSelector: those Pods there)."""
+
+    pod_selector: LabelSelector | None = None
+    """Pods with these labels (in the pool's namespace unless namespaceSelector is set)."""
+
+    ports: list[Annotated[int, Field(ge=1, le=65535)]] = Field(
+        min_length=1, max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Destination ports."""
+
+    protocol: Literal["TCP", "UDP"] = "TCP"
+    """TCP or UDP."""
+
+    @model_validator(mode="after")
+    def _one_kind_of_destination(self) -> EgressRule:
+        selected = self.namespace_selector is not None or self.pod_selector is not None
+        if (self.cidr is not None) == selected:
+            raise ValueError("set either cidr, or namespaceSelector and/or podSelector")
+        return self
 
 
 DEFAULT_REQUESTS: dict[str, int | str] = {"cpu": "250m", "memory": "512Mi"}
@@ -413,6 +490,12 @@ class WorkerPoolSpec(ApiModel):
         default_factory=dict, json_schema_extra={"x-kubernetes-validations": [_LABEL_KEY_RULE]}
     )
     """Node labels the worker pods must be scheduled on."""
+
+    egress: list[EgressRule] = Field(default_factory=list, max_length=32)
+    """Destinations the worker Pods may reach besides what every pool gets: DNS, the work
+    queue and HTTPS (443) to public addresses. Everything else, private and link-local
+    ranges and the cluster's own addresses included, is refused by the pool's
+    NetworkPolicy (see docs/security.md)."""
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> WorkerPoolSpec:

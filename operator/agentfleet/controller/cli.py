@@ -55,6 +55,13 @@ def operator(
     project_status_seconds: float = typer.Option(
         15.0, envvar="AGENTFLEET_PROJECT_STATUS_SECONDS", help="Refresh Project status this often."
     ),
+    blocked_cidr: list[str] = typer.Option(
+        [],
+        "--blocked-cidr",
+        envvar="AGENTFLEET_BLOCKED_CIDRS",
+        help="A range of the cluster outside the private ones, never reachable by workers "
+        "(repeatable; private and link-local ranges are always blocked).",
+    ),
     log_format: str = typer.Option("json", help="json, plain or full."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -76,6 +83,7 @@ def operator(
             priority=priority,
             resync_seconds=resync_seconds,
             project_status_seconds=project_status_seconds,
+            blocked_cidrs=tuple(blocked_cidr),
             log_format=_log_format(log_format),
             verbose=verbose,
         )

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DEFAULT_PEERING = "agentfleet"
 
@@ -49,8 +50,23 @@ class OperatorConfig(BaseModel):
     project_status_seconds: float = Field(default=15.0, gt=0)
     """How often Project status (queue counts) is refreshed."""
 
+    blocked_cidrs: tuple[str, ...] = ()
+    """The cluster's own ranges (Pods, Services, nodes) outside the private ones: worker
+    Pods' public HTTPS may not reach them (the private and link-local ranges are always
+    blocked)."""
+
     log_format: Literal["json", "plain", "full"] = "json"
     verbose: bool = False
+
+    @field_validator("blocked_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr)
+            except ValueError as exc:
+                raise ValueError(f"--blocked-cidr {cidr!r}: {exc}") from exc
+        return value
 
     @model_validator(mode="after")
     def _one_scope(self) -> OperatorConfig:

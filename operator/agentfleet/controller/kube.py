@@ -27,6 +27,8 @@ _BUILTIN: dict[tuple[str, str], tuple[Callable[[client.ApiClient], Any], str]] =
     ("v1", "Service"): (client.CoreV1Api, "service"),
     ("policy/v1", "PodDisruptionBudget"): (client.PolicyV1Api, "pod_disruption_budget"),
     ("apps/v1", "Deployment"): (client.AppsV1Api, "deployment"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): (client.NetworkingV1Api, "network_policy"),
+    ("v1", "Secret"): (client.CoreV1Api, "secret"),
 }
 
 
@@ -80,6 +82,13 @@ class Kube:
             if error.status == 404:
                 return None
             raise
+
+    def service_body(self, namespace: str, name: str) -> Manifest | None:
+        """A Service as a plain dict, or None when it does not exist or may not be read."""
+        try:
+            return self.get("v1", "Service", namespace, name)
+        except ApiException:
+            return None
 
     def apply(self, manifest: Manifest, dry_run: bool = False) -> Manifest:
         """Server-side apply as the operator's field manager, taking over fields someone

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -27,6 +28,7 @@ from agentfleet.controller.children import (
     LABEL_MANAGED_BY,
     LABEL_POOL,
     WorkerEnvironment,
+    queue_egress_rules,
 )
 from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.intake import install_intake
@@ -118,7 +120,23 @@ def create_registry(
                 if await asyncio.to_thread(kube.ensure_peering, config.peering, namespace):
                     log.info("created peering object %s in %s", config.peering, namespace or "*")
         queue = WorkQueue.from_url(config.redis_url) if config.redis_url else None
-        memo["reconciler"] = Reconciler(kube, WorkerEnvironment(redis_url=config.redis_url), queue)
+        environment = WorkerEnvironment(
+            redis_url=config.redis_url,
+            queue_egress=(
+                await asyncio.to_thread(
+                    queue_egress_rules, config.redis_url, kube.service_body, resolve_host
+                )
+                if config.redis_url
+                else ()
+            ),
+            blocked_cidrs=config.blocked_cidrs,
+        )
+        if config.redis_url and not environment.queue_egress:
+            log.warning(
+                "the work queue's address could not be found: worker Pods' NetworkPolicy "
+                "will not let them reach it"
+            )
+        memo["reconciler"] = Reconciler(kube, environment, queue)
         if config.metrics_port:
             prometheus_client.start_http_server(config.metrics_port)
         memo["trimmer"] = asyncio.create_task(trim_periodically(), name="malloc-trim")
@@ -288,6 +306,15 @@ class _QuietRoutineSuccess(logging.Filter):
             and message.endswith("succeeded.")
             and any(f"'{name}'" in message for name in _CHATTY_HANDLERS)
         )
+
+
+def resolve_host(host: str) -> list[str]:
+    """The addresses a host name resolves to (none when it does not)."""
+    try:
+        found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return list(dict.fromkeys(str(entry[4][0]) for entry in found))
 
 
 def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:

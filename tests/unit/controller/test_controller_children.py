@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -11,13 +12,17 @@ from hypothesis import strategies as st
 from agentfleet.api.workerpool import WorkerPoolSpec
 from agentfleet.controller.children import (
     PROJECTS_DIR,
+    WORKER_RESOURCES_WITH_SANDBOX,
     PoolIdentity,
     ServedProject,
     WorkerEnvironment,
     build_children,
     build_deployment,
     build_metrics_service,
+    build_network_policy,
     build_pod_disruption_budget,
+    build_queue_secret,
+    queue_egress_rules,
     selector_labels,
     selector_string,
 )
@@ -33,11 +38,11 @@ def _spec(**fields: Any) -> WorkerPoolSpec:
     return WorkerPoolSpec.model_validate({"stage": "development", **fields})
 
 
-def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+def _container(deployment: dict[str, Any], name: str = "worker") -> dict[str, Any]:
     containers = deployment["spec"]["template"]["spec"]["containers"]
-    assert len(containers) == 1
-    container: dict[str, Any] = containers[0]
-    return container
+    (container,) = (c for c in containers if c["name"] == name)
+    found: dict[str, Any] = container
+    return found
 
 
 def _env(deployment: dict[str, Any]) -> dict[str, Any]:
@@ -70,6 +75,8 @@ def test_every_child_is_owned_and_labelled() -> None:
         "ServiceAccount",
         "Service",
         "PodDisruptionBudget",
+        "NetworkPolicy",
+        "Secret",
         "Deployment",
     ]
     for child in children:
@@ -105,7 +112,11 @@ def test_worker_env_contract() -> None:
         terminationGracePeriodSeconds=120,
     )
     env = _env(build_deployment(POOL, spec, PROJECTS, 1, ENVIRONMENT))
-    assert env["AGENTFLEET_REDIS_URL"] == "redis://redis.agentfleet:6379/0"
+    # From the pool's queue Secret, never spelled in the Deployment.
+    assert env["AGENTFLEET_REDIS_URL"] == {"secretKeyRef": {"name": "dev-tdd-queue", "key": "url"}}
+    secret = build_queue_secret(POOL, _spec(), "redis://:pw@redis.agentfleet:6379/0")
+    assert base64.b64decode(secret["data"]["url"]) == b"redis://:pw@redis.agentfleet:6379/0"
+    assert secret["metadata"]["name"] == "dev-tdd-queue"
     assert env["AGENTFLEET_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
     assert env["AGENTFLEET_POOL"] == "dev-tdd"
@@ -157,14 +168,24 @@ def test_container_shape() -> None:
     )
     deployment = build_deployment(POOL, spec, PROJECTS, 1, ENVIRONMENT)
     container = _container(deployment)
+    sandbox = _container(deployment, "sandbox")
     pod = deployment["spec"]["template"]["spec"]
-    assert container["image"] == "registry.local/worker:1"
+    assert container["image"] == sandbox["image"] == "registry.local/worker:1"
     assert container["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
-    assert container["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}
+    # The workload (commands, tests) runs in the sandbox: it gets the pool's resources.
+    assert sandbox["resources"] == {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}}
+    assert container["resources"] == WORKER_RESOURCES_WITH_SANDBOX
     assert pod["terminationGracePeriodSeconds"] == 90
     assert pod["serviceAccountName"] == "dev-tdd"
+    assert pod["automountServiceAccountToken"] is False
     assert pod["nodeSelector"] == {"pool": "agents"}
     assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # The command handler runs only the pool's own command: no sandbox, pool resources.
+    plain = build_deployment(POOL, _spec(handler="command"), PROJECTS, 1, ENVIRONMENT)
+    (only,) = plain["spec"]["template"]["spec"]["containers"]
+    assert only["name"] == "worker" and only["resources"]["requests"] == {
+        "cpu": "250m", "memory": "512Mi"
+    }  # fmt: skip
 
 
 def test_each_served_project_credentials_are_mounted_read_only() -> None:
@@ -230,3 +251,133 @@ def test_env_names_stay_unique_and_overrides_win(
     for name, value in overrides.items():
         assert env[name] == value
     assert deployment["spec"]["replicas"] == replicas
+
+
+def test_the_sandbox_container_holds_no_credential_and_no_token() -> None:
+    spec = _spec(
+        env=[{"name": "ANTHROPIC_API_KEY", "secretKeyRef": {"name": "anthropic", "key": "k"}}],
+        envFromSecrets=["shared-env"],
+    )
+    deployment = build_deployment(POOL, spec, PROJECTS, 1, ENVIRONMENT)
+    pod = deployment["spec"]["template"]["spec"]
+    sandbox = _container(deployment, "sandbox")
+    assert "env" not in sandbox and "envFrom" not in sandbox
+    secret_volumes = {v["name"] for v in pod["volumes"] if "secret" in v or "projected" in v}
+    assert secret_volumes, "the worker has its credentials"
+    assert not {m["name"] for m in sandbox["volumeMounts"]} & secret_volumes
+    assert {m["mountPath"] for m in sandbox["volumeMounts"]} == {
+        "/workspace", "/tmp", "/run/agentfleet/sandbox"
+    }  # fmt: skip
+    worker_mounts = {m["mountPath"] for m in _container(deployment)["volumeMounts"]}
+    assert "/var/lib/agentfleet/private" in worker_mounts  # git directories: worker only
+    assert pod["automountServiceAccountToken"] is False
+    worker_user = _container(deployment)["securityContext"]["runAsUser"]
+    assert sandbox["securityContext"]["runAsUser"] != worker_user
+
+
+def test_both_containers_meet_pod_security_restricted() -> None:
+    deployment = build_deployment(POOL, _spec(), PROJECTS, 1, ENVIRONMENT)
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert context["runAsNonRoot"] is True and context["runAsUser"] >= 10000
+        assert context["readOnlyRootFilesystem"] is True
+    kinds = {next(k for k in volume if k != "name") for volume in pod["volumes"]}
+    assert kinds <= {"emptyDir", "secret"}
+
+
+def test_the_network_policy_denies_by_default_and_allows_only_the_documented_egress() -> None:
+    queue_rule = {
+        "to": [{"ipBlock": {"cidr": "10.250.0.1/32"}}],
+        "ports": [{"port": 6379, "protocol": "TCP"}],
+    }
+    spec = _spec(
+        egress=[
+            {"cidr": "10.20.0.5/32", "ports": [3128]},
+            {"namespaceSelector": {"matchLabels": {"team": "infra"}}, "ports": [8080]},
+        ]
+    )
+    policy = build_network_policy(
+        POOL,
+        spec,
+        WorkerEnvironment(
+            redis_url="redis://x", queue_egress=(queue_rule,), blocked_cidrs=("100.100.0.0/16",)
+        ),
+    )
+    body = policy["spec"]
+    assert body["podSelector"] == {"matchLabels": selector_labels("dev-tdd")}
+    assert body["policyTypes"] == ["Ingress", "Egress"]
+    assert body["ingress"] == [{"ports": [{"port": 9090, "protocol": "TCP"}]}]
+    dns, queue, public, proxy, infra = body["egress"]
+    assert dns["to"][0]["podSelector"] == {"matchLabels": {"k8s-app": "kube-dns"}}
+    assert {p["protocol"] for p in dns["ports"]} == {"UDP", "TCP"}
+    assert queue == queue_rule
+    assert public["ports"] == [{"port": 443, "protocol": "TCP"}]
+    v4, v6 = (peer["ipBlock"] for peer in public["to"])
+    assert v4["cidr"] == "0.0.0.0/0" and v6["cidr"] == "::/0"
+    for blocked in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"):
+        assert blocked in v4["except"]
+    assert "100.100.0.0/16" not in v4["except"], "inside 100.64.0.0/10 already"
+    assert "fe80::/10" in v6["except"] and "fc00::/7" in v6["except"]
+    assert proxy == {
+        "to": [{"ipBlock": {"cidr": "10.20.0.5/32"}}],
+        "ports": [{"port": 3128, "protocol": "TCP"}],
+    }
+    assert infra["to"] == [{"namespaceSelector": {"matchLabels": {"team": "infra"}}}]
+
+
+def test_a_cluster_range_outside_the_private_ones_is_blocked_too() -> None:
+    policy = build_network_policy(
+        POOL, _spec(), WorkerEnvironment(blocked_cidrs=("203.0.113.0/24", "2001:db8::/32"))
+    )
+    public = policy["spec"]["egress"][1]
+    v4, v6 = (peer["ipBlock"] for peer in public["to"])
+    assert "203.0.113.0/24" in v4["except"] and "2001:db8::/32" in v6["except"]
+
+
+def test_the_queue_is_reached_as_pods_of_its_service_or_as_its_addresses() -> None:
+    services = {
+        ("agentfleet-system", "agentfleet-redis"): {
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "agentfleet-redis"},
+                "ports": [{"port": 6379, "targetPort": "redis"}],
+            }
+        }
+    }
+
+    def service(namespace: str, name: str) -> dict[str, Any] | None:
+        return services.get((namespace, name))
+
+    bundled = queue_egress_rules(
+        "redis://:pw@agentfleet-redis.agentfleet-system.svc.cluster.local:6379/0",
+        service,
+        lambda host: [],
+    )
+    assert bundled == (
+        {
+            "to": [
+                {
+                    "namespaceSelector": {
+                        "matchLabels": {"kubernetes.io/metadata.name": "agentfleet-system"}
+                    },
+                    "podSelector": {"matchLabels": {"app.kubernetes.io/name": "agentfleet-redis"}},
+                }
+            ],
+            "ports": [{"port": "redis", "protocol": "TCP"}],
+        },
+    )
+    literal = queue_egress_rules("redis://10.250.0.1:4242/0", service, lambda host: [])
+    assert literal[0]["to"] == [{"ipBlock": {"cidr": "10.250.0.1/32"}}]
+    assert literal[0]["ports"] == [{"port": 4242, "protocol": "TCP"}]
+    resolved = queue_egress_rules(
+        "rediss://queue.example.com/0", service, lambda host: ["192.0.2.7", "2001:db8::7"]
+    )
+    assert resolved[0]["to"] == [
+        {"ipBlock": {"cidr": "192.0.2.7/32"}},
+        {"ipBlock": {"cidr": "2001:db8::7/128"}},
+    ]
+    assert queue_egress_rules("redis://nowhere.invalid/0", service, lambda host: []) == ()

@@ -8,6 +8,7 @@ that drifts on one side fails here.
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -21,6 +22,7 @@ from agentfleet.controller.children import (
     ServedProject,
     WorkerEnvironment,
     build_deployment,
+    build_queue_secret,
 )
 from agentfleet.stages import HANDLERS, StageConfig, StageHandler
 from agentfleet.stages.environment import mounted_credentials
@@ -34,14 +36,20 @@ PROJECTS = [ServedProject("shop", "shop-github"), ServedProject("blog", "blog-gi
 POD = {"metadata.namespace": "team-a", "metadata.name": "genesis-5d8f7-abcde"}
 
 
+REDIS_URL = "redis://:secret@queue:6379/0"
+
+
 def _container(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = (c for c in containers if c["name"] == "worker")
     found: dict[str, Any] = container
     return found
 
 
 def pod_environment(deployment: dict[str, Any]) -> dict[str, str]:
-    """The environment a container of this Deployment starts with (no envFrom Secrets)."""
+    """The environment the worker container starts with, as the kubelet fills it in:
+    downward-API fields, and the pool's queue Secret (no envFrom Secrets)."""
+    queue = build_queue_secret(POOL, WorkerPoolSpec(stage="genesis"), REDIS_URL)
     environ: dict[str, str] = {}
     for entry in _container(deployment)["env"]:
         source = entry.get("valueFrom")
@@ -49,14 +57,15 @@ def pod_environment(deployment: dict[str, Any]) -> dict[str, str]:
             environ[entry["name"]] = entry.get("value", "")
         elif "fieldRef" in source:
             environ[entry["name"]] = POD[source["fieldRef"]["fieldPath"]]
+        elif source.get("secretKeyRef", {}).get("name") == queue["metadata"]["name"]:
+            value = queue["data"][source["secretKeyRef"]["key"]]
+            environ[entry["name"]] = base64.b64decode(value).decode()
     return environ
 
 
 def _deployment(stage: str = "genesis", **spec: Any) -> dict[str, Any]:
     pool_spec = WorkerPoolSpec.model_validate({"stage": stage, **spec})
-    return build_deployment(
-        POOL, pool_spec, PROJECTS, 1, WorkerEnvironment(redis_url="redis://queue:6379/0")
-    )
+    return build_deployment(POOL, pool_spec, PROJECTS, 1, WorkerEnvironment(redis_url=REDIS_URL))
 
 
 def test_agent_settings_are_read_from_the_env_the_operator_sets() -> None:
@@ -84,7 +93,7 @@ def test_default_agent_settings_survive_the_trip() -> None:
 def test_worker_settings_are_read_from_the_env_the_operator_sets() -> None:
     deployment = _deployment(specialties=["tdd"], terminationGracePeriodSeconds=65)
     settings = settings_from(pod_environment(deployment), {})
-    assert settings.redis_url == "redis://queue:6379/0"
+    assert settings.redis_url == REDIS_URL
     assert (settings.namespace, settings.pool, settings.pod_name) == (
         "team-a",
         "genesis",
