@@ -72,8 +72,11 @@ class ReviewHandler(StageHandler):
             files = await asyncio.to_thread(repo.pull_files, number)
             diff = "\n\n".join(f"--- {f.filename} ({f.status})\n{f.patch}" for f in files)
             subject = f"pull request #{number}"
-            task = f"Review pull request #{number}: {pull.title}\n\n" + untrusted(
-                f"diff of #{number}", diff[:_PATCH_LIMIT], redactor
+            task = (
+                f"Review pull request #{number}.\n\n"
+                + untrusted(f"title of #{number}", pull.title, redactor)
+                + "\n\n"
+                + untrusted(f"diff of #{number}", diff[:_PATCH_LIMIT], redactor)
             )
             target, key = number, f"pull-{number}"
         runner = self.env.runner(log, token_cap(item))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -108,6 +109,39 @@ class Pipeline:
             return await self.queue.completion(NAMESPACE, item_id)
 
         return await async_wait_for(done, timeout, f"completion of {item_id}")
+
+    def push_files(self, branch: str, files: dict[str, str], base: str | None = None) -> None:
+        """Commit `files` on `branch` (started from `base`, or empty) and push it, as the
+        repository's owner would, straight to the fake's bare repository."""
+        git_dir = self.fake_github.repos["acme/shop"].git_dir
+        work = self.workdir / "pushes" / uuid.uuid4().hex[:8]
+        subprocess.run(["git", "clone", "-q", str(git_dir), str(work)], check=True)
+        env = {
+            "GIT_AUTHOR_NAME": "acme",
+            "GIT_AUTHOR_EMAIL": "acme@example.com",
+            "GIT_COMMITTER_NAME": "acme",
+            "GIT_COMMITTER_EMAIL": "acme@example.com",
+            "PATH": "/usr/bin:/bin",
+        }
+        start = (
+            ["checkout", "-q", "-b", branch, f"origin/{base}"]
+            if base
+            else ["checkout", "-q", "--orphan", branch]
+        )
+        subprocess.run(["git", *start], cwd=work, check=True, env=env)
+        for path, content in files.items():
+            (work / path).parent.mkdir(parents=True, exist_ok=True)
+            (work / path).write_text(content)
+        for command in (
+            ["add", "."],
+            ["commit", "-qm", f"{branch}"],
+            ["push", "-q", "origin", f"HEAD:{branch}"],
+        ):
+            subprocess.run(["git", *command], cwd=work, check=True, env=env)
+
+    def seed_main(self) -> None:
+        """A repository with a main branch and a passing test suite, as a project has."""
+        self.push_files("main", {"tests/__init__.py": "", "README.md": "# shop\n"})
 
     def github_state(self) -> dict[str, Any]:
         """Everything a duplicate would show up in: issues, pull requests, branches, comments."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 from pydantic import SecretStr
 
@@ -58,7 +56,7 @@ async def test_ten_sub_tasks_with_one_failure_succeed_and_retry_reruns_only_it(
     pipeline.fake_anthropic.add_script(agents.DEVELOPMENT, agents.tdd_developer(failing=broken))
     pipeline.fake_anthropic.add_script(agents.REVIEW, agents.reviewer())
     repo = pipeline.human.get_repo("acme/shop")
-    _seed_main(pipeline)
+    pipeline.seed_main()
     master = repo.create_issue("Shop, in parallel", body=MASTER_BODY, labels=["agentfleet:master"])
     bot = RepoClient(
         GitHubCredentials(token=SecretStr(BOT_TOKEN)),
@@ -138,25 +136,6 @@ async def test_ten_sub_tasks_with_one_failure_succeed_and_retry_reruns_only_it(
     bot.close()
 
 
-def _seed_main(pipeline: Pipeline) -> None:
-    """A repository with a main branch and a passing test suite, as a project has."""
-    git_dir = pipeline.fake_github.repos["acme/shop"].git_dir
-    work = pipeline.workdir / "seed"
-    subprocess.run(["git", "clone", "-q", str(git_dir), str(work)], check=True)
-    (work / "tests").mkdir()
-    (work / "tests" / "__init__.py").write_text("")
-    (work / "README.md").write_text("# shop\n")
-    env = {
-        "GIT_AUTHOR_NAME": "acme",
-        "GIT_AUTHOR_EMAIL": "acme@example.com",
-        "GIT_COMMITTER_NAME": "acme",
-        "GIT_COMMITTER_EMAIL": "acme@example.com",
-        "PATH": "/usr/bin:/bin",
-    }
-    for command in (["add", "."], ["commit", "-qm", "init"], ["push", "-q", "origin", "HEAD:main"]):
-        subprocess.run(["git", *command], cwd=work, check=True, env=env)
-
-
 async def test_dry_run_reports_conflicts_and_creates_nothing(pipeline: Pipeline) -> None:
     repo = pipeline.human.get_repo("acme/shop")
     master = repo.create_issue(
@@ -182,7 +161,7 @@ async def test_dry_run_reports_conflicts_and_creates_nothing(pipeline: Pipeline)
 async def test_max_workers_caps_sub_tasks_in_flight(pipeline: Pipeline) -> None:
     pipeline.fake_anthropic.latency = 0.15
     pipeline.fake_anthropic.add_script(agents.DEVELOPMENT, agents.tdd_developer())
-    _seed_main(pipeline)
+    pipeline.seed_main()
     repo = pipeline.human.get_repo("acme/shop")
     body = "\n".join(f"- [ ] Part {n} (files: part{n}.py)" for n in range(1, 6))
     master = repo.create_issue("Capped", body=body, labels=["agentfleet:master"])
