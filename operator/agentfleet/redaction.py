@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 REDACTED = "[REDACTED]"
 
@@ -30,6 +31,17 @@ _CREDENTIAL_SHAPES = re.compile(
 _SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|PRIVATE_KEY|CREDENTIAL)", re.I)
 _MIN_SECRET_LENGTH = 8
 """Shorter values would redact ordinary words; real credentials are much longer."""
+
+
+def display_url(url: str) -> str:
+    """A URL fit for a log line: scheme, host, port and path, never the user or password
+    (a Redis URL carries the queue's password)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class Redactor:

@@ -59,7 +59,7 @@ def test_chart_without_a_queue_fails_with_a_clear_message() -> None:
     argv = [str(find_binary("helm")), "template", "af", str(CHART)]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
-    assert "set redis.url to your Redis (7+), or redis.deploy=true" in result.stderr
+    assert "set redis.url or redis.existingSecret to your Redis (7+)" in result.stderr
 
 
 def test_chart_crds_are_the_generated_ones() -> None:

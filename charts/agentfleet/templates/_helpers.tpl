@@ -25,14 +25,39 @@ app.kubernetes.io/component: operator
 {{- end -}}
 
 {{/* The queue's URL as every Pod sees it: workers run in other namespaces, so the bundled
-Redis is named by its fully qualified Service name. */}}
+Redis is named by its fully qualified Service name, with the password of its Secret. */}}
 {{- define "agentfleet.redisUrl" -}}
 {{- if .Values.redis.url -}}
 {{- .Values.redis.url -}}
 {{- else if .Values.redis.deploy -}}
-{{- printf "redis://agentfleet-redis.%s.svc.%s:6379/0" .Release.Namespace .Values.clusterDomain -}}
+{{- printf "redis://:%s@agentfleet-redis.%s.svc.%s:6379/0" (include "agentfleet.redisPassword" .) .Release.Namespace .Values.clusterDomain -}}
+{{- else if not .Values.redis.existingSecret -}}
+{{- fail "set redis.url or redis.existingSecret to your Redis (7+), or redis.deploy=true for a bundled single-node Redis" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The bundled Redis's password: generated once, then kept from the existing Secret on
+every upgrade (a new one would lock out running workers). */}}
+{{- define "agentfleet.redisPassword" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace "agentfleet-redis" -}}
+{{- if and $existing (index $existing.data "password") -}}
+{{- index $existing.data "password" | b64dec -}}
 {{- else -}}
-{{- fail "set redis.url to your Redis (7+), or redis.deploy=true for a bundled single-node Redis" -}}
+{{- if not (hasKey .Values.redis "_generatedPassword") -}}
+{{- $_ := set .Values.redis "_generatedPassword" (randAlphaNum 32) -}}
+{{- end -}}
+{{- .Values.redis._generatedPassword -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where Pods read the queue's URL: the user's Secret, or the one this chart renders. */}}
+{{- define "agentfleet.redisUrlSecret" -}}
+{{- if .Values.redis.existingSecret -}}
+name: {{ .Values.redis.existingSecret }}
+key: {{ .Values.redis.existingSecretKey }}
+{{- else -}}
+name: {{ include "agentfleet.fullname" . }}-queue
+key: url
 {{- end -}}
 {{- end -}}
 

@@ -495,6 +495,17 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
 
     def gated_up(target: int, trigger: Trigger, reason: str) -> Decision:
         window = policy.scale_up.stabilization_seconds
+        if since_change < window and current == 0:
+            # Stabilization keeps noise from adding Pods, but an item nobody can take is not
+            # noise: a pool at zero still gets its first replica (as with one waiting item).
+            return result(
+                1,
+                Trigger.ACTIVATION,
+                f"activation with no replicas; scale-up to {target} held by stabilization "
+                f"({since_change:.0f}s of {window}s since the last change): {reason}",
+                blocked_by="stabilization" if target > 1 else None,
+                wanted=target if target > 1 else None,
+            )
         if since_change < window:
             return result(
                 current,

@@ -16,14 +16,21 @@ from agentfleet.localenv.lifecycle import Service
 from agentfleet.localenv.processes import ManagedProcess, free_port
 
 
-def _ping(port: int) -> bool:
+def _ping(port: int, password: str | None) -> bool:
     with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+        if password is not None:
+            sock.sendall(f"AUTH {password}\r\n".encode())
+            if not sock.recv(16).startswith(b"+OK"):
+                return False
         sock.sendall(b"PING\r\n")
         return sock.recv(16).startswith(b"+PONG")
 
 
 class RedisServer(Service):
-    """`appendonly=True` turns on the AOF with fsync on every write, for crash tests."""
+    """`appendonly=True` turns on the AOF with fsync on every write, for crash tests.
+    `password` makes it refuse every command before AUTH (the Redis that Pods reach has
+    one, as a production queue would: the sandbox beside a worker can reach it but holds no
+    password); it goes in a config file readable by root only, never on a command line."""
 
     def __init__(
         self,
@@ -31,19 +38,26 @@ class RedisServer(Service):
         port: int | None = None,
         appendonly: bool = False,
         extra_address: str | None = None,
+        password: str | None = None,
     ) -> None:
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-redis-"))
         self.port = port or free_port()
         self.appendonly = appendonly
         self.extra_address = extra_address
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.pod_url = f"redis://{extra_address or '127.0.0.1'}:{self.port}/0"
+        self.password = password
+        auth = f":{password}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
+        self.pod_url = f"redis://{auth}{extra_address or '127.0.0.1'}:{self.port}/0"
         self.process: ManagedProcess | None = None
 
     def _argv(self) -> list[str]:
+        config = self.workdir / "redis.conf"
+        config.touch(mode=0o600)
+        config.write_text(f"requirepass {self.password}\n" if self.password else "")
         argv = [
             str(find_binary("redis-server")),
+            str(config),
             "--bind",
             "127.0.0.1",
             *([self.extra_address] if self.extra_address else []),
@@ -65,7 +79,7 @@ class RedisServer(Service):
     def start(self, timeout: float = 20.0) -> Self:
         self.process = ManagedProcess("redis-server", self._argv(), self.workdir / "logs")
         self.process.start()
-        self.process.wait_until(lambda: _ping(self.port), timeout, "answering PING")
+        self.process.wait_until(lambda: _ping(self.port, self.password), timeout, "answering PING")
         return self
 
     def restart(self, timeout: float = 20.0) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -74,7 +75,10 @@ class LocalStack(Service):
         network = self.cluster.network
         host = network.host_ip if network else "127.0.0.1"
         self.redis = RedisServer(
-            workdir=self.workdir / "redis", appendonly=True, extra_address=host
+            workdir=self.workdir / "redis",
+            appendonly=True,
+            extra_address=host,
+            password=secrets.token_urlsafe(24),
         ).start()
         self.prometheus = PrometheusServer(workdir=self.workdir / "prometheus", address=host)
         pki = self.cluster.controlplane.pki
@@ -121,8 +125,6 @@ class LocalStack(Service):
                 "-m",
                 "agentfleet",
                 "queue-exporter",
-                "--redis-url",
-                self.redis_url,
                 "--port",
                 str(port),
                 "--address",
@@ -131,6 +133,7 @@ class LocalStack(Service):
                 str(self.heartbeat_timeout),
             ],
             self.workdir / "logs",
+            env={**os.environ, "AGENTFLEET_REDIS_URL": self.redis_url},
         )
         self.exporter.start()
         self.exporter.wait_until(

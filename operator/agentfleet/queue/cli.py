@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from redis import Redis
 
 from agentfleet.queue.metrics import QueueCollector
+from agentfleet.redaction import display_url
 
 
 def queue_exporter(
@@ -39,7 +40,9 @@ def queue_exporter(
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    typer.echo(f"serving queue metrics of {redis_url} on http://{address}:{port}/metrics")
+    typer.echo(
+        f"serving queue metrics of {display_url(redis_url)} on http://{address}:{port}/metrics"
+    )
     stop.wait()
     server.shutdown()
     redis.close()

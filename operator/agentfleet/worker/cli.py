@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
+from agentfleet.redaction import display_url
 from agentfleet.worker.config import ENV_VARS, current_settings
 from agentfleet.worker.handlers import UnknownHandlerError, build_handler
 from agentfleet.worker.runtime import serve
@@ -84,8 +84,6 @@ def worker(
     except RedisError as exc:
         # Unreachable, refusing or misconfigured queue: one line, and a non-zero exit so
         # the kubelet restarts the worker with back-off.
-        where = urlsplit(settings.redis_url)  # never the password
-        typer.echo(
-            f"error: the work queue at {where.hostname}:{where.port} failed: {exc}", err=True
-        )
+        where = display_url(settings.redis_url)
+        typer.echo(f"error: the work queue at {where} failed: {exc}", err=True)
         raise typer.Exit(1) from None

@@ -170,6 +170,17 @@ def test_a_burst_at_zero_replicas_uses_the_normal_step() -> None:
     assert run(burst, state(0, lo=0)).desired_replicas == 2
 
 
+def test_a_burst_at_zero_right_after_a_scale_down_still_gets_one_replica() -> None:
+    """Stabilization holds the step, never the first replica: more waiting work must not
+    mean fewer replicas than one waiting item gets (found by the property tests)."""
+    just_scaled = state(0, lo=0, last_scale_down_time=NOW - 5)  # within the 15 s window
+    one = run(Signals(queue_depth=1, oldest_wait_seconds=0, utilization=None), just_scaled)
+    burst = run(Signals(queue_depth=40, oldest_wait_seconds=0, utilization=None), just_scaled)
+    assert (one.desired_replicas, burst.desired_replicas) == (1, 1)
+    assert burst.trigger is Trigger.ACTIVATION
+    assert (burst.blocked_by, burst.wanted_replicas) == ("stabilization", 2)
+
+
 def test_idle_pool_at_zero_stays_at_zero() -> None:
     decision = run(Signals(queue_depth=0, oldest_wait_seconds=0), state(0, lo=0))
     assert decision.desired_replicas == 0
