@@ -65,6 +65,11 @@ class Redactor:
                 if len(line.strip()) >= 32:
                     self._secrets.add(line.strip())
 
+    def discard(self, secret: str) -> None:
+        """Forget a secret that no longer works (a revoked or expired token), so that a
+        long-running worker's list of secrets does not grow with every item."""
+        self._secrets.discard(secret.strip())
+
     def redact(self, text: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
             if secret in text:

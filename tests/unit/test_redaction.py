@@ -97,3 +97,12 @@ def test_untrusted_block_redacts_secrets_and_sanitises_its_label() -> None:
     block = untrusted('issue "7" <script>', "token ghp_abcdefghijklmnopqrstuvwxyz0123", Redactor())
     assert "ghp_" not in block
     assert block.startswith('<untrusted_input source="issue 7 script">')
+
+
+def test_a_discarded_secret_is_no_longer_redacted() -> None:
+    # A revoked installation token, in the Basic form git sends (no credential shape).
+    basic = "eC1hY2Nlc3MtdG9rZW46Z2hzX2RlYWRiZWVmZGVhZGJlZWY="
+    redactor = Redactor([basic])
+    assert redactor.redact(f"Authorization: Basic {basic}") == f"Authorization: Basic {REDACTED}"
+    redactor.discard(f" {basic}\n")
+    assert redactor.redact(f"Authorization: Basic {basic}") == f"Authorization: Basic {basic}"

@@ -25,6 +25,7 @@ import base64
 import contextlib
 import fnmatch
 import logging
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from agentfleet.controller.config import OperatorConfig
 from agentfleet.controller.kube import ConflictError, Kube, new_api_client
 from agentfleet.controller.logic import Problem, SecretLookup, credentials_problem, with_phase
 from agentfleet.github import (
+    INTAKE_PERMISSIONS,
     CredentialsError,
     GitHubCredentials,
     Pacing,
@@ -308,19 +310,30 @@ class Intake:
         spec: ProjectSpec,
     ) -> RepoClient:
         """The Project's client, rebuilt when its Secret, repository or API URL change
-        (a GitHub App's installation token is exchanged once, then refreshed by it)."""
+        (with a GitHub App, its installation token reaches the Project's repository only,
+        reads issues and pull requests only, and is replaced shortly before it expires)."""
         cached = self._clients.get(key)
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         self._forget_client(key)
-        client = RepoClient(credentials, spec.repository, spec.github_api_url, Pacing())
+        client = RepoClient(
+            credentials,
+            spec.repository,
+            spec.github_api_url,
+            Pacing(),
+            permissions=INTAKE_PERMISSIONS,
+        )
         self._clients[key] = (fingerprint, client)
         return client
 
     def _forget_client(self, key: tuple[str, str]) -> None:
         cached = self._clients.pop(key, None)
         if cached is not None:
-            cached[1].close()
+            # Closing revokes a GitHub App's installation token: an HTTP call, which must
+            # not hold the event loop (this runs from it, often because GitHub is slow).
+            threading.Thread(
+                target=cached[1].close, name="close-github-client", daemon=True
+            ).start()
 
     async def _enqueue_polled(self, items: Sequence[WorkItem]) -> list[str]:
         try:

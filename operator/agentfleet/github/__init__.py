@@ -4,7 +4,6 @@ from agentfleet.github.client import (
     CommentInfo,
     FileChange,
     IssueInfo,
-    Pacing,
     PullInfo,
     RepoClient,
 )
@@ -34,6 +33,16 @@ from agentfleet.github.intake import (
     work_item,
 )
 from agentfleet.github.markers import find_markers, has_marker, marker, marker_field
+from agentfleet.github.pacing import Pacing
+from agentfleet.github.permissions import (
+    INTAKE_PERMISSIONS,
+    READ_ONLY,
+    SCAFFOLD_PERMISSIONS,
+    STAGE_PERMISSIONS,
+    Permissions,
+    stage_permissions,
+)
+from agentfleet.github.tokens import GitHubApp, InstallationToken, TokenError
 from agentfleet.github.webhook import (
     WebhookServer,
     WebhookTarget,
@@ -48,20 +57,28 @@ __all__ = [
     "DIAGNOSTIC_LABEL",
     "DOCS_LABEL",
     "DRY_RUN_LABEL",
+    "INTAKE_PERMISSIONS",
     "MASTER_LABEL",
+    "READ_ONLY",
+    "SCAFFOLD_PERMISSIONS",
+    "STAGE_PERMISSIONS",
     "SUB_TASK_LABEL",
     "CommentInfo",
     "CredentialsError",
     "FileChange",
     "GitCheckout",
     "GitError",
+    "GitHubApp",
     "GitHubCredentials",
+    "InstallationToken",
     "IssueFacts",
     "IssueInfo",
     "Pacing",
+    "Permissions",
     "ProjectIntake",
     "PullInfo",
     "RepoClient",
+    "TokenError",
     "WebhookServer",
     "WebhookTarget",
     "create_webhook_app",
@@ -77,6 +94,7 @@ __all__ = [
     "pull_item_id",
     "repository_endpoint",
     "signature_matches",
+    "stage_permissions",
     "webhook_work",
     "work_item",
 ]

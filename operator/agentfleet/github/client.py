@@ -11,34 +11,21 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
+from github import Auth, Github, GithubException
 
-from agentfleet.github.credentials import GitHubCredentials, repository_endpoint
+from agentfleet.github.credentials import CredentialsError, GitHubCredentials, repository_endpoint
+from agentfleet.github.git import basic_credential
 from agentfleet.github.markers import has_marker, marker
+from agentfleet.github.pacing import Pacing
+from agentfleet.github.permissions import READ_ONLY, Permissions
+from agentfleet.github.tokens import Clock, GitHubApp, ScopedInstallationAuth, utc_now
+from agentfleet.redaction import Redactor
 
 LABEL_COLORS = {
     "agentfleet:sub-task": "1d76db",
     "agentfleet:diagnostic": "d93f0b",
     "agentfleet:docs": "0e8a16",
 }
-
-
-@dataclass(frozen=True)
-class Pacing:
-    """Spacing between API calls of one client. The defaults are PyGithub's, which follow
-    GitHub's advice against secondary rate limits (mutating calls at least a second
-    apart); a local fake needs none (`Pacing.none()`)."""
-
-    seconds_between_requests: float | None = 0.25
-    seconds_between_writes: float | None = 1.0
-    max_rate_limit_wait: float = 120.0
-    """Longest sleep for a rate-limit reset; beyond it the call fails (and the poll or the
-    item is retried later) instead of holding a worker or an intake slot for up to an
-    hour, which PyGithub's default retry would do."""
-
-    @classmethod
-    def none(cls) -> Pacing:
-        return cls(None, None)
 
 
 @dataclass(frozen=True)
@@ -110,7 +97,16 @@ def _pull_info(pull: Any) -> PullInfo:
 
 
 class RepoClient:
-    """One repository, acting as one GitHub identity (a user token or an App installation)."""
+    """One repository, acting as one GitHub identity.
+
+    With a personal access token every call uses that token, which cannot be narrowed.
+    With a GitHub App the client mints installation tokens of its own, for this repository
+    only and with `permissions` only (read-only unless asked for more), on first use and
+    again only shortly before one expires; `close` revokes the last one. Every token minted
+    is taught to `redactor` (with the form git sends it in) before it is used, and
+    forgotten once it is revoked or expired. `app` shares an App's identity (its
+    installation and slug, no token) between clients; `clock` is the time tokens expire by.
+    """
 
     def __init__(
         self,
@@ -118,42 +114,57 @@ class RepoClient:
         repository: str,
         api_url: str | None = None,
         pacing: Pacing | None = None,
+        *,
+        permissions: Permissions = READ_ONLY,
+        redactor: Redactor | None = None,
+        app: GitHubApp | None = None,
+        clock: Clock = utc_now,
     ):
         self.api_url, self.full_name = repository_endpoint(repository, api_url)
         pacing = pacing or Pacing()
         self._credentials = credentials
-        self._app_auth: Auth.AppAuth | None = None
-        self._installation_auth: Auth.AppInstallationAuth | None = None
+        self._redactor = redactor
+        self._app: GitHubApp | None = None
+        self._installation_auth: ScopedInstallationAuth | None = None
         if credentials.token is not None:
             auth: Auth.Auth = Auth.Token(credentials.token.get_secret_value())
         else:
-            assert credentials.app_id is not None and credentials.private_key is not None
-            self._app_auth = Auth.AppAuth(
-                credentials.app_id, credentials.private_key.get_secret_value()
+            if credentials.app_id is None or credentials.private_key is None:
+                raise CredentialsError("a GitHub App needs `app-id` and `private-key`")
+            if app is not None and app.api_url != self.api_url:
+                raise ValueError(f"the App client is for {app.api_url}, not {self.api_url}")
+            self._app = app or GitHubApp(
+                credentials.app_id,
+                credentials.private_key.get_secret_value(),
+                self.api_url,
+                credentials.installation_id,
+                pacing,
             )
-            installation = credentials.installation_id or self._installation_id()
-            self._installation_auth = self._app_auth.get_installation_auth(installation)
+            self._installation_auth = ScopedInstallationAuth(
+                self._app, self.full_name, permissions, self._learn, clock, self._forget
+            )
             auth = self._installation_auth
         self.github = Github(
             base_url=self.api_url,
             auth=auth,
             per_page=100,
             timeout=30,
-            seconds_between_requests=pacing.seconds_between_requests,
-            seconds_between_writes=pacing.seconds_between_writes,
-            retry=GithubRetry(max_rate_limit_wait=pacing.max_rate_limit_wait),
+            **pacing.client_options(),
         )
         self._repo: Any = None
         self._login: str | None = None
         self._lock = threading.Lock()
 
-    def _integration(self) -> GithubIntegration:
-        return GithubIntegration(auth=self._app_auth, base_url=self.api_url)
+    def _learn(self, token: str) -> None:
+        if self._redactor is not None:
+            self._redactor.add(token)
+            self._redactor.add(basic_credential(token))
 
-    def _installation_id(self) -> int:
-        owner, name = self.full_name.split("/")
-        installation_id: int = self._integration().get_repo_installation(owner, name).id
-        return installation_id
+    def _forget(self, token: str) -> None:
+        """A token that no longer works (revoked or expired) need not be redacted."""
+        if self._redactor is not None:
+            self._redactor.discard(token)
+            self._redactor.discard(basic_credential(token))
 
     @property
     def repo(self) -> Any:
@@ -165,24 +176,29 @@ class RepoClient:
     @property
     def login(self) -> str:
         """The login agentfleet acts as (`<app-slug>[bot]` for a GitHub App)."""
+        if self._app is not None:
+            return self._app.login
         with self._lock:
             if self._login is None:
-                if self._app_auth is not None:
-                    self._login = f"{self._integration().get_app().slug}[bot]"
-                else:
-                    self._login = self.github.get_user().login
+                self._login = self.github.get_user().login
             return self._login
 
     def git_token(self) -> str:
-        """A token for git over HTTPS (an installation token is refreshed when it expires)."""
-        if self._credentials.token is not None:
-            return self._credentials.token.get_secret_value()
-        assert self._installation_auth is not None
-        token: str = self._installation_auth.token
-        return token
+        """A token for git over HTTPS: the personal access token, or the client's current
+        installation token (minted, or replaced when about to expire, as for the API)."""
+        if self._installation_auth is not None:
+            return self._installation_auth.token
+        if self._credentials.token is None:
+            raise CredentialsError("no token for git")
+        return self._credentials.token.get_secret_value()
 
     def close(self) -> None:
-        self.github.close()
+        """Revoke the installation token (a GitHub App), then close the HTTP session."""
+        try:
+            if self._installation_auth is not None:
+                self._installation_auth.revoke()
+        finally:
+            self.github.close()
 
     # ---- reading ---------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import os
 import re
 import shutil
@@ -48,6 +49,12 @@ class GitError(RuntimeError):
     pass
 
 
+def basic_credential(token: str) -> str:
+    """The HTTP Basic credential git sends a token as (`x-access-token:<token>`, base64):
+    a second form of the secret, which the redactor must know too."""
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
+
+
 class GitCheckout:
     def __init__(
         self,
@@ -70,6 +77,14 @@ class GitCheckout:
         self.timeout = timeout
         self._excluded: tuple[str, ...] = ()
 
+    def with_token(self, token: Callable[[], str]) -> GitCheckout:
+        """The same checkout (work tree and git directory), talking to origin with another
+        token: a push that needs more than the rest of the item's work is given a token
+        minted for that push alone."""
+        other = copy.copy(self)
+        other._token = token
+        return other
+
     def _environment(self) -> dict[str, str]:
         name, email = self.author
         environment = {
@@ -88,7 +103,7 @@ class GitCheckout:
         if self._token is not None and self.remote_url.startswith(("https://", "http://")):
             token = self._token()
             self.redactor.add(token)
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            basic = basic_credential(token)
             self.redactor.add(basic)
             config["http.extraHeader"] = f"Authorization: Basic {basic}"
         environment["GIT_CONFIG_COUNT"] = str(len(config))

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 from pathlib import PurePosixPath
+from typing import ClassVar
 
 from agentfleet.agents import RedactingLogger
 from agentfleet.api import Stage
+from agentfleet.github import RepoClient, stage_permissions
 from agentfleet.github.intake import INHERITED_PAYLOAD_KEYS
 from agentfleet.queue import WorkItem
 from agentfleet.stages.environment import StageEnvironment
@@ -62,7 +64,15 @@ def token_cap(item: WorkItem) -> int | None:
 
 
 class StageHandler:
-    """Runs `process`; any failure becomes a redacted, retryable `failed` result."""
+    """Runs `process` with the item's GitHub client; any failure becomes a redacted,
+    retryable `failed` result.
+
+    The client acts with `stage`'s GitHub permissions (with a GitHub App, an installation
+    token minted for this item's repository and those permissions, revoked when `process`
+    returns), whatever stage the item names: the permissions follow the code that runs.
+    """
+
+    stage: ClassVar[Stage]
 
     def __init__(self, env: StageEnvironment) -> None:
         self.env = env
@@ -70,7 +80,8 @@ class StageHandler:
     async def handle(self, item: WorkItem, context: HandlerContext) -> HandlerResult:
         log = RedactingLogger(context.logger, self.env.redactor)
         try:
-            return await self.process(item, context, log)
+            async with self.env.github(item, stage_permissions(self.stage)) as repo:
+                return await self.process(item, context, log, repo)
         except Exception as exc:
             # The runtime would record repr(exc); errors from git, GitHub or the model can
             # quote credentials, so the text is redacted here first.
@@ -79,6 +90,10 @@ class StageHandler:
             return HandlerResult.failed(message)
 
     async def process(
-        self, item: WorkItem, context: HandlerContext, log: logging.LoggerAdapter[logging.Logger]
+        self,
+        item: WorkItem,
+        context: HandlerContext,
+        log: logging.LoggerAdapter[logging.Logger],
+        repo: RepoClient,
     ) -> HandlerResult:
         raise NotImplementedError

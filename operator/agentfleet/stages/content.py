@@ -13,6 +13,7 @@ import logging
 import re
 
 from agentfleet.agents import Workspace, untrusted
+from agentfleet.api import Stage
 from agentfleet.github import SUB_TASK_LABEL, RepoClient, marker, marker_field
 from agentfleet.github.markers import has_marker
 from agentfleet.queue import WorkItem
@@ -39,10 +40,15 @@ def _documented_issue(repo: RepoClient, number: int) -> tuple[int, list[int], li
 
 
 class ContentHandler(StageHandler):
+    stage = Stage.CONTENT
+
     async def process(
-        self, item: WorkItem, context: HandlerContext, log: logging.LoggerAdapter[logging.Logger]
+        self,
+        item: WorkItem,
+        context: HandlerContext,
+        log: logging.LoggerAdapter[logging.Logger],
+        repo: RepoClient,
     ) -> HandlerResult:
-        repo = self.env.repo(item)
         merged = await asyncio.to_thread(repo.pull, int(item.payload["pull"]))
         match = _ISSUE_BRANCH.match(merged.head)
         if not merged.merged or match is None:

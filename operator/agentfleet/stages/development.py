@@ -12,7 +12,8 @@ import asyncio
 import logging
 
 from agentfleet.agents import AgentResult, Workspace, untrusted
-from agentfleet.github import marker
+from agentfleet.api import Stage
+from agentfleet.github import RepoClient, marker
 from agentfleet.queue import WorkItem
 from agentfleet.sandbox.protocol import cut_tail
 from agentfleet.stages import prompts
@@ -31,10 +32,15 @@ def wrote_tests_first(result: AgentResult) -> bool:
 
 
 class DevelopmentHandler(StageHandler):
+    stage = Stage.DEVELOPMENT
+
     async def process(
-        self, item: WorkItem, context: HandlerContext, log: logging.LoggerAdapter[logging.Logger]
+        self,
+        item: WorkItem,
+        context: HandlerContext,
+        log: logging.LoggerAdapter[logging.Logger],
+        repo: RepoClient,
     ) -> HandlerResult:
-        repo = self.env.repo(item)
         number = int(item.payload["issue"])
         branch = issue_branch(number)
         existing = await asyncio.to_thread(repo.find_pull, branch)

@@ -7,11 +7,13 @@ ANTHROPIC_BASE_URL); tests, benchmarks and the demo build a `StageEnvironment` d
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
 import shlex
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import anthropic
@@ -24,11 +26,15 @@ from agentfleet.github import (
     API_URL_KEY,
     CredentialsError,
     GitCheckout,
+    GitHubApp,
     GitHubCredentials,
     Pacing,
+    Permissions,
     RepoClient,
     credentials_from_directory,
+    repository_endpoint,
 )
+from agentfleet.github.tokens import Clock, utc_now
 from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
 from agentfleet.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
 from agentfleet.sandbox.client import SandboxRunner
@@ -123,6 +129,7 @@ class StageEnvironment:
         metrics: AgentMetrics | None = None,
         pool: tuple[str, str] = ("", ""),
         commands: CommandRunner | None = None,
+        clock: Clock = utc_now,
     ) -> None:
         self.config = config
         self.commands: CommandRunner = commands or LocalRunner()
@@ -137,7 +144,10 @@ class StageEnvironment:
         self.redactor = redactor
         self.queue = queue
         self.metrics = metrics or default_metrics()
-        self._repos: dict[tuple[str, str, str, str | None], RepoClient] = {}
+        self.clock = clock
+        """The time installation tokens expire by."""
+        self._shared: dict[tuple[str, str, str, str], tuple[GitHubCredentials, RepoClient]] = {}
+        self._apps: dict[tuple[str, ...], GitHubApp] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -171,26 +181,72 @@ class StageEnvironment:
             ),
         )
 
-    def repo(self, item: WorkItem) -> RepoClient:
-        """The (cached) GitHub client of the item's project and repository, at the
-        Project's API URL when the item carries one, else at `github_api_url`."""
+    @contextlib.asynccontextmanager
+    async def github(self, item: WorkItem, permissions: Permissions) -> AsyncIterator[RepoClient]:
+        """The GitHub client one item works with, at the Project's API URL when the item
+        carries one, else at `github_api_url`.
+
+        With a GitHub App the client is the item's own: its installation token is minted
+        for the item's repository and `permissions` only (a stage's are
+        `STAGE_PERMISSIONS`) when first needed, taught to the redactor before it is used,
+        replaced shortly before it expires, and revoked when the item ends (when this
+        context exits). A personal access token cannot be narrowed: its client is shared
+        by the project's items, as the token itself is, and `permissions` change nothing.
+        """
+        client, owned = await asyncio.to_thread(self._client, item, permissions)
+        try:
+            yield client
+        finally:
+            if owned:
+                await asyncio.to_thread(client.close)
+
+    def _client(self, item: WorkItem, permissions: Permissions) -> tuple[RepoClient, bool]:
         repository = str(item.payload["repository"])
         api_url = str(item.payload.get(API_URL_KEY) or "") or self.config.github_api_url
-        key = (item.namespace, item.project, repository, api_url)
+        endpoint, full_name = repository_endpoint(repository, api_url)
+        credentials = self.credentials(item.namespace, item.project)
+        for secret in credentials.secret_values():
+            self.redactor.add(secret)
+        pacing = Pacing() if self.config.github_pacing else Pacing.none()
+        if credentials.is_app:
+            client = RepoClient(
+                credentials,
+                repository,
+                api_url,
+                pacing,
+                permissions=permissions,
+                redactor=self.redactor,
+                app=self._app(credentials, endpoint, pacing),
+                clock=self.clock,
+            )
+            return client, True
+        key = (item.namespace, item.project, full_name, endpoint)
         with self._lock:
-            client = self._repos.get(key)
-            if client is None:
-                credentials = self.credentials(item.namespace, item.project)
-                for secret in credentials.secret_values():
-                    self.redactor.add(secret)
-                client = RepoClient(
-                    credentials,
-                    repository,
+            shared = self._shared.get(key)
+            if shared is None or shared[0] != credentials:  # new, or the Secret changed
+                shared = (credentials, RepoClient(credentials, repository, api_url, pacing))
+                self._shared[key] = shared
+            return shared[1], False
+
+    def _app(self, credentials: GitHubCredentials, api_url: str, pacing: Pacing) -> GitHubApp:
+        """The App's identity at `api_url`, shared by items (it holds no installation
+        token: only the installations and slug it has looked up)."""
+        if credentials.app_id is None or credentials.private_key is None:
+            raise CredentialsError("a GitHub App needs `app-id` and `private-key`")
+        private_key = credentials.private_key.get_secret_value()
+        key = (api_url, credentials.app_id, private_key, str(credentials.installation_id))
+        with self._lock:
+            app = self._apps.get(key)
+            if app is None:
+                app = GitHubApp(
+                    credentials.app_id,
+                    private_key,
                     api_url,
-                    Pacing() if self.config.github_pacing else Pacing.none(),
+                    credentials.installation_id,
+                    pacing,
                 )
-                self._repos[key] = client
-            return client
+                self._apps[key] = app
+            return app
 
     def runner(
         self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger], tokens: int | None

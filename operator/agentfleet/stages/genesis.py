@@ -16,7 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from agentfleet.agents import Workspace, submit_tool, untrusted
-from agentfleet.github import MASTER_LABEL, SUB_TASK_LABEL
+from agentfleet.api import Stage
+from agentfleet.github import MASTER_LABEL, SCAFFOLD_PERMISSIONS, SUB_TASK_LABEL, RepoClient
 from agentfleet.github.intake import GENERATED_LABELS
 from agentfleet.github.markers import embed_state, extract_state
 from agentfleet.orchestration import (
@@ -112,10 +113,15 @@ def _restore_plan(state: Any) -> tuple[str, list[SubTask]] | None:
 
 
 class GenesisHandler(StageHandler):
+    stage = Stage.GENESIS
+
     async def process(
-        self, item: WorkItem, context: HandlerContext, log: logging.LoggerAdapter[logging.Logger]
+        self,
+        item: WorkItem,
+        context: HandlerContext,
+        log: logging.LoggerAdapter[logging.Logger],
+        repo: RepoClient,
     ) -> HandlerResult:
-        repo = self.env.repo(item)
         number = int(item.payload["issue"])
         issue = await asyncio.to_thread(repo.issue, number)
         if issue.state != "open":
@@ -161,7 +167,10 @@ class GenesisHandler(StageHandler):
                 return HandlerResult.failed(f"scaffolding stopped: {result.stop_reason}")
             if not await checkout.commit_all(f"Scaffold the repository (#{number})"):
                 return HandlerResult.failed("scaffolding produced no files")
-            await checkout.push(default)
+            # The stage's own token only reads code; the first commit of an empty
+            # repository is pushed with a token minted for this push alone.
+            async with self.env.github(item, SCAFFOLD_PERMISSIONS) as pusher:
+                await checkout.with_token(pusher.git_token).push(default)
             scaffolded = True
             log.info("scaffolded the empty repository %s", repo.full_name)
 

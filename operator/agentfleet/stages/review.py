@@ -8,6 +8,8 @@ import logging
 from typing import Any
 
 from agentfleet.agents import Workspace, submit_tool, untrusted
+from agentfleet.api import Stage
+from agentfleet.github import RepoClient
 from agentfleet.queue import WorkItem
 from agentfleet.stages import prompts
 from agentfleet.stages.base import StageHandler, issue_branch, token_cap
@@ -43,10 +45,15 @@ def render_review(submission: dict[str, Any], subject: str) -> str:
 
 
 class ReviewHandler(StageHandler):
+    stage = Stage.REVIEW
+
     async def process(
-        self, item: WorkItem, context: HandlerContext, log: logging.LoggerAdapter[logging.Logger]
+        self,
+        item: WorkItem,
+        context: HandlerContext,
+        log: logging.LoggerAdapter[logging.Logger],
+        repo: RepoClient,
     ) -> HandlerResult:
-        repo = self.env.repo(item)
         failure = item.payload.get("dead_letter")
         default = await asyncio.to_thread(lambda: repo.default_branch)
         checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")

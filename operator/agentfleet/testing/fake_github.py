@@ -14,6 +14,14 @@ repository with git itself.
 
 Webhooks registered with `POST /repos/{owner}/{repo}/hooks` are delivered for real: an
 HTTP POST signed with `X-Hub-Signature-256`, from a background thread, like GitHub does.
+
+GitHub App installation tokens are scoped as GitHub scopes them: `POST
+/app/installations/{id}/access_tokens` takes `repositories` and `permissions`, and the
+token it returns is refused (404) on any other repository, refused (403, "Resource not
+accessible by integration") on an endpoint its permissions do not cover (REST and git
+alike: a push needs `contents: write`), refused (401) once it has expired (`clock` and
+`token_lifetime` are injectable) or been revoked (`DELETE /installation/token`). Personal
+access tokens (`add_token`) act with their user's whole access, as on GitHub.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -122,6 +131,50 @@ class _Comment:
     updated_at: str
 
 
+_LEVELS = {"read": 1, "write": 2, "admin": 3}
+_NOT_ACCESSIBLE = "Resource not accessible by integration"
+
+
+@dataclass(frozen=True)
+class MintedToken:
+    """An installation token the fake issued, and what it may do."""
+
+    token: str = field(repr=False)
+    installation_id: int
+    login: str
+    repositories: frozenset[str] | None
+    """Full names of the repositories it reaches; None for all of the installation's."""
+    permissions: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class _Installation:
+    app_id: int
+    permissions: dict[str, str]
+    repositories: frozenset[str] | None
+    """Full names of the repositories it was installed on; None for every repository."""
+
+
+@dataclass(frozen=True)
+class _Need:
+    """What an endpoint needs from an installation token: `level` of any of `permissions`.
+    On an endpoint about one issue or comment, the alternatives after the first
+    (`pull_requests`) count only when that issue is a pull request, as on GitHub."""
+
+    permissions: tuple[str, ...]
+    level: str
+
+
+def _need(spec: str) -> _Need:
+    names, _, level = spec.partition(":")
+    return _Need(tuple(names.split("|")), level)
+
+
+_USER_ONLY = _Need((), "")
+"""Endpoints about the authenticated user: installation tokens are refused."""
+
+
 @dataclass
 class _Hook:
     id: int
@@ -167,16 +220,28 @@ class _Repo:
 class FakeGitHub(FakeHTTPServer):
     """GitHub for one test session: `create_repo`, `add_token`, then point PyGithub at it."""
 
-    def __init__(self, workdir: Path | None = None, per_page: int = 30) -> None:
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        per_page: int = 30,
+        clock: Callable[[], datetime] | None = None,
+        token_lifetime: timedelta = timedelta(hours=1),
+    ) -> None:
         super().__init__()
+        self.clock = clock or (lambda: datetime.now(UTC))
+        """The fake's time, for installation tokens' expiry."""
+        self.token_lifetime = token_lifetime
+        self.minted: list[MintedToken] = []
+        """Every installation token issued, in order."""
         self._owns_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="agentfleet-fake-github-"))
         self.default_per_page = per_page
         self.repos: dict[str, _Repo] = {}
         self.deliveries: list[Delivery] = []
         self._tokens: dict[str, str] = {}
+        self._grants: dict[str, MintedToken] = {}
         self._apps: dict[int, tuple[str, str]] = {}
-        self._installations: dict[int, int] = {}
+        self._installations: dict[int, _Installation] = {}
         self._user_ids: dict[str, int] = {}
         self._ids = itertools.count(1000)
         self._lock = threading.RLock()
@@ -204,12 +269,34 @@ class FakeGitHub(FakeHTTPServer):
             self._tokens[token] = login + ("[bot]" if bot and not login.endswith("[bot]") else "")
 
     def register_app(
-        self, app_id: int, slug: str, public_key_pem: str, installation_id: int
+        self,
+        app_id: int,
+        slug: str,
+        public_key_pem: str,
+        installation_id: int,
+        permissions: dict[str, str] | None = None,
+        repositories: list[str] | None = None,
     ) -> None:
-        """A GitHub App whose JWTs (RS256) verify with `public_key_pem`, installed once."""
+        """A GitHub App whose JWTs (RS256) verify with `public_key_pem`, installed once,
+        with `permissions` (default: contents, issues and pull requests to write) on
+        `repositories` (full names; default: every repository)."""
+        granted = permissions or {
+            "contents": "write",
+            "issues": "write",
+            "pull_requests": "write",
+        }
         with self._lock:
             self._apps[app_id] = (slug, public_key_pem)
-            self._installations[installation_id] = app_id
+            self._installations[installation_id] = _Installation(
+                app_id,
+                {"metadata": "read", **granted},
+                frozenset(repositories) if repositories is not None else None,
+            )
+
+    def token_is_valid(self, token: str) -> bool:
+        """Whether the fake would accept `token` now (known, not expired, not revoked)."""
+        with self._lock:
+            return token in self._tokens and not self._expired(token)
 
     def create_repo(self, owner: str, name: str, default_branch: str = "main") -> Path:
         """An empty repository; returns the path of its bare git repository."""
@@ -290,49 +377,129 @@ class FakeGitHub(FakeHTTPServer):
 
     def _register_routes(self) -> None:
         repo = API_PREFIX + r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
-        routes: list[tuple[str, str, Any]] = [
-            ("GET", r"/user", self._get_authenticated_user),
-            ("GET", r"/users/(?P<login>[^/]+)", self._get_user),
-            ("POST", r"/app/installations/(?P<installation>\d+)/access_tokens", self._app_token),
-            ("GET", r"/app", self._get_app),
-            ("GET", r"/installation", self._repo_installation),
-            ("GET", "", self._get_repo),
-            ("GET", r"/issues", self._list_issues),
-            ("POST", r"/issues", self._create_issue),
-            ("GET", r"/issues/comments/(?P<comment>\d+)", self._get_comment),
-            ("PATCH", r"/issues/comments/(?P<comment>\d+)", self._edit_comment),
-            ("DELETE", r"/issues/comments/(?P<comment>\d+)", self._delete_comment),
-            ("GET", r"/issues/(?P<number>\d+)", self._get_issue),
-            ("PATCH", r"/issues/(?P<number>\d+)", self._edit_issue),
-            ("GET", r"/issues/(?P<number>\d+)/comments", self._list_comments),
-            ("POST", r"/issues/(?P<number>\d+)/comments", self._create_comment),
-            ("GET", r"/issues/(?P<number>\d+)/labels", self._list_issue_labels),
-            ("POST", r"/issues/(?P<number>\d+)/labels", self._add_issue_labels),
-            ("DELETE", r"/issues/(?P<number>\d+)/labels/(?P<label>[^/]+)", self._remove_label),
-            ("GET", r"/labels", self._list_labels),
-            ("POST", r"/labels", self._create_label),
-            ("GET", r"/labels/(?P<label>[^/]+)", self._get_label),
-            ("GET", r"/pulls", self._list_pulls),
-            ("POST", r"/pulls", self._create_pull),
-            ("GET", r"/pulls/(?P<number>\d+)", self._get_pull),
-            ("PATCH", r"/pulls/(?P<number>\d+)", self._edit_pull),
-            ("GET", r"/pulls/(?P<number>\d+)/files", self._pull_files),
-            ("GET", r"/pulls/(?P<number>\d+)/merge", self._is_merged),
-            ("PUT", r"/pulls/(?P<number>\d+)/merge", self._merge_pull),
-            ("GET", r"/branches", self._list_branches),
-            ("GET", r"/branches/(?P<branch>.+)", self._get_branch),
-            ("GET", r"/git/ref/(?P<ref>.+)", self._get_ref),
-            ("GET", r"/git/matching-refs/(?P<ref>.*)", self._matching_refs),
-            ("POST", r"/git/refs", self._create_ref),
-            ("DELETE", r"/git/refs/(?P<ref>.+)", self._delete_ref),
-            ("GET", r"/hooks", self._list_hooks),
-            ("POST", r"/hooks", self._create_hook),
+        # (method, path, handler, what an installation token needs; None: nothing more
+        # than being valid, or the endpoint authenticates with the App's JWT instead).
+        issue_read, issue_write = (
+            _need("issues|pull_requests:read"),
+            _need("issues|pull_requests:write"),
+        )
+        routes: list[tuple[str, str, Any, _Need | None]] = [
+            ("GET", r"/user", self._get_authenticated_user, _USER_ONLY),
+            ("GET", r"/users/(?P<login>[^/]+)", self._get_user, None),
+            (
+                "POST",
+                r"/app/installations/(?P<installation>\d+)/access_tokens",
+                self._app_token,
+                None,
+            ),
+            ("GET", r"/app", self._get_app, None),
+            ("DELETE", r"/installation/token", self._revoke_token, None),
+            ("GET", r"/installation", self._repo_installation, None),
+            ("GET", "", self._get_repo, _need("metadata:read")),
+            ("GET", r"/issues", self._list_issues, _need("issues:read")),
+            ("POST", r"/issues", self._create_issue, _need("issues:write")),
+            ("GET", r"/issues/comments/(?P<comment>\d+)", self._get_comment, issue_read),
+            ("PATCH", r"/issues/comments/(?P<comment>\d+)", self._edit_comment, issue_write),
+            ("DELETE", r"/issues/comments/(?P<comment>\d+)", self._delete_comment, issue_write),
+            ("GET", r"/issues/(?P<number>\d+)", self._get_issue, issue_read),
+            ("PATCH", r"/issues/(?P<number>\d+)", self._edit_issue, issue_write),
+            ("GET", r"/issues/(?P<number>\d+)/comments", self._list_comments, issue_read),
+            ("POST", r"/issues/(?P<number>\d+)/comments", self._create_comment, issue_write),
+            ("GET", r"/issues/(?P<number>\d+)/labels", self._list_issue_labels, issue_read),
+            ("POST", r"/issues/(?P<number>\d+)/labels", self._add_issue_labels, issue_write),
+            (
+                "DELETE",
+                r"/issues/(?P<number>\d+)/labels/(?P<label>[^/]+)",
+                self._remove_label,
+                issue_write,
+            ),
+            ("GET", r"/labels", self._list_labels, issue_read),
+            ("POST", r"/labels", self._create_label, issue_write),
+            ("GET", r"/labels/(?P<label>[^/]+)", self._get_label, issue_read),
+            ("GET", r"/pulls", self._list_pulls, _need("pull_requests:read")),
+            ("POST", r"/pulls", self._create_pull, _need("pull_requests:write")),
+            ("GET", r"/pulls/(?P<number>\d+)", self._get_pull, _need("pull_requests:read")),
+            ("PATCH", r"/pulls/(?P<number>\d+)", self._edit_pull, _need("pull_requests:write")),
+            (
+                "GET",
+                r"/pulls/(?P<number>\d+)/files",
+                self._pull_files,
+                _need("pull_requests:read"),
+            ),
+            (
+                "GET",
+                r"/pulls/(?P<number>\d+)/merge",
+                self._is_merged,
+                _need("pull_requests:read"),
+            ),
+            ("PUT", r"/pulls/(?P<number>\d+)/merge", self._merge_pull, _need("contents:write")),
+            ("GET", r"/branches", self._list_branches, _need("contents:read")),
+            ("GET", r"/branches/(?P<branch>.+)", self._get_branch, _need("contents:read")),
+            ("GET", r"/git/ref/(?P<ref>.+)", self._get_ref, _need("contents:read")),
+            ("GET", r"/git/matching-refs/(?P<ref>.*)", self._matching_refs, _need("contents:read")),
+            ("POST", r"/git/refs", self._create_ref, _need("contents:write")),
+            ("DELETE", r"/git/refs/(?P<ref>.+)", self._delete_ref, _need("contents:write")),
+            ("GET", r"/hooks", self._list_hooks, _need("repository_hooks:read")),
+            ("POST", r"/hooks", self._create_hook, _need("repository_hooks:write")),
         ]
-        for method, pattern, handler in routes:
-            if pattern.startswith(("/user", "/app")):
-                self.route(method, API_PREFIX + pattern, handler)
+        for method, pattern, handler, need in routes:
+            guarded = self._guarded(handler, need) if need is not None else handler
+            if pattern.startswith(("/user", "/app", "/installation/")):
+                self.route(method, API_PREFIX + pattern, guarded)
             else:
-                self.route(method, repo + pattern, handler)
+                self.route(method, repo + pattern, guarded)
+
+    def _guarded(self, handler: Any, need: _Need) -> Any:
+        def guarded(request: Request) -> Response:
+            self._authorize(request, need)
+            response: Response = handler(request)
+            return response
+
+        return guarded
+
+    def _grant(self, request: Request) -> MintedToken | None:
+        """The installation token a request authenticated with (None for user tokens)."""
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        return self._grants.get(token)
+
+    def _authorize(self, request: Request, need: _Need) -> None:
+        """Refuse an installation token what its scope does not cover, as GitHub does: a
+        repository it was not minted for is not found, a permission it lacks is 403."""
+        grant = self._grant(request)
+        if grant is None:
+            return
+        if need is _USER_ONLY:
+            raise ApiError(403, _NOT_ACCESSIBLE)
+        if "owner" in request.params:
+            full_name = f"{request.params['owner']}/{request.params['repo']}"
+            if grant.repositories is not None and full_name not in grant.repositories:
+                raise ApiError(404, "Not Found")
+        alternatives = need.permissions
+        if len(alternatives) > 1 and not self._about_a_pull(request):
+            alternatives = alternatives[:1]
+        if not any(_allows(grant.permissions.get(name), need.level) for name in alternatives):
+            raise ApiError(403, _NOT_ACCESSIBLE)
+
+    def _about_a_pull(self, request: Request) -> bool:
+        """True when the endpoint is about a pull request's issue or one of its comments,
+        or about no single issue at all (labels: either permission will do)."""
+        repo = self.repos.get(f"{request.params['owner']}/{request.params['repo']}")
+        if repo is None:
+            return False
+        number: int | None = None
+        if "number" in request.params:
+            number = int(request.params["number"])
+        elif "comment" in request.params:
+            comment = repo.comments.get(int(request.params["comment"]))
+            number = comment.issue_number if comment is not None else None
+        else:
+            return True
+        issue = repo.issues.get(number) if number is not None else None
+        return issue is not None and issue.pull is not None
+
+    def _expired(self, token: str) -> bool:
+        grant = self._grants.get(token)
+        return grant is not None and self.clock() >= grant.expires_at
 
     def dispatch(self, request: Request) -> Response:
         git = _GIT_PATH.match(request.path)
@@ -346,6 +513,7 @@ class FakeGitHub(FakeHTTPServer):
                     API_PREFIX + "/app/"
                 )
                 if not app_endpoint and not request.path.endswith("/installation"):
+                    # (`DELETE /installation/token` authenticates with the token itself.)
                     request.principal = self._authenticate(request)
                     limited = self._rate_limited_until
                     if limited is not None and time.time() < limited:
@@ -371,18 +539,30 @@ class FakeGitHub(FakeHTTPServer):
         """Git's smart HTTP protocol through `git http-backend` (CGI), as a Git host serves
         it: Basic auth whose password is a token, for reads and pushes alike."""
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        login = None
-        if scheme.lower() == "basic":
-            with contextlib.suppress(ValueError, UnicodeDecodeError):
-                _, _, token = base64.b64decode(credentials).decode().partition(":")
-                login = self._tokens.get(token)
+        login = grant = None
+        with self._lock:
+            if scheme.lower() == "basic":
+                with contextlib.suppress(ValueError, UnicodeDecodeError):
+                    _, _, token = base64.b64decode(credentials).decode().partition(":")
+                    if not self._expired(token):
+                        login, grant = self._tokens.get(token), self._grants.get(token)
+            repo = self.repos.get(f"{owner}/{name}")
         if login is None:
             return Response(
                 401, b"Authentication failed\n", {"WWW-Authenticate": 'Basic realm="GitHub"'}
             )
-        repo = self.repos.get(f"{owner}/{name}")
-        if repo is None:
+        if repo is None or (
+            grant is not None
+            and grant.repositories is not None
+            and repo.full_name not in grant.repositories
+        ):
             return Response(404, b"Repository not found.\n")
+        pushing = service == "git-receive-pack" or request.arg("service") == "git-receive-pack"
+        level = "write" if pushing else "read"
+        if grant is not None and not _allows(grant.permissions.get("contents"), level):
+            return Response(
+                403, f"Permission to {repo.full_name}.git denied to {login}.\n".encode()
+            )
         query = "&".join(f"{k}={v}" for k, values in request.query.items() for v in values)
         environment = {
             "PATH": os.environ.get("PATH", os.defpath),
@@ -423,7 +603,7 @@ class FakeGitHub(FakeHTTPServer):
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         login = self._tokens.get(token) if scheme.lower() in {"token", "bearer"} else None
-        if login is None:
+        if login is None or self._expired(token):
             raise ApiError(401, "Bad credentials")
         return login
 
@@ -695,7 +875,15 @@ class FakeGitHub(FakeHTTPServer):
         app_id = self._app_from_jwt(request)
         repo = self._repo(request)
         installation_id = next(
-            (i for i, owner in self._installations.items() if owner == app_id), None
+            (
+                i
+                for i, installation in self._installations.items()
+                if installation.app_id == app_id
+                and (
+                    installation.repositories is None or repo.full_name in installation.repositories
+                )
+            ),
+            None,
         )
         if installation_id is None:
             raise ApiError(404, "Not Found")
@@ -720,23 +908,74 @@ class FakeGitHub(FakeHTTPServer):
         )
 
     def _app_token(self, request: Request) -> Response:
+        """An installation token, narrowed to the `repositories` (names in the
+        installation's account) and `permissions` the body asks for, as GitHub narrows it."""
         installation_id = int(request.params["installation"])
-        app_id = self._installations.get(installation_id)
-        if app_id is None or app_id != self._app_from_jwt(request):
+        installation = self._installations.get(installation_id)
+        if installation is None or installation.app_id != self._app_from_jwt(request):
             raise ApiError(404, "Not Found")
-        slug, _ = self._apps[app_id]
-        access_token = f"ghs_{uuid.uuid4().hex}"
-        self._tokens[access_token] = f"{slug}[bot]"
-        expires = (datetime.now(UTC) + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return Response(
-            201,
-            {
-                "token": access_token,
-                "expires_at": expires,
-                "permissions": {"issues": "write", "pull_requests": "write", "contents": "write"},
-                "repository_selection": "all",
-            },
+        body = request.json() or {}
+        asked = body.get("permissions") or {
+            k: v for k, v in installation.permissions.items() if k != "metadata"
+        }
+        for permission, level in asked.items():
+            if level not in _LEVELS:
+                raise _validation_failed("Permissions", f"{level!r} is not a level", permission)
+            if not _allows(installation.permissions.get(permission), level):
+                raise ApiError(
+                    422, "The permissions requested are not granted to this installation."
+                )
+        reachable = [
+            repo
+            for repo in self.repos.values()
+            if installation.repositories is None or repo.full_name in installation.repositories
+        ]
+        wanted = [("name", name) for name in body.get("repositories") or []]
+        wanted += [("id", repo_id) for repo_id in body.get("repository_ids") or []]
+        selected: dict[str, _Repo] = {}
+        for key, value in wanted:
+            matches = [r for r in reachable if getattr(r, key) == value]
+            if len(matches) != 1:
+                raise ApiError(
+                    422,
+                    "There is at least one repository that does not exist or is not "
+                    "accessible to the parent installation.",
+                )
+            selected[matches[0].full_name] = matches[0]
+        if selected:
+            repositories: frozenset[str] | None = frozenset(selected)
+        else:
+            repositories = installation.repositories
+        slug, _ = self._apps[installation.app_id]
+        grant = MintedToken(
+            token=f"ghs_{uuid.uuid4().hex}",
+            installation_id=installation_id,
+            login=f"{slug}[bot]",
+            repositories=repositories,
+            permissions={"metadata": "read", **asked},
+            expires_at=(self.clock() + self.token_lifetime).replace(microsecond=0),
         )
+        self._tokens[grant.token] = grant.login
+        self._grants[grant.token] = grant
+        self.minted.append(grant)
+        data: dict[str, Any] = {
+            "token": grant.token,
+            "expires_at": grant.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "permissions": grant.permissions,
+            "repository_selection": "selected" if selected else "all",
+        }
+        if selected:
+            data["repositories"] = [self._repo_json(r) for r in selected.values()]
+        return Response(201, data)
+
+    def _revoke_token(self, request: Request) -> Response:
+        """`DELETE /installation/token`: the token that authenticates the call stops working."""
+        _, _, token = request.headers.get("authorization", "").partition(" ")
+        if token not in self._grants:
+            raise ApiError(403, _NOT_ACCESSIBLE)
+        del self._tokens[token]
+        del self._grants[token]
+        return Response(204)
 
     # ---- repositories, issues, comments, labels --------------------------------------
 
@@ -1334,6 +1573,11 @@ class FakeGitHub(FakeHTTPServer):
                     delivery.error = str(exc)
                 with self._lock:
                     self.deliveries.append(delivery)
+
+
+def _allows(granted: str | None, level: str) -> bool:
+    """Whether a permission granted at `granted` covers `level` (write covers read)."""
+    return granted is not None and _LEVELS.get(granted, 0) >= _LEVELS[level]
 
 
 # ---- git plumbing on the bare repositories ----------------------------------------------

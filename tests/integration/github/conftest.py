@@ -2,8 +2,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 from pydantic import SecretStr
 
@@ -14,6 +17,8 @@ from agentfleet.testing import FakeGitHub
 
 BOT_TOKEN = "ghp_" + "b0t" * 12
 HUMAN_TOKEN = "ghp_" + "hum4n" * 8
+APP_ID = 4242
+INSTALLATION_ID = 77
 
 
 @pytest.fixture
@@ -56,3 +61,37 @@ async def queue(redis_server: RedisServer) -> AsyncIterator[WorkQueue]:
     work_queue = WorkQueue.from_url(redis_server.url, prefix=f"t{uuid.uuid4().hex[:8]}")
     yield work_queue
     await work_queue.close()
+
+
+@dataclass(frozen=True)
+class AppKeys:
+    private_pem: str
+    public_pem: str
+
+
+def new_app_keys() -> AppKeys:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return AppKeys(private_pem, public_pem)
+
+
+@pytest.fixture(scope="session")
+def app_keys() -> AppKeys:
+    return new_app_keys()
+
+
+@pytest.fixture
+def app_credentials(fake_github: FakeGitHub, app_keys: AppKeys) -> GitHubCredentials:
+    """A GitHub App installed on every repository of the fake, with contents, issues and
+    pull requests to write: what agentfleet's App asks for at installation."""
+    fake_github.register_app(APP_ID, "agentfleet-app", app_keys.public_pem, INSTALLATION_ID)
+    return GitHubCredentials(app_id=str(APP_ID), private_key=SecretStr(app_keys.private_pem))

@@ -6,11 +6,10 @@ import time
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Github, RateLimitExceededException
 from pydantic import SecretStr
 
+from agentfleet.api import Stage
 from agentfleet.github import (
     GitCheckout,
     GitError,
@@ -18,9 +17,12 @@ from agentfleet.github import (
     Pacing,
     RepoClient,
     marker,
+    stage_permissions,
 )
 from agentfleet.redaction import Redactor
 from agentfleet.testing import FakeGitHub
+
+from .conftest import new_app_keys
 
 pytestmark = pytest.mark.integration
 
@@ -99,21 +101,16 @@ async def test_pull_requests_are_reused_for_the_same_branch(
     assert (second.path / "feature.py").read_text() == "x = 1\n"
 
 
-def test_github_app_credentials_act_as_the_app_installation(fake_github: FakeGitHub) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    ).decode()
-    public_pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
+def test_github_app_credentials_act_as_the_app_installation(
+    fake_github: FakeGitHub, app_credentials: GitHubCredentials
+) -> None:
+    client = RepoClient(
+        app_credentials,
+        "acme/shop",
+        fake_github.base_url,
+        Pacing.none(),
+        permissions=stage_permissions(Stage.GENESIS),
     )
-    fake_github.register_app(4242, "agentfleet-app", public_pem, installation_id=77)
-    credentials = GitHubCredentials(app_id="4242", private_key=SecretStr(private_pem))
-    client = RepoClient(credentials, "acme/shop", fake_github.base_url, Pacing.none())
     try:
         assert client.login == "agentfleet-app[bot]"
         issue, _ = client.ensure_issue(
@@ -124,13 +121,9 @@ def test_github_app_credentials_act_as_the_app_installation(fake_github: FakeGit
     finally:
         client.close()
 
-    other_key = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.TraditionalOpenSSL,
-        serialization.NoEncryption(),
-    )
+    other_key = new_app_keys().private_pem
     forged = GitHubCredentials(
-        app_id="4242", private_key=SecretStr(other_key.decode()), installation_id=77
+        app_id=app_credentials.app_id, private_key=SecretStr(other_key), installation_id=77
     )
     with pytest.raises(Exception, match="401"):
         RepoClient(forged, "acme/shop", fake_github.base_url, Pacing.none()).issue(1)

@@ -14,6 +14,8 @@ from typing import Any
 
 import anthropic
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
@@ -35,6 +37,7 @@ BOT_TOKEN = "ghp_" + "pipel1ne" * 5
 HUMAN_TOKEN = "ghp_" + "0wner" * 8
 NAMESPACE = "team-a"
 MODEL = "claude-sonnet-4-6"
+APP_ID = 31337
 
 
 @dataclass
@@ -162,6 +165,19 @@ class Pipeline:
             await queue.close()
 
 
+def _app_keys() -> tuple[str, str]:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return private_pem, public_pem.decode()
+
+
 def _next(item: WorkItem) -> Stage | None:
     position = item.pipeline.index(item.stage) if item.stage in item.pipeline else -1
     return item.pipeline[position + 1] if 0 <= position < len(item.pipeline) - 1 else None
@@ -183,6 +199,12 @@ async def pipeline(
         seconds_between_requests=None,
         seconds_between_writes=None,
     )
+    credentials = GitHubCredentials(token=SecretStr(BOT_TOKEN))
+    if options.get("app"):
+        # A GitHub App instead of a token: every item gets its own installation token.
+        private_pem, public_pem = _app_keys()
+        fake_github.register_app(APP_ID, "agentfleet-app", public_pem, installation_id=7)
+        credentials = GitHubCredentials(app_id=str(APP_ID), private_key=SecretStr(private_pem))
     retry_policy = RetryPolicy(
         default_max_attempts=options.get("max_attempts", 2), base_delay_seconds=0.0
     )
@@ -204,7 +226,7 @@ async def pipeline(
         model_client=anthropic.AsyncAnthropic(
             api_key=fake_anthropic.api_key, base_url=fake_anthropic.base_url, max_retries=0
         ),
-        credentials=lambda namespace, project: GitHubCredentials(token=SecretStr(BOT_TOKEN)),
+        credentials=lambda namespace, project: credentials,
         redactor=Redactor([fake_anthropic.api_key, BOT_TOKEN, HUMAN_TOKEN]),
         queue=orchestrator_queue,
         metrics=AgentMetrics(agent_registry),

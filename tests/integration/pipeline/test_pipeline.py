@@ -14,7 +14,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agentfleet.api import Stage
-from agentfleet.github import WebhookServer, WebhookTarget, create_webhook_app
+from agentfleet.github import (
+    SCAFFOLD_PERMISSIONS,
+    STAGE_PERMISSIONS,
+    WebhookServer,
+    WebhookTarget,
+    create_webhook_app,
+)
 from agentfleet.localenv import free_port
 from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import CompletionOutcome, WorkItem
@@ -31,6 +37,9 @@ PLAN = [
 ]
 
 
+@pytest.mark.parametrize(
+    "pipeline", [{}, {"app": True}], ids=["personal-token", "github-app"], indirect=True
+)
 async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: Pipeline) -> None:
     fake, repo = pipeline.fake_github, pipeline.human.get_repo("acme/shop")
     pipeline.fake_anthropic.add_script(agents.GENESIS_SCAFFOLD, agents.scaffolder())
@@ -149,6 +158,26 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         assert comment.startswith(f"## agentfleet review of pull request #{docs_number}: approve")
         reviewed = [c for c in pipeline.fake_anthropic.calls if agents.REVIEW in str(c.request)]
         assert "docs/issue-1.md" in str(reviewed[0].request["messages"][0]["content"])
+
+    if pipeline.env.credentials(NAMESPACE, "shop").is_app:
+        _assert_narrow_tokens(pipeline)
+    else:
+        assert pipeline.fake_github.minted == []
+
+
+def _assert_narrow_tokens(pipeline: Pipeline) -> None:
+    """With a GitHub App, every stage did its work above with tokens for acme/shop only,
+    each with a stage's permissions (or the scaffold push's), all revoked by now."""
+    minted = pipeline.fake_github.minted
+    allowed = [dict(p) for p in (*STAGE_PERMISSIONS.values(), SCAFFOLD_PERMISSIONS)]
+    used = [m.permissions for m in minted]
+    assert all(m.repositories == frozenset({"acme/shop"}) for m in minted)
+    assert all(permissions in allowed for permissions in used)
+    for permissions in (*STAGE_PERMISSIONS.values(), SCAFFOLD_PERMISSIONS):
+        assert dict(permissions) in used
+    assert not any(pipeline.fake_github.token_is_valid(m.token) for m in minted)
+    authors = {c.author for c in pipeline.fake_github.repos["acme/shop"].comments.values()}
+    assert authors == {"agentfleet-app[bot]"}
 
 
 async def _all_answered(fake: FakeGitHub, times: int) -> bool:
