@@ -251,6 +251,10 @@ class WorkspaceTools:
         )
         if result.exit_code is None:
             raise ToolError(result.error or f"{shlex.join(argv)} did not run")
+        if result.exit_code != 0:
+            # Reported as a failed tool call (is_error), as a shell tool reports a non-zero
+            # exit; the model still gets the whole output to act on.
+            raise ToolError(result.text())
         return result.text()
 
 

@@ -69,6 +69,8 @@ class FakeHTTPServer:
         self._thread: threading.Thread | None = None
         self.errors: list[Exception] = []
         """Exceptions raised by route handlers (answered with 500)."""
+        self.received: list[Request] = []
+        """Every request, in arrival order (what a leak test searches)."""
 
     def route(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method, re.compile(pattern + r"\Z"), handler))
@@ -124,6 +126,7 @@ class FakeHTTPServer:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     body=self._body(),
                 )
+                fake.received.append(request)
                 try:
                     response = fake.dispatch(request)
                 except Exception as exc:

@@ -13,6 +13,7 @@ release and of the test's namespace) is printed when a test fails.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import subprocess
 import uuid
@@ -112,7 +113,8 @@ class Installation:
         )
 
     def redis_url(self) -> str:
-        """The bundled Redis through its Service IP (the host routes the Service range)."""
+        """The bundled Redis through its Service IP (the host routes the Service range),
+        with the password the chart generated."""
         ip = self.kubectl(
             "get",
             "service",
@@ -122,7 +124,9 @@ class Installation:
             "-o",
             "jsonpath={.spec.clusterIP}",
         )
-        return f"redis://{ip}:6379/0"
+        secret = client.CoreV1Api(self.api).read_namespaced_secret("agentfleet-redis", self.system)
+        password = base64.b64decode(secret.data["password"]).decode()
+        return f"redis://:{password}@{ip}:6379/0"
 
     def run_queue(self, work: Any) -> Any:
         async def go() -> Any:
