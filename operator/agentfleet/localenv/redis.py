@@ -52,6 +52,7 @@ class RedisServer(Service):
         self.process: ManagedProcess | None = None
 
     def _argv(self) -> list[str]:
+        self.workdir.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "redis.conf"
         config.touch(mode=0o600)
         config.write_text(f"requirepass {self.password}\n" if self.password else "")
