@@ -14,8 +14,9 @@ address is never added on the host. Instead:
 Pods' packets to it are forwarded by the node (not delivered locally), so they pass the
 node's POSTROUTING hooks like traffic to any address off the node, and the
 NetworkPolicy enforcer judges them. The server answers every GET and PUT (IMDSv2 asks
-for a token with PUT) with a fixed body, and prints one line per request to its log
-(`<node logs>/metadata.log`), where tests look for requests that should not have come.
+for a token with PUT) with a fixed body, and prints one line per connection and per request to
+its log (`<node logs>/metadata.log`), where tests look for connections that should not
+have come.
 
 Run as `python -m agentfleet.localenv.metadata <address> <port>` in the node's network
 namespace, as root; it lives in the sandbox, so its namespace, links and routes go with
@@ -33,6 +34,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 NODE_LINK = "afmeta0"
 SERVER_LINK = "afmeta1"
 BODY = b"agentfleet-local-metadata\n"
+CONNECTION_MARK = "metadata connection"
 REQUEST_MARK = "metadata request"
 _CLONE_NEWNET = 0x40000000  # os.unshare and os.CLONE_NEWNET arrive with Python 3.12
 
@@ -67,6 +69,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         return
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def verify_request(self, request: object, client_address: object) -> bool:
+        # Every connection, also one that never sends a request (a bare TCP probe).
+        print(f"{CONNECTION_MARK} from {client_address}", flush=True)
+        return True
 
 
 def move_into_own_namespace(address: str) -> None:
@@ -116,7 +127,7 @@ def main(argv: list[str]) -> int:
         return 2
     address, port = argv[1], int(argv[2])
     move_into_own_namespace(address)
-    server = ThreadingHTTPServer((address, port), _Handler)
+    server = _Server((address, port), _Handler)
     print(f"serving stand-in metadata on {address}:{port}", flush=True)
     server.serve_forever()
     return 0

@@ -409,7 +409,9 @@ def build_enforcer_manifests() -> list[dict[str, Any]]:
     ]
 
 
-def build_enforcer_component(network: ClusterNetwork, apiserver_port: int) -> Component:
+def build_enforcer_component(
+    network: ClusterNetwork, apiserver_port: int, binary: str
+) -> Component:
     """kube-network-policies as a host process of the node: in-cluster configuration
     (the API server's address in its environment, its credentials at
     SERVICE_ACCOUNT_MOUNT), the node's name, no NRI (containerd 1.6 has none), metrics on
@@ -418,7 +420,7 @@ def build_enforcer_component(network: ClusterNetwork, apiserver_port: int) -> Co
     return Component(
         name=ENFORCER,
         argv=[
-            str(find_binary(ENFORCER)),
+            binary,
             f"--hostname-override={NODE_NAME}",
             "--disable-nri",
             f"--metrics-bind-address={ENFORCER_METRICS}",
@@ -430,6 +432,21 @@ def build_enforcer_component(network: ClusterNetwork, apiserver_port: int) -> Co
         },
         ready_argv=["nft", "list", "table", "inet", ENFORCER],
     )
+
+
+def build_dns_egress_rule(network: ClusterNetwork) -> dict[str, Any]:
+    """The NetworkPolicy egress rule that lets Pods of this node resolve names.
+
+    CoreDNS runs on the node's address, not in a Pod, so a `k8s-app: kube-dns` podSelector
+    matches nothing (the enforcer ignores host-network addresses), and an ipBlock of the
+    `kube-dns` Service address does not match either (UDP DNS is judged after kube-proxy
+    has translated it to the node's address). TCP 53 to the node is delivered locally and
+    never judged; it is listed so the rule reads as what a cluster with CoreDNS Pods needs.
+    """
+    return {
+        "to": [{"ipBlock": {"cidr": f"{network.node_ip}/32"}}],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    }
 
 
 def build_metadata_component(network: ClusterNetwork) -> Component:
@@ -885,7 +902,7 @@ class Node(Service):
                 name="coredns",
                 argv=[str(find_binary("coredns")), "-conf", str(config / "Corefile")],
             ),
-            build_enforcer_component(net, controlplane.apiserver_port),
+            build_enforcer_component(net, controlplane.apiserver_port, str(find_binary(ENFORCER))),
         ]
 
 
