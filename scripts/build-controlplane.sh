@@ -171,7 +171,7 @@ build_kube_network_policies() {
     python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   local dir="$work/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION"
   rm -rf "$dir" && cp -r "$upstream" "$dir" && chmod -R u+w "$dir"
-  patch --quiet -p1 -d "$dir" <"$knp_patch"
+  (cd "$dir" && git apply -p1 "$knp_patch")
   (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/kube-network-policies" ./cmd)
   sha256sum <"$knp_patch" | cut -d' ' -f1 >"$knp_mark"
 }

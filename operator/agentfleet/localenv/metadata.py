@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import socketserver
 import subprocess
 import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,6 +74,12 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+
+    def server_bind(self) -> None:
+        # HTTPServer's own asks for the address's name: a DNS timeout where there is none.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def verify_request(self, request: object, client_address: object) -> bool:
         # Every connection, also one that never sends a request (a bare TCP probe).
