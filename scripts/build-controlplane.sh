@@ -20,11 +20,20 @@ cache=${AGENTFLEET_CACHE:-$here/.cache}
 bin="$cache/controlplane/k8s-$KUBERNETES_VERSION-etcd-$ETCD_VERSION/bin"
 stamp="$bin/.complete"
 
+# kube-network-policies is built with a patch (scripts/patches); this records which.
+knp_patch="$here/scripts/patches/kube-network-policies-xt-nfqueue.patch"
+knp_mark="$bin/kube-network-policies.patch-sha256"
+knp_built() {
+  [[ -x "$bin/kube-network-policies" && -f "$knp_mark" ]] &&
+    [[ "$(cat "$knp_mark")" == "$(sha256sum <"$knp_patch" | cut -d' ' -f1)" ]]
+}
+
 if [[ -f "$stamp" ]]; then
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy \
     helm coredns crictl kube-network-policies prometheus promtool actionlint; do
     [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
   done
+  knp_built || rm -f "$stamp"
 fi
 if [[ -f "$stamp" ]]; then
   echo "control plane binaries up to date in $bin"
@@ -153,7 +162,20 @@ go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHE
 go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "$prom_ldflags"
 go_install actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
 go_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
-go_install kube-network-policies "sigs.k8s.io/kube-network-policies/cmd@$KUBE_NETWORK_POLICIES_VERSION"
+build_kube_network_policies() {
+  # Its module source, patched (see the patch's header for why), built like go install.
+  knp_built && return
+  echo ">> building kube-network-policies $KUBE_NETWORK_POLICIES_VERSION (patched)"
+  local module="sigs.k8s.io/kube-network-policies@$KUBE_NETWORK_POLICIES_VERSION"
+  local upstream; upstream=$(cd "$work" && GOFLAGS='' go mod download -json "$module" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  local dir="$work/kube-network-policies-$KUBE_NETWORK_POLICIES_VERSION"
+  rm -rf "$dir" && cp -r "$upstream" "$dir" && chmod -R u+w "$dir"
+  (cd "$dir" && git apply -p1 "$knp_patch")
+  (cd "$dir" && go build -trimpath -ldflags "-s -w" -o "$bin/kube-network-policies" ./cmd)
+  sha256sum <"$knp_patch" | cut -d' ' -f1 >"$knp_mark"
+}
+build_kube_network_policies
 build_kubernetes kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy
 touch "$stamp"
 echo "control plane binaries ready in $bin"

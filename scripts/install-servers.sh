@@ -3,7 +3,8 @@
 #   - the real Redis server (Prometheus is built from its Go module by
 #     scripts/build-controlplane.sh: Debian's lacks Kubernetes service discovery);
 #   - the local node's runtime: containerd (with ctr and the runc shim), runc, the CNI
-#     plugins, iptables and conntrack for kube-proxy;
+#     plugins, iptables and conntrack for kube-proxy, nft (the node checks the
+#     NetworkPolicy enforcer's table with it);
 #   - the daemonless image tools: buildah (builds worker-image/), mmdebstrap (the Debian
 #     base image), gcc (the static pause binary);
 #   - shellcheck for `make lint`.
@@ -17,6 +18,7 @@ declare -A wanted=(
   [containerd-shim-runc-v2]=containerd
   [runc]=runc
   [iptables]=iptables
+  [nft]=nftables
   [conntrack]=conntrack
   [buildah]=buildah
   [mmdebstrap]=mmdebstrap

@@ -8,6 +8,8 @@ benchmark can run side by side on one machine:
     the node (kubelet's nodeIP)  10.250.<slot>.2
     Pods                         10.244.<slot>.0/24
     Services                     10.96.<slot>.0/24 (.1 is `kubernetes`, .10 is DNS)
+    a stand-in metadata server   169.254.169.254 (inside the node's sandbox; see
+                                 `agentfleet.localenv.metadata`)
 
 The lock is released by the kernel when its holder exits, however it exits.
 """
@@ -24,6 +26,11 @@ SLOTS = 64
 LOCK_DIR = Path("/run/lock")
 CLUSTER_DOMAIN = "cluster.local"
 NODE_NAME = "agentfleet-node"
+# Where clouds serve instance metadata (and credentials); every node sandbox serves a
+# stand-in there that Pods reach unless a NetworkPolicy forbids it. The host's own
+# metadata server (if any) stays untouched: the address is never added on the host.
+METADATA_IP = "169.254.169.254"
+METADATA_PORT = 80
 
 
 class NoFreeSlotError(RuntimeError):
@@ -42,6 +49,12 @@ class ClusterNetwork:
     @property
     def node_ip(self) -> str:
         return f"10.250.{self.slot}.2"
+
+    @property
+    def metadata_ip(self) -> str:
+        """The stand-in metadata server Pods reach (port `METADATA_PORT`), forwarded by the
+        node like any destination off the node, so NetworkPolicy applies to it."""
+        return METADATA_IP
 
     @property
     def link_prefix(self) -> int:

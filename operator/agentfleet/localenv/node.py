@@ -15,6 +15,22 @@ routes. Pods reach the host's end too (the test servers for GitHub and Anthropic
 there) but not the internet: that would need forwarding and NAT on the host, a change to
 the machine the node does not make.
 
+NetworkPolicy is enforced, by kube-network-policies (sigs.k8s.io/kube-network-policies,
+the enforcer kind runs), as one more host process of the node. It gets the in-cluster
+credentials it insists on (a ServiceAccount token from the TokenRequest API and the CA,
+bound at /run/secrets/kubernetes.io/serviceaccount inside the sandbox only) and the API
+server's address in its environment. It fails closed: while it is not running, new
+connections of Pods that a policy selects are dropped. Its nftables hooks are in the
+node's POSTROUTING (and PREROUTING for UDP DNS), so it judges what the node forwards:
+Pod to Pod, Pod to the host end (API server, Redis, test servers) and Pod to the
+stand-in metadata server (`agentfleet.localenv.metadata`, 169.254.169.254, in a network
+namespace of its own inside the sandbox). What a Pod sends to the node's own address is
+delivered locally and not judged, with one exception that matters: UDP DNS, judged
+after kube-proxy has translated the `kube-dns` Service address to the node's address,
+where CoreDNS listens. CoreDNS is not a Pod here, so a `kube-dns` podSelector matches
+nothing; a policy lets Pods resolve names on this node with an ipBlock of the node's
+address (`<node_ip>/32`) on UDP 53 (TCP 53 to the node is not judged).
+
 Nothing outlives the sandbox: when its PID 1 dies the kernel kills every process in it
 (containerd shims and containers included), and its mounts, links, routes and firewall
 rules go with its namespaces. What the host keeps is the node's cgroups (removed by
@@ -41,7 +57,7 @@ import yaml
 from agentfleet.localenv.binaries import BinaryNotFoundError, find_binary, pinned_versions
 from agentfleet.localenv.controlplane import ControlPlane, write_kubeconfig
 from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.network import CLUSTER_DOMAIN, NODE_NAME, ClusterNetwork
+from agentfleet.localenv.network import CLUSTER_DOMAIN, METADATA_PORT, NODE_NAME, ClusterNetwork
 from agentfleet.localenv.nodeinit import Component, SandboxPlan
 from agentfleet.localenv.pki import CertPair
 from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError
@@ -61,6 +77,16 @@ KUBELET_TUNABLES = (
 # Directories the sandbox replaces with private tmpfs: nothing of the node may live there.
 SANDBOX_TMPFS = ("/run", "/var/lib", "/var/log")
 KUBELET_PORT = 10250
+# The NetworkPolicy enforcer: its ServiceAccount (kube-system) and the nftables table
+# it owns in the node's network namespace.
+ENFORCER = "kube-network-policies"
+# Where `rest.InClusterConfig()` looks for its credentials: /var/run/secrets/... on the
+# host (where /var/run is /run), private to the sandbox because /run is its own tmpfs.
+SERVICE_ACCOUNT_MOUNT = "/run/secrets/kubernetes.io/serviceaccount"
+# In the node's network namespace, so every slot has its own.
+ENFORCER_METRICS = "127.0.0.1:9080"
+# Long enough for any cluster's life; the token dies with the cluster's signing key.
+ENFORCER_TOKEN_DURATION = "8760h"
 
 
 class NodeUnavailableError(RuntimeError):
@@ -97,10 +123,16 @@ def preflight() -> None:
         problems.append(f"{CGROUP_FS} is not writable (kubelet and runc need writable cgroups)")
     if not Path("/proc/sys/net/bridge/bridge-nf-call-iptables").exists():
         problems.append("br_netfilter is not loaded (modprobe br_netfilter): Services need it")
+    if Path("/var/run").resolve() != Path("/run"):
+        problems.append(
+            "/var/run is not /run: the NetworkPolicy enforcer's credentials are bound under "
+            "/run inside the node's sandbox, where it looks for them at /var/run"
+        )
     tools = {
         "unshare": "util-linux",
         "ip": "iproute2",
         "iptables": "iptables",
+        "nft": "nftables",
         "containerd": "containerd",
         "containerd-shim-runc-v2": "containerd",
         "ctr": "containerd",
@@ -116,7 +148,7 @@ def preflight() -> None:
                 "(containernetworking-plugins)"
             )
             break
-    for binary in ("kubelet", "kube-proxy", "coredns", "crictl"):
+    for binary in ("kubelet", "kube-proxy", "coredns", "crictl", ENFORCER):
         try:
             find_binary(binary)
         except BinaryNotFoundError as exc:
@@ -173,6 +205,16 @@ class NodePaths:
     @property
     def ready_file(self) -> Path:
         return self.workdir / "node-ready"
+
+    @property
+    def service_account(self) -> Path:
+        """The enforcer's in-cluster credentials (token, ca.crt, namespace)."""
+        return self.workdir / "serviceaccount"
+
+    @property
+    def metadata_log(self) -> Path:
+        """One line per request the stand-in metadata server answered."""
+        return self.logs / "metadata.log"
 
 
 def build_containerd_config(paths: NodePaths, sandbox: str) -> str:
@@ -326,14 +368,117 @@ def build_corefile(network: ClusterNetwork, kubeconfig: Path) -> str:
     )
 
 
+def build_enforcer_manifests() -> list[dict[str, Any]]:
+    """The NetworkPolicy enforcer's ServiceAccount and what it reads (its install.yaml:
+    it lists and watches Pods, Namespaces and NetworkPolicies, nothing else without the
+    AdminNetworkPolicy flags)."""
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": ENFORCER, "namespace": "kube-system"},
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": ENFORCER},
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "namespaces"],
+                    "verbs": ["list", "watch"],
+                },
+                {
+                    "apiGroups": ["networking.k8s.io"],
+                    "resources": ["networkpolicies"],
+                    "verbs": ["list", "watch"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": ENFORCER},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": ENFORCER,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": ENFORCER, "namespace": "kube-system"}],
+        },
+    ]
+
+
+def build_enforcer_component(
+    network: ClusterNetwork, apiserver_port: int, binary: str
+) -> Component:
+    """kube-network-policies as a host process of the node: in-cluster configuration
+    (the API server's address in its environment, its credentials at
+    SERVICE_ACCOUNT_MOUNT), the node's name, no NRI (containerd 1.6 has none), metrics on
+    the node's loopback, and fail-closed (no --fail-open). Ready once its nftables table
+    exists, which it creates after its caches have synced."""
+    return Component(
+        name=ENFORCER,
+        argv=[
+            binary,
+            f"--hostname-override={NODE_NAME}",
+            "--disable-nri",
+            f"--metrics-bind-address={ENFORCER_METRICS}",
+            "--v=2",
+        ],
+        env={
+            "KUBERNETES_SERVICE_HOST": network.host_ip,
+            "KUBERNETES_SERVICE_PORT": str(apiserver_port),
+        },
+        ready_argv=["nft", "list", "table", "inet", ENFORCER],
+    )
+
+
+def build_dns_egress_rule(network: ClusterNetwork) -> dict[str, Any]:
+    """The NetworkPolicy egress rule that lets Pods of this node resolve names.
+
+    CoreDNS runs on the node's address, not in a Pod, so a `k8s-app: kube-dns` podSelector
+    matches nothing (the enforcer ignores host-network addresses), and an ipBlock of the
+    `kube-dns` Service address does not match either (UDP DNS is judged after kube-proxy
+    has translated it to the node's address). TCP 53 to the node is delivered locally and
+    never judged; it is listed so the rule reads as what a cluster with CoreDNS Pods needs.
+    """
+    return {
+        "to": [{"ipBlock": {"cidr": f"{network.node_ip}/32"}}],
+        "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}],
+    }
+
+
+def build_metadata_component(network: ClusterNetwork) -> Component:
+    """The stand-in metadata server (`agentfleet.localenv.metadata`); ready once the node
+    reaches it."""
+    probe = (
+        "import socket; "
+        f"socket.create_connection(({network.metadata_ip!r}, {METADATA_PORT}), 2).close()"
+    )
+    return Component(
+        name="metadata",
+        argv=[
+            sys.executable,
+            "-m",
+            "agentfleet.localenv.metadata",
+            network.metadata_ip,
+            str(METADATA_PORT),
+        ],
+        ready_argv=[sys.executable, "-c", probe],
+    )
+
+
 def build_cluster_manifests(network: ClusterNetwork) -> list[dict[str, Any]]:
-    """What the node's host-process add-ons need in the API: RBAC for CoreDNS, and the
-    `kube-dns` Service with an EndpointSlice pointing at the node's address."""
+    """What the node's host-process add-ons need in the API: RBAC for CoreDNS and the
+    NetworkPolicy enforcer, and the `kube-dns` Service with an EndpointSlice pointing at
+    the node's address."""
     dns_ports = [
         {"name": "dns", "port": 53, "protocol": "UDP"},
         {"name": "dns-tcp", "port": 53, "protocol": "TCP"},
     ]
     return [
+        *build_enforcer_manifests(),
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
@@ -407,6 +552,7 @@ def build_sandbox_plan(
         binds={
             "/var/lib/kubelet": str(paths.kubelet_root),
             "/var/log/pods": str(paths.pod_logs),
+            SERVICE_ACCOUNT_MOUNT: str(paths.service_account),
         },
         tunables=list(KUBELET_TUNABLES),
         link=network.node_link,
@@ -562,6 +708,7 @@ class Node(Service):
         self._kubectl = [str(find_binary("kubectl")), f"--kubeconfig={controlplane.kubeconfig}"]
         components = self._write_configs(controlplane)
         self._apply(build_cluster_manifests(self.network))
+        self._write_enforcer_credentials(controlplane)
         create_cgroups(self.network.cgroup_root)
         self._write_plan(components, [[*self._crictl(), "rmp", "--all", "--force"]])
         self.sandbox.write("start")
@@ -639,6 +786,25 @@ class Node(Service):
             timeout=60,
         )  # fmt: skip
 
+    def _write_enforcer_credentials(self, controlplane: ControlPlane) -> None:
+        """What `rest.InClusterConfig()` reads: a token of the enforcer's ServiceAccount
+        (from the TokenRequest API), the cluster CA and the namespace."""
+        token = subprocess.run(
+            [*self._kubectl, "create", "token", ENFORCER, "--namespace=kube-system",
+             f"--duration={ENFORCER_TOKEN_DURATION}"],
+            capture_output=True, text=True, check=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+        directory = self.paths.service_account
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for name, content in (
+            ("token", token),
+            ("ca.crt", controlplane.pki.ca.cert.read_text()),
+            ("namespace", "kube-system"),
+        ):
+            path = directory / name
+            path.write_text(content)
+            path.chmod(0o600)
+
     def _wait_init_pid(self, timeout: float) -> int:
         if self.sandbox is None:
             raise ProcessFailedError("no sandbox process")
@@ -712,6 +878,7 @@ class Node(Service):
                 ],
                 oneshot=True,
             ),
+            build_metadata_component(net),
             Component(
                 name="kubelet",
                 argv=[
@@ -735,6 +902,7 @@ class Node(Service):
                 name="coredns",
                 argv=[str(find_binary("coredns")), "-conf", str(config / "Corefile")],
             ),
+            build_enforcer_component(net, controlplane.apiserver_port, str(find_binary(ENFORCER))),
         ]
 
 

@@ -131,40 +131,45 @@ class Sandbox:
 
     def start_components(self) -> None:
         for component in self.plan.components:
-            if component.oneshot:
-                result = subprocess.run(
-                    component.argv,
-                    env={**os.environ, **component.env},
-                    capture_output=True,
-                    text=True,
-                    timeout=600,
-                    check=False,
-                )
-                log = Path(self.plan.log_dir) / f"{component.name}.log"
-                log.write_text(result.stdout + result.stderr)
-                if result.returncode != 0:
-                    raise RuntimeError(
-                        f"{component.name} failed ({result.returncode}):\n{result.stderr[-2000:]}"
-                    )
-                continue
-            process = ManagedProcess(
-                component.name,
-                component.argv,
-                Path(self.plan.log_dir),
-                env={**os.environ, **component.env},
-            )
-            process.start()
-            self.processes.append(process)
-            if component.ready_path is not None:
-                ready = Path(component.ready_path)
-                process.wait_until(ready.exists, 60, f"ready ({ready} exists)")
-            if component.ready_argv is not None:
-                process.wait_until(
-                    functools.partial(_succeeds, component.ready_argv),
-                    60,
-                    f"ready ({' '.join(component.ready_argv)} succeeds)",
-                )
+            started = time.monotonic()
+            self._start(component)
+            print(f"{component.name} ready in {time.monotonic() - started:.1f}s", flush=True)
         Path(self.plan.ready_file).write_text("ready\n")
+
+    def _start(self, component: Component) -> None:
+        if component.oneshot:
+            result = subprocess.run(
+                component.argv,
+                env={**os.environ, **component.env},
+                capture_output=True,
+                text=True,
+                timeout=600,
+                check=False,
+            )
+            log = Path(self.plan.log_dir) / f"{component.name}.log"
+            log.write_text(result.stdout + result.stderr)
+            if result.returncode != 0:
+                raise RuntimeError(
+                    f"{component.name} failed ({result.returncode}):\n{result.stderr[-2000:]}"
+                )
+            return
+        process = ManagedProcess(
+            component.name,
+            component.argv,
+            Path(self.plan.log_dir),
+            env={**os.environ, **component.env},
+        )
+        process.start()
+        self.processes.append(process)
+        if component.ready_path is not None:
+            ready = Path(component.ready_path)
+            process.wait_until(ready.exists, 60, f"ready ({ready} exists)")
+        if component.ready_argv is not None:
+            process.wait_until(
+                functools.partial(_succeeds, component.ready_argv),
+                60,
+                f"ready ({' '.join(component.ready_argv)} succeeds)",
+            )
 
     def reap(self) -> None:
         """PID 1 adopts every orphan (containerd's shims among them) and must reap them;
