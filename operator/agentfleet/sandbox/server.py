@@ -62,8 +62,12 @@ class SandboxServer:
             request = CommandRequest.model_validate_json(raw)
         except ValidationError as exc:
             return CommandResult(error=f"malformed request: {exc.errors()[0]['msg']}")
-        cwd = inside(self.root, request.cwd)
-        if cwd is None or not cwd.is_dir():
+        try:
+            cwd = inside(self.root, request.cwd)
+            usable = cwd is not None and cwd.is_dir() and os.access(cwd, os.R_OK | os.X_OK)
+        except OSError as exc:
+            return CommandResult(error=f"{request.cwd}: {exc.strerror}")
+        if cwd is None or not usable:
             return CommandResult(error=f"{request.cwd}: not a directory of the workspace")
         async with self._slots:
             return await execute(request, cwd, self.home)

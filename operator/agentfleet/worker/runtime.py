@@ -46,11 +46,16 @@ _FAIL_OUTCOMES = {
 }
 
 
-def _item_directory(root: Path | None) -> Path:
-    """A fresh directory for one item under `root` (the system temp dir when unset)."""
+def _item_directory(root: Path | None, shared: bool = False) -> Path:
+    """A fresh directory for one item under `root` (the system temp dir when unset), the
+    owner's alone, or with `shared` also the group's: the sandbox container runs as
+    another user in the Pod's group (fsGroup) and works in the item's workspace."""
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="agentfleet-item-", dir=root))
+    directory = Path(tempfile.mkdtemp(prefix="agentfleet-item-", dir=root))
+    if shared:
+        directory.chmod(0o2770)  # setgid: what is made inside keeps the Pod's group
+    return directory
 
 
 class Worker:
@@ -125,7 +130,7 @@ class Worker:
             item.attempts,
             ", reclaimed" if claim.reclaimed else "",
         )
-        workspace = _item_directory(self.settings.workspace_root)
+        workspace = _item_directory(self.settings.workspace_root, shared=True)
         private = _item_directory(self.settings.private_root)
         draining = asyncio.Event()
         context = HandlerContext(
