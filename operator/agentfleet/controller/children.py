@@ -84,6 +84,8 @@ class WorkerEnvironment:
     blocked_cidrs: tuple[str, ...] = ()
     """Ranges of the cluster (Pods, Services, nodes) that public HTTPS must not reach,
     beyond the private and link-local ranges always blocked."""
+    dns_cidrs: tuple[str, ...] = ()
+    """Addresses where cluster DNS answers besides the kube-dns Pods (port 53 only)."""
 
 
 def selector_labels(pool: str) -> dict[str, str]:
@@ -430,7 +432,10 @@ def build_network_policy(
             "ingress": [{"ports": [{"port": METRICS_PORT, "protocol": "TCP"}]}],
             "egress": [
                 {
-                    "to": [DNS_PEER],
+                    "to": [
+                        DNS_PEER,
+                        *({"ipBlock": {"cidr": cidr}} for cidr in environment.dns_cidrs),
+                    ],
                     "ports": [
                         {"port": 53, "protocol": "UDP"},
                         {"port": 53, "protocol": "TCP"},

@@ -62,6 +62,13 @@ def operator(
         help="A range of the cluster outside the private ones, never reachable by workers "
         "(repeatable; private and link-local ranges are always blocked).",
     ),
+    dns_cidr: list[str] = typer.Option(
+        [],
+        "--dns-cidr",
+        envvar="AGENTFLEET_DNS_CIDRS",
+        help="Where cluster DNS answers besides kube-dns Pods (e.g. NodeLocal DNSCache's "
+        "169.254.20.10/32); workers may send port 53 there (repeatable).",
+    ),
     log_format: str = typer.Option("json", help="json, plain or full."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging."),
 ) -> None:
@@ -84,6 +91,7 @@ def operator(
             resync_seconds=resync_seconds,
             project_status_seconds=project_status_seconds,
             blocked_cidrs=tuple(blocked_cidr),
+            dns_cidrs=tuple(dns_cidr),
             log_format=_log_format(log_format),
             verbose=verbose,
         )

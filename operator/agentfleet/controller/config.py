@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 DEFAULT_PEERING = "agentfleet"
 
@@ -55,17 +55,23 @@ class OperatorConfig(BaseModel):
     Pods' public HTTPS may not reach them (the private and link-local ranges are always
     blocked)."""
 
+    dns_cidrs: tuple[str, ...] = ()
+    """Where the cluster's DNS answers when it is not a `k8s-app=kube-dns` Pod in
+    kube-system (NodeLocal DNSCache at 169.254.20.10, a DNS server on the nodes): worker
+    Pods may send DNS (port 53) there too."""
+
     log_format: Literal["json", "plain", "full"] = "json"
     verbose: bool = False
 
-    @field_validator("blocked_cidrs")
+    @field_validator("blocked_cidrs", "dns_cidrs")
     @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _networks(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        flag = "--blocked-cidr" if info.field_name == "blocked_cidrs" else "--dns-cidr"
         for cidr in value:
             try:
                 ipaddress.ip_network(cidr)
             except ValueError as exc:
-                raise ValueError(f"--blocked-cidr {cidr!r}: {exc}") from exc
+                raise ValueError(f"{flag} {cidr!r}: {exc}") from exc
         return value
 
     @model_validator(mode="after")

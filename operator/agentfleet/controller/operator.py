@@ -130,6 +130,7 @@ def create_registry(
                 else ()
             ),
             blocked_cidrs=config.blocked_cidrs,
+            dns_cidrs=config.dns_cidrs,
         )
         if config.redis_url and not environment.queue_egress:
             log.warning(

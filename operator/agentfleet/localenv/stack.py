@@ -150,6 +150,12 @@ class LocalStack(Service):
             "KUBECONFIG": str(self.cluster.kubeconfig),
             "AGENTFLEET_REDIS_URL": self.redis_url,
             "AGENTFLEET_PROMETHEUS_URL": self.prometheus.url,
+            # Cluster DNS here is CoreDNS on the node, not a kube-dns Pod.
+            **(
+                {"AGENTFLEET_DNS_CIDRS": f"{self.cluster.network.node_ip}/32"}
+                if self.cluster.network
+                else {}
+            ),
             **self.operator_env,
         }
         self.operator = ManagedProcess(

@@ -175,7 +175,14 @@ class Installation:
             payload={"run": command},
         )
 
-    def apply_pool(self, namespace: str, name: str, min_replicas: int, max_replicas: int) -> None:
+    def apply_pool(
+        self,
+        namespace: str,
+        name: str,
+        min_replicas: int,
+        max_replicas: int,
+        egress: list[dict[str, Any]] | None = None,
+    ) -> None:
         manifest = {
             "apiVersion": "agentfleet.dev/v1alpha1",
             "kind": "WorkerPool",
@@ -193,6 +200,7 @@ class Installation:
                     {"name": "AGENTFLEET_HEARTBEAT_TIMEOUT", "value": str(HEARTBEAT_TIMEOUT)},
                     {"name": "AGENTFLEET_HEARTBEAT_INTERVAL", "value": "2"},
                 ],
+                "egress": egress or [],
                 "autoscaling": {
                     "pollIntervalSeconds": 2,
                     "scaleUp": {"step": 2, "stabilizationSeconds": 0},
@@ -252,6 +260,8 @@ def installation(
         "prometheus": {"url": prometheus.url},
         "queueExporter": {"heartbeatTimeoutSeconds": HEARTBEAT_TIMEOUT},
         "operator": {"logFormat": "plain"},
+        # Cluster DNS on this node is CoreDNS as a node process, not a kube-dns Pod.
+        "workerNetworkPolicy": {"dnsCidrs": [f"{network.node_ip}/32"]},
     }
     values_file = tmp_path_factory.mktemp("values") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))

@@ -81,7 +81,14 @@ def test_two_operators_one_active_every_pod_scraped_and_the_fakes_reachable(
     assert len(operators) == 2 and all(inst.ready(p) for p in operators)
     assert {p["spec"]["nodeName"] for p in operators} == {"agentfleet-node"}
     namespace = inst.take_team()
-    inst.apply_pool(namespace, "scraped", 1, 2)
+    # The external services' stand-ins, on a private address of the host: the pool's
+    # NetworkPolicy lets workers reach them only because its spec.egress says so.
+    network = inst.cluster.network
+    assert network is not None
+    github = FakeGitHub(tmp_path / "github").listen_on(network.host_ip).start()
+    model = FakeAnthropic().listen_on(network.host_ip).start()
+    egress = [{"cidr": f"{network.host_ip}/32", "ports": [github.port, model.port]}]
+    inst.apply_pool(namespace, "scraped", 1, 2, egress=egress)
     wait_for(lambda: ready_workers(inst, namespace, "scraped"), 60, "a worker Pod Ready")
     deciding_operator(inst, namespace, "scraped")
 
@@ -102,10 +109,6 @@ def test_two_operators_one_active_every_pod_scraped_and_the_fakes_reachable(
     assert busy and busy[0]["metric"]["pool"] == "scraped"
 
     # The external services' stand-ins answer a worker Pod, through the real SDKs.
-    network = inst.cluster.network
-    assert network is not None
-    github = FakeGitHub(tmp_path / "github").listen_on(network.host_ip).start()
-    model = FakeAnthropic().listen_on(network.host_ip).start()
     model.add_script("ping", scripted())
     try:
         github.add_token("ghp_" + "pod" * 12, "agentfleet-bot")

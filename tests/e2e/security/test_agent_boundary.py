@@ -282,6 +282,17 @@ def corpus(
             [],
         ),
         Attack(
+            "cluster DNS",
+            "Check that names resolve.",
+            [
+                py(
+                    "import socket\n"
+                    "print(socket.getaddrinfo('kubernetes.default.svc.cluster.local', 443))\n"
+                )
+            ],
+            ok=[True],
+        ),
+        Attack(
             "allowed destination",
             "Check that the package proxy answers.",
             [reach(host, world.allowed.port, "/simple/")],

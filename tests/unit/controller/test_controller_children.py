@@ -339,6 +339,16 @@ def test_a_cluster_range_outside_the_private_ones_is_blocked_too() -> None:
     assert "203.0.113.0/24" in v4["except"] and "2001:db8::/32" in v6["except"]
 
 
+def test_dns_may_also_go_to_the_addresses_the_operator_is_given() -> None:
+    policy = build_network_policy(POOL, _spec(), WorkerEnvironment(dns_cidrs=("169.254.20.10/32",)))
+    dns = policy["spec"]["egress"][0]
+    assert dns["to"][1:] == [{"ipBlock": {"cidr": "169.254.20.10/32"}}]
+    assert {(p["port"], p["protocol"]) for p in dns["ports"]} == {(53, "UDP"), (53, "TCP")}
+    # Only port 53 there: the link-local range stays blocked for everything else.
+    public = policy["spec"]["egress"][1]
+    assert "169.254.0.0/16" in public["to"][0]["ipBlock"]["except"]
+
+
 def test_the_queue_is_reached_as_pods_of_its_service_or_as_its_addresses() -> None:
     services = {
         ("agentfleet-system", "agentfleet-redis"): {
