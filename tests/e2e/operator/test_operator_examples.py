@@ -4,6 +4,7 @@ edits are undone, and deleting the Project takes its dedicated pools with it."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,7 +67,16 @@ def test_examples_become_owned_deployments(
         assert env["AGENTFLEET_POOL"] == name
         assert env["AGENTFLEET_STAGE"] == pool["spec"]["stage"]
         assert env["AGENTFLEET_PROJECTS"] == "widgets"
-        assert env["AGENTFLEET_REDIS_URL"].startswith("redis://127.0.0.1:")
+        # The queue URL (it may carry a password) comes from the pool's own Secret.
+        assert env["AGENTFLEET_REDIS_URL"] == {
+            "secretKeyRef": {"name": f"{name}-queue", "key": "url"}
+        }
+        encoded = kubectl(
+            "get", "-n", objects.namespace, "secret", f"{name}-queue",
+            "-o", "jsonpath={.data.url}",
+        ).stdout  # fmt: skip
+        assert base64.b64decode(encoded).decode().startswith("redis://127.0.0.1:")
+        kubectl("get", "-n", objects.namespace, "networkpolicy", name)
         assert pool["status"]["selector"] == (
             f"agentfleet.dev/pool={name},app.kubernetes.io/name=agentfleet-worker"
         )
