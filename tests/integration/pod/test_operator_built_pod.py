@@ -24,10 +24,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from agentfleet.api.project import ProjectSpec
 from agentfleet.api.workerpool import WorkerPoolSpec
 from agentfleet.controller.children import (
+    QUEUE_URL_KEY,
     PoolIdentity,
     ServedProject,
     WorkerEnvironment,
     build_deployment,
+    queue_secret_name,
 )
 from agentfleet.github import IssueFacts, ProjectIntake, issue_work
 from agentfleet.localenv import ManagedProcess, RedisServer, free_port
@@ -66,9 +68,9 @@ def fake_anthropic() -> Iterator[FakeAnthropic]:
     assert not fake.errors, fake.errors
 
 
-def container_of(deployment: dict[str, Any]) -> dict[str, Any]:
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    found: dict[str, Any] = container
+def container_of(deployment: dict[str, Any], name: str = "worker") -> dict[str, Any]:
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    found: dict[str, Any] = next(c for c in containers if c["name"] == name)
     return found
 
 
@@ -77,42 +79,67 @@ def start_pod(
     root: Path,
     pod_name: str,
     secrets: dict[str, dict[str, str]],
-) -> tuple[ManagedProcess, int]:
-    """What a kubelet would do with the Deployment's pod template, on this machine: the
-    container's filesystem paths live under `root`, Secret volumes become files there,
-    and a free port stands in for the pod's own network namespace."""
+) -> tuple[ManagedProcess, int, list[ManagedProcess]]:
+    """What a kubelet would do with the Deployment's pod template, on this machine: each
+    volume is a directory under `root` (Secret volumes hold their files), each container a
+    process whose paths are mapped onto its mounts, and a free port stands in for the pod's
+    own network namespace. Returns the worker, its metrics port and every process."""
     template = deployment["spec"]["template"]["spec"]
-    container = container_of(deployment)
     volumes = {volume["name"]: volume for volume in template["volumes"]}
-    mount_paths = []
-    for mount in container["volumeMounts"]:
-        local = root / mount["mountPath"].lstrip("/")
+    for name, volume in volumes.items():
+        local = root / "volumes" / name
         local.mkdir(parents=True)
-        mount_paths.append(mount["mountPath"])
-        secret = volumes[mount["name"]].get("secret")
+        secret = volume.get("secret")
         for key, value in secrets.get(secret["secretName"] if secret else "", {}).items():
             (local / key).write_text(value)
-
-    def in_root(value: str) -> str:
-        inside = value.startswith("/") and any(
-            path == value or path.startswith(value + "/") for path in mount_paths
-        )
-        return str(root / value.lstrip("/")) if inside else value
-
     fields = {"metadata.namespace": deployment["metadata"]["namespace"], "metadata.name": pod_name}
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(root)}
-    for source in container.get("envFrom", []):
-        env |= secrets[source["secretRef"]["name"]]
-    for entry in container["env"]:
-        if "valueFrom" in entry:
-            env[entry["name"]] = fields[entry["valueFrom"]["fieldRef"]["fieldPath"]]
-        else:
-            env[entry["name"]] = in_root(entry.get("value", ""))
+
+    def environment(container: dict[str, Any]) -> tuple[dict[str, str], Any]:
+        # The container's view: each mount path a link to its volume's directory.
+        view = root / "containers" / container["name"]
+        mounts = [m["mountPath"] for m in container["volumeMounts"]]
+        for mount in container["volumeMounts"]:
+            link = view / mount["mountPath"].lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(root / "volumes" / mount["name"])
+
+        def in_root(value: str) -> str:
+            related = any(
+                value == path or value.startswith(path + "/") or path.startswith(value + "/")
+                for path in mounts
+            )
+            return str(view) + value if value.startswith("/") and related else value
+
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(root)}
+        for source in container.get("envFrom", []):
+            env |= secrets[source["secretRef"]["name"]]
+        for entry in container.get("env", []):
+            source = entry.get("valueFrom")
+            if source and "fieldRef" in source:
+                env[entry["name"]] = fields[source["fieldRef"]["fieldPath"]]
+            elif source:
+                ref = source["secretKeyRef"]
+                env[entry["name"]] = secrets[ref["name"]][ref["key"]]
+            else:
+                env[entry["name"]] = in_root(entry.get("value", ""))
+        return env, in_root
+
+    processes = []
+    sandbox = [c for c in template["containers"] if c["name"] == "sandbox"]
+    for container in sandbox:
+        env, in_root = environment(container)
+        argv = [sys.executable, "-m", *container["command"][2:]]
+        argv += [
+            f"{arg.split('=')[0]}={in_root(arg.split('=', 1)[1])}" for arg in container["args"]
+        ]
+        processes.append(ManagedProcess(f"{pod_name}-sandbox", argv, root / "logs", env=env))
+        processes[-1].start()
+    env, _ = environment(container_of(deployment))
     port = free_port()
     env["AGENTFLEET_METRICS_PORT"] = str(port)
     command = [sys.executable, "-m", "agentfleet", "worker"]
-    process = ManagedProcess(pod_name, command, root / "logs", env=env)
-    return process.start(), port
+    worker = ManagedProcess(pod_name, command, root / "logs", env=env).start()
+    return worker, port, [worker, *processes]
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -175,13 +202,14 @@ async def test_a_default_pool_pod_runs_genesis_and_exports_agent_tokens(
         1,
         WorkerEnvironment(redis_url=redis_server.url),
     )
-    process, port = start_pod(
+    process, port, processes = start_pod(
         deployment,
         tmp_path / "pod",
         "genesis-6c9f-x1",
         secrets={
             "shop-github": {"token": BOT_TOKEN},
             "anthropic": {"ANTHROPIC_API_KEY": fake_anthropic.api_key},
+            queue_secret_name("genesis"): {QUEUE_URL_KEY: redis_server.url},
         },
     )
     queue = WorkQueue.from_url(redis_server.url)
@@ -214,5 +242,6 @@ async def test_a_default_pool_pod_runs_genesis_and_exports_agent_tokens(
         assert spent["input"] > 0 and spent["output"] > 0, spent
         assert sample(samples, "agentfleet_agent_model_calls_total", model=MODEL, outcome="ok") >= 2
     finally:
-        process.stop()
+        for running in processes:
+            running.stop()
         await queue.close()
