@@ -16,8 +16,6 @@ from agentfleet.github.credentials import (
 )
 from agentfleet.github.git import AGENT_CONFIG_PATHS, GitCheckout, GitError
 from agentfleet.github.intake import (
-    API_URL_KEY,
-    BRANCH_PREFIX,
     DIAGNOSTIC_LABEL,
     DOCS_LABEL,
     DRY_RUN_LABEL,
@@ -25,12 +23,9 @@ from agentfleet.github.intake import (
     SUB_TASK_LABEL,
     IssueFacts,
     ProjectIntake,
-    issue_item_id,
     issue_work,
     poll_project,
-    pull_item_id,
     webhook_work,
-    work_item,
 )
 from agentfleet.github.markers import find_markers, has_marker, marker, marker_field
 from agentfleet.github.pacing import Pacing
@@ -52,8 +47,6 @@ from agentfleet.github.webhook import (
 
 __all__ = [
     "AGENT_CONFIG_PATHS",
-    "API_URL_KEY",
-    "BRANCH_PREFIX",
     "DIAGNOSTIC_LABEL",
     "DOCS_LABEL",
     "DRY_RUN_LABEL",
@@ -86,15 +79,12 @@ __all__ = [
     "credentials_from_secret_data",
     "find_markers",
     "has_marker",
-    "issue_item_id",
     "issue_work",
     "marker",
     "marker_field",
     "poll_project",
-    "pull_item_id",
     "repository_endpoint",
     "signature_matches",
     "stage_permissions",
     "webhook_work",
-    "work_item",
 ]

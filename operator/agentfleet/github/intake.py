@@ -1,8 +1,9 @@
 """Which GitHub events become work items (pure), and polling a repository for them.
 
-An issue is enqueued under a deterministic id, `<namespace>/<project>/issue-<n>/<stage>`,
-and the queue's enqueue is idempotent on ids, so an issue seen by polling, by several
-webhook deliveries and by redeliveries is still one work item.
+An issue is enqueued under a deterministic id, `<namespace>/<project>/issue-<n>/<stage>`
+(made by `agentfleet.pipeline`, the one home of ids, payloads and branch names), and the
+queue's enqueue is idempotent on ids, so an issue seen by polling, by several webhook
+deliveries and by redeliveries is still one work item.
 """
 
 from __future__ import annotations
@@ -16,7 +17,17 @@ from agentfleet.api import Stage
 from agentfleet.api.project import ProjectSpec
 from agentfleet.github.client import IssueInfo, PullInfo, RepoClient
 from agentfleet.github.credentials import repository_endpoint
-from agentfleet.queue.models import Lane, WorkItem
+from agentfleet.pipeline import (
+    BRANCH_PREFIX,
+    IssuePayload,
+    Lane,
+    QualifierKind,
+    WorkItem,
+    is_work_branch,
+    issue_item,
+    project_lane,
+    pull_item,
+)
 
 MASTER_LABEL = "agentfleet:master"
 """An issue whose checklist is fanned out in parallel (taken in even without an intake
@@ -28,7 +39,6 @@ DIAGNOSTIC_LABEL = "agentfleet:diagnostic"
 DOCS_LABEL = "agentfleet:docs"
 GENERATED_LABELS = (SUB_TASK_LABEL, DIAGNOSTIC_LABEL, DOCS_LABEL)
 """Labels of issues agentfleet opens itself; intake never takes those in again."""
-BRANCH_PREFIX = "agentfleet/"
 TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
 """Who may command agentfleet in issue comments."""
 RETRY_COMMAND = "/agentfleet retry"
@@ -36,15 +46,10 @@ DRY_RUN_COMMAND = "/agentfleet dry-run"
 
 Enqueue = Callable[[Sequence[WorkItem]], Awaitable[list[str]]]
 
-API_URL_KEY = "github_api_url"
-"""Payload key of the Project's `spec.githubApiUrl`, when it sets one: workers talk to
-that API for the item."""
-INHERITED_PAYLOAD_KEYS = ("repository", API_URL_KEY, "token_budget")
-"""Payload keys every item made from another one (follow-ups, sub-tasks) keeps."""
-
 
 class ProjectIntake(BaseModel):
-    """What intake needs to know about one Project."""
+    """What intake needs to know about one Project (an `agentfleet.pipeline.ProjectSettings`:
+    its items inherit the repository, API URL, token budget, lane and stages)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -76,43 +81,11 @@ class ProjectIntake(BaseModel):
             api_url=spec.github_api_url,
             labels=tuple(spec.intake.labels),
             stages=tuple(spec.pipeline.stages),
-            lane=Lane(spec.priority.value),
+            lane=project_lane(spec.priority),
             paused=spec.paused,
             parallelism=spec.parallelism.model_dump(by_alias=True),
             tokens_per_item=spec.budgets.tokens_per_item,
         )
-
-
-def issue_item_id(project: ProjectIntake, number: int, stage: Stage, suffix: str = "") -> str:
-    base = f"{project.namespace}/{project.name}/issue-{number}/{stage.value}"
-    return f"{base}/{suffix}" if suffix else base
-
-
-def pull_item_id(project: ProjectIntake, number: int, stage: Stage) -> str:
-    return f"{project.namespace}/{project.name}/pull-{number}/{stage.value}"
-
-
-def work_item(
-    project: ProjectIntake,
-    item_id: str,
-    stage: Stage,
-    payload: dict[str, object],
-    lane: Lane | None = None,
-) -> WorkItem:
-    carried: dict[str, object] = {"repository": project.repository}
-    if project.api_url:
-        carried[API_URL_KEY] = project.api_url
-    if project.tokens_per_item:
-        carried["token_budget"] = project.tokens_per_item
-    return WorkItem(
-        id=item_id,
-        namespace=project.namespace,
-        project=project.name,
-        stage=stage,
-        lane=lane or project.lane,
-        payload={**carried, **payload},
-        pipeline=project.stages,
-    )
 
 
 class IssueFacts(BaseModel):
@@ -143,25 +116,18 @@ def issue_work(project: ProjectIntake, issue: IssueFacts) -> WorkItem | None:
         return None
     if not any(label in (*project.labels, MASTER_LABEL) for label in issue.labels):
         return None
-    stage = project.stages[0]
-    payload: dict[str, object] = {"issue": issue.number, "title": issue.title}
-    if MASTER_LABEL in issue.labels and project.parallelism:
-        payload["parallelism"] = dict(project.parallelism)
-    return work_item(project, issue_item_id(project, issue.number, stage), stage, payload)
+    parallelism = project.parallelism if MASTER_LABEL in issue.labels else None
+    payload = IssuePayload(issue=issue.number, title=issue.title, parallelism=parallelism or None)
+    return issue_item(project, project.stages[0], payload)
 
 
 def merged_pull_work(project: ProjectIntake, pull: PullInfo) -> WorkItem | None:
     """A content item for merged agentfleet work (docs pull requests excluded)."""
     if Stage.CONTENT not in project.stages or project.paused or not pull.merged:
         return None
-    if not pull.head.startswith(BRANCH_PREFIX) or pull.head.startswith(f"{BRANCH_PREFIX}docs-"):
+    if not is_work_branch(pull.head):
         return None
-    return work_item(
-        project,
-        pull_item_id(project, pull.number, Stage.CONTENT),
-        Stage.CONTENT,
-        {"pull": pull.number},
-    )
+    return pull_item(project, Stage.CONTENT, pull.number)
 
 
 def command_work(
@@ -179,20 +145,18 @@ def command_work(
         return None
     lines = body.strip().splitlines()
     command = lines[0].strip() if lines else ""
-    flags = {RETRY_COMMAND: "retry_failed", DRY_RUN_COMMAND: "dry_run"}
-    if command not in flags:
+    commands = {RETRY_COMMAND: QualifierKind.RETRY_FAILED, DRY_RUN_COMMAND: QualifierKind.DRY_RUN}
+    if command not in commands:
         return None
-    flag = flags[command]
-    stage = project.stages[0]
-    payload: dict[str, object] = {"issue": issue.number, "title": issue.title, flag: True}
-    if project.parallelism:
-        payload["parallelism"] = dict(project.parallelism)
-    return work_item(
-        project,
-        issue_item_id(project, issue.number, stage, f"{flag.replace('_', '-')}-{comment_id}"),
-        stage,
-        payload,
+    kind = commands[command]
+    payload = IssuePayload(
+        issue=issue.number,
+        title=issue.title,
+        retry_failed=kind is QualifierKind.RETRY_FAILED,
+        dry_run=kind is QualifierKind.DRY_RUN,
+        parallelism=project.parallelism or None,
     )
+    return issue_item(project, project.stages[0], payload, kind, comment_id)
 
 
 # ---- webhook payloads ----------------------------------------------------------------

@@ -27,6 +27,7 @@ from agentfleet.api import Stage
 from agentfleet.localenv.prometheus import PrometheusServer
 from agentfleet.localenv.stack import LocalStack
 from agentfleet.localenv.waiting import wait_for
+from agentfleet.pipeline import IssuePayload, issue_item_id
 from agentfleet.queue import Lane, WorkItem, WorkQueue
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
@@ -191,12 +192,14 @@ class Demo:
                 for i in range(self.burst):
                     await queue.enqueue(
                         WorkItem(
-                            id=f"webshop/issue-{1000 + i}/development",
+                            id=issue_item_id(
+                                self.stack.namespace, "webshop", 1000 + i, Stage.DEVELOPMENT
+                            ),
                             namespace=self.stack.namespace,
                             project="webshop",
                             stage=Stage.DEVELOPMENT,
                             lane=Lane.NORMAL,
-                            payload={"issue": 1000 + i, "title": f"feature {i}"},
+                            payload=IssuePayload(issue=1000 + i, title=f"feature {i}").dump(),
                         )
                     )
             finally:

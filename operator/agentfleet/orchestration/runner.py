@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentfleet.api import Stage
 from agentfleet.github import (
     DIAGNOSTIC_LABEL,
     DRY_RUN_LABEL,
@@ -25,7 +24,7 @@ from agentfleet.github import (
     IssueInfo,
     RepoClient,
 )
-from agentfleet.github.intake import GENERATED_LABELS, INHERITED_PAYLOAD_KEYS
+from agentfleet.github.intake import GENERATED_LABELS
 from agentfleet.github.markers import embed_state, extract_state, find_markers
 from agentfleet.orchestration.aggregate import (
     TaskRecord,
@@ -36,7 +35,8 @@ from agentfleet.orchestration.aggregate import (
 )
 from agentfleet.orchestration.parse import SubTask, parse_subtasks
 from agentfleet.orchestration.validate import render_report, validate
-from agentfleet.queue import CompletionOutcome, WorkItem, WorkQueue
+from agentfleet.pipeline import IssuePayload, WorkItem, issue_branch, sub_task_item
+from agentfleet.queue import CompletionOutcome, WorkQueue
 from agentfleet.worker.handlers import HandlerResult
 
 SUMMARY = "summary"
@@ -75,23 +75,9 @@ def diagnostic_body(master: int, record: TaskRecord) -> str:
 
 
 def development_item(parent: WorkItem, record: TaskRecord, master: int) -> WorkItem:
+    """The development item of a sub-task whose sub-issue is open (`record.issue`)."""
     assert record.issue is not None
-    key = f"{parent.namespace}/{parent.project}/issue-{record.issue}/{Stage.DEVELOPMENT.value}"
-    return WorkItem(
-        id=key if record.attempt == 1 else f"{key}/attempt-{record.attempt}",
-        namespace=parent.namespace,
-        project=parent.project,
-        stage=Stage.DEVELOPMENT,
-        lane=parent.lane,
-        payload={
-            **{k: v for k, v in parent.payload.items() if k in INHERITED_PAYLOAD_KEYS},
-            "issue": record.issue,
-            "parent": master,
-            "task": record.index,
-        },
-        pipeline=parent.pipeline,
-        trace=parent.trace,
-    )
+    return sub_task_item(parent, record.issue, master, record.index, record.attempt)
 
 
 class QueueDispatcher:
@@ -125,7 +111,8 @@ class QueueDispatcher:
             await asyncio.sleep(self.poll_seconds)
         if done.outcome is CompletionOutcome.SUCCEEDED:
             record.state = TaskState.SUCCEEDED
-            pull = await asyncio.to_thread(self.repo.find_pull, f"agentfleet/issue-{record.issue}")
+            branch = issue_branch(IssuePayload.of(item).issue)
+            pull = await asyncio.to_thread(self.repo.find_pull, branch)
             if pull is not None:
                 record.pull, record.pull_url = pull.number, pull.html_url
         else:
@@ -197,9 +184,10 @@ async def run_master(
     publish_interval: float = 1.0,
 ) -> HandlerResult:
     master = issue.number
+    payload = IssuePayload.of(item)
     tasks = parse_subtasks(issue.body)
     report = validate(tasks)
-    if item.payload.get("dry_run") or DRY_RUN_LABEL in issue.labels or not tasks:
+    if payload.dry_run or DRY_RUN_LABEL in issue.labels or not tasks:
         text = render_report(report, master)
         await asyncio.to_thread(repo.upsert_comment, master, text, DRY_RUN, master=master)
         return HandlerResult.succeeded(
@@ -209,7 +197,7 @@ async def run_master(
     await asyncio.to_thread(repo.ensure_labels, list(GENERATED_LABELS))
     existing = await asyncio.to_thread(repo.find_own_comment, master, SUMMARY, master=master)
     records = _restore(extract_state(existing.body) if existing else None, tasks)
-    running = {id(r) for r in tasks_to_run(records, bool(item.payload.get("retry_failed")))}
+    running = {id(r) for r in tasks_to_run(records, payload.retry_failed)}
     opened: dict[int, IssueInfo] = {}
     for candidate in await asyncio.to_thread(repo.own_issues, SUB_TASK_LABEL):
         for found in find_markers(candidate.body):

@@ -1,96 +1,43 @@
-"""The data that flows through the work queue: items, lanes, claims, outcomes and counts.
+"""The data that flows through the work queue: claims, outcomes and counts.
 
-These are plain pydantic models with no I/O; the Redis adapter (`agentfleet.queue.redis`)
-stores `WorkItem` as JSON and hands `Claim`s to workers.
+These are plain pydantic models with no I/O; the Redis adapter (`agentfleet.queue.workqueue`)
+stores `WorkItem`s as JSON and hands `Claim`s to workers. The work item itself, its lanes
+and its id grammar live in `agentfleet.pipeline` and are re-exported here for the queue's
+callers.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field
 
-from agentfleet.api import DEFAULT_PIPELINE, ApiModel, Stage
+from agentfleet.api import ApiModel, Stage
+from agentfleet.pipeline.items import ItemId, Name, TraceEntry, WorkItem, utcnow
+from agentfleet.pipeline.lanes import GENERAL_SPECIALTY, LANES_BY_PRIORITY, Lane
 
-# Namespaces, projects and specialties become parts of Redis keys (separated by ':' and
-# wrapped in '{}' hash tags), so they are restricted to Kubernetes DNS-label characters.
-Name = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$", max_length=253)
+__all__ = [
+    "GENERAL_SPECIALTY",
+    "LANES_BY_PRIORITY",
+    "Arrival",
+    "Claim",
+    "CompleteResult",
+    "CompletionOutcome",
+    "CompletionRecord",
+    "FailOutcome",
+    "FailResult",
+    "ItemId",
+    "Lane",
+    "Name",
+    "ProjectQueueStats",
+    "RetryPolicy",
+    "StageQueueStats",
+    "Subscription",
+    "TraceEntry",
+    "WorkItem",
+    "utcnow",
 ]
-ItemId = Annotated[str, StringConstraints(pattern=r"^\S+$", min_length=1, max_length=512)]
-
-GENERAL_SPECIALTY = "general"
-"""The label value (and routing lane) for items that need no particular specialty."""
-
-
-class Lane(StrEnum):
-    """Priority lanes; workers read the highest lane first."""
-
-    URGENT = "urgent"
-    HIGH = "high"
-    NORMAL = "normal"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """0 for the highest lane; a smaller rank is read first."""
-        return LANES_BY_PRIORITY.index(self)
-
-
-LANES_BY_PRIORITY: tuple[Lane, ...] = (Lane.URGENT, Lane.HIGH, Lane.NORMAL, Lane.LOW)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class TraceEntry(BaseModel):
-    """One finished stage of an item's journey through the pipeline."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    item_id: str
-    stage: Stage
-    outcome: str
-    """`succeeded` or `dead_lettered`."""
-    worker: str
-    attempts: int
-    finished_at: datetime
-    error: str | None = None
-
-
-class WorkItem(BaseModel):
-    """A unit of work for one stage of one project.
-
-    The id is the idempotency key: enqueueing an id that is already waiting, in flight,
-    retrying or completed stores nothing new, and follow-up ids are derived from it, so a
-    retried completion can never fan out twice.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    id: ItemId
-    namespace: Name
-    project: Name
-    stage: Stage
-    specialty: Name | None = None
-    """None routes the item to the general lane of its stage."""
-    lane: Lane = Lane.NORMAL
-    payload: dict[str, Any] = Field(default_factory=dict)
-    attempts: int = Field(default=0, ge=0)
-    """Deliveries so far, counting the current one once claimed."""
-    enqueued_at: datetime = Field(default_factory=utcnow)
-    trace: tuple[TraceEntry, ...] = ()
-    """The stages this work has already been through, oldest first."""
-    last_error: str | None = None
-    pipeline: tuple[Stage, ...] = DEFAULT_PIPELINE
-    """The project's stages in order; the default follow-up goes to the next one."""
-
-    @property
-    def routing_specialty(self) -> str:
-        return self.specialty or GENERAL_SPECIALTY
 
 
 class Subscription(BaseModel):

@@ -12,6 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from agentfleet.api import Stage
+from agentfleet.pipeline.ids import follow_up_id
+from agentfleet.pipeline.payloads import DEAD_LETTER_KEY, DeadLetter
 from agentfleet.queue.models import (
     GENERAL_SPECIALTY,
     LANES_BY_PRIORITY,
@@ -42,11 +44,6 @@ def next_stage(item: WorkItem) -> Stage | None:
     return item.pipeline[position + 1] if position + 1 < len(item.pipeline) else None
 
 
-def child_id(item: WorkItem, stage: Stage) -> str:
-    """Deterministic, so a repeated completion cannot enqueue a second follow-up."""
-    return f"{item.id}/{stage.value}"
-
-
 def _traced(
     item: WorkItem, worker: str, outcome: CompletionOutcome, at: datetime
 ) -> tuple[TraceEntry, ...]:
@@ -75,7 +72,7 @@ def default_follow_ups(
         return []
     return [
         WorkItem(
-            id=child_id(item, stage),
+            id=follow_up_id(item.id, stage),
             namespace=item.namespace,
             project=item.project,
             stage=stage,
@@ -97,20 +94,20 @@ def review_item(item: WorkItem, error: str, worker: str, at: datetime) -> WorkIt
         return None
     failed = item.model_copy(update={"last_error": error})
     return WorkItem(
-        id=child_id(item, Stage.REVIEW),
+        id=follow_up_id(item.id, Stage.REVIEW),
         namespace=item.namespace,
         project=item.project,
         stage=Stage.REVIEW,
         lane=item.lane,
         payload={
             **item.payload,
-            "dead_letter": {
-                "item_id": item.id,
-                "stage": item.stage.value,
-                "specialty": item.specialty,
-                "attempts": item.attempts,
-                "error": error,
-            },
+            DEAD_LETTER_KEY: DeadLetter(
+                item_id=item.id,
+                stage=item.stage.value,
+                specialty=item.specialty,
+                attempts=item.attempts,
+                error=error,
+            ).model_dump(),
         },
         enqueued_at=at,
         trace=_traced(failed, worker, CompletionOutcome.DEAD_LETTERED, at),

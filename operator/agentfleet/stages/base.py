@@ -1,4 +1,6 @@
-"""What every stage handler shares: error handling that never leaks a secret, naming."""
+"""What every stage handler shares: error handling that never leaks a secret.
+
+Item ids, payloads and branch names are `agentfleet.pipeline`'s."""
 
 from __future__ import annotations
 
@@ -9,20 +11,11 @@ from typing import ClassVar
 from agentfleet.agents import RedactingLogger
 from agentfleet.api import Stage
 from agentfleet.github import RepoClient, stage_permissions
-from agentfleet.github.intake import INHERITED_PAYLOAD_KEYS
-from agentfleet.queue import WorkItem
+from agentfleet.pipeline import WorkItem
 from agentfleet.stages.environment import StageEnvironment
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 _ERROR_LIMIT = 2000
-
-
-def issue_branch(number: int) -> str:
-    return f"agentfleet/issue-{number}"
-
-
-def docs_branch(number: int) -> str:
-    return f"agentfleet/docs-issue-{number}"
 
 
 def is_test_path(path: str) -> bool:
@@ -35,32 +28,6 @@ def is_test_path(path: str) -> bool:
         or ".test." in name
         or ".spec." in name
     )
-
-
-def stage_item(
-    parent: WorkItem, stage: Stage, issue: int, extra: dict[str, object] | None = None
-) -> WorkItem:
-    """A follow-up item for one issue of the parent's project, keyed like intake keys it."""
-    return WorkItem(
-        id=f"{parent.namespace}/{parent.project}/issue-{issue}/{stage.value}",
-        namespace=parent.namespace,
-        project=parent.project,
-        stage=stage,
-        lane=parent.lane,
-        payload={
-            **{k: v for k, v in parent.payload.items() if k in INHERITED_PAYLOAD_KEYS},
-            "issue": issue,
-            **(extra or {}),
-        },
-        pipeline=parent.pipeline,
-        trace=parent.trace,
-    )
-
-
-def token_cap(item: WorkItem) -> int | None:
-    """The Project's per-item token budget, when intake put it in the payload."""
-    value = item.payload.get("token_budget")
-    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
 
 
 class StageHandler:

@@ -3,25 +3,30 @@
 A merged agentfleet pull request queues a content item. Work that came from a planned
 issue is documented once for the whole issue, when the last of its sub-issues is closed;
 until then the item succeeds without doing anything. The docs branch
-`agentfleet/docs-issue-<n>` and its pull request are looked up before they are created.
+`agentfleet/docs-issue-<n>` (`agentfleet.pipeline.docs_branch`) and its pull request are
+looked up before they are created.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 
 from agentfleet.agents import Workspace, untrusted
 from agentfleet.api import Stage
 from agentfleet.github import SUB_TASK_LABEL, RepoClient, marker, marker_field
 from agentfleet.github.markers import has_marker
-from agentfleet.queue import WorkItem
+from agentfleet.pipeline import (
+    PullPayload,
+    WorkItem,
+    docs_branch,
+    issue_branch,
+    issue_of_branch,
+    token_cap,
+)
 from agentfleet.stages import prompts
-from agentfleet.stages.base import StageHandler, docs_branch, issue_branch, token_cap
+from agentfleet.stages.base import StageHandler
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
-
-_ISSUE_BRANCH = re.compile(r"^agentfleet/issue-(\d+)$")
 
 
 def _documented_issue(repo: RepoClient, number: int) -> tuple[int, list[int], list[int]]:
@@ -49,13 +54,11 @@ class ContentHandler(StageHandler):
         log: logging.LoggerAdapter[logging.Logger],
         repo: RepoClient,
     ) -> HandlerResult:
-        merged = await asyncio.to_thread(repo.pull, int(item.payload["pull"]))
-        match = _ISSUE_BRANCH.match(merged.head)
-        if not merged.merged or match is None:
+        merged = await asyncio.to_thread(repo.pull, PullPayload.of(item).pull)
+        worked_on = issue_of_branch(merged.head)
+        if not merged.merged or worked_on is None:
             return HandlerResult.succeeded({"skipped": "not merged agentfleet work"}, follow_ups=())
-        target, parts, still_open = await asyncio.to_thread(
-            _documented_issue, repo, int(match.group(1))
-        )
+        target, parts, still_open = await asyncio.to_thread(_documented_issue, repo, worked_on)
         if still_open:
             log.info("#%d: waiting for sub-issues %s before documenting", target, still_open)
             return HandlerResult.succeeded({"waiting_for": still_open}, follow_ups=())

@@ -1,9 +1,10 @@
 """Development: one issue, test first, to one pull request that closes it.
 
-Branch `agentfleet/issue-<n>`; the agent writes tests before implementation (checked from
-its tool calls), the handler runs the repository's tests itself, commits, pushes and
-opens a pull request with `Closes #<n>`. A redelivery finds the pull request and stops,
-or finds the pushed branch and continues from it: never a second branch or pull request.
+Branch `agentfleet/issue-<n>` (`agentfleet.pipeline.issue_branch`); the agent writes
+tests before implementation (checked from its tool calls), the handler runs the
+repository's tests itself, commits, pushes and opens a pull request with `Closes #<n>`.
+A redelivery finds the pull request and stops, or finds the pushed branch and continues
+from it: never a second branch or pull request.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ import logging
 from agentfleet.agents import AgentResult, Workspace, untrusted
 from agentfleet.api import Stage
 from agentfleet.github import RepoClient, marker
-from agentfleet.queue import WorkItem
+from agentfleet.pipeline import IssuePayload, WorkItem, issue_branch, token_cap
 from agentfleet.sandbox.protocol import cut_tail
 from agentfleet.stages import prompts
-from agentfleet.stages.base import StageHandler, is_test_path, issue_branch, token_cap
+from agentfleet.stages.base import StageHandler, is_test_path
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 _WRITES = {"write_file", "edit_file"}
@@ -41,7 +42,7 @@ class DevelopmentHandler(StageHandler):
         log: logging.LoggerAdapter[logging.Logger],
         repo: RepoClient,
     ) -> HandlerResult:
-        number = int(item.payload["issue"])
+        number = IssuePayload.of(item).issue
         branch = issue_branch(number)
         existing = await asyncio.to_thread(repo.find_pull, branch)
         if existing is not None:

@@ -23,7 +23,6 @@ from agentfleet.agents import AgentMetrics, AgentRunner, AgentSettings, Redactor
 from agentfleet.agents.tools import Tool, WorkspaceTools
 from agentfleet.agents.workspace import Workspace
 from agentfleet.github import (
-    API_URL_KEY,
     CredentialsError,
     GitCheckout,
     GitHubApp,
@@ -35,6 +34,7 @@ from agentfleet.github import (
     repository_endpoint,
 )
 from agentfleet.github.tokens import Clock, utc_now
+from agentfleet.pipeline import ProjectCarried
 from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
 from agentfleet.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
 from agentfleet.sandbox.client import SandboxRunner
@@ -201,8 +201,9 @@ class StageEnvironment:
                 await asyncio.to_thread(client.close)
 
     def _client(self, item: WorkItem, permissions: Permissions) -> tuple[RepoClient, bool]:
-        repository = str(item.payload["repository"])
-        api_url = str(item.payload.get(API_URL_KEY) or "") or self.config.github_api_url
+        carried = ProjectCarried.of(item)
+        repository = carried.repository
+        api_url = carried.api_url or self.config.github_api_url
         endpoint, full_name = repository_endpoint(repository, api_url)
         credentials = self.credentials(item.namespace, item.project)
         for secret in credentials.secret_values():

@@ -30,9 +30,9 @@ from agentfleet.orchestration import (
 )
 from agentfleet.orchestration.parse import normalise_path
 from agentfleet.orchestration.runner import sub_issue_body
-from agentfleet.queue import WorkItem
+from agentfleet.pipeline import IssuePayload, WorkItem, stage_item, token_cap
 from agentfleet.stages import prompts
-from agentfleet.stages.base import StageHandler, stage_item, token_cap
+from agentfleet.stages.base import StageHandler
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 MAX_PLANNED_TASKS = 10
@@ -122,7 +122,8 @@ class GenesisHandler(StageHandler):
         log: logging.LoggerAdapter[logging.Logger],
         repo: RepoClient,
     ) -> HandlerResult:
-        number = int(item.payload["issue"])
+        payload = IssuePayload.of(item)
+        number = payload.issue
         issue = await asyncio.to_thread(repo.issue, number)
         if issue.state != "open":
             return HandlerResult.succeeded({"skipped": "issue closed"}, follow_ups=())
@@ -135,10 +136,7 @@ class GenesisHandler(StageHandler):
                 "successThreshold": config.success_threshold,
                 "taskTimeoutSeconds": config.task_timeout_seconds,
             }
-            given = item.payload.get("parallelism")
-            settings = ParallelSettings.model_validate(
-                {**defaults, **(given if isinstance(given, dict) else {})}
-            )
+            settings = ParallelSettings.model_validate({**defaults, **(payload.parallelism or {})})
             return await run_master(
                 queue=self.env.queue,
                 repo=repo,
@@ -210,7 +208,7 @@ class GenesisHandler(StageHandler):
             sub_issues.append(sub)
         follow_ups = (
             [
-                stage_item(item, context.next_stage, sub.number, {"parent": number})
+                stage_item(item, context.next_stage, sub.number, planned_from=number)
                 for sub in sub_issues
             ]
             if context.next_stage is not None

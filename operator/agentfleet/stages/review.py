@@ -10,9 +10,9 @@ from typing import Any
 from agentfleet.agents import Workspace, submit_tool, untrusted
 from agentfleet.api import Stage
 from agentfleet.github import RepoClient
-from agentfleet.queue import WorkItem
+from agentfleet.pipeline import DeadLetterReview, WorkItem, issue_branch, review_payload, token_cap
 from agentfleet.stages import prompts
-from agentfleet.stages.base import StageHandler, issue_branch, token_cap
+from agentfleet.stages.base import StageHandler
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 SUBMIT_REVIEW = submit_tool(
@@ -54,26 +54,26 @@ class ReviewHandler(StageHandler):
         log: logging.LoggerAdapter[logging.Logger],
         repo: RepoClient,
     ) -> HandlerResult:
-        failure = item.payload.get("dead_letter")
+        payload = review_payload(item)
         default = await asyncio.to_thread(lambda: repo.default_branch)
         checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
         redactor = self.env.redactor
-        if isinstance(failure, dict):
-            number = int(item.payload["issue"])
+        if isinstance(payload, DeadLetterReview):
+            failure, number = payload.dead_letter, payload.issue
             await checkout.start_branch(issue_branch(number), default)
             issue = await asyncio.to_thread(repo.issue, number)
-            subject = f"the failed {failure.get('stage')} work on #{number}"
+            subject = f"the failed {failure.stage} work on #{number}"
             task = (
-                f"Work item {failure.get('item_id')} failed {failure.get('attempts')} time(s) "
+                f"Work item {failure.item_id} failed {failure.attempts} time(s) "
                 f"and was given up. Diagnose why and say what a person should do next.\n\n"
                 + untrusted(f"issue #{number}", f"{issue.title}\n\n{issue.body}", redactor)
                 + "\n\n"
-                + untrusted("last error", str(failure.get("error", "")), redactor)
+                + untrusted("last error", failure.error, redactor)
             )
-            target, key = number, f"item-{failure.get('item_id')}"
+            target, key = number, f"item-{failure.item_id}"
         else:
-            number = int(item.payload["pull"])
+            number = payload.pull
             pull = await asyncio.to_thread(repo.pull, number)
             await checkout.start_branch(pull.head, default)
             files = await asyncio.to_thread(repo.pull_files, number)

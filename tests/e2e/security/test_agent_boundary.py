@@ -34,8 +34,8 @@ from github import Auth, Github
 
 from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE, METRICS_PORT
 from agentfleet.localenv.waiting import wait_for
+from agentfleet.pipeline import issue_branch
 from agentfleet.queue import WorkQueue
-from agentfleet.stages.base import issue_branch
 from agentfleet.testing import ToolCall, Turn, call
 from agentfleet.testing.agents import DEVELOPMENT, TEST_TEMPLATE
 from agentfleet.testing.fake_anthropic import Conversation, say

@@ -28,7 +28,7 @@ from agentfleet.controller.logic import Problem, SecretLookup
 from agentfleet.github import GitHubCredentials, IssueFacts, ProjectIntake, issue_work
 from agentfleet.orchestration.aggregate import TaskRecord
 from agentfleet.orchestration.runner import development_item
-from agentfleet.stages.base import stage_item
+from agentfleet.pipeline import stage_item
 
 pytestmark = pytest.mark.unit
 
