@@ -1,7 +1,7 @@
 """The data that flows through the work queue: items, lanes, claims, outcomes and counts.
 
-These are plain pydantic models with no I/O; the Redis adapter (`agentfleet.queue.redis`)
-stores `WorkItem` as JSON and hands `Claim`s to workers.
+These are plain pydantic models with no I/O; the Redis adapter
+(`agentfleet.queue.workqueue`) stores `WorkItem` as JSON and hands `Claim`s to workers.
 """
 
 from __future__ import annotations
