@@ -2,8 +2,11 @@
 
 `WorkQueue` is the adapter (redis.asyncio); the models and the pure rules it follows are
 importable without a server. `QueueCollector` exports the queue's Prometheus metrics.
+Time comes from a `Clock` (`agentfleet.queue.clock`): the system clock, or a
+`ManualClock` a test advances.
 """
 
+from agentfleet.queue.clock import Clock, ManualClock, system_clock
 from agentfleet.queue.models import (
     GENERAL_SPECIALTY,
     LANES_BY_PRIORITY,
@@ -32,6 +35,7 @@ __all__ = [
     "LANES_BY_PRIORITY",
     "Arrival",
     "Claim",
+    "Clock",
     "CompleteResult",
     "CompletionOutcome",
     "CompletionRecord",
@@ -39,6 +43,7 @@ __all__ = [
     "FailResult",
     "Lane",
     "LaneFigures",
+    "ManualClock",
     "NamespaceSnapshot",
     "ProjectQueueStats",
     "RetryPolicy",
@@ -51,4 +56,5 @@ __all__ = [
     "next_stage",
     "read_order",
     "review_item",
+    "system_clock",
 ]

@@ -22,9 +22,9 @@ backoff in `retrying`. Items of workers that stopped heartbeating count as waiti
 from __future__ import annotations
 
 import logging
-import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -32,6 +32,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from agentfleet.api import Stage
+from agentfleet.queue.clock import Clock, system_clock
 from agentfleet.queue.models import CompletionOutcome
 from agentfleet.queue.scripts import namespace_base, namespaces_key, script_source
 from agentfleet.queue.snapshot import NamespaceSnapshot, parse_snapshot
@@ -124,6 +125,8 @@ class QueueCollector(Collector):
     A Redis outage does not fail the scrape (the operator serves other metrics from the
     same registry): the queue series are absent and `agentfleet_queue_redis_up` is 0, so
     the autoscaler sees missing metrics rather than an empty queue.
+
+    `heartbeat_timeout` and the clock must match the workers' (see `WorkQueue`).
     """
 
     def __init__(
@@ -132,34 +135,39 @@ class QueueCollector(Collector):
         prefix: str = "agentfleet",
         heartbeat_timeout: float = 300.0,
         namespaces: Sequence[str] = (),
+        clock: Clock = system_clock,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
         self._stale_ms = int(heartbeat_timeout * 1000)
         self._namespaces = tuple(namespaces)
+        self._clock = clock
         self._snapshot = redis.register_script(script_source("snapshot"))
 
     def describe(self) -> Iterable[Metric]:
         # Registration must not need Redis; the names are fixed and known without it.
         return [*queue_metric_families([], 0.0), self._up(0)]
 
-    def snapshots(self) -> list[NamespaceSnapshot]:
+    def snapshots(self, now: datetime | None = None) -> list[NamespaceSnapshot]:
+        """Every namespace's snapshot as of `now` (default: the clock's time)."""
+        now_ms = int((now or self._clock()).timestamp() * 1000)
         namespaces = self._namespaces or sorted(self._redis.smembers(namespaces_key(self._prefix)))
         result = []
         for namespace in namespaces:
             base = namespace_base(self._prefix, namespace)
-            raw = self._snapshot(keys=[], args=[base, self._stale_ms])
+            raw = self._snapshot(keys=[], args=[base, self._stale_ms, now_ms])
             result.append(parse_snapshot(namespace, base, raw))
         return result
 
     def collect(self) -> Iterator[Metric]:
+        now = self._clock()
         try:
-            snapshots = self.snapshots()
+            snapshots = self.snapshots(now)
         except (RedisError, OSError) as exc:
             log.warning("queue metrics unavailable: cannot read Redis: %s", exc)
             yield self._up(0)
             return
-        yield from queue_metric_families(snapshots, time.time())
+        yield from queue_metric_families(snapshots, now.timestamp())
         yield self._up(1)
 
     @staticmethod

@@ -7,7 +7,11 @@ Layout (per namespace, all under the hash tag `<prefix>:{<namespace>}`):
   the item id and the time it became deliverable;
 - hashes `items` (JSON), `route`, `attempts` and `where` (the entry an item sits at);
 - `done`: the completion record, written once per id; `log`: a stream of completions;
-- `retry`: a sorted set of items waiting out their backoff; `held`, `projects`.
+- `retry`: a sorted set of items waiting out their backoff; `held`, `projects`;
+- `<stream>:leases`: per stream, when each claimed entry's lease was last renewed.
+
+Time comes from the queue's `Clock` (`agentfleet.queue.clock`), passed to every script
+that needs it; no script calls Redis' TIME.
 
 The rules (read order, transitions, backoff, dead-letter items) are pure functions in
 `agentfleet.queue.routing`; this module only moves data.
@@ -19,7 +23,6 @@ import asyncio
 import json
 import logging
 import random
-import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT
 
 from agentfleet.api import Stage
+from agentfleet.queue.clock import Clock, system_clock
 from agentfleet.queue.models import (
     Arrival,
     Claim,
@@ -47,7 +51,6 @@ from agentfleet.queue.models import (
     RetryPolicy,
     Subscription,
     WorkItem,
-    utcnow,
 )
 from agentfleet.queue.routing import (
     default_follow_ups,
@@ -112,6 +115,10 @@ class WorkQueue:
     claim takes it over; every worker and exporter of a deployment must use the same
     value. `poll_interval` bounds how long a waiting claim blocks before it looks at
     everything again (retries come due and dead workers' items go stale silently).
+
+    `clock` is where the queue's time comes from (deliverable times, leases, retry due
+    times, records); the system clock unless a test gives a `ManualClock`. Waiting for
+    work (`claim(wait=)`, `poll_interval`) is real time regardless.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class WorkQueue:
         poll_interval: float = 1.0,
         completion_log_length: int = 100_000,
         rng: random.Random | None = None,
+        clock: Clock = system_clock,
     ) -> None:
         self.redis = redis
         self.prefix = prefix
@@ -132,11 +140,12 @@ class WorkQueue:
         self.poll_interval = poll_interval
         self._log_length = completion_log_length
         self._rng = rng or random.Random()
+        self.clock = clock
         # Which project a claim looks at first: advanced by one per claim, so one worker
         # takes a lane's projects in turn; the random start spreads workers apart.
         self._rotation = self._rng.randrange(1 << 16)
         self._scripts = {name: redis.register_script(script_source(name)) for name in SCRIPT_NAMES}
-        self._registered: dict[str, float] = {}
+        self._registered: dict[str, datetime] = {}
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> WorkQueue:
@@ -187,8 +196,9 @@ class WorkQueue:
         write it; refreshing it once a minute instead of on every enqueue saves a round
         trip and still repairs it soon after Redis lost its data.
         """
-        now = time.monotonic()
-        if now - self._registered.get(namespace, -_REGISTER_EVERY) >= _REGISTER_EVERY:
+        now = self.clock()
+        last = self._registered.get(namespace)
+        if last is None or not timedelta(0) <= now - last < timedelta(seconds=_REGISTER_EVERY):
             await self.redis.sadd(namespaces_key(self.prefix), namespace)
             self._registered[namespace] = now
 
@@ -209,7 +219,7 @@ class WorkQueue:
             by_namespace.setdefault(item.namespace, []).append(item)
         for namespace, batch in by_namespace.items():
             await self._register(namespace)
-            now = _ms(utcnow())
+            now = _ms(self.clock())
             added += await self._run("enqueue", namespace, now, *_enqueue_args(batch))
         return added
 
@@ -267,7 +277,7 @@ class WorkQueue:
             (key, entries[0][0])
             for key, entries in (reply.items() if isinstance(reply, dict) else reply)
         )
-        now = utcnow()
+        now = self.clock()
         raw = await self._run(
             "accept",
             subscription.namespace,
@@ -295,7 +305,7 @@ class WorkQueue:
             f"{specialty} {lane.value}" for specialty, lane in read_order(subscription.specialties)
         ]
         for _ in range(_CLAIM_SCAN_LIMIT):
-            now = utcnow()
+            now = self.clock()
             raw = await self._run(
                 "claim",
                 subscription.namespace,
@@ -380,6 +390,7 @@ class WorkQueue:
             "heartbeat",
             claim.item.namespace,
             *_claim_args(claim),
+            _ms(self.clock()),
         )
         return bool(owned)
 
@@ -395,7 +406,7 @@ class WorkQueue:
         its payload). A completion from a worker whose claim was taken over still counts
         if it is the first; the later one is reported as not recorded.
         """
-        now = utcnow()
+        now = self.clock()
         item = claim.item
         items = (
             default_follow_ups(item, claim.consumer, now, output)
@@ -419,7 +430,8 @@ class WorkQueue:
         item = claim.item.model_copy(update={"last_error": error})
         if should_dead_letter(self.retry_policy, item, retryable):
             return await self._dead_letter(claim, item, error)
-        due = utcnow() + timedelta(seconds=retry_delay(self.retry_policy, item.attempts, self._rng))
+        delay = retry_delay(self.retry_policy, item.attempts, self._rng)
+        due = self.clock() + timedelta(seconds=delay)
         scheduled = await self._run(
             "retry",
             item.namespace,
@@ -432,7 +444,7 @@ class WorkQueue:
         return FailResult(outcome=FailOutcome.RETRY_SCHEDULED, retry_at=due)
 
     async def _dead_letter(self, claim: Claim, item: WorkItem, error: str) -> FailResult:
-        now = utcnow()
+        now = self.clock()
         review = review_item(item, error, claim.consumer, now)
         record = CompletionRecord(
             outcome=CompletionOutcome.DEAD_LETTERED,
@@ -482,7 +494,6 @@ class WorkQueue:
             "release",
             claim.item.namespace,
             *_claim_args(claim),
-            _ms(utcnow()),
         )
         return bool(released)
 
@@ -533,7 +544,9 @@ class WorkQueue:
         return sorted(members)
 
     async def snapshot(self, namespace: str) -> NamespaceSnapshot:
-        raw = await self._run("snapshot", namespace, int(self.heartbeat_timeout * 1000))
+        raw = await self._run(
+            "snapshot", namespace, int(self.heartbeat_timeout * 1000), _ms(self.clock())
+        )
         return parse_snapshot(namespace, self._base(namespace), raw)
 
     async def stats(self, namespace: str, project: str) -> ProjectQueueStats:

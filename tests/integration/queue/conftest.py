@@ -1,4 +1,8 @@
-"""Queues on the session's real Redis, isolated per test by a key prefix of their own."""
+"""Queues on the session's real Redis, isolated per test by a key prefix of their own.
+
+Time-based rules (heartbeat timeouts, backoff) are tested on a `ManualClock` the test
+advances, against the real server: the queue's scripts take the time from the client.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 
 from agentfleet.localenv import RedisServer
-from agentfleet.queue import RetryPolicy, WorkQueue
+from agentfleet.queue import ManualClock, RetryPolicy, WorkQueue
 
 FAST_RETRIES = RetryPolicy(default_max_attempts=3, base_delay_seconds=0.02, max_delay_seconds=0.1)
 
@@ -20,7 +24,8 @@ async def make_queue(redis_server: RedisServer) -> AsyncIterator[QueueFactory]:
     """`make_queue(url=None, **WorkQueue options)`; closed after the test.
 
     Defaults: a fresh key prefix, a 30 s heartbeat timeout (nothing is reclaimed behind a
-    test's back), retries after 10-100 ms, and a 0.1 s poll interval.
+    test's back), retries after 10-100 ms, a 0.1 s poll interval and the system clock
+    (pass `clock=` for a manual one).
     """
     made: list[WorkQueue] = []
 
@@ -41,11 +46,18 @@ async def make_queue(redis_server: RedisServer) -> AsyncIterator[QueueFactory]:
 
 
 @pytest.fixture
-def queue(make_queue: QueueFactory) -> WorkQueue:
-    return make_queue()
+def clock() -> ManualClock:
+    """The test's time: it moves only when the test advances it."""
+    return ManualClock()
 
 
 @pytest.fixture
-def fast_queue(make_queue: QueueFactory) -> WorkQueue:
-    """Heartbeat timeout of 1 s, for reclaim tests."""
-    return make_queue(heartbeat_timeout=1.0)
+def queue(make_queue: QueueFactory, clock: ManualClock) -> WorkQueue:
+    """On the manual `clock`: retries come due when the test advances it."""
+    return make_queue(clock=clock)
+
+
+@pytest.fixture
+def fast_queue(make_queue: QueueFactory, clock: ManualClock) -> WorkQueue:
+    """Heartbeat timeout of 1 s on the manual `clock`, for reclaim tests."""
+    return make_queue(heartbeat_timeout=1.0, clock=clock)

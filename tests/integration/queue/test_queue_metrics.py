@@ -24,7 +24,7 @@ from agentfleet.localenv import (
     free_port,
 )
 from agentfleet.localenv.waiting import wait_for
-from agentfleet.queue import Lane, Subscription, WorkItem, WorkQueue
+from agentfleet.queue import Lane, ManualClock, Subscription, WorkItem, WorkQueue
 from agentfleet.queue.metrics import QueueCollector
 from agentfleet.worker.metrics import WorkerMetrics
 
@@ -139,7 +139,8 @@ async def test_queue_metrics_reflect_the_queue_and_pass_promtool(
 async def test_in_flight_and_stale_items_are_told_apart(
     make_queue: QueueFactory, sync_redis: Redis[str]
 ) -> None:
-    queue = make_queue(heartbeat_timeout=1.0)
+    clock = ManualClock()
+    queue = make_queue(heartbeat_timeout=1.0, clock=clock)
     namespace = "metrics-b"
     await queue.enqueue(item("gh-1", namespace))
     claim = await queue.claim(Subscription(namespace=namespace, stage=Stage.GENESIS, consumer="p"))
@@ -147,21 +148,27 @@ async def test_in_flight_and_stale_items_are_told_apart(
     registry = CollectorRegistry()
     registry.register(
         QueueCollector(
-            sync_redis, prefix=queue.prefix, heartbeat_timeout=1.0, namespaces=[namespace]
+            sync_redis,
+            prefix=queue.prefix,
+            heartbeat_timeout=1.0,
+            namespaces=[namespace],
+            clock=clock,
         )
     )
     lane = {"namespace": namespace, "project": "shop", "stage": "genesis", "specialty": "general"}
+    normal = labels(**lane, lane="normal")
+    clock.advance(0.9)
     values = scrape(registry)
     assert values["agentfleet_queue_inflight", labels(**lane)] == 1
-    assert values["agentfleet_queue_depth", labels(**lane, lane="normal")] == 0
+    assert values["agentfleet_queue_depth", normal] == 0
+    assert values["agentfleet_queue_oldest_wait_seconds", normal] == 0
     # Its worker goes silent: after the heartbeat timeout the item counts as waiting again,
-    # so a pool scaled to zero still sees it and scales up.
-    wait_for(
-        lambda: scrape(registry)["agentfleet_queue_depth", labels(**lane, lane="normal")] == 1,
-        10,
-        "the silent item to count as waiting",
-    )
-    assert scrape(registry)["agentfleet_queue_inflight", labels(**lane)] == 0
+    # so a pool scaled to zero still sees it and scales up; it has waited since enqueued.
+    clock.advance(0.1)
+    values = scrape(registry)
+    assert values["agentfleet_queue_depth", normal] == 1
+    assert values["agentfleet_queue_inflight", labels(**lane)] == 0
+    assert values["agentfleet_queue_oldest_wait_seconds", normal] == 1.0
 
 
 def test_a_redis_outage_leaves_the_scrape_up_with_redis_up_zero() -> None:

@@ -1,5 +1,8 @@
 """Every queue rule against a real Redis: lanes, routing, reclaim, retries, dead-letter,
-exactly-once completion, transitions, boost and emergency stop."""
+exactly-once completion, transitions, boost and emergency stop.
+
+Heartbeat timeouts and backoffs pass on the test's `ManualClock` (see conftest.py), not in
+real time; only waiting for work (blocking claims) takes real time."""
 
 from __future__ import annotations
 
@@ -18,13 +21,13 @@ from agentfleet.queue import (
     CompletionOutcome,
     FailOutcome,
     Lane,
+    ManualClock,
     RetryPolicy,
     StageQueueStats,
     Subscription,
     WorkItem,
     WorkQueue,
 )
-from agentfleet.queue.models import utcnow
 
 pytestmark = pytest.mark.integration
 
@@ -58,11 +61,19 @@ async def drain(queue: WorkQueue, sub: Subscription) -> list[str]:
     return ids
 
 
-async def reclaim(queue: WorkQueue, sub: Subscription) -> Claim:
-    """Claim until the item of a silent worker comes back (after the heartbeat timeout)."""
-    claim: Claim = await async_wait_for(
-        lambda: queue.claim(sub), 10, f"{sub.consumer} to reclaim an item"
-    )
+async def reclaim(queue: WorkQueue, clock: ManualClock, sub: Subscription) -> Claim:
+    """Let the heartbeat timeout pass in silence; the next claim takes the item over."""
+    clock.advance(queue.heartbeat_timeout)
+    claim = await queue.claim(sub)
+    assert claim is not None, f"{sub.consumer} should have reclaimed an item"
+    return claim
+
+
+async def come_due(queue: WorkQueue, clock: ManualClock, sub: Subscription) -> Claim:
+    """Let the longest backoff pass; the next claim takes the retried item."""
+    clock.advance(queue.retry_policy.max_delay_seconds)
+    claim = await queue.claim(sub)
+    assert claim is not None, f"{sub.consumer} should have claimed the retried item"
     return claim
 
 
@@ -211,16 +222,22 @@ async def test_an_id_is_stored_once_whether_waiting_in_flight_or_completed(
 
 
 async def test_an_item_whose_worker_went_silent_is_reclaimed_by_another(
-    fast_queue: WorkQueue,
+    fast_queue: WorkQueue, clock: ManualClock
 ) -> None:
     await fast_queue.enqueue(item("gh-1"))
     first = await fast_queue.claim(subscription("pod-a"))
     assert first is not None
     assert await fast_queue.claim(subscription("pod-b")) is None
+    clock.advance(0.9)  # not yet silent for the 1 s heartbeat timeout
+    assert await fast_queue.claim(subscription("pod-b")) is None
     stats = await fast_queue.stats(NAMESPACE, "shop")
     assert stats.stages[Stage.GENESIS] == StageQueueStats(in_flight=1)
 
-    second = await reclaim(fast_queue, subscription("pod-b"))
+    clock.advance(0.1)
+    stats = await fast_queue.stats(NAMESPACE, "shop")
+    assert stats.stages[Stage.GENESIS] == StageQueueStats(pending=1)
+    second = await fast_queue.claim(subscription("pod-b"))
+    assert second is not None
     assert second.item.id == "gh-1"
     assert second.reclaimed
     assert second.item.attempts == 2
@@ -231,14 +248,39 @@ async def test_an_item_whose_worker_went_silent_is_reclaimed_by_another(
     assert (await fast_queue.complete(second)).recorded
 
 
-async def test_heartbeats_keep_an_item_with_its_worker(fast_queue: WorkQueue) -> None:
+async def test_an_entry_a_dead_worker_read_but_never_accepted_is_reclaimed(
+    fast_queue: WorkQueue, clock: ManualClock
+) -> None:
+    """A waiting worker's blocking XREADGROUP takes an entry outside any script; if the
+    worker dies (or loses the reply) before accepting it, the entry has no lease, yet it
+    is taken over once silent for the heartbeat timeout, like any other claim."""
+    await fast_queue.enqueue(item("gh-1"))
+    stream = f"{fast_queue.prefix}:{{{NAMESPACE}}}:q:shop:genesis:general:normal"
+    assert await fast_queue.redis.xreadgroup("genesis", "ghost", {stream: ">"}, count=1)
+    assert await fast_queue.claim(subscription("pod-b")) is None
+    stats = await fast_queue.stats(NAMESPACE, "shop")
+    assert stats.stages[Stage.GENESIS] == StageQueueStats(in_flight=1)
+
+    clock.advance(fast_queue.heartbeat_timeout)
+    stats = await fast_queue.stats(NAMESPACE, "shop")
+    assert stats.stages[Stage.GENESIS] == StageQueueStats(pending=1)
+    taken = await fast_queue.claim(subscription("pod-b"))
+    assert taken is not None
+    assert (taken.item.id, taken.item.attempts, taken.reclaimed) == ("gh-1", 1, True)
+    assert (await fast_queue.complete(taken, follow_ups=[])).recorded
+
+
+async def test_heartbeats_keep_an_item_with_its_worker(
+    fast_queue: WorkQueue, clock: ManualClock
+) -> None:
     await fast_queue.enqueue(item("long-job"))
     claim = await fast_queue.claim(subscription("pod-a"))
     assert claim is not None
-    # Each round waits 0.3 s for work (well inside the 1 s timeout), then heartbeats; over
-    # eight rounds the claim outlives the timeout more than twice.
+    # Each round lets 0.6 s pass (well inside the 1 s timeout) and another worker look for
+    # work, then heartbeats; over eight rounds the claim outlives the timeout four times.
     for _ in range(8):
-        assert await fast_queue.claim(subscription("pod-b"), wait=0.3) is None
+        clock.advance(0.6)
+        assert await fast_queue.claim(subscription("pod-b")) is None
         assert await fast_queue.heartbeat(claim)
     assert (await fast_queue.complete(claim)).recorded
 
@@ -260,17 +302,19 @@ async def test_a_released_item_is_delivered_again_at_once_without_using_an_attem
 
 
 async def test_a_failure_is_retried_after_a_jittered_exponential_backoff(
-    make_queue: QueueFactory,
+    make_queue: QueueFactory, clock: ManualClock
 ) -> None:
-    queue = make_queue(retry_policy=RetryPolicy(base_delay_seconds=60, max_delay_seconds=600))
+    queue = make_queue(
+        retry_policy=RetryPolicy(base_delay_seconds=60, max_delay_seconds=600), clock=clock
+    )
     await queue.enqueue(item("gh-1"))
     claim = await queue.claim(subscription())
     assert claim is not None
-    before = utcnow()
+    failed_at = clock()
     result = await queue.fail(claim, "rate limited")
     assert result.outcome is FailOutcome.RETRY_SCHEDULED
     assert result.retry_at is not None
-    assert before + timedelta(seconds=30) <= result.retry_at <= utcnow() + timedelta(seconds=60)
+    assert failed_at + timedelta(seconds=30) <= result.retry_at <= failed_at + timedelta(seconds=60)
     assert await queue.claim(subscription()) is None
     stats = await queue.stats(NAMESPACE, "shop")
     assert stats.stages[Stage.GENESIS] == StageQueueStats(retrying=1)
@@ -278,15 +322,23 @@ async def test_a_failure_is_retried_after_a_jittered_exponential_backoff(
     assert waiting is not None
     assert (waiting.attempts, waiting.last_error) == (1, "rate limited")
 
+    # Due at `retry_at`, not a millisecond before.
+    clock.advance((result.retry_at - clock()).total_seconds() - 0.001)
+    assert await queue.claim(subscription()) is None
+    clock.advance(0.001)
+    again = await queue.claim(subscription())
+    assert again is not None
+    assert (again.item.id, again.item.attempts) == ("gh-1", 2)
+
 
 async def test_retries_run_out_and_the_item_goes_to_review_with_its_error(
-    queue: WorkQueue,
+    queue: WorkQueue, clock: ManualClock
 ) -> None:
     await queue.enqueue(item("gh-1", stage=Stage.DEVELOPMENT, specialty="tdd", payload={"n": 1}))
     dev = subscription(stage=Stage.DEVELOPMENT, specialties=("tdd",))
     outcomes = []
     for attempt in (1, 2, 3):
-        claim: Claim = await async_wait_for(lambda: queue.claim(dev), 10, f"attempt {attempt}")
+        claim = await come_due(queue, clock, dev)
         assert claim.item.attempts == attempt
         outcomes.append((await queue.fail(claim, f"tests failed ({attempt})")).outcome)
     assert outcomes == [FailOutcome.RETRY_SCHEDULED] * 2 + [FailOutcome.DEAD_LETTERED]
@@ -328,16 +380,19 @@ async def test_review_work_that_fails_for_good_is_parked(queue: WorkQueue) -> No
 
 
 async def test_a_poison_item_that_kills_its_workers_does_not_block_its_lane(
-    fast_queue: WorkQueue,
+    fast_queue: WorkQueue, clock: ManualClock
 ) -> None:
     await fast_queue.enqueue(item("poison", lane=Lane.URGENT))
-    for attempt in (1, 2, 3):
+    claim = await fast_queue.claim(subscription("doomed-1"))
+    assert claim is not None
+    assert (claim.item.id, claim.item.attempts) == ("poison", 1)
+    for attempt in (2, 3):
         # Each claimant dies (never heartbeats or settles) with the poison item in hand.
-        claim = await reclaim(fast_queue, subscription(f"doomed-{attempt}"))
+        claim = await reclaim(fast_queue, clock, subscription(f"doomed-{attempt}"))
         assert (claim.item.id, claim.item.attempts) == ("poison", attempt)
-    await async_wait_for(
-        lambda: _pending(fast_queue, Stage.GENESIS), 10, "the third claimant to be given up on"
-    )
+    assert await _pending(fast_queue, Stage.GENESIS) == 0
+    clock.advance(fast_queue.heartbeat_timeout)  # the third claimant is given up on
+    assert await _pending(fast_queue, Stage.GENESIS) == 1
     await fast_queue.enqueue(item("healthy"))
     survivor = await fast_queue.claim(subscription("survivor"))
     assert survivor is not None
@@ -371,12 +426,12 @@ async def _pending(queue: WorkQueue, stage: Stage) -> int:
 
 
 async def test_a_slow_worker_coming_back_after_reclaim_completes_nothing_twice(
-    fast_queue: WorkQueue,
+    fast_queue: WorkQueue, clock: ManualClock
 ) -> None:
     await fast_queue.enqueue(item("gh-1"))
     slow = await fast_queue.claim(subscription("slow-pod"))
     assert slow is not None
-    fast = await reclaim(fast_queue, subscription("fast-pod"))
+    fast = await reclaim(fast_queue, clock, subscription("fast-pod"))
     first = await fast_queue.complete(fast)
     second = await fast_queue.complete(slow)
     assert (first.recorded, first.follow_ups) == (True, ("gh-1/development",))
@@ -387,12 +442,12 @@ async def test_a_slow_worker_coming_back_after_reclaim_completes_nothing_twice(
 
 
 async def test_the_first_completion_wins_even_from_the_worker_that_lost_the_claim(
-    fast_queue: WorkQueue,
+    fast_queue: WorkQueue, clock: ManualClock
 ) -> None:
     await fast_queue.enqueue(item("gh-1"))
     slow = await fast_queue.claim(subscription("slow-pod"))
     assert slow is not None
-    current = await reclaim(fast_queue, subscription("current-pod"))
+    current = await reclaim(fast_queue, clock, subscription("current-pod"))
     assert (await fast_queue.complete(slow)).recorded
     assert not await fast_queue.heartbeat(current)
     assert not (await fast_queue.complete(current)).recorded
@@ -502,13 +557,15 @@ async def test_boost_keeps_counts_right_when_redis_reports_no_lag(queue: WorkQue
     assert by_lane == {Lane.LOW: (0, 1), Lane.HIGH: (4, 0)}
 
 
-async def test_boost_also_applies_to_items_waiting_to_retry(queue: WorkQueue) -> None:
+async def test_boost_also_applies_to_items_waiting_to_retry(
+    queue: WorkQueue, clock: ManualClock
+) -> None:
     await queue.enqueue(item("gh-1", lane=Lane.LOW))
     claim = await queue.claim(subscription())
     assert claim is not None
     await queue.fail(claim, "flaky")
     assert await queue.boost(NAMESPACE, "shop", Lane.URGENT) == 1
-    retried: Claim = await async_wait_for(lambda: queue.claim(subscription()), 10, "the retry")
+    retried = await come_due(queue, clock, subscription())
     assert (retried.item.id, retried.item.lane) == ("gh-1", Lane.URGENT)
 
 
@@ -541,9 +598,11 @@ async def test_emergency_stop_holds_a_projects_work_until_resumed(queue: WorkQue
 # ------------------------------------------------------------------ durability
 
 
-async def test_queue_state_survives_a_redis_restart(make_queue: QueueFactory) -> None:
+async def test_queue_state_survives_a_redis_restart(
+    make_queue: QueueFactory, clock: ManualClock
+) -> None:
     with RedisServer(appendonly=True) as server:
-        queue = make_queue(server.url)
+        queue = make_queue(server.url, clock=clock)
         await queue.enqueue(item("running"), item("done"), item("retry"), item("waiting"))
         claims = {}
         for _ in range(3):
@@ -559,22 +618,16 @@ async def test_queue_state_survives_a_redis_restart(make_queue: QueueFactory) ->
         assert await queue.heartbeat(claims["running"])
         assert not (await queue.complete(claims["done"], follow_ups=[])).recorded
         assert (await queue.complete(claims["running"], follow_ups=[])).recorded
-        rest: list[str] = []
-        await async_wait_for(
-            lambda: _collect(queue, rest, 2), 10, "waiting and retried items after restart"
-        )
-        assert sorted(rest) == ["retry", "waiting"]
-
-
-async def _collect(queue: WorkQueue, into: list[str], count: int) -> bool:
-    into.extend(await drain(queue, subscription()))
-    return len(into) >= count
+        clock.advance(queue.retry_policy.max_delay_seconds)  # the retry comes due
+        assert sorted(await drain(queue, subscription())) == ["retry", "waiting"]
 
 
 # ------------------------------------------------------------------------ arrivals
 
 
-async def test_items_becoming_deliverable_are_announced_as_arrivals(queue: WorkQueue) -> None:
+async def test_items_becoming_deliverable_are_announced_as_arrivals(
+    queue: WorkQueue, clock: ManualClock
+) -> None:
     """Enqueued, released after a drain, and due again after a failure: each time an item
     lands on a lane, a listener hears of it at once (what activates pools at zero)."""
     heard: list[Arrival] = []
@@ -606,11 +659,7 @@ async def test_items_becoming_deliverable_are_announced_as_arrivals(queue: WorkQ
     assert claim is not None
     await queue.fail(claim, "flaky")  # retried after a short backoff: due again later
     # A claim moves retries that came due back to their lane (and takes this one).
-    await async_wait_for(
-        lambda: queue.claim(subscription(stage=Stage.DEVELOPMENT, specialties=("tdd",))),
-        5,
-        "the retry due again",
-    )
+    await come_due(queue, clock, subscription(stage=Stage.DEVELOPMENT, specialties=("tdd",)))
     assert (await next_arrival()).specialty == "tdd"
     listening.cancel()
     await stream.aclose()

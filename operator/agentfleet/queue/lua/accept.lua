@@ -11,10 +11,11 @@ for i = 4, #ARGV, 2 do
   local entry = redis.call('XRANGE', key, entry_id, entry_id)[1]
   if not entry then
     redis.call('XACK', key, stage, entry_id)  -- completed or moved meanwhile
+    unlease(key, entry_id)
   elseif claimed or redis.call('SISMEMBER', HELD, project) == 1 then
-    hand_back(key, stage, entry_id, now)
+    hand_back(key, stage, entry_id)
   else
-    claimed = deliver(key, stage, entry, 0)
+    claimed = deliver(key, stage, entry, 0, now)
   end
 end
 return claimed

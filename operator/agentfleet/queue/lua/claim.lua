@@ -22,13 +22,19 @@ for _, project in ipairs(projects) do
   if redis.call('SISMEMBER', HELD, project) == 0 then open[#open + 1] = project end
 end
 
+-- A claim is stale once its lease is at least stale_ms old (or handed back).
+local stale_before = tonumber(now) - tonumber(stale_ms)
+
 local function take(key)
+  for _, orphan in ipairs(unleased(key, stage, now)) do lease(key, orphan[1], orphan[2]) end
   for _ = 1, 10 do
     local entry, reclaimed = nil, 0
-    local stale = redis.call('XPENDING', key, stage, 'IDLE', stale_ms, '-', '+', 1)
-    if stale[1] then
-      local claimed = redis.call('XCLAIM', key, stage, consumer, stale_ms, stale[1][1])
-      if claimed[1] then entry, reclaimed = claimed[1], 1 end
+    -- The oldest stale entry (of the first 100 by lease time) is taken over first.
+    local stale = lowest_id(redis.call('ZRANGEBYSCORE', leases(key), '-inf', stale_before,
+                                       'LIMIT', 0, 100))
+    if stale then
+      local claimed = redis.call('XCLAIM', key, stage, consumer, 0, stale)
+      if claimed[1] then entry, reclaimed = claimed[1], 1 else unlease(key, stale) end
     end
     if not entry then
       local read = redis.call('XREADGROUP', 'GROUP', stage, consumer, 'COUNT', 1,
@@ -36,7 +42,7 @@ local function take(key)
       if not read then return nil end
       entry = read[1][2][1]
     end
-    local delivered = deliver(key, stage, entry, reclaimed)
+    local delivered = deliver(key, stage, entry, reclaimed, now)
     if delivered then return delivered end
   end
   return nil

@@ -1,6 +1,12 @@
 -- Shared by every queue script (prepended to each). ARGV[1] is the namespace's key base,
 -- e.g. "agentfleet:{team-a}": the hash tag keeps a namespace's keys in one cluster slot,
 -- which is why scripts may derive the keys they touch from it.
+--
+-- Time: every script that needs the time takes it as an argument (`now_ms`, from the
+-- client's clock, `WorkQueue(clock=...)`); none calls TIME, so a test's fake clock
+-- governs leases, retries and ages. A pending entry's idle time (Redis' clock) is read
+-- only to date an entry never accepted (`unleased`) relative to `now`. Stream entry ids
+-- are Redis' and only order entries.
 local base = ARGV[1]
 local ITEMS = base .. ':items'        -- id -> item JSON (opaque here)
 local ROUTE = base .. ':route'        -- id -> "project stage specialty lane"
@@ -18,6 +24,9 @@ local PARKED = base .. ':parked'      -- review items that failed for good
 local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
 local ARRIVALS = base .. ':arrivals'  -- pub/sub: "project stage specialty" per deliverable item
 local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
+-- Per stream, `<stream>:leases`: sorted set entry id -> when its claim was last renewed
+-- (ms; delivered or heartbeated; -inf once handed back). A claim whose lease is older than
+-- the heartbeat timeout is stale: the next claim takes it over.
 
 local function split(text, separator)
   local parts = {}
@@ -73,6 +82,47 @@ local function enqueue_one(id, route, json, attempts, t)
   return true
 end
 
+local function leases(key)
+  return key .. ':leases'
+end
+
+local function lease(key, entry, t)
+  redis.call('ZADD', leases(key), t, entry)
+end
+
+local function unlease(key, entry)
+  redis.call('ZREM', leases(key), entry)
+end
+
+-- Pending entries with no lease: read by a waiting worker's blocking XREADGROUP (outside
+-- any script) that never reached accept.lua, because the worker died or lost the reply
+-- (or left by a version before leases). Each counts as leased when Redis delivered it, its
+-- idle time before `now`. Returns {{entry id, lease time}, ...}.
+local function unleased(key, group, now)
+  local found = {}
+  local pending = redis.call('XPENDING', key, group)[1]
+  if pending <= redis.call('ZCARD', leases(key)) then return found end
+  for _, p in ipairs(redis.call('XPENDING', key, group, '-', '+', pending)) do
+    if not redis.call('ZSCORE', leases(key), p[1]) then
+      found[#found + 1] = {p[1], tonumber(now) - p[3]}
+    end
+  end
+  return found
+end
+
+-- Of stream entry ids, the oldest (lowest) one.
+local function lowest_id(ids)
+  local best, best_ms, best_seq = nil, nil, nil
+  for _, id in ipairs(ids) do
+    local parts = split(id, '-')
+    local ms, seq = tonumber(parts[1]), tonumber(parts[2])
+    if not best or ms < best_ms or (ms == best_ms and seq < best_seq) then
+      best, best_ms, best_seq = id, ms, seq
+    end
+  end
+  return best
+end
+
 -- Take the item out of wherever it waits or runs.
 local function unplace(id, group)
   local where = redis.call('HGET', WHERE, id)
@@ -83,6 +133,7 @@ local function unplace(id, group)
     local p = split(where)
     redis.call('XACK', p[1], group, p[2])
     redis.call('XDEL', p[1], p[2])
+    unlease(p[1], p[2])
   end
   redis.call('HDEL', WHERE, id)
 end
@@ -109,23 +160,27 @@ local function last_delivered(key, group)
   return '0-0', 0, false
 end
 
--- Hand a just-read stream entry to the claimant: count the attempt and return what the
--- client needs, or nil (after dropping it) for an entry no item points at any more, left
--- behind by a crash in the middle of moving an item.
-local function deliver(key, group, entry, reclaimed)
+-- Hand a just-read stream entry to the claimant, leased from `now`: count the attempt and
+-- return what the client needs, or nil (after dropping it) for an entry no item points at
+-- any more, left behind by a crash in the middle of moving an item.
+local function deliver(key, group, entry, reclaimed, now)
   local f = fields_of(entry[2])
   local id = f['id']
   if not id or redis.call('HGET', WHERE, id) ~= key .. ' ' .. entry[1] then
     redis.call('XACK', key, group, entry[1])
     redis.call('XDEL', key, entry[1])
+    unlease(key, entry[1])
     return nil
   end
+  lease(key, entry[1], now)
   local attempts = redis.call('HINCRBY', ATTEMPTS, id, 1)
   return {key, entry[1], id, redis.call('HGET', ITEMS, id), redis.call('HGET', ROUTE, id),
           attempts, f['t'], reclaimed}
 end
 
--- Leave a delivered entry at its place for the next claim to take over at once.
-local function hand_back(key, group, entry, now)
-  redis.call('XCLAIM', key, group, 'released', 0, entry, 'IDLE', now, 'JUSTID')
+-- Leave a delivered entry at its place, owned by the pseudo-consumer "released" with a
+-- lease that is always stale, for the next claim to take over at once.
+local function hand_back(key, group, entry)
+  redis.call('XCLAIM', key, group, 'released', 0, entry, 'JUSTID')
+  lease(key, entry, '-inf')
 end
