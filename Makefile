@@ -37,6 +37,7 @@ CACHE_BIN = $(shell bash -c 'source scripts/controlplane.env; echo .cache/contro
 lint: venv controlplane servers ## ruff, shellcheck on scripts, actionlint on workflows
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
+	$(BIN)/lint-imports
 	shellcheck -x scripts/*.sh .ci/run
 	$(CACHE_BIN)/actionlint .github/workflows/*.yml
 

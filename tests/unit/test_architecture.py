@@ -1,0 +1,79 @@
+"""The import contracts in pyproject.toml (run by `make lint`) hold for the package, and
+they are not blind: a copy of the package with one layer crossed is refused."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
+LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
+
+
+def lint(
+    tmp_path: Path, crossing: tuple[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """lint-imports over a copy of the package, with `crossing` = (module file, import
+    line) added when given."""
+    source = tmp_path / "src"
+    shutil.copytree(
+        REPO / "operator" / "agentfleet",
+        source / "agentfleet",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    if crossing is not None:
+        path, line = crossing
+        target = source / "agentfleet" / path
+        target.write_text(target.read_text() + f"\n{line}\n")
+    return subprocess.run(
+        [str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(source)},
+        cwd=tmp_path,
+    )
+
+
+def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
+    result = lint(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("crossing", "contract"),
+    [
+        (
+            ("worker/config.py", "import agentfleet.controller.kube  # noqa"),
+            "Worker Pod code never reaches the operator or the Kubernetes API",
+        ),
+        (
+            ("controller/children.py", "import agentfleet.localenv.stack  # noqa"),
+            "Nothing that runs in a cluster depends on developer-only code",
+        ),
+        (
+            ("queue/workqueue.py", "import github  # noqa"),
+            "The queue knows nothing of GitHub, the model or Kubernetes",
+        ),
+        (
+            ("pipeline/ids.py", "import agentfleet.queue.workqueue  # noqa"),
+            "The shared core (api, pipeline, redaction) imports nothing of agentfleet's processes",
+        ),
+    ],
+)
+def test_a_crossed_layer_is_caught(
+    tmp_path: Path, crossing: tuple[str, str], contract: str
+) -> None:
+    result = lint(tmp_path, crossing)
+    assert result.returncode != 0, result.stdout
+    report = " ".join(result.stdout.split())  # contract names wrap in the report
+    assert f"{contract} BROKEN" in report, result.stdout
