@@ -41,7 +41,7 @@ lint: venv controlplane servers ## ruff, shellcheck on scripts, actionlint on wo
 	shellcheck -x scripts/*.sh .ci/run
 	$(CACHE_BIN)/actionlint .github/workflows/*.yml
 
-typecheck: venv ## mypy --strict on the package
+typecheck: venv ## mypy --strict on the package, the tests and the benchmarks
 	$(BIN)/mypy
 
 check: lint typecheck ## lint + typecheck

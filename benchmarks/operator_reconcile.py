@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +152,10 @@ def main() -> None:
                 f"and Ready=True after {built:.2f}s ({args.pools / built:.1f} pools/s)"
             )
 
+            def replicas_are(name: str, wanted: int) -> bool:
+                deployment = apps.read_namespaced_deployment(name, NAMESPACE)
+                return bool(deployment.spec.replicas == wanted)
+
             drift: list[float] = []
             scale: list[float] = []
             for n in range(args.rounds):
@@ -189,13 +194,7 @@ def main() -> None:
                     {"spec": {"replicas": None}},
                     _content_type="application/merge-patch+json",
                 )
-                wait_for(
-                    lambda name=name: (
-                        apps.read_namespaced_deployment(name, NAMESPACE).spec.replicas == 1
-                    ),
-                    30,
-                    "back to minReplicas",
-                )
+                wait_for(partial(replicas_are, name, 1), 30, "back to minReplicas")
             for label, values in (
                 ("hand edit of Deployment replicas restored", drift),
                 ("WorkerPool scale -> Deployment replicas", scale),

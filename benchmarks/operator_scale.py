@@ -171,10 +171,10 @@ def main() -> int:
             for stage in STAGES:
                 exporter.queue(namespace, stage.value, depth=0, oldest_wait=0)
         for i, namespace in pools:
-            stage = STAGES[i % len(STAGES)].value
+            stage_name = STAGES[i % len(STAGES)].value
             waiting = 5 if i % 10 == 0 else 0
             exporter.queue(
-                namespace, stage, depth=waiting, oldest_wait=30 if waiting else 0,
+                namespace, stage_name, depth=waiting, oldest_wait=30 if waiting else 0,
                 specialty=f"lane-{i:04d}",
             )  # fmt: skip
             exporter.busy(namespace, f"pool-{i:04d}", 0)
@@ -229,7 +229,7 @@ def main() -> int:
 
         if args.without_autoscaler:
             settle_until = time.monotonic() + 2 * POLL_SECONDS
-            rss = []
+            rss: list[float] = []
             while time.monotonic() < settle_until:
                 rss.append(proc_status(operator.pid)["VmRSS"])
                 time.sleep(1)
@@ -241,9 +241,8 @@ def main() -> int:
             return 0
 
         def known() -> bool:
-            return (
-                len(scrape(metrics_port).get("agentfleet_pool_current_replicas", [])) >= args.pools
-            )
+            replicas = scrape(metrics_port).get("agentfleet_pool_current_replicas", [])
+            return bool(len(replicas) >= args.pools)
 
         wait_for(known, 600, "every pool evaluated at least once", interval=1)
         known_at = time.monotonic() - t0
@@ -269,7 +268,7 @@ def main() -> int:
         )
 
         durations: list[float] = []
-        rss: list[float] = []
+        rss = []
         last = cold
         cpu_start, wall_start = cpu_seconds(operator.pid), time.monotonic()
         while len(durations) < args.polls:

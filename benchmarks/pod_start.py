@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kubernetes import client, watch
@@ -240,7 +241,7 @@ def main() -> int:
             work = item(Stage.DEVELOPMENT, f"cold-{run}")
             enqueued = time.time()
             loop.run_until_complete(queue.enqueue(work))
-            pod = wait_for(lambda w=work: done(w), args.poll * 3 + 60, "the item done")
+            pod = wait_for(partial(done, work), args.poll * 3 + 60, "the item done")
             scaled = next(
                 t for (k, g), t in sorted(seen.times.items(), key=lambda kv: kv[1])
                 if k == "scaled" and int(g) > generation
@@ -250,7 +251,7 @@ def main() -> int:
                 "scheduling": seen.get((pod, "scheduled")),
                 # The kubelet reports the container a moment after it started.
                 "container start": wait_for(
-                    lambda p=pod: container_started(stack, core, p), 30, "the container status"
+                    partial(container_started, stack, core, pod), 30, "the container status"
                 ),
                 "worker start-up": log_time(stack, pod, " serving "),
                 "claim": log_time(stack, pod, "claimed " + work.id),
@@ -282,7 +283,7 @@ def main() -> int:
             work = item(Stage.CONTENT, f"warm-{run}")
             enqueued = time.time()
             loop.run_until_complete(queue.enqueue(work))
-            wait_for(lambda w=work: done(w), 30, "the warm item done")
+            wait_for(partial(done, work), 30, "the warm item done")
             claimed = log_time(stack, warm, "claimed " + work.id)
             if claimed is None:
                 raise RuntimeError(f"the warm worker did not log its claim of {work.id}")

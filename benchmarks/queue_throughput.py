@@ -326,7 +326,7 @@ def wait_on_files(directory: str, samples: int, poll: float, ready: Event, out: 
 def dispatch_latencies(
     waiter_target: Callable[..., None],
     waiter_args: tuple[Any, ...],
-    send: Callable[[int], None],
+    send: Callable[[int], object],
     samples: int,
     pause: tuple[float, float],
 ) -> list[float]:

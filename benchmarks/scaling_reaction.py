@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from kubernetes import client, watch
@@ -233,7 +234,7 @@ def main() -> int:
             loop.run_until_complete(queue.enqueue(*items(burst, args.burst_size)))
             enqueued = time.monotonic()
             patched = wait_for(
-                lambda since=enqueued: deployment_log.first_above(MIN_REPLICAS, since),
+                partial(deployment_log.first_above, MIN_REPLICAS, enqueued),
                 args.poll + 30,
                 "the Deployment patch",
             )
@@ -244,7 +245,7 @@ def main() -> int:
             if scaled:
                 reconciles.append((scaled - enqueued, patched - scaled))
             ready = wait_for(
-                lambda since=patched: ready_log.first_above(MIN_REPLICAS, since),
+                partial(ready_log.first_above, MIN_REPLICAS, patched),
                 60,
                 "a new worker Pod Ready",
             )

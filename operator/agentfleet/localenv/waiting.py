@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 T = TypeVar("T")
+
+# What a check may return while the awaited thing has not happened yet. False is listed so
+# that the idiom `(found := read()) and condition(found) and found` types as T, not object.
+NotYet: TypeAlias = Literal[False] | None
 
 
 class DeadlineExceededError(AssertionError):
@@ -15,7 +19,7 @@ class DeadlineExceededError(AssertionError):
 
 
 def wait_for(
-    check: Callable[[], T | None],
+    check: Callable[[], T | NotYet],
     timeout: float,
     description: str,
     interval: float = 0.1,
@@ -42,7 +46,7 @@ def wait_for(
 
 
 async def async_wait_for(
-    check: Callable[[], Awaitable[T | None]],
+    check: Callable[[], Awaitable[T | NotYet]],
     timeout: float,
     description: str,
     interval: float = 0.1,

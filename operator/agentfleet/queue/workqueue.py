@@ -23,7 +23,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -163,7 +163,7 @@ class WorkQueue:
     async def close(self) -> None:
         await self.redis.aclose()  # type: ignore[attr-defined]
 
-    async def arrivals(self) -> AsyncIterator[Arrival]:
+    async def arrivals(self) -> AsyncGenerator[Arrival, None]:
         """Every item that becomes deliverable in any namespace, as it happens (Redis
         pub/sub: fire and forget, so a listener that was away misses what happened
         meanwhile; decisions that must not miss anything read the queue's metrics)."""

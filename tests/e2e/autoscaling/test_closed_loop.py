@@ -21,7 +21,7 @@ from agentfleet.localenv.waiting import wait_for
 from agentfleet.queue import Lane, WorkItem
 
 if TYPE_CHECKING:
-    from conftest import Cluster
+    from .conftest import Cluster
 
 pytestmark = pytest.mark.e2e
 

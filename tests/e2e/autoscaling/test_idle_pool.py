@@ -16,6 +16,7 @@ from __future__ import annotations
 import subprocess
 import urllib.request
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ from agentfleet.localenv.stack import LocalStack
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Cluster
+    from .conftest import Cluster
 
 pytestmark = pytest.mark.e2e
 
@@ -79,6 +80,10 @@ def _decisions(cluster: Cluster) -> float:
     )
 
 
+def _decided_since(cluster: Cluster, before: float) -> bool:
+    return _decisions(cluster) > before
+
+
 def _firing(namespace: str) -> dict[str, object]:
     """The alert as promtool must see it, annotations rendered from the chart's rule."""
     rules = yaml.safe_load(RULES.read_text())
@@ -99,7 +104,7 @@ def _record(cluster: Cluster, samples: int) -> list[int]:
     values = []
     for _ in range(samples):
         before = _decisions(cluster)
-        wait_for(lambda b=before: _decisions(cluster) > b, 20, "the next autoscaler poll")
+        wait_for(partial(_decided_since, cluster, before), 20, "the next autoscaler poll")
         values.append(int(cluster.operator_metric(GAUGE, pool=POOL)))
     return values
 

@@ -14,7 +14,7 @@ from agentfleet.controller.scaling import PAUSED_REPLICAS_ANNOTATION
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import PeeredOperator
+    from .conftest import PeeredOperator
 
 pytestmark = pytest.mark.e2e
 

@@ -18,7 +18,7 @@ from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import PeeredOperator
+    from .conftest import PeeredOperator
 
 pytestmark = pytest.mark.e2e
 

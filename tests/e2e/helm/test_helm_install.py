@@ -25,7 +25,7 @@ from agentfleet.localenv.waiting import wait_for
 from agentfleet.testing import FakeAnthropic, FakeGitHub, scripted
 
 if TYPE_CHECKING:
-    from conftest import Installation
+    from .conftest import Installation
 
 pytestmark = pytest.mark.e2e
 

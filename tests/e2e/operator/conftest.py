@@ -319,7 +319,7 @@ def garbage_collector_knows_crds(api_client: client.ApiClient, crds: None) -> No
         try:
             custom.get_namespaced_custom_object(*group, "workerpools", "dependent")
         except ApiException as error:
-            return error.status == 404
+            return bool(error.status == 404)
         return False
 
     wait_for(collected, 120, "the garbage collector to cascade a Project deletion", interval=1)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,7 +26,7 @@ from kubernetes import client
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Kubectl, Objects
+    from .conftest import Kubectl, Objects
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +83,7 @@ def quantities(**values: Any) -> dict[str, Any]:
     return {"requests": values}
 
 
-def queries(**values: str) -> dict[str, Any]:
+def queries(**values: object) -> dict[str, Any]:
     return {"queries": values}
 
 
@@ -354,7 +355,7 @@ CASES: list[Case] = [
         "promql-number",
         Refused("spec.autoscaling.queries.utilization", "must be of type"),
         autoscaling=queries(utilization=1),
-    ),  # type: ignore[arg-type]
+    ),
     # ------------------------------------------------ WorkerPool: stored, not served
     pool(
         "promql-prose",
@@ -670,7 +671,7 @@ def test_malformed_manifests_are_refused_or_conditioned_and_never_served(
     kubectl("apply", "-n", ns, "-f", "-", stdin=_manifest(AT_THE_LIMITS))
     for name in ("valid", "at-the-limits"):
         objects.wait_reconciled("workerpools", name, timeout=15)
-        wait_for(lambda n=name: objects.deployment(n), 15, f"Deployment {name}")
+        wait_for(partial(objects.deployment, name), 15, f"Deployment {name}")
     assert set(objects.deployments()) == {"valid", "at-the-limits"}
 
 

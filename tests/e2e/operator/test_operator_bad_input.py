@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Kubectl, Objects
+    from .conftest import Kubectl, Objects
 
 pytestmark = pytest.mark.e2e
 
@@ -144,7 +144,7 @@ def _children(objects: Objects, pool: str) -> list[str]:
     return found
 
 
-SEMANTIC_ERRORS = {
+SEMANTIC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
     "missing-secret": ({"stage": "development", "envFromSecrets": ["absent"]}, "SecretNotFound"),
     "missing-key": (
         {

@@ -5,6 +5,7 @@ edits are undone, and deleting the Project takes its dedicated pools with it."""
 from __future__ import annotations
 
 import base64
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ import pytest
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Kubectl, Objects, RunningOperator
+    from .conftest import Kubectl, Objects, RunningOperator
 
 pytestmark = pytest.mark.e2e
 
@@ -94,13 +95,13 @@ def test_examples_become_owned_deployments(
     project = objects.project("widgets")
     assert project is not None
     for name in DEDICATED:
-        pool = objects.pool(name)
-        assert pool is not None
+        dedicated = objects.pool(name)
+        assert dedicated is not None
         assert {
             "kind": "Project",
             "name": "widgets",
             "uid": project["metadata"]["uid"],
-        }.items() <= (pool["metadata"]["ownerReferences"][0].items())
+        }.items() <= (dedicated["metadata"]["ownerReferences"][0].items())
     assert not (objects.pool("platform-review") or {})["metadata"].get("ownerReferences")
 
     project = wait_for(
@@ -244,9 +245,12 @@ def test_operator_exposes_health_and_metrics(operator: RunningOperator, examples
 def test_deleting_the_project_removes_its_dedicated_pools(
     examples: dict[str, Any], objects: Objects, kubectl: Kubectl, garbage_collector_knows_crds: None
 ) -> None:
+    def owner_references(name: str) -> Any:
+        return (objects.pool(name) or {})["metadata"].get("ownerReferences")
+
     for name in DEDICATED:
         wait_for(
-            lambda name=name: (objects.pool(name) or {})["metadata"].get("ownerReferences"),
+            partial(owner_references, name),
             20,
             f"{name} owned by its Project",
         )

@@ -16,7 +16,7 @@ from agentfleet.localenv.waiting import wait_for
 from agentfleet.queue import Subscription, WorkItem, WorkQueue
 
 if TYPE_CHECKING:
-    from conftest import Kubectl, Objects
+    from .conftest import Kubectl, Objects
 
 pytestmark = pytest.mark.e2e
 

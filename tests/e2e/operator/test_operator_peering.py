@@ -13,7 +13,7 @@ from kubernetes import client
 from agentfleet.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from conftest import Objects, RunningOperator
+    from .conftest import Objects, RunningOperator
 
 pytestmark = pytest.mark.e2e
 

@@ -6,6 +6,7 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import Any
 
 import anthropic
 import pytest
@@ -338,7 +339,7 @@ async def test_a_submit_tool_ends_the_run_with_its_input(
     metrics: AgentMetrics,
     workspace: Workspace,
 ) -> None:
-    plan = {"summary": "two parts", "tasks": [{"title": "a"}, {"title": "b"}]}
+    plan: dict[str, Any] = {"summary": "two parts", "tasks": [{"title": "a"}, {"title": "b"}]}
     fake_anthropic.add_script(
         "planner", scripted(call("list_files", text="looking"), call("submit_plan", **plan))
     )

@@ -209,8 +209,9 @@ async def test_a_pool_without_series_is_unavailable_not_zero(
     )
     # A pool at zero replicas has no workers, so no busy series is expected of it.
     assert signals[stopped.key].utilization is None
-    assert signals[stopped.key].error is not None
-    assert "worker_busy" not in signals[stopped.key].error
+    stopped_error = signals[stopped.key].error
+    assert stopped_error is not None
+    assert "worker_busy" not in stopped_error
 
 
 async def test_per_pool_overrides_run_their_own_queries(

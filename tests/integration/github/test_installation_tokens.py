@@ -32,7 +32,7 @@ from agentfleet.github import (
     stage_permissions,
 )
 from agentfleet.github.git import basic_credential
-from agentfleet.github.tokens import REFRESH_MARGIN
+from agentfleet.github.tokens import REFRESH_MARGIN, utc_now
 from agentfleet.queue import WorkItem
 from agentfleet.redaction import REDACTED, Redactor
 from agentfleet.stages import StageConfig, StageEnvironment
@@ -62,7 +62,7 @@ def _environment(
         model_client=anthropic.AsyncAnthropic(api_key="unused", base_url="http://127.0.0.1:9"),
         credentials=lambda namespace, project: credentials,
         redactor=Redactor(),
-        **({"clock": clock} if clock is not None else {}),
+        clock=utc_now if clock is None else clock,
     )
 
 

@@ -31,7 +31,7 @@ from .conftest import MODEL, NAMESPACE, Pipeline
 pytestmark = pytest.mark.integration
 
 SECRET = b"pipeline-webhook-secret"
-PLAN = [
+PLAN: list[dict[str, object]] = [
     {"title": "Greeting function", "description": "greet(name)", "files": ["greeting.py"]},
     {"title": "Farewell function", "description": "bye(name)", "files": ["farewell.py"]},
 ]

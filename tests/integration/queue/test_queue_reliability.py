@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -127,6 +128,9 @@ async def test_every_item_completes_exactly_once_through_worker_and_redis_crashe
             count: int = watcher.hlen(f"{BASE}:done")
             return count
 
+        def completed_at_least(mark: int) -> bool:
+            return completed() >= mark
+
         fleet = Fleet(server.url, tmp_path)
         try:
             for slot in range(WORKERS):
@@ -134,7 +138,7 @@ async def test_every_item_completes_exactly_once_through_worker_and_redis_crashe
             # Every 60 completions, SIGKILL a random worker that holds an item (and start
             # it again at once); kill Redis once, in the middle of the run.
             for mark in range(60, ITEMS - 60, 60):
-                wait_for(lambda mark=mark: completed() >= mark, 60, f"{mark} completions", 0.02)
+                wait_for(partial(completed_at_least, mark), 60, f"{mark} completions", 0.02)
                 holders = {
                     entry["consumer"]
                     for entry in watcher.xpending_range(STREAM, "genesis", "-", "+", 100)

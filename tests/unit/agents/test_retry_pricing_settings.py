@@ -94,7 +94,10 @@ def test_settings_from_environment_and_budget_cap() -> None:
 def test_the_default_model_is_current_and_priced() -> None:
     """A WorkerPool that names no model must not run one the installed SDK warns about
     (the client checks this table on every call), and its spend must be costed."""
-    from anthropic.resources.messages.messages import DEPRECATED_MODELS
+    # The table as the messages client consults it (the SDK does not re-export it there).
+    from anthropic.resources.messages.messages import (  # type: ignore[attr-defined]
+        DEPRECATED_MODELS,
+    )
 
     assert DEFAULT_MODEL not in DEPRECATED_MODELS
     assert AgentSettings().model == DEFAULT_MODEL

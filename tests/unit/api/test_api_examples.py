@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from agentfleet.api.project import ProjectSpec
 from agentfleet.api.workerpool import WorkerPoolSpec
@@ -13,7 +14,7 @@ from agentfleet.api.workerpool import WorkerPoolSpec
 pytestmark = pytest.mark.unit
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-MODELS = {"Project": ProjectSpec, "WorkerPool": WorkerPoolSpec}
+MODELS: dict[str, type[BaseModel]] = {"Project": ProjectSpec, "WorkerPool": WorkerPoolSpec}
 
 
 def _documents() -> list[dict[str, object]]:
@@ -33,7 +34,7 @@ def test_examples_hold_a_project_and_a_pool_per_stage() -> None:
 @pytest.mark.parametrize(
     "document",
     [d for d in _documents() if d["kind"] in MODELS],
-    ids=lambda d: f"{d['kind']}/{d['metadata']['name']}",  # type: ignore[index]
+    ids=lambda d: f"{d['kind']}/{d['metadata']['name']}",
 )
 def test_example_parses(document: dict[str, object]) -> None:
     assert document["apiVersion"] == "agentfleet.dev/v1alpha1"

@@ -289,10 +289,10 @@ def test_paused_and_disabled_hold_whatever_the_signals() -> None:
 
 
 def test_out_of_bounds_replicas_move_to_the_bound_despite_timers() -> None:
-    recent = {"last_scale_up_time": NOW - 1}
-    below = run(QUIET, state(0, lo=2, **recent))
+    recent = NOW - 1
+    below = run(QUIET, state(0, lo=2, last_scale_up_time=recent))
     assert (below.desired_replicas, below.trigger) == (2, Trigger.MIN_REPLICAS)
-    above = run(Signals.unavailable("down"), state(15, hi=10, **recent))
+    above = run(Signals.unavailable("down"), state(15, hi=10, last_scale_up_time=recent))
     assert (above.desired_replicas, above.trigger) == (10, Trigger.MAX_REPLICAS)
     assert above.reason == "replicas=15 > maxReplicas=10"
 

@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 
 from agentfleet.api.workerpool import WorkerPoolSpec
 from agentfleet.controller.children import (
-    PROJECTS_DIR,
     WORKER_RESOURCES_WITH_SANDBOX,
     PoolIdentity,
     ServedProject,
@@ -26,6 +25,7 @@ from agentfleet.controller.children import (
     selector_labels,
     selector_string,
 )
+from agentfleet.worker.config import PROJECTS_DIR
 
 pytestmark = pytest.mark.unit
 

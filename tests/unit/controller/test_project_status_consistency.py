@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TypeAlias, cast
 
 import pytest
 from hypothesis import given
@@ -125,6 +126,10 @@ INTAKE = st.sampled_from(
 )
 
 
+# A reconcile step's inputs: paused, problem, queue view, pools.
+Reconcile: TypeAlias = tuple[bool, Problem | None, QueueView, list[tuple[str, Stage]]]
+
+
 @st.composite
 def histories(draw: st.DrawFn) -> list[tuple[str, object]]:
     """A sequence of status writes by the reconciler and by intake, in any order."""
@@ -152,7 +157,8 @@ def test_every_writer_leaves_a_coherent_status(
     status = start
     for writer, argument in steps:
         if writer == "reconcile":
-            paused, problem, queue, pools = argument  # type: ignore[misc]
+            # histories() pairs "reconcile" with a Reconcile tuple.
+            paused, problem, queue, pools = cast(Reconcile, argument)
             spec = SPEC.model_copy(update={"paused": paused})
             status = project_status(
                 status, generation=1, spec=spec, problem=problem, queue=queue, pools=pools, now=NOW

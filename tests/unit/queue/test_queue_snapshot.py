@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import pytest
 from prometheus_client.core import Metric
 
@@ -62,7 +64,9 @@ def test_project_stats_count_every_stage() -> None:
         Stage.GENESIS: StageQueueStats(pending=7, in_flight=2, completed=7, dead_lettered=2),
         Stage.DEVELOPMENT: StageQueueStats(retrying=2),
     }
-    assert shop.to_wire()["stages"]["genesis"]["inFlight"] == 2
+    # to_wire() is typed dict[str, object]; this is the JSON shape of ProjectQueueStats.
+    wire_stages = cast("dict[str, dict[str, int]]", shop.to_wire()["stages"])
+    assert wire_stages["genesis"]["inFlight"] == 2
 
 
 def test_held_projects_items_are_held_not_pending() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from agentfleet.agents import AgentResult, ToolCallRecord, Usage
@@ -64,6 +66,7 @@ def test_plans_from_the_model_are_validated_and_normalised() -> None:
         (1, "Cart API", ("src/cart.py",)),
         (2, "Docs", ()),
     ]
+    bad: dict[str, Any]
     for bad in ({"tasks": []}, {"tasks": [{"description": "no title"}]}, {"summary": "x"}):
         with pytest.raises(PlanError):
             plan_from_submission(bad)
