@@ -139,7 +139,8 @@ def _value_type(expression: Any) -> str:
 def cel_string(value: str) -> str:
     """A CEL string literal for `value` (a raw single-quoted string: no escapes needed
     for these patterns, which contain no quote)."""
-    assert "'" not in value, value
+    if "'" in value:
+        raise ValueError(f"a CEL raw string cannot hold a quote: {value!r}")
     return f"r'{value}'"
 
 
@@ -154,7 +155,8 @@ def matches_rule(pattern: str, message: str) -> Callable[[JsonDict], None]:
         members = schema.get("anyOf")
         holders = [m for m in members if isinstance(m, dict)] if isinstance(members, list) else []
         holder = next((m for m in [schema, *holders] if "pattern" in m), None)
-        assert holder is not None and holder.pop("pattern") == pattern
+        if holder is None or holder.pop("pattern") != pattern:
+            raise ValueError(f"the schema has no pattern {pattern!r} to turn into a rule")
         schema["x-kubernetes-validations"] = [
             {
                 "rule": f"self.matches({cel_string(pattern)})",

@@ -248,7 +248,8 @@ def _high_signals(policy: AutoscalingSpec, signals: Signals) -> list[tuple[Trigg
     ):
         text = f"utilization={_fraction(signals.utilization)} > {_fraction(up.utilization_above)}"
         if up.utilization_needs_backlog and not high:
-            assert signals.queue_depth is not None
+            if signals.queue_depth is None:
+                raise ValueError("utilization needs a backlog, but queue depth is unknown")
             text += f" with {_count(signals.queue_depth)} waiting"
         high.append((Trigger.UTILIZATION, text))
     return high
@@ -413,8 +414,8 @@ def _missing_signals(state: ScaleState, signals: Signals) -> tuple[str, ...]:
 def _low_summary(policy: AutoscalingSpec, signals: Signals, current: int) -> tuple[bool, str]:
     """Whether every signal is below its scale-down threshold, and the comparison text."""
     down = policy.scale_down
-    assert signals.queue_depth is not None
-    assert signals.oldest_wait_seconds is not None
+    if signals.queue_depth is None or signals.oldest_wait_seconds is None:
+        raise ValueError("the scale-down test needs queue depth and oldest wait")
     parts = []
     all_low = True
     low = signals.queue_depth < down.queue_depth_below
@@ -429,7 +430,8 @@ def _low_summary(policy: AutoscalingSpec, signals: Signals, current: int) -> tup
         f"{_seconds(down.oldest_wait_seconds_below)}"
     )
     if current > 0:
-        assert signals.utilization is not None
+        if signals.utilization is None:
+            raise ValueError("the scale-down test needs utilization while replicas run")
         low = signals.utilization < down.utilization_below
         all_low &= low
         parts.append(
@@ -558,7 +560,8 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
 
     waiting = signals.queue_depth is not None and signals.queue_depth > 0
     if current == 0 and waiting and state.max_replicas > 0:
-        assert signals.queue_depth is not None
+        if signals.queue_depth is None:
+            raise ValueError("items wait, but queue depth is unknown")
         # Held by neither a rate limit (without a replica there is no throughput at all)
         # nor stabilization (which keeps noise from adding Pods; an item nobody can take
         # is not noise). The scale-down cooldown still keeps 0 -> 1 -> 0 from flapping.
@@ -599,7 +602,8 @@ def decide(policy: AutoscalingSpec, state: ScaleState, signals: Signals, now: fl
 
     all_low, comparison = _low_summary(policy, signals, current)
     if _utilization_ignored(policy, signals):
-        assert signals.utilization is not None
+        if signals.utilization is None:
+            raise ValueError("utilization is ignored only when it is known")
         comparison += (
             f" (utilization={_fraction(signals.utilization)}"
             f" > {_fraction(policy.scale_up.utilization_above)} with nothing waiting:"

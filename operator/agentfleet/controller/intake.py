@@ -275,7 +275,8 @@ class Intake:
         credentials = secret_credentials(secret_name, lookup, secret)
         if isinstance(credentials, Problem):
             return IntakeState.failed(credentials), "failed"
-        assert secret is not None
+        if secret is None:
+            raise RuntimeError("the credentials Secret was found missing after it was read")
         fingerprint = (
             secret["metadata"].get("resourceVersion"),
             spec.repository,
@@ -342,7 +343,8 @@ class Intake:
             raise _QueueUnavailable(f"{type(error).__name__}: {error}") from error
 
     async def enqueue(self, source: str, items: Sequence[WorkItem]) -> list[str]:
-        assert self.queue is not None
+        if self.queue is None:
+            raise RuntimeError("webhook intake needs the work queue (--redis-url)")
         new = await self.queue.enqueue(*items)
         fresh = set(new)
         for item in items:

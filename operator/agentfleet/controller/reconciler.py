@@ -355,7 +355,8 @@ class Reconciler:
                     )
                     if kind == "Deployment":
                         deployment = applied
-        assert deployment is not None and deployment["kind"] == "Deployment"
+        if deployment is None or deployment["kind"] != "Deployment":
+            raise RuntimeError("build_children returned no Deployment")
         self.applied_generation[(pool.namespace, pool.name)] = deployment["metadata"]["generation"]
         return None, deployment
 

@@ -113,7 +113,8 @@ class ScalablePool:
     @property
     def replicas(self) -> int:
         """What the pool asks for now: spec.replicas, minReplicas while unset."""
-        assert self.spec is not None
+        if self.spec is None:
+            raise RuntimeError("the pool's spec is read before it is scaled")
         return self.spec.min_replicas if self.spec.replicas is None else self.spec.replicas
 
 

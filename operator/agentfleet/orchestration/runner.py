@@ -76,7 +76,8 @@ def diagnostic_body(master: int, record: TaskRecord) -> str:
 
 def development_item(parent: WorkItem, record: TaskRecord, master: int) -> WorkItem:
     """The development item of a sub-task whose sub-issue is open (`record.issue`)."""
-    assert record.issue is not None
+    if record.issue is None:
+        raise ValueError(f"sub-task {record.index} has no sub-issue: it is made before its item")
     return sub_task_item(parent, record.issue, master, record.index, record.attempt)
 
 

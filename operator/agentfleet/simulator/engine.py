@@ -222,7 +222,8 @@ def simulate(
         elapsed = now - speed_since
         if elapsed > 0 and speed < 1.0:
             for pod in busy_pods():
-                assert pod.item is not None
+                if pod.item is None:
+                    raise RuntimeError("a busy simulated pod holds no item")
                 pod.remaining = max(0.0, pod.remaining - elapsed * speed)
                 lost[pod.item] = lost.get(pod.item, 0.0) + elapsed * (1.0 - speed)
         elif elapsed > 0:
