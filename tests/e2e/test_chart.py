@@ -5,10 +5,12 @@ whole product from it.)"""
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -60,6 +62,56 @@ def test_chart_without_a_queue_fails_with_a_clear_message() -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "set redis.url or redis.existingSecret to your Redis (7+)" in result.stderr
+
+
+def _rendered(*args: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(_helm("template", "af", str(CHART), *args)) if d]
+
+
+def _operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    deployment = next(
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "af-agentfleet"
+    )
+    container: dict[str, Any] = deployment["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+def test_the_queue_url_comes_from_a_secret_never_from_values_in_the_clear() -> None:
+    # The bundled Redis: a generated password, the same in its Secret and in the URL.
+    docs = _rendered("--set", "redis.deploy=true")
+    secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
+    password = secrets["agentfleet-redis"]["stringData"]["password"]
+    assert len(password) == 32
+    url = secrets["af-agentfleet-queue"]["stringData"]["url"]
+    assert url.startswith(f"redis://:{password}@agentfleet-redis.")
+    env = {e["name"]: e for e in _operator_container(docs)["env"]}
+    assert env["AGENTFLEET_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "af-agentfleet-queue",
+        "key": "url",
+    }
+    assert password not in json.dumps(_operator_container(docs))
+    # A Secret of the user's: the chart renders none and points at it.
+    docs = _rendered("--set", "redis.existingSecret=my-queue", "--set", "redis.existingSecretKey=u")
+    assert not [d for d in docs if d["kind"] == "Secret"]
+    env = {e["name"]: e for e in _operator_container(docs)["env"]}
+    assert env["AGENTFLEET_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "my-queue",
+        "key": "u",
+    }
+
+
+def test_worker_network_policy_values_become_operator_flags() -> None:
+    args = _operator_container(
+        _rendered(
+            *BYO_REDIS,
+            "--set",
+            "workerNetworkPolicy.dnsCidrs={169.254.20.10/32}",
+            "--set",
+            "workerNetworkPolicy.blockedCidrs={203.0.113.0/24,2001:db8::/32}",
+        )
+    )["args"]
+    assert "--dns-cidr=169.254.20.10/32" in args
+    assert {"--blocked-cidr=203.0.113.0/24", "--blocked-cidr=2001:db8::/32"} <= set(args)
 
 
 def test_chart_crds_are_the_generated_ones() -> None:
