@@ -197,13 +197,7 @@ def main() -> int:
         if stack.api is None:
             raise RuntimeError("stack without an API client")
         core, custom = client.CoreV1Api(stack.api), client.CustomObjectsApi(stack.api)
-        stack.kubectl("-n", NAMESPACE, "create", "secret", "generic", "web-github",
-                      "--from-literal=token=t")  # fmt: skip
-        stack.kubectl(
-            "-n", NAMESPACE, "apply", "-f", "-",
-            stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
-            "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
-        )  # fmt: skip
+        stack.add_project()
         for name, minimum in ((POOL, 0), (WARM_POOL, 1)):
             custom.create_namespaced_custom_object(
                 "agentfleet.dev", "v1alpha1", NAMESPACE, "workerpools",

@@ -162,13 +162,7 @@ def main() -> int:
         apps = client.AppsV1Api(stack.api)
         custom = client.CustomObjectsApi(stack.api)
         deployment_log, pool_log = ReplicaLog(), ReplicaLog()
-        stack.kubectl("-n", NAMESPACE, "create", "secret", "generic", "web-github",
-                      "--from-literal=token=t")  # fmt: skip
-        stack.kubectl(
-            "-n", NAMESPACE, "apply", "-f", "-",
-            stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
-            "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
-        )  # fmt: skip
+        stack.add_project()
         custom.create_namespaced_custom_object(
             "agentfleet.dev",
             "v1alpha1",

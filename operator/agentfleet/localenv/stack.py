@@ -212,6 +212,19 @@ class LocalStack(Service):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # ----------------------------------------------------------------- helpers
+    def add_project(self, name: str = "web", repository: str = "acme/web") -> None:
+        """A Project in the stack's namespace with a placeholder credentials Secret (for
+        runs whose work does not call GitHub: scaling, activation, benchmarks)."""
+        secret = f"{name}-github"
+        self.kubectl("-n", self.namespace, "create", "secret", "generic", secret,
+                     "--from-literal=token=t")  # fmt: skip
+        self.kubectl(
+            "-n", self.namespace, "apply", "-f", "-",
+            stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\n"
+            f"metadata: {{name: {name}}}\n"
+            f"spec: {{repository: {repository}, credentialsSecretRef: {{name: {secret}}}}}\n",
+        )  # fmt: skip
+
     def kubectl(self, *args: str, stdin: str | None = None, check: bool = True) -> str:
         result = subprocess.run(
             [str(find_binary("kubectl")), "--kubeconfig", str(self.cluster.kubeconfig), *args],

@@ -27,12 +27,7 @@ def test_the_first_item_for_a_pool_at_zero_activates_it_before_any_poll(
     stack: LocalStack, cluster: Cluster
 ) -> None:
     ns = stack.namespace
-    stack.kubectl("-n", ns, "create", "secret", "generic", "web-github", "--from-literal=token=t")
-    stack.kubectl(
-        "-n", ns, "apply", "-f", "-",
-        stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
-        "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
-    )  # fmt: skip
+    stack.add_project()
     cluster.custom.create_namespaced_custom_object(
         "agentfleet.dev", "v1alpha1", ns, "workerpools",
         {

@@ -79,16 +79,7 @@ def item(namespace: str, number: int, hold: bool = False) -> WorkItem:
 
 def set_up(stack: LocalStack, cluster: Cluster) -> None:
     ns = stack.namespace
-    stack.kubectl("-n", ns, "create", "secret", "generic", "web-github", "--from-literal=token=t")
-    stack.kubectl(
-        "-n",
-        ns,
-        "apply",
-        "-f",
-        "-",
-        stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
-        "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
-    )
+    stack.add_project()
     cluster.custom.create_namespaced_custom_object(
         "agentfleet.dev", "v1alpha1", ns, "workerpools", pool_manifest(stack)
     )

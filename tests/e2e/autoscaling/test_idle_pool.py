@@ -143,12 +143,7 @@ def test_an_idle_pool_reads_zero_and_only_a_real_outage_alerts(
     stack: LocalStack, cluster: Cluster, tmp_path: Path
 ) -> None:
     ns = stack.namespace
-    stack.kubectl("-n", ns, "create", "secret", "generic", "web-github", "--from-literal=token=t")
-    stack.kubectl(
-        "-n", ns, "apply", "-f", "-",
-        stdin="apiVersion: agentfleet.dev/v1alpha1\nkind: Project\nmetadata: {name: web}\n"
-        "spec: {repository: acme/web, credentialsSecretRef: {name: web-github}}\n",
-    )  # fmt: skip
+    stack.add_project()
     stack.kubectl(
         "-n", ns, "apply", "-f", "-",
         stdin=f"apiVersion: agentfleet.dev/v1alpha1\nkind: WorkerPool\nmetadata: {{name: {POOL}}}\n"

@@ -178,6 +178,17 @@ def _app_keys() -> tuple[str, str]:
     return private_pem, public_pem.decode()
 
 
+def shop_item(stage: Stage, key: str, payload: dict[str, object]) -> WorkItem:
+    """An item of project `shop` (repository acme/shop) as intake or a stage makes it."""
+    return WorkItem(
+        id=f"{NAMESPACE}/shop/{key}/{stage.value}",
+        namespace=NAMESPACE,
+        project="shop",
+        stage=stage,
+        payload={"repository": "acme/shop", **payload},
+    )
+
+
 def _next(item: WorkItem) -> Stage | None:
     position = item.pipeline.index(item.stage) if item.stage in item.pipeline else -1
     return item.pipeline[position + 1] if 0 <= position < len(item.pipeline) - 1 else None

@@ -26,7 +26,7 @@ from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import CompletionOutcome, WorkItem
 from agentfleet.testing import Conversation, FakeGitHub, Turn, agents, call, say
 
-from .conftest import MODEL, NAMESPACE, Pipeline
+from .conftest import MODEL, NAMESPACE, Pipeline, shop_item
 
 pytestmark = pytest.mark.integration
 
@@ -134,11 +134,11 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         assert sum(len(ids) for ids in enqueued) == 2 * new_before
         model_calls = len(pipeline.fake_anthropic.calls)
         items = [
-            _item(pipeline, Stage.GENESIS, "issue-1", {"issue": 1, "title": issue.title}),
-            _item(pipeline, Stage.DEVELOPMENT, "issue-2", {"issue": 2, "parent": 1}),
-            _item(pipeline, Stage.DEVELOPMENT, "issue-3", {"issue": 3, "parent": 1}),
-            _item(pipeline, Stage.CONTENT, "pull-4", {"pull": 4}),
-            _item(pipeline, Stage.CONTENT, "pull-5", {"pull": 5}),
+            shop_item(Stage.GENESIS, "issue-1", {"issue": 1, "title": issue.title}),
+            shop_item(Stage.DEVELOPMENT, "issue-2", {"issue": 2, "parent": 1}),
+            shop_item(Stage.DEVELOPMENT, "issue-3", {"issue": 3, "parent": 1}),
+            shop_item(Stage.CONTENT, "pull-4", {"pull": 4}),
+            shop_item(Stage.CONTENT, "pull-5", {"pull": 5}),
         ]
         for item in items:
             result = await pipeline.redeliver(item)
@@ -150,7 +150,7 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         # Review of a pull request's diff: one comment, edited in place when run again.
         pipeline.fake_anthropic.add_script(agents.REVIEW, agents.reviewer("approve"))
         docs_number = docs.number
-        review = _item(pipeline, Stage.REVIEW, f"pull-{docs_number}", {"pull": docs_number})
+        review = shop_item(Stage.REVIEW, f"pull-{docs_number}", {"pull": docs_number})
         for _ in range(2):
             result = await pipeline.redeliver(review)
             assert result.outcome == "succeeded", result.error
@@ -187,16 +187,6 @@ async def _all_answered(fake: FakeGitHub, times: int) -> bool:
     return all(count == times for count in counts.values())
 
 
-def _item(pipeline: Pipeline, stage: Stage, key: str, payload: dict[str, object]) -> WorkItem:
-    return WorkItem(
-        id=f"{NAMESPACE}/shop/{key}/{stage.value}",
-        namespace=NAMESPACE,
-        project="shop",
-        stage=stage,
-        payload={"repository": "acme/shop", **payload},
-    )
-
-
 async def test_development_refuses_implementation_written_before_its_tests(
     pipeline: Pipeline,
 ) -> None:
@@ -219,7 +209,7 @@ async def test_development_refuses_implementation_written_before_its_tests(
     pipeline.fake_anthropic.add_script(agents.DEVELOPMENT, code_first)
     repo = pipeline.human.get_repo("acme/shop")
     repo.create_issue("Add f()", body="f returns 1")
-    result = await pipeline.redeliver(_item(pipeline, Stage.DEVELOPMENT, "issue-1", {"issue": 1}))
+    result = await pipeline.redeliver(shop_item(Stage.DEVELOPMENT, "issue-1", {"issue": 1}))
     assert (result.outcome, result.error) == (
         "failed",
         "implementation was written before its tests",

@@ -14,10 +14,9 @@ import pytest
 
 from agentfleet.agents.untrusted import is_hidden_character
 from agentfleet.api import Stage
-from agentfleet.queue import WorkItem
 from agentfleet.testing import FakeAnthropic, agents
 
-from .conftest import NAMESPACE, Pipeline
+from .conftest import NAMESPACE, Pipeline, shop_item
 
 pytestmark = pytest.mark.integration
 
@@ -45,16 +44,6 @@ def assert_nothing_hidden_reached_the_model(fake: FakeAnthropic, visible: str) -
     assert [char for char in text if is_hidden_character(char)] == []
 
 
-def item(stage: Stage, key: str, payload: dict[str, object]) -> WorkItem:
-    return WorkItem(
-        id=f"{NAMESPACE}/shop/{key}/{stage.value}",
-        namespace=NAMESPACE,
-        project="shop",
-        stage=stage,
-        payload={"repository": "acme/shop", **payload},
-    )
-
-
 async def test_genesis_scaffolds_and_plans_without_the_hidden_instructions(
     pipeline: Pipeline,
 ) -> None:
@@ -65,7 +54,7 @@ async def test_genesis_scaffolds_and_plans_without_the_hidden_instructions(
     issue = pipeline.human.get_repo("acme/shop").create_issue(
         f"Shopping cart<!-- {HIDDEN} -->", body=HOSTILE_BODY
     )
-    result = await pipeline.redeliver(item(Stage.GENESIS, "issue-1", {"issue": issue.number}))
+    result = await pipeline.redeliver(shop_item(Stage.GENESIS, "issue-1", {"issue": issue.number}))
     assert result.outcome == "succeeded", result.error
     prompts = received(pipeline.fake_anthropic)
     assert agents.GENESIS_SCAFFOLD in prompts and agents.GENESIS_PLAN in prompts
@@ -81,7 +70,7 @@ async def test_development_gets_the_issue_without_the_hidden_instructions(
         f"Cart\u2066{TAGGED}\u2069", body=HOSTILE_BODY
     )
     result = await pipeline.redeliver(
-        item(Stage.DEVELOPMENT, f"issue-{issue.number}", {"issue": issue.number})
+        shop_item(Stage.DEVELOPMENT, f"issue-{issue.number}", {"issue": issue.number})
     )
     assert result.outcome == "succeeded", result.error
     assert_nothing_hidden_reached_the_model(pipeline.fake_anthropic, "It keeps items per session.")
@@ -101,7 +90,7 @@ async def test_content_gets_the_issue_and_pull_titles_without_the_hidden_instruc
     )
     pull.merge()
     result = await pipeline.redeliver(
-        item(Stage.CONTENT, f"pull-{pull.number}", {"pull": pull.number})
+        shop_item(Stage.CONTENT, f"pull-{pull.number}", {"pull": pull.number})
     )
     assert result.outcome == "succeeded", result.error
     assert_nothing_hidden_reached_the_model(pipeline.fake_anthropic, "Cart model")
@@ -125,7 +114,7 @@ async def test_review_gets_title_diff_and_error_without_the_hidden_instructions(
         title=f"Feature\u200b{TAGGED}", body="A feature.", head="feature", base="main"
     )
     result = await pipeline.redeliver(
-        item(Stage.REVIEW, f"pull-{pull.number}", {"pull": pull.number})
+        shop_item(Stage.REVIEW, f"pull-{pull.number}", {"pull": pull.number})
     )
     assert result.outcome == "succeeded", result.error
     assert_nothing_hidden_reached_the_model(pipeline.fake_anthropic, "return user.admin")
@@ -143,7 +132,9 @@ async def test_review_gets_title_diff_and_error_without_the_hidden_instructions(
     }
     pipeline.fake_anthropic.calls.clear()
     result = await pipeline.redeliver(
-        item(Stage.REVIEW, f"issue-{issue.number}", {"issue": issue.number, "dead_letter": failure})
+        shop_item(
+            Stage.REVIEW, f"issue-{issue.number}", {"issue": issue.number, "dead_letter": failure}
+        )
     )
     assert result.outcome == "succeeded", result.error
     assert_nothing_hidden_reached_the_model(pipeline.fake_anthropic, "tests fail: AssertionError")
