@@ -13,7 +13,7 @@ import argparse
 import statistics
 import time
 
-from agentfleet.localenv import ControlPlane
+from agentfleet.dev.localenv import ControlPlane
 
 
 def main() -> None:

@@ -26,8 +26,8 @@ from typing import Any
 
 from kubernetes import client, config
 
-from agentfleet.localenv import ControlPlane, ManagedProcess, find_binary, free_port
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import ControlPlane, ManagedProcess, find_binary, free_port
+from agentfleet.dev.localenv.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"

@@ -45,15 +45,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.api import Stage
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.localenv import (
+from agentfleet.dev.localenv import (
     ControlPlane,
     ManagedProcess,
     PrometheusServer,
     find_binary,
     free_port,
 )
-from agentfleet.localenv.stack import CRD_DIR
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.stack import CRD_DIR
+from agentfleet.dev.localenv.waiting import wait_for
 
 POLL_SECONDS = 15
 RSS_TARGET_MB = 300.0

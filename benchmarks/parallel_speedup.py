@@ -39,12 +39,12 @@ import yaml
 from github import Auth, Github
 
 from agentfleet.api import Stage
+from agentfleet.dev.localenv.stack import LocalStack
+from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, agents
 from agentfleet.github import IssueFacts, ProjectIntake, issue_work
 from agentfleet.github.markers import extract_state
-from agentfleet.localenv.stack import LocalStack
-from agentfleet.localenv.waiting import wait_for
 from agentfleet.queue import CompletionOutcome, WorkQueue
-from agentfleet.testing import FakeAnthropic, FakeGitHub, agents
 
 BOT_TOKEN = "ghp_" + "benchmark" * 4
 OWNER_TOKEN = "ghp_" + "0wner" * 8

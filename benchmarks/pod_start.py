@@ -45,8 +45,8 @@ from typing import Any
 from kubernetes import client, watch
 
 from agentfleet.api import Stage
-from agentfleet.localenv.stack import LocalStack
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.stack import LocalStack
+from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.queue import Lane, WorkItem, WorkQueue
 
 NAMESPACE = "pod-start"

@@ -55,7 +55,7 @@ from typing import Any, TypeVar
 from redis import Redis
 
 from agentfleet.api import Stage
-from agentfleet.localenv import RedisServer
+from agentfleet.dev.localenv import RedisServer
 from agentfleet.queue import LANES_BY_PRIORITY, Subscription, WorkItem, WorkQueue
 
 NAMESPACE = "bench"

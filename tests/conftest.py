@@ -16,15 +16,15 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
-from agentfleet.localenv import (
+from agentfleet.dev.localenv import (
     BinaryNotFoundError,
     ControlPlane,
     PrometheusServer,
     RedisServer,
 )
-from agentfleet.localenv.cluster import LocalCluster
-from agentfleet.localenv.node import NodeUnavailableError
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.node import NodeUnavailableError
+from agentfleet.dev.localenv.waiting import wait_for
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib.util import find_spec
+
 import typer
 
 from agentfleet import __version__
 from agentfleet.controller.cli import operator
-from agentfleet.localenv.cli import dev_app
 from agentfleet.queue.cli import queue_exporter
 from agentfleet.sandbox.cli import sandbox
 from agentfleet.simulator.cli import simulate
@@ -18,7 +19,12 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-app.add_typer(dev_app, name="dev")
+# `agentfleet dev` (the local cluster, the demo) lives in agentfleet.dev, which only a
+# source checkout has: the wheel and the images leave it out.
+if find_spec("agentfleet.dev") is not None:
+    from agentfleet.dev.localenv.cli import dev_app
+
+    app.add_typer(dev_app, name="dev")
 app.command("worker")(worker)
 app.command("queue-exporter")(queue_exporter)
 app.command("operator")(operator)

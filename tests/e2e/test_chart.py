@@ -16,10 +16,10 @@ import pytest
 import yaml
 from kubernetes import client
 
-from agentfleet.localenv import ControlPlane, ManagedProcess, find_binary, free_port
-from agentfleet.localenv.binaries import pinned_versions
-from agentfleet.localenv.controlplane import write_kubeconfig
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import ControlPlane, ManagedProcess, find_binary, free_port
+from agentfleet.dev.localenv.binaries import pinned_versions
+from agentfleet.dev.localenv.controlplane import write_kubeconfig
+from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

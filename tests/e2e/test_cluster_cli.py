@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE
-from agentfleet.localenv import find_binary
-from agentfleet.localenv.cluster import running_pid
-from agentfleet.localenv.network import NODE_NAME
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import find_binary
+from agentfleet.dev.localenv.cluster import running_pid
+from agentfleet.dev.localenv.network import NODE_NAME
+from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE as WORKER_IMAGE
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

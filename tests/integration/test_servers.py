@@ -6,8 +6,8 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from agentfleet.localenv import PrometheusServer, RedisServer, free_port
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import PrometheusServer, RedisServer, free_port
+from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

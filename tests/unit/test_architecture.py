@@ -57,7 +57,7 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
             "Worker Pod code never reaches the operator or the Kubernetes API",
         ),
         (
-            ("controller/children.py", "import agentfleet.localenv.stack  # noqa"),
+            ("controller/children.py", "import agentfleet.dev.localenv.stack  # noqa"),
             "Nothing that runs in a cluster depends on developer-only code",
         ),
         (

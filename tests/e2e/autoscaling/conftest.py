@@ -23,15 +23,15 @@ from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.localenv import (
+from agentfleet.dev.localenv import (
     BinaryNotFoundError,
     ManagedProcess,
     PrometheusServer,
     find_binary,
     free_port,
 )
-from agentfleet.localenv.cluster import LocalCluster
-from agentfleet.localenv.stack import CRD_DIR, LocalStack
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.stack import CRD_DIR, LocalStack
 from agentfleet.queue import WorkQueue
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"

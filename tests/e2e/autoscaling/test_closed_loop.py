@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from agentfleet.api import Stage
-from agentfleet.localenv.stack import LocalStack
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.stack import LocalStack
+from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.queue import Lane, WorkItem
 
 if TYPE_CHECKING:

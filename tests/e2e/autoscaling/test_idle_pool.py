@@ -24,10 +24,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.localenv import find_binary
-from agentfleet.localenv.cluster import LocalCluster
-from agentfleet.localenv.stack import LocalStack
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import find_binary
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.stack import LocalStack
+from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Cluster

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
 from agentfleet.controller.scaling import PAUSED_REPLICAS_ANNOTATION
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import PeeredOperator

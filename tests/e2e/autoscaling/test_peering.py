@@ -15,7 +15,7 @@ import pytest
 from kubernetes import client
 
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import PeeredOperator

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agentfleet.localenv.waiting import wait_for
-from agentfleet.testing import FakeAnthropic, FakeGitHub, scripted
+from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, scripted
 
 if TYPE_CHECKING:
     from .conftest import Installation

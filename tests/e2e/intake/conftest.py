@@ -24,9 +24,9 @@ from github import Auth, Github
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.localenv import ManagedProcess, RedisServer, find_binary, free_port
-from agentfleet.localenv.waiting import wait_for
-from agentfleet.testing import FakeGitHub
+from agentfleet.dev.localenv import ManagedProcess, RedisServer, find_binary, free_port
+from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.dev.testing import FakeGitHub
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE_PREFIX = "afin-"

@@ -17,10 +17,10 @@ import pytest
 from github import Github
 
 from agentfleet.api import Stage
-from agentfleet.localenv import RedisServer
-from agentfleet.localenv.waiting import async_wait_for, wait_for
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
+from agentfleet.dev.testing import Delivery, FakeGitHub
 from agentfleet.queue import WorkItem, WorkQueue
-from agentfleet.testing import Delivery, FakeGitHub
 
 from .conftest import BOT_TOKEN, Cluster, IntakeOperator
 

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 
 from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE
-from agentfleet.localenv import find_binary
-from agentfleet.localenv.cluster import LocalCluster
-from agentfleet.localenv.metadata import CONNECTION_MARK as METADATA_MARK
-from agentfleet.localenv.network import METADATA_PORT
-from agentfleet.localenv.node import build_dns_egress_rule
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import find_binary
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.metadata import CONNECTION_MARK as METADATA_MARK
+from agentfleet.dev.localenv.network import METADATA_PORT
+from agentfleet.dev.localenv.node import build_dns_egress_rule
+from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

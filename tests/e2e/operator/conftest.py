@@ -21,8 +21,8 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agentfleet.localenv import ManagedProcess, RedisServer, find_binary, free_port
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import ManagedProcess, RedisServer, find_binary, free_port
+from agentfleet.dev.localenv.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 NAMESPACE_PREFIX = "afop-"

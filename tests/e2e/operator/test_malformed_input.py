@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client
 
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Kubectl, Objects

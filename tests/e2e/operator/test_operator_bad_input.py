@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Kubectl, Objects

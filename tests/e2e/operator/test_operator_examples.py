@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
     from .conftest import Kubectl, Objects, RunningOperator

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from agentfleet.api import Stage
-from agentfleet.localenv import RedisServer
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.queue import Subscription, WorkItem, WorkQueue
 
 if TYPE_CHECKING:

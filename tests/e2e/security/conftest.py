@@ -32,12 +32,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
 from agentfleet.api.project import CREDENTIAL_APP_KEYS, CREDENTIAL_TOKEN_KEY
+from agentfleet.dev.localenv import find_binary
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.stack import LocalStack
+from agentfleet.dev.testing import FakeAnthropic, FakeGitHub
+from agentfleet.dev.testing._http import FakeHTTPServer, Request, Response
 from agentfleet.github.credentials import WEBHOOK_SECRET_KEY
-from agentfleet.localenv import find_binary
-from agentfleet.localenv.cluster import LocalCluster
-from agentfleet.localenv.stack import LocalStack
-from agentfleet.testing import FakeAnthropic, FakeGitHub
-from agentfleet.testing._http import FakeHTTPServer, Request, Response
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
 POOL = "dev"

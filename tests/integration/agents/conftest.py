@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agentfleet.agents import AgentMetrics, AgentSettings, Redactor, Workspace
-from agentfleet.testing import FakeAnthropic
+from agentfleet.dev.testing import FakeAnthropic
 
 
 @pytest.fixture

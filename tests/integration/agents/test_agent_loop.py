@@ -23,8 +23,8 @@ from agentfleet.agents import (
     WorkspaceTools,
     submit_tool,
 )
-from agentfleet.testing import FakeAnthropic, Turn, call, calls, say, scripted
-from agentfleet.testing.fake_anthropic import ToolCall
+from agentfleet.dev.testing import FakeAnthropic, Turn, call, calls, say, scripted
+from agentfleet.dev.testing.fake_anthropic import ToolCall
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.localenv import PrometheusServer
+from agentfleet.dev.localenv import PrometheusServer
 
 
 @pytest.fixture(scope="session")

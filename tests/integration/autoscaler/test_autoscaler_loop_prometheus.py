@@ -19,8 +19,8 @@ from agentfleet.autoscaler.loop import AutoscalerLoop
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.autoscaler.prometheus import PrometheusSource
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.localenv import PrometheusServer
-from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.dev.localenv import PrometheusServer
+from agentfleet.dev.localenv.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from agentfleet.autoscaler.decision import Signals
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.autoscaler.prometheus import PrometheusSource
 from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.localenv import PrometheusServer, free_port
-from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.dev.localenv import PrometheusServer, free_port
+from agentfleet.dev.localenv.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agentfleet.dev.testing import FakeGitHub
 from agentfleet.github import GitCheckout, GitError, RepoClient
 from agentfleet.redaction import Redactor
-from agentfleet.testing import FakeGitHub
 
 pytestmark = pytest.mark.integration
 

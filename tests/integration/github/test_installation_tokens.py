@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from agentfleet.agents import AgentSettings
 from agentfleet.api import Stage
+from agentfleet.dev.testing import FakeGitHub
 from agentfleet.github import (
     INTAKE_PERMISSIONS,
     SCAFFOLD_PERMISSIONS,
@@ -36,7 +37,6 @@ from agentfleet.github.tokens import REFRESH_MARGIN, utc_now
 from agentfleet.queue import WorkItem
 from agentfleet.redaction import REDACTED, Redactor
 from agentfleet.stages import StageConfig, StageEnvironment
-from agentfleet.testing import FakeGitHub
 
 from .conftest import BOT_TOKEN, AppKeys
 

@@ -10,6 +10,7 @@ from github import Github, RateLimitExceededException
 from pydantic import SecretStr
 
 from agentfleet.api import Stage
+from agentfleet.dev.testing import FakeGitHub
 from agentfleet.github import (
     GitCheckout,
     GitError,
@@ -20,7 +21,6 @@ from agentfleet.github import (
     stage_permissions,
 )
 from agentfleet.redaction import Redactor
-from agentfleet.testing import FakeGitHub
 
 from .conftest import new_app_keys
 

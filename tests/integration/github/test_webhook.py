@@ -14,6 +14,9 @@ import pytest
 from github import Github
 from prometheus_client import CollectorRegistry
 
+from agentfleet.dev.localenv import free_port
+from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.dev.testing import FakeGitHub
 from agentfleet.github import (
     ProjectIntake,
     RepoClient,
@@ -22,10 +25,7 @@ from agentfleet.github import (
     create_webhook_app,
     poll_project,
 )
-from agentfleet.localenv import free_port
-from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import WorkItem, WorkQueue
-from agentfleet.testing import FakeGitHub
 
 pytestmark = pytest.mark.integration
 

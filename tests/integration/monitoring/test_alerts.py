@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.localenv import find_binary
+from agentfleet.dev.localenv import find_binary
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentfleet.localenv import PrometheusServer
+from agentfleet.dev.localenv import PrometheusServer
 
 pytestmark = pytest.mark.integration
 

@@ -22,12 +22,12 @@ from pydantic import SecretStr
 
 from agentfleet.agents import AgentMetrics, AgentSettings, Redactor
 from agentfleet.api import Stage
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.dev.testing import FakeAnthropic, FakeGitHub
 from agentfleet.github import GitHubCredentials, ProjectIntake
-from agentfleet.localenv import RedisServer
-from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
 from agentfleet.stages import HANDLERS, StageConfig, StageEnvironment
-from agentfleet.testing import FakeAnthropic, FakeGitHub
 from agentfleet.worker.config import WorkerSettings
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.metrics import WorkerMetrics

@@ -6,6 +6,7 @@ import pytest
 from pydantic import SecretStr
 
 from agentfleet.api import Stage
+from agentfleet.dev.testing import Conversation, agents
 from agentfleet.github import (
     GitHubCredentials,
     IssueFacts,
@@ -16,7 +17,6 @@ from agentfleet.github import (
 )
 from agentfleet.github.intake import command_work
 from agentfleet.queue import CompletionOutcome
-from agentfleet.testing import Conversation, agents
 
 from .conftest import BOT_TOKEN, NAMESPACE, Pipeline
 

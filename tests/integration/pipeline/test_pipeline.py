@@ -14,6 +14,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agentfleet.api import Stage
+from agentfleet.dev.localenv import free_port
+from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.dev.testing import Conversation, FakeGitHub, Turn, agents, call, say
 from agentfleet.github import (
     SCAFFOLD_PERMISSIONS,
     STAGE_PERMISSIONS,
@@ -21,10 +24,7 @@ from agentfleet.github import (
     WebhookTarget,
     create_webhook_app,
 )
-from agentfleet.localenv import free_port
-from agentfleet.localenv.waiting import async_wait_for
 from agentfleet.queue import CompletionOutcome, WorkItem
-from agentfleet.testing import Conversation, FakeGitHub, Turn, agents, call, say
 
 from .conftest import MODEL, NAMESPACE, Pipeline, shop_item
 

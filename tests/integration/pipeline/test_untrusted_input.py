@@ -14,7 +14,7 @@ import pytest
 
 from agentfleet.agents.untrusted import is_hidden_character
 from agentfleet.api import Stage
-from agentfleet.testing import FakeAnthropic, agents
+from agentfleet.dev.testing import FakeAnthropic, agents
 
 from .conftest import NAMESPACE, Pipeline, shop_item
 

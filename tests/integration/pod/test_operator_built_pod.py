@@ -31,11 +31,11 @@ from agentfleet.controller.children import (
     build_deployment,
     queue_secret_name,
 )
+from agentfleet.dev.localenv import ManagedProcess, RedisServer, free_port
+from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
+from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, agents
 from agentfleet.github import IssueFacts, ProjectIntake, issue_work
-from agentfleet.localenv import ManagedProcess, RedisServer, free_port
-from agentfleet.localenv.waiting import async_wait_for, wait_for
 from agentfleet.queue import CompletionOutcome, WorkQueue
-from agentfleet.testing import FakeAnthropic, FakeGitHub, agents
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from agentfleet.localenv import RedisServer
+from agentfleet.dev.localenv import RedisServer
 from agentfleet.queue import ManualClock, RetryPolicy, WorkQueue
 
 FAST_RETRIES = RetryPolicy(default_max_attempts=3, base_delay_seconds=0.02, max_delay_seconds=0.1)

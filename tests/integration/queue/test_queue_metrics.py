@@ -16,14 +16,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
 from agentfleet.api import Stage
-from agentfleet.localenv import (
+from agentfleet.dev.localenv import (
     ManagedProcess,
     PrometheusServer,
     RedisServer,
     find_binary,
     free_port,
 )
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.queue import Lane, ManualClock, Subscription, WorkItem, WorkQueue
 from agentfleet.queue.metrics import QueueCollector
 from agentfleet.worker.metrics import WorkerMetrics

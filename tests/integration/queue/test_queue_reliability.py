@@ -18,8 +18,8 @@ import pytest
 from redis import Redis
 
 from agentfleet.api import Stage
-from agentfleet.localenv import RedisServer
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.queue import StageQueueStats, WorkItem, WorkQueue
 
 pytestmark = pytest.mark.integration

@@ -14,8 +14,8 @@ from functools import partial
 import pytest
 
 from agentfleet.api import Stage
-from agentfleet.localenv import RedisServer
-from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import async_wait_for
 from agentfleet.queue import (
     Arrival,
     Claim,

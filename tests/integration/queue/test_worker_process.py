@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.api import Stage
-from agentfleet.localenv import RedisServer, free_port
-from agentfleet.localenv.waiting import async_wait_for, wait_for
+from agentfleet.dev.localenv import RedisServer, free_port
+from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
 from agentfleet.queue import (
     Claim,
     CompletionOutcome,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.dev.localenv.waiting import async_wait_for
 from agentfleet.sandbox import CommandRequest, SandboxUnavailableError
 from agentfleet.sandbox.client import SandboxRunner
 from agentfleet.sandbox.server import SandboxServer

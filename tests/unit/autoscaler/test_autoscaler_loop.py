@@ -15,7 +15,7 @@ from agentfleet.api.autoscaling import AutoscalingSpec
 from agentfleet.autoscaler.decision import Decision, Signals, Trigger
 from agentfleet.autoscaler.loop import AutoscalerLoop
 from agentfleet.autoscaler.pools import PoolKey, PoolTarget
-from agentfleet.localenv.waiting import async_wait_for
+from agentfleet.dev.localenv.waiting import async_wait_for
 from agentfleet.queue import Arrival
 
 pytestmark = pytest.mark.unit

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.localenv.network import METADATA_IP, METADATA_PORT, NODE_NAME, ClusterNetwork
-from agentfleet.localenv.node import (
+from agentfleet.dev.localenv.network import METADATA_IP, METADATA_PORT, NODE_NAME, ClusterNetwork
+from agentfleet.dev.localenv.node import (
     ENFORCER,
     SERVICE_ACCOUNT_MOUNT,
     NodePaths,
@@ -81,5 +81,5 @@ def test_metadata_stand_in_is_served_at_the_cloud_address() -> None:
     assert NET.metadata_ip == METADATA_IP == "169.254.169.254"
     component = build_metadata_component(NET)
     assert component.argv[-2:] == [METADATA_IP, str(METADATA_PORT)]
-    assert component.argv[1:3] == ["-m", "agentfleet.localenv.metadata"]
+    assert component.argv[1:3] == ["-m", "agentfleet.dev.localenv.metadata"]
     assert component.ready_argv is not None and METADATA_IP in component.ready_argv[-1]

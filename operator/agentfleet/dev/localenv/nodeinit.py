@@ -1,6 +1,6 @@
 """PID 1 of the local node's sandbox.
 
-`agentfleet.localenv.node.Node` starts this module under `unshare` in new PID, mount,
+`agentfleet.dev.localenv.node.Node` starts this module under `unshare` in new PID, mount,
 network and UTS namespaces. Everything the node runs (containerd and its shims, every
 container, kubelet, kube-proxy, CoreDNS, the NetworkPolicy enforcer) is a descendant of
 this process, so the kernel kills all of it when this process dies, and the node's
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from agentfleet.localenv.processes import ManagedProcess
+from agentfleet.dev.localenv.processes import ManagedProcess
 
 
 class Component(BaseModel):

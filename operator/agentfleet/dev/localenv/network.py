@@ -9,7 +9,7 @@ benchmark can run side by side on one machine:
     Pods                         10.244.<slot>.0/24
     Services                     10.96.<slot>.0/24 (.1 is `kubernetes`, .10 is DNS)
     a stand-in metadata server   169.254.169.254 (inside the node's sandbox; see
-                                 `agentfleet.localenv.metadata`)
+                                 `agentfleet.dev.localenv.metadata`)
 
 The lock is released by the kernel when its holder exits, however it exits.
 """

@@ -24,9 +24,9 @@ from rich.live import Live
 from rich.table import Table
 
 from agentfleet.api import Stage
-from agentfleet.localenv.prometheus import PrometheusServer
-from agentfleet.localenv.stack import LocalStack
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.prometheus import PrometheusServer
+from agentfleet.dev.localenv.stack import LocalStack
+from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.pipeline import IssuePayload, issue_item_id
 from agentfleet.queue import Lane, WorkItem, WorkQueue
 

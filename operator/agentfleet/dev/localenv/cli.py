@@ -6,9 +6,9 @@ from pathlib import Path
 
 import typer
 
-from agentfleet.localenv import cluster
-from agentfleet.localenv.binaries import controlplane_bin_dir
-from agentfleet.localenv.node import NodeUnavailableError
+from agentfleet.dev.localenv import cluster
+from agentfleet.dev.localenv.binaries import controlplane_bin_dir
+from agentfleet.dev.localenv.node import NodeUnavailableError
 
 dev_app = typer.Typer(help="Local development environment (real servers, no Docker).")
 
@@ -51,6 +51,6 @@ def demo(
     out_dir: Path = typer.Option(Path("out/demo"), help="Where the plot and CSV go."),
 ) -> None:
     """Local stack + operator + sample project; a burst scales the pool up and back down."""
-    from agentfleet.localenv.demo import Demo
+    from agentfleet.dev.localenv.demo import Demo
 
     Demo(burst=burst, work_seconds=work_seconds, max_replicas=max_replicas, out_dir=out_dir).run()

@@ -22,9 +22,9 @@ from typing import Any, Self
 
 import yaml
 
-from agentfleet.localenv.binaries import find_binary
-from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.processes import ManagedProcess, free_port
+from agentfleet.dev.localenv.binaries import find_binary
+from agentfleet.dev.localenv.lifecycle import Service
+from agentfleet.dev.localenv.processes import ManagedProcess, free_port
 
 
 class PrometheusServer(Service):

@@ -7,8 +7,9 @@ import shutil
 from pathlib import Path
 
 # Where `make controlplane` puts its builds, relative to a source checkout.
-_REPO_ROOT = Path(__file__).resolve().parents[3]
-_VERSIONS_FILE = _REPO_ROOT / "scripts" / "controlplane.env"
+REPO_ROOT = Path(__file__).resolve().parents[4]
+"""The source checkout this package runs from (it is not shipped: see agentfleet.dev)."""
+_VERSIONS_FILE = REPO_ROOT / "scripts" / "controlplane.env"
 
 _INSTALL_HINTS = {
     "etcd": "run `make controlplane` (builds etcd and Kubernetes from their Go modules)",
@@ -43,13 +44,19 @@ def pinned_versions() -> dict[str, str]:
     return versions
 
 
+def cache_dir() -> Path:
+    """The git-ignored cache of builds and images (`.cache`, or $AGENTFLEET_CACHE), as
+    the scripts under scripts/ use it."""
+    return Path(os.environ.get("AGENTFLEET_CACHE", REPO_ROOT / ".cache"))
+
+
 def controlplane_bin_dir() -> Path:
     """The cache folder `make controlplane` builds into (or $AGENTFLEET_BIN_DIR)."""
     override = os.environ.get("AGENTFLEET_BIN_DIR")
     if override:
         return Path(override)
     versions = pinned_versions()
-    cache = Path(os.environ.get("AGENTFLEET_CACHE", _REPO_ROOT / ".cache"))
+    cache = cache_dir()
     tag = f"k8s-{versions.get('KUBERNETES_VERSION', '')}-etcd-{versions.get('ETCD_VERSION', '')}"
     return cache / "controlplane" / tag / "bin"
 

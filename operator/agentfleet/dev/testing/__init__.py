@@ -5,7 +5,7 @@ services' wire formats, so the real `anthropic` and `PyGithub` clients run again
 unchanged (`base_url=fake.base_url`). Everything else (Redis, Prometheus, git) is real.
 """
 
-from agentfleet.testing.fake_anthropic import (
+from agentfleet.dev.testing.fake_anthropic import (
     Conversation,
     FakeAnthropic,
     Script,
@@ -16,7 +16,7 @@ from agentfleet.testing.fake_anthropic import (
     say,
     scripted,
 )
-from agentfleet.testing.fake_github import Delivery, FakeGitHub
+from agentfleet.dev.testing.fake_github import Delivery, FakeGitHub
 
 __all__ = [
     "Conversation",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agentfleet.testing._http import FakeHTTPServer, Request, Response
+from agentfleet.dev.testing._http import FakeHTTPServer, Request, Response
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ for a token with PUT) with a fixed body, and prints one line per connection and 
 its log (`<node logs>/metadata.log`), where tests look for connections that should not
 have come.
 
-Run as `python -m agentfleet.localenv.metadata <address> <port>` in the node's network
+Run as `python -m agentfleet.dev.localenv.metadata <address> <port>` in the node's network
 namespace, as root; it lives in the sandbox, so its namespace, links and routes go with
 the sandbox however the sandbox ends.
 """
@@ -130,7 +130,7 @@ def move_into_own_namespace(address: str) -> None:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
-        print("usage: python -m agentfleet.localenv.metadata <address> <port>")
+        print("usage: python -m agentfleet.dev.localenv.metadata <address> <port>")
         return 2
     address, port = argv[1], int(argv[2])
     move_into_own_namespace(address)

@@ -2,7 +2,7 @@
 NetworkPolicy enforcer, in a sandbox of Linux namespaces.
 
 The node runs in its own PID, mount, network and UTS namespaces (see
-`agentfleet.localenv.nodeinit`, its PID 1), joined to the host by a veth pair:
+`agentfleet.dev.localenv.nodeinit`, its PID 1), joined to the host by a veth pair:
 
     host                                      node sandbox
     afnode<slot> 10.250.<slot>.1/30  <---->   eth0 10.250.<slot>.2/30
@@ -23,7 +23,7 @@ server's address in its environment. It fails closed: while it is not running, n
 connections of Pods that a policy selects are dropped. Its nftables hooks are in the
 node's POSTROUTING (and PREROUTING for UDP DNS), so it judges what the node forwards:
 Pod to Pod, Pod to the host end (API server, Redis, test servers) and Pod to the
-stand-in metadata server (`agentfleet.localenv.metadata`, 169.254.169.254, in a network
+stand-in metadata server (`agentfleet.dev.localenv.metadata`, 169.254.169.254, in a network
 namespace of its own inside the sandbox). What a Pod sends to the node's own address is
 delivered locally and not judged, with one exception that matters: UDP DNS, judged
 after kube-proxy has translated the `kube-dns` Service address to the node's address,
@@ -54,15 +54,19 @@ from typing import Any, Self
 
 import yaml
 
-from agentfleet.localenv.binaries import BinaryNotFoundError, find_binary, pinned_versions
-from agentfleet.localenv.controlplane import ControlPlane, write_kubeconfig
-from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.network import CLUSTER_DOMAIN, METADATA_PORT, NODE_NAME, ClusterNetwork
-from agentfleet.localenv.nodeinit import Component, SandboxPlan
-from agentfleet.localenv.pki import CertPair
-from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError
+from agentfleet.dev.localenv.binaries import (
+    BinaryNotFoundError,
+    cache_dir,
+    find_binary,
+    pinned_versions,
+)
+from agentfleet.dev.localenv.controlplane import ControlPlane, write_kubeconfig
+from agentfleet.dev.localenv.lifecycle import Service
+from agentfleet.dev.localenv.network import CLUSTER_DOMAIN, METADATA_PORT, NODE_NAME, ClusterNetwork
+from agentfleet.dev.localenv.nodeinit import Component, SandboxPlan
+from agentfleet.dev.localenv.pki import CertPair
+from agentfleet.dev.localenv.processes import ManagedProcess, ProcessFailedError
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 CNI_BIN_DIR = Path("/usr/lib/cni")
 CGROUP_FS = Path("/sys/fs/cgroup")
 # The global kernel tunables kubelet sets on start; the sandbox gives it private copies.
@@ -91,10 +95,6 @@ ENFORCER_TOKEN_DURATION = "8760h"
 
 class NodeUnavailableError(RuntimeError):
     """This machine cannot run the local node; the message says what is missing."""
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("AGENTFLEET_CACHE", REPO_ROOT / ".cache"))
 
 
 def image_archives() -> Path:
@@ -450,7 +450,7 @@ def build_dns_egress_rule(network: ClusterNetwork) -> dict[str, Any]:
 
 
 def build_metadata_component(network: ClusterNetwork) -> Component:
-    """The stand-in metadata server (`agentfleet.localenv.metadata`); ready once the node
+    """The stand-in metadata server (`agentfleet.dev.localenv.metadata`); ready once the node
     reaches it."""
     probe = (
         "import socket; "
@@ -461,7 +461,7 @@ def build_metadata_component(network: ClusterNetwork) -> Component:
         argv=[
             sys.executable,
             "-m",
-            "agentfleet.localenv.metadata",
+            "agentfleet.dev.localenv.metadata",
             network.metadata_ip,
             str(METADATA_PORT),
         ],
@@ -669,7 +669,7 @@ class Node(Service):
             [
                 "unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--mount",
                 "--net", "--uts", "--propagation", "private",
-                sys.executable, "-m", "agentfleet.localenv.nodeinit", str(plan_path),
+                sys.executable, "-m", "agentfleet.dev.localenv.nodeinit", str(plan_path),
             ],
             self.paths.logs,
             stdin_pipe=True,
@@ -681,7 +681,7 @@ class Node(Service):
         self.sandbox.start()
         # Removes the cgroups when the sandbox dies, even if this process is killed.
         subprocess.Popen(
-            [sys.executable, "-m", "agentfleet.localenv.janitor", str(self.sandbox.pid),
+            [sys.executable, "-m", "agentfleet.dev.localenv.janitor", str(self.sandbox.pid),
              self.network.cgroup_root],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
@@ -871,7 +871,7 @@ class Node(Service):
                 argv=[
                     sys.executable,
                     "-m",
-                    "agentfleet.localenv.images",
+                    "agentfleet.dev.localenv.images",
                     "import",
                     str(self.paths.containerd_socket),
                     str(image_archives()),

@@ -3,7 +3,7 @@
 The kernel cleans up everything else of a dead node sandbox (processes, mounts, links,
 firewall rules); cgroup directories stay until someone removes them. `Node` starts this
 as a detached process next to the sandbox, so even a SIGKILLed test run or supervisor
-leaves no cgroup behind: `python -m agentfleet.localenv.janitor <pid> <cgroup root>`
+leaves no cgroup behind: `python -m agentfleet.dev.localenv.janitor <pid> <cgroup root>`
 waits for <pid> to exit (a pidfd, so a reused pid cannot fool it), removes the cgroups,
 and exits.
 """
@@ -15,7 +15,7 @@ import select
 import sys
 import time
 
-from agentfleet.localenv.node import remove_cgroups
+from agentfleet.dev.localenv.node import remove_cgroups
 
 
 def main(argv: list[str]) -> int:

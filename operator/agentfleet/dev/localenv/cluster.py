@@ -2,7 +2,7 @@
 people start with `make cluster-up` / `make cluster-down`.
 
 `LocalCluster` is what the test fixtures, the benchmarks and the demo start: a network
-slot (`agentfleet.localenv.network`), the node's sandbox, the control plane listening on
+slot (`agentfleet.dev.localenv.network`), the node's sandbox, the control plane listening on
 the node link's host end, then the node's components, until the Node is Ready.
 
 `cluster-up` starts a detached supervisor process that owns a `LocalCluster` (its
@@ -24,11 +24,11 @@ import time
 from pathlib import Path
 from typing import Self
 
-from agentfleet.localenv.controlplane import ControlPlane
-from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.network import ClusterNetwork, allocate
-from agentfleet.localenv.node import Node, preflight
-from agentfleet.localenv.waiting import wait_for
+from agentfleet.dev.localenv.controlplane import ControlPlane
+from agentfleet.dev.localenv.lifecycle import Service
+from agentfleet.dev.localenv.network import ClusterNetwork, allocate
+from agentfleet.dev.localenv.node import Node, preflight
+from agentfleet.dev.localenv.waiting import wait_for
 
 DEFAULT_DIR = Path(".cache") / "cluster"
 
@@ -152,7 +152,7 @@ def up(directory: Path = DEFAULT_DIR, timeout: float = 300.0) -> Path:
     (directory / "failed").unlink(missing_ok=True)
     log = (directory / "supervisor.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "agentfleet.localenv.cluster", str(directory)],
+        [sys.executable, "-m", "agentfleet.dev.localenv.cluster", str(directory)],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Self
 
-from agentfleet.localenv.lifecycle import Service
+from agentfleet.dev.localenv.lifecycle import Service
 
 _PR_SET_PDEATHSIG = 1
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from agentfleet.testing.fake_anthropic import Conversation, ToolCall, Turn, call, calls, say
+from agentfleet.dev.testing.fake_anthropic import Conversation, ToolCall, Turn, call, calls, say
 
 GENESIS_PLAN = "agentfleet's genesis agent: you plan"
 GENESIS_SCAFFOLD = "agentfleet's genesis agent: you scaffold"

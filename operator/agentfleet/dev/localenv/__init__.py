@@ -5,11 +5,11 @@ redis-server, prometheus) as child processes on free loopback ports, in a tempor
 directory, and tears them down with no orphans left behind.
 """
 
-from agentfleet.localenv.binaries import BinaryNotFoundError, find_binary
-from agentfleet.localenv.controlplane import ControlPlane
-from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError, free_port
-from agentfleet.localenv.prometheus import PrometheusServer
-from agentfleet.localenv.redis import RedisServer
+from agentfleet.dev.localenv.binaries import BinaryNotFoundError, find_binary
+from agentfleet.dev.localenv.controlplane import ControlPlane
+from agentfleet.dev.localenv.processes import ManagedProcess, ProcessFailedError, free_port
+from agentfleet.dev.localenv.prometheus import PrometheusServer
+from agentfleet.dev.localenv.redis import RedisServer
 
 __all__ = [
     "BinaryNotFoundError",

@@ -4,8 +4,8 @@ kube-scheduler.
 On its own (no `network`) it serves on 127.0.0.1 and has no node: objects, RBAC,
 admission, garbage collection and the workload controllers behave as in a cluster while
 Pods stay Pending. Given a `ClusterNetwork`, it serves on the host end of the node's
-link, where the local node (`agentfleet.localenv.node`) and its Pods reach it; see
-`agentfleet.localenv.cluster.LocalCluster`.
+link, where the local node (`agentfleet.dev.localenv.node`) and its Pods reach it; see
+`agentfleet.dev.localenv.cluster.LocalCluster`.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Self
 
 import yaml
 
-from agentfleet.localenv import pki
-from agentfleet.localenv.binaries import find_binary
-from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.network import ClusterNetwork
-from agentfleet.localenv.processes import ManagedProcess, ProcessFailedError, free_port
+from agentfleet.dev.localenv import pki
+from agentfleet.dev.localenv.binaries import find_binary
+from agentfleet.dev.localenv.lifecycle import Service
+from agentfleet.dev.localenv.network import ClusterNetwork
+from agentfleet.dev.localenv.processes import ManagedProcess, ProcessFailedError, free_port
 
 # Without a node network: loopback only, and a Service range nothing routes to.
 SERVICE_CIDR = "10.0.0.0/24"

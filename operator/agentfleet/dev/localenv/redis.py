@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Self
 
-from agentfleet.localenv.binaries import find_binary
-from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.processes import ManagedProcess, free_port
+from agentfleet.dev.localenv.binaries import find_binary
+from agentfleet.dev.localenv.lifecycle import Service
+from agentfleet.dev.localenv.processes import ManagedProcess, free_port
 
 
 def _ping(port: int, password: str | None) -> bool:

@@ -24,15 +24,14 @@ from typing import Self
 
 from kubernetes import client, config
 
-from agentfleet.localenv.binaries import find_binary
-from agentfleet.localenv.cluster import LocalCluster
-from agentfleet.localenv.lifecycle import Service
-from agentfleet.localenv.processes import ManagedProcess, free_port
-from agentfleet.localenv.prometheus import PrometheusServer
-from agentfleet.localenv.redis import RedisServer
-from agentfleet.localenv.waiting import DeadlineExceededError, wait_for
+from agentfleet.dev.localenv.binaries import REPO_ROOT, find_binary
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.lifecycle import Service
+from agentfleet.dev.localenv.processes import ManagedProcess, free_port
+from agentfleet.dev.localenv.prometheus import PrometheusServer
+from agentfleet.dev.localenv.redis import RedisServer
+from agentfleet.dev.localenv.waiting import DeadlineExceededError, wait_for
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO_ROOT / "crds"
 
 

@@ -52,7 +52,7 @@ from urllib.parse import quote, unquote, urlencode
 import httpx
 import jwt
 
-from agentfleet.testing._http import FakeHTTPServer, Request, Response
+from agentfleet.dev.testing._http import FakeHTTPServer, Request, Response
 
 API_PREFIX = "/api/v3"
 _GIT_PATH = re.compile(

@@ -1,6 +1,6 @@
 """The images `make images` builds (scripts/build-images.sh), as the local node sees them.
 
-`python -m agentfleet.localenv.images import <containerd socket> <archive dir>` imports
+`python -m agentfleet.dev.localenv.images import <containerd socket> <archive dir>` imports
 every archive into containerd's Kubernetes namespace unless containerd already holds
 that exact image (recorded next to its store by the image ID `make images` wrote).
 """
@@ -68,7 +68,7 @@ def import_archives(socket: Path, archives: Path) -> list[str]:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 4 or argv[1] != "import":
-        print("usage: python -m agentfleet.localenv.images import <socket> <archives>")
+        print("usage: python -m agentfleet.dev.localenv.images import <socket> <archives>")
         return 2
     for name in import_archives(Path(argv[2]), Path(argv[3])):
         print(f"imported {name}")
