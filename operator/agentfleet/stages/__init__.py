@@ -1,9 +1,10 @@
 """Stage handlers (genesis, development, content, review) for the worker runtime.
 
-Each is registered in the worker's handler registry under its stage name, so
-`AGENTFLEET_HANDLER=development` (or `--handler development`) runs it; `claude` (a
-WorkerPool's default `spec.handler`) runs the handler of the worker's own stage. A handler built by
-`handler_factory` takes everything it needs from the worker's environment.
+Each is an entry point of the group `agentfleet.handlers` (pyproject.toml) under its stage
+name, so `AGENTFLEET_HANDLER=development` (or `--handler development`) runs it; `claude`
+(a WorkerPool's default `spec.handler`) runs the handler of the worker's own stage. A
+handler built by `handler_factory` takes everything it needs from the worker's
+environment.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from agentfleet.stages.environment import StageConfig, StageEnvironment
 from agentfleet.stages.genesis import GenesisHandler
 from agentfleet.stages.review import ReviewHandler
 from agentfleet.worker.config import WorkerSettings
-from agentfleet.worker.handlers import Handler, register_handler
+from agentfleet.worker.handlers import Handler
 
 HANDLERS: dict[str, type[StageHandler]] = {
     "genesis": GenesisHandler,
@@ -56,9 +57,6 @@ def content_handler(settings: WorkerSettings) -> Handler:
 def review_handler(settings: WorkerSettings) -> Handler:
     return handler_factory("review")(settings)
 
-
-for _name in HANDLERS:
-    register_handler(_name, f"agentfleet.stages:{_name}_handler")
 
 __all__ = [
     "HANDLERS",

@@ -1,10 +1,10 @@
 """The handler interface: how a stage's work plugs into the worker runtime.
 
 A handler is an object with one async method, `handle(item, context)`, returning a
-`HandlerResult`. Handlers are built by factories registered under a name; the worker's
-`--handler` / `AGENTFLEET_HANDLER` picks one. A factory may be registered as an object
-or lazily as a `"module:attribute"` string, and an unregistered `module:attribute` works
-too, so a handler package needs no change here to be usable.
+`HandlerResult`. Handlers are built by factories found by name: entry points of the group
+`agentfleet.handlers` (agentfleet's own are declared in pyproject.toml), or factories
+registered at run time; the worker's `--handler` / `AGENTFLEET_HANDLER` picks one. An
+unregistered `module:attribute` path works too.
 
 Cancellation: the runtime cancels the handler's task (asyncio.CancelledError) when the
 item is lost to another worker or the drain grace period runs out; handlers must let
@@ -20,13 +20,13 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.api import Stage
-from agentfleet.api.workerpool import CLAUDE_HANDLER
 from agentfleet.queue.models import WorkItem
 from agentfleet.worker.config import WorkerSettings
 
@@ -90,14 +90,17 @@ class Handler(Protocol):
 
 HandlerFactory = Callable[[WorkerSettings], Handler]
 
-# Lazy paths: a worker imports only the handler it runs (the stage handlers pull in the
-# Anthropic and GitHub clients, which a `command` worker does not need).
-_REGISTRY: dict[str, HandlerFactory | str] = {
-    "command": "agentfleet.worker.command:CommandHandler",
-    # A WorkerPool's default: the Claude agent of whatever stage the worker serves.
-    CLAUDE_HANDLER: "agentfleet.stages:claude_handler",
-    **{stage.value: f"agentfleet.stages:{stage.value}_handler" for stage in Stage},
-}
+HANDLER_ENTRY_POINTS = "agentfleet.handlers"
+"""The entry-point group handlers are found in. agentfleet's own (`command`, `claude` and
+one per stage) are declared in its pyproject.toml; a separate distribution adds its own
+handlers the same way, without a change here."""
+
+_REGISTERED: dict[str, HandlerFactory | str] = {}
+"""Handlers registered at run time (tests, embedding), over the entry points."""
+
+
+def _entry_points() -> dict[str, str]:
+    return {point.name: point.value for point in entry_points(group=HANDLER_ENTRY_POINTS)}
 
 
 class UnknownHandlerError(LookupError):
@@ -106,15 +109,20 @@ class UnknownHandlerError(LookupError):
 
 def register_handler(name: str, factory: HandlerFactory | str) -> None:
     """Register a factory, or a lazy `"module:attribute"` path to one, under `name`."""
-    _REGISTRY[name] = factory
+    _REGISTERED[name] = factory
 
 
 def registered_handlers() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted({*_entry_points(), *_REGISTERED})
 
 
 def build_handler(name: str, settings: WorkerSettings) -> Handler:
-    target = _REGISTRY.get(name, name)
+    """The handler `name` names: registered, an entry point, or a `module:attribute` path.
+
+    Entry points are loaded lazily: a worker imports only the handler it runs (the stage
+    handlers pull in the Anthropic and GitHub clients, which a `command` worker does not
+    need)."""
+    target = _REGISTERED.get(name) or _entry_points().get(name, name)
     factory = _import(target) if isinstance(target, str) else target
     return factory(settings)
 

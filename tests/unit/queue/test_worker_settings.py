@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
 import pytest
 from pydantic import ValidationError
 
 from agentfleet.api import Stage
+from agentfleet.api.workerpool import CLAUDE_HANDLER
 from agentfleet.queue import WorkItem
 from agentfleet.worker import (
     HandlerResult,
@@ -17,6 +22,7 @@ from agentfleet.worker import (
 )
 from agentfleet.worker.command import CommandHandler, last_line_object
 from agentfleet.worker.config import settings_from
+from agentfleet.worker.handlers import HANDLER_ENTRY_POINTS
 
 pytestmark = pytest.mark.unit
 
@@ -110,6 +116,21 @@ def test_handlers_are_built_by_registered_name_or_import_path() -> None:
 
 def test_the_stage_handlers_are_known_without_importing_them() -> None:
     assert {"claude", "genesis", "development", "content", "review"} <= set(registered_handlers())
+    probe = (
+        "import sys; from agentfleet.worker import registered_handlers; registered_handlers(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('agentfleet.stages', 'anthropic'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[]", result.stdout
+
+
+def test_every_stage_and_the_default_handler_are_entry_points() -> None:
+    points = {point.name: point for point in entry_points(group=HANDLER_ENTRY_POINTS)}
+    assert set(points) == {CLAUDE_HANDLER, "command", *(stage.value for stage in Stage)}
+    for point in points.values():
+        assert callable(point.load()), point
 
 
 @pytest.mark.parametrize("name", ["gpt", "no.such.module:factory", f"{__name__}:missing"])
