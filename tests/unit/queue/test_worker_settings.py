@@ -118,7 +118,8 @@ def test_the_stage_handlers_are_known_without_importing_them() -> None:
     assert {"claude", "genesis", "development", "content", "review"} <= set(registered_handlers())
     probe = (
         "import sys; from agentfleet.worker import registered_handlers; registered_handlers(); "
-        "print(sorted(m for m in sys.modules if m.startswith(('agentfleet.stages', 'anthropic'))))"
+        "print(sorted(m for m in sys.modules if m.startswith(("
+        "'agentfleet.stages', 'anthropic'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
