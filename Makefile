@@ -53,7 +53,7 @@ test-unit: venv ## the pure tests only (no servers)
 	$(BIN)/pytest -m unit $(PYTEST_ARGS)
 
 crds: venv ## regenerate crds/, the chart's copy and docs/crds.md from the pydantic models
-	$(BIN)/python -m agentfleet.api.generate
+	$(BIN)/python -m agentfleet.core.api.generate
 	rm -f charts/agentfleet/crds/*.yaml && cp crds/*.yaml charts/agentfleet/crds/
 
 cluster-up: deps ## start a local cluster (control plane + one node) in the background; prints KUBECONFIG

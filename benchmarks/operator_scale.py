@@ -43,8 +43,7 @@ from typing import Any
 from kubernetes import client, config
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.api import Stage
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.core.api import Stage
 from agentfleet.dev.localenv import (
     ControlPlane,
     ManagedProcess,
@@ -54,6 +53,7 @@ from agentfleet.dev.localenv import (
 )
 from agentfleet.dev.localenv.stack import CRD_DIR
 from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
 
 POLL_SECONDS = 15
 RSS_TARGET_MB = 300.0

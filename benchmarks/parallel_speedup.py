@@ -38,13 +38,13 @@ from typing import Any
 import yaml
 from github import Auth, Github
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.github import IssueFacts, ProjectIntake, issue_work
+from agentfleet.core.github.markers import extract_state
+from agentfleet.core.queue import CompletionOutcome, WorkQueue
 from agentfleet.dev.localenv.stack import LocalStack
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, agents
-from agentfleet.github import IssueFacts, ProjectIntake, issue_work
-from agentfleet.github.markers import extract_state
-from agentfleet.queue import CompletionOutcome, WorkQueue
 
 BOT_TOKEN = "ghp_" + "benchmark" * 4
 OWNER_TOKEN = "ghp_" + "0wner" * 8

@@ -44,10 +44,10 @@ from typing import Any
 
 from kubernetes import client, watch
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import Lane, WorkItem, WorkQueue
 from agentfleet.dev.localenv.stack import LocalStack
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.queue import Lane, WorkItem, WorkQueue
 
 NAMESPACE = "pod-start"
 POOL = "cold"

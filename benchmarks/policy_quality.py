@@ -41,7 +41,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from agentfleet.api.autoscaling import AutoscalingSpec, RateLimitPolicy
+from agentfleet.core.api.autoscaling import AutoscalingSpec, RateLimitPolicy
 from agentfleet.simulator.compare import PoolPolicy, compare
 from agentfleet.simulator.engine import RateLimit, SimulationResult, simulate
 from agentfleet.simulator.forecast import MIN_SERVICE_SAMPLES, replay

@@ -54,9 +54,9 @@ from typing import Any, TypeVar
 
 from redis import Redis
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import LANES_BY_PRIORITY, Subscription, WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer
-from agentfleet.queue import LANES_BY_PRIORITY, Subscription, WorkItem, WorkQueue
 
 NAMESPACE = "bench"
 PAYLOAD = {

@@ -7,11 +7,11 @@ from importlib.util import find_spec
 import typer
 
 from agentfleet import __version__
-from agentfleet.controller.cli import operator
-from agentfleet.queue.cli import queue_exporter
-from agentfleet.sandbox.cli import sandbox
+from agentfleet.core.queue.cli import queue_exporter
+from agentfleet.operator.cli import operator
 from agentfleet.simulator.cli import simulate
 from agentfleet.worker.cli import worker
+from agentfleet.worker.sandbox.cli import sandbox
 
 app = typer.Typer(
     name="agentfleet",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 from agentfleet.dev.localenv import find_binary
 from agentfleet.dev.localenv.cluster import running_pid
 from agentfleet.dev.localenv.network import NODE_NAME

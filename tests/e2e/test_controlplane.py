@@ -6,7 +6,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE as WORKER_IMAGE
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE as WORKER_IMAGE
 from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -53,20 +53,36 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
     ("crossing", "contract"),
     [
         (
-            ("worker/config.py", "import agentfleet.controller.kube  # noqa"),
-            "Worker Pod code never reaches the operator or the Kubernetes API",
+            ("core/podenv.py", "import agentfleet.operator.kube  # noqa"),
+            "The shared core imports no process",
         ),
         (
-            ("controller/children.py", "import agentfleet.dev.localenv.stack  # noqa"),
+            ("worker/runtime.py", "import agentfleet.operator.kube  # noqa"),
+            "The operator and a worker Pod share only the core",
+        ),
+        (
+            ("operator/children.py", "import agentfleet.worker.stages  # noqa"),
+            "The operator and a worker Pod share only the core",
+        ),
+        (
+            ("core/pipeline/ids.py", "import agentfleet.core.queue.workqueue  # noqa"),
+            "The pure core (api, pipeline, redaction) does no I/O",
+        ),
+        (
+            ("operator/children.py", "import agentfleet.dev.localenv.stack  # noqa"),
             "Nothing that runs in a cluster depends on developer-only code",
         ),
         (
-            ("queue/workqueue.py", "import github  # noqa"),
-            "The queue knows nothing of GitHub, the model or Kubernetes",
+            ("worker/stages/base.py", "import kubernetes.client  # noqa"),
+            "A worker Pod never reaches the Kubernetes API",
         ),
         (
-            ("pipeline/ids.py", "import agentfleet.queue.workqueue  # noqa"),
-            "The shared core (api, pipeline, redaction) imports nothing of agentfleet's processes",
+            ("operator/kube.py", "import anthropic  # noqa"),
+            "The operator does not run agents",
+        ),
+        (
+            ("core/queue/workqueue.py", "import github  # noqa"),
+            "The queue knows nothing of GitHub, the model or Kubernetes",
         ),
     ],
 )

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.unit
 
 def test_operator_and_cli_do_not_import_the_claude_client() -> None:
     probe = (
-        "import sys; import agentfleet.cli, agentfleet.controller.operator; "
+        "import sys; import agentfleet.cli, agentfleet.operator.handlers; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'anthropic'))"
     )
     result = subprocess.run(

@@ -42,7 +42,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_wheel_leaves_out_developer_only_code(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "agentfleet/cli.py" in names
-    assert "agentfleet/controller/operator.py" in names
+    assert "agentfleet/operator/handlers.py" in names
     assert "agentfleet/worker/runtime.py" in names
     assert not [name for name in names if name.startswith("agentfleet/dev/")]
 

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from agentfleet.agents.untrusted import untrusted
-from agentfleet.redaction import REDACTED, RedactingLogger, Redactor
+from agentfleet.core.redaction import REDACTED, RedactingLogger, Redactor
+from agentfleet.worker.agents.untrusted import untrusted
 
 pytestmark = pytest.mark.unit
 

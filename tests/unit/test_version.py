@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from agentfleet import __version__
-from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 
 pytestmark = pytest.mark.unit
 

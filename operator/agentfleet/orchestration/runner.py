@@ -17,15 +17,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentfleet.github import (
+from agentfleet.core.github import (
     DIAGNOSTIC_LABEL,
     DRY_RUN_LABEL,
     SUB_TASK_LABEL,
     IssueInfo,
     RepoClient,
 )
-from agentfleet.github.intake import GENERATED_LABELS
-from agentfleet.github.markers import embed_state, extract_state, find_markers
+from agentfleet.core.github.events import GENERATED_LABELS
+from agentfleet.core.github.markers import embed_state, extract_state, find_markers
+from agentfleet.core.pipeline import IssuePayload, WorkItem, issue_branch, sub_task_item
+from agentfleet.core.queue import CompletionOutcome, WorkQueue
 from agentfleet.orchestration.aggregate import (
     TaskRecord,
     TaskState,
@@ -35,8 +37,6 @@ from agentfleet.orchestration.aggregate import (
 )
 from agentfleet.orchestration.parse import SubTask, parse_subtasks
 from agentfleet.orchestration.validate import render_report, validate
-from agentfleet.pipeline import IssuePayload, WorkItem, issue_branch, sub_task_item
-from agentfleet.queue import CompletionOutcome, WorkQueue
 from agentfleet.worker.handlers import HandlerResult
 
 SUMMARY = "summary"

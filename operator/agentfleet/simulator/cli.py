@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.simulator.compare import PoolPolicy, compare
 from agentfleet.simulator.engine import RateLimit
 from agentfleet.simulator.forecast import replay

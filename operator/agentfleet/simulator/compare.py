@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from agentfleet.api import Stage
-from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.api.workerpool import WorkerPoolSpec
-from agentfleet.autoscaler.decision import Decision
+from agentfleet.core.api import Stage
+from agentfleet.core.api.autoscaling import AutoscalingSpec
+from agentfleet.core.api.workerpool import WorkerPoolSpec
+from agentfleet.operator.autoscaler.decision import Decision
 from agentfleet.simulator.engine import RateLimit, SimulationResult, simulate
 from agentfleet.simulator.policies import (
     AgentfleetPolicy,

@@ -26,8 +26,8 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.autoscaler.rates import buckets, regular_rate
+from agentfleet.core.api.autoscaling import AutoscalingSpec
+from agentfleet.operator.autoscaler.rates import buckets, regular_rate
 from agentfleet.simulator.engine import RateLimit, SimulationResult, simulate
 from agentfleet.simulator.policies import AgentfleetPolicy, Policy, PoolView, StaticPolicy
 from agentfleet.simulator.trace import Arrival
@@ -290,7 +290,7 @@ def observe(
 ) -> list[ProjectLoad]:
     """Per Project, what the queue and the workers would have reported at `at`: items
     waiting and in progress, the regular arrival rate over the window (quarter hours, a
-    burst damped: `agentfleet.autoscaler.rates`; a burst already queued is not
+    burst damped: `agentfleet.operator.autoscaler.rates`; a burst already queued is not
     extrapolated into the future), and the mean processing time of the items finished
     over the service window (a day: the mean of a lognormal needs many items; or of the
     last `MIN_SERVICE_SAMPLES` finished, if the window has fewer)."""

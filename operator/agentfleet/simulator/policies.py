@@ -1,6 +1,6 @@
 """Scaling policies the simulator compares, each asked once per poll for the replicas.
 
-- `AgentfleetPolicy` calls `agentfleet.autoscaler.decide`, the function the operator runs,
+- `AgentfleetPolicy` calls `agentfleet.operator.autoscaler.decide`, the function the operator runs,
   with the same policy object; only the clock is simulated.
 - `StaticPolicy` is fixed provisioning.
 - `QueueLengthTargetPolicy` sizes the pool the way KEDA's queue scalers do: KEDA feeds the
@@ -17,9 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.autoscaler.decision import Decision, Direction, ScaleState, Signals, decide
-from agentfleet.autoscaler.rates import buckets, regular_rate
+from agentfleet.core.api.autoscaling import AutoscalingSpec
+from agentfleet.operator.autoscaler.decision import Decision, Direction, ScaleState, Signals, decide
+from agentfleet.operator.autoscaler.rates import buckets, regular_rate
 
 if TYPE_CHECKING:
     from agentfleet.simulator.engine import History
@@ -57,7 +57,7 @@ def observed_rates(
     spec: AutoscalingSpec, history: History | None, now: float
 ) -> dict[str, float | None]:
     """The forecast signals as the operator's Prometheus source computes them: the mean
-    processing time and the regular arrival rate (`agentfleet.autoscaler.rates`) over the
+    processing time and the regular arrival rate (`agentfleet.operator.autoscaler.rates`) over the
     prediction window, and the regular arrival rate over the lookahead one period ago.
     Before a whole window (or period) has been observed there is no information, not
     zero."""

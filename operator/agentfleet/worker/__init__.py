@@ -1,6 +1,6 @@
 """The worker runtime (`agentfleet worker`): pulls its pool's lanes and runs a handler."""
 
-from agentfleet.worker.config import ENV_VARS, WorkerSettings
+from agentfleet.core.podenv import ENV_VARS, WorkerSettings
 from agentfleet.worker.handlers import (
     Handler,
     HandlerContext,

@@ -10,8 +10,8 @@ import typer
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
-from agentfleet.redaction import display_url
-from agentfleet.worker.config import ENV_VARS, current_settings
+from agentfleet.core.podenv import ENV_VARS, current_settings
+from agentfleet.core.redaction import display_url
 from agentfleet.worker.handlers import UnknownHandlerError, build_handler
 from agentfleet.worker.runtime import serve
 

@@ -28,8 +28,8 @@ import os
 import signal
 from typing import Any
 
-from agentfleet.queue.models import WorkItem
-from agentfleet.worker.config import WorkerSettings
+from agentfleet.core.podenv import WorkerSettings
+from agentfleet.core.queue.models import WorkItem
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 
 PERMANENT_FAILURE_STATUS = 65

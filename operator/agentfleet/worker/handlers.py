@@ -26,9 +26,9 @@ from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from agentfleet.api import Stage
-from agentfleet.queue.models import WorkItem
-from agentfleet.worker.config import WorkerSettings
+from agentfleet.core.api import Stage
+from agentfleet.core.podenv import WorkerSettings
+from agentfleet.core.queue.models import WorkItem
 
 
 @dataclass

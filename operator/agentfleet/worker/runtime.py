@@ -21,7 +21,8 @@ from typing import TypeVar
 
 from prometheus_client import start_http_server
 
-from agentfleet.queue import (
+from agentfleet.core.podenv import WorkerSettings
+from agentfleet.core.queue import (
     CONNECTION_ERRORS,
     Claim,
     FailOutcome,
@@ -30,8 +31,7 @@ from agentfleet.queue import (
     WorkQueue,
     next_stage,
 )
-from agentfleet.queue.models import utcnow
-from agentfleet.worker.config import WorkerSettings
+from agentfleet.core.queue.models import utcnow
 from agentfleet.worker.handlers import Handler, HandlerContext, HandlerResult
 from agentfleet.worker.metrics import WorkerMetrics, exposition_registry
 

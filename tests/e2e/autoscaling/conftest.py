@@ -22,7 +22,7 @@ import pytest
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.core.queue import WorkQueue
 from agentfleet.dev.localenv import (
     BinaryNotFoundError,
     ManagedProcess,
@@ -32,7 +32,7 @@ from agentfleet.dev.localenv import (
 )
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.stack import CRD_DIR, LocalStack
-from agentfleet.queue import WorkQueue
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
 

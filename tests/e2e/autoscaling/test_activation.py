@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import Lane, WorkItem
 from agentfleet.dev.localenv.stack import LocalStack
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.queue import Lane, WorkItem
 
 if TYPE_CHECKING:
     from .conftest import Cluster

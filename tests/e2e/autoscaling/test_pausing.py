@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client
 
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.controller.scaling import PAUSED_REPLICAS_ANNOTATION
 from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.operator.scaling import PAUSED_REPLICAS_ANNOTATION
 
 if TYPE_CHECKING:
     from .conftest import PeeredOperator

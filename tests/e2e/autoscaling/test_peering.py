@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client
 
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
 from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
 
 if TYPE_CHECKING:
     from .conftest import PeeredOperator

@@ -29,11 +29,11 @@ import yaml
 from kubernetes import client
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import Lane, WorkItem, WorkQueue
 from agentfleet.dev.localenv import PrometheusServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.queue import Lane, WorkItem, WorkQueue
 
 REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "agentfleet"

@@ -16,11 +16,11 @@ import httpx
 import pytest
 from github import Github
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer
 from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
 from agentfleet.dev.testing import Delivery, FakeGitHub
-from agentfleet.queue import WorkItem, WorkQueue
 
 from .conftest import BOT_TOKEN, Cluster, IntakeOperator
 

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 from agentfleet.dev.localenv import find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.metadata import CONNECTION_MARK as METADATA_MARK

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import Subscription, WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.queue import Subscription, WorkItem, WorkQueue
 
 if TYPE_CHECKING:
     from .conftest import Kubectl, Objects

@@ -31,13 +31,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from kubernetes import client
 
-from agentfleet.api.project import CREDENTIAL_APP_KEYS, CREDENTIAL_TOKEN_KEY
+from agentfleet.core.api.project import CREDENTIAL_APP_KEYS, CREDENTIAL_TOKEN_KEY
+from agentfleet.core.github.credentials import WEBHOOK_SECRET_KEY
 from agentfleet.dev.localenv import find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.stack import LocalStack
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub
 from agentfleet.dev.testing._http import FakeHTTPServer, Request, Response
-from agentfleet.github.credentials import WEBHOOK_SECRET_KEY
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
 POOL = "dev"

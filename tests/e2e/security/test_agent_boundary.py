@@ -32,14 +32,14 @@ from typing import Any
 import pytest
 from github import Auth, Github
 
-from agentfleet.api.workerpool import DEFAULT_WORKER_IMAGE, METRICS_PORT
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE, METRICS_PORT
+from agentfleet.core.pipeline import issue_branch
+from agentfleet.core.podenv import PROJECTS_DIR
+from agentfleet.core.queue import WorkQueue
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.dev.testing import ToolCall, Turn, call
 from agentfleet.dev.testing.agents import DEVELOPMENT, TEST_TEMPLATE
 from agentfleet.dev.testing.fake_anthropic import Conversation, say
-from agentfleet.pipeline import issue_branch
-from agentfleet.queue import WorkQueue
-from agentfleet.worker.config import PROJECTS_DIR
 
 from .conftest import (
     ALLOWED_BODY,

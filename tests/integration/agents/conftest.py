@@ -7,8 +7,8 @@ import anthropic
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet.agents import AgentMetrics, AgentSettings, Redactor, Workspace
 from agentfleet.dev.testing import FakeAnthropic
+from agentfleet.worker.agents import AgentMetrics, AgentSettings, Redactor, Workspace
 
 
 @pytest.fixture

@@ -12,7 +12,9 @@ import anthropic
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet.agents import (
+from agentfleet.dev.testing import FakeAnthropic, Turn, call, calls, say, scripted
+from agentfleet.dev.testing.fake_anthropic import ToolCall
+from agentfleet.worker.agents import (
     REDACTED,
     AgentError,
     AgentMetrics,
@@ -23,8 +25,6 @@ from agentfleet.agents import (
     WorkspaceTools,
     submit_tool,
 )
-from agentfleet.dev.testing import FakeAnthropic, Turn, call, calls, say, scripted
-from agentfleet.dev.testing.fake_anthropic import ToolCall
 
 pytestmark = pytest.mark.integration
 

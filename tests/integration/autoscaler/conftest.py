@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
 from agentfleet.dev.localenv import PrometheusServer
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
 
 
 @pytest.fixture(scope="session")

@@ -12,15 +12,15 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet.api import Stage
-from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.autoscaler.decision import Decision, Direction, Trigger
-from agentfleet.autoscaler.loop import AutoscalerLoop
-from agentfleet.autoscaler.pools import PoolKey, PoolTarget
-from agentfleet.autoscaler.prometheus import PrometheusSource
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.core.api import Stage
+from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.dev.localenv import PrometheusServer
 from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.operator.autoscaler.decision import Decision, Direction, Trigger
+from agentfleet.operator.autoscaler.loop import AutoscalerLoop
+from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.operator.autoscaler.prometheus import PrometheusSource
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
 
 pytestmark = pytest.mark.integration
 

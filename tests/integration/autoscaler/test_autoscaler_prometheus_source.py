@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from agentfleet.api import Stage
-from agentfleet.api.autoscaling import AutoscalingSpec, MetricQueries
-from agentfleet.autoscaler.decision import Signals
-from agentfleet.autoscaler.pools import PoolKey, PoolTarget
-from agentfleet.autoscaler.prometheus import PrometheusSource
-from agentfleet.autoscaler.synthetic import SyntheticQueueMetrics
+from agentfleet.core.api import Stage
+from agentfleet.core.api.autoscaling import AutoscalingSpec, MetricQueries
 from agentfleet.dev.localenv import PrometheusServer, free_port
 from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.operator.autoscaler.decision import Signals
+from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.operator.autoscaler.prometheus import PrometheusSource
+from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
 
 pytestmark = pytest.mark.integration
 

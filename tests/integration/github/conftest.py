@@ -10,10 +10,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, Github
 from pydantic import SecretStr
 
+from agentfleet.core.github import GitHubCredentials, Pacing, RepoClient
+from agentfleet.core.queue import WorkQueue
 from agentfleet.dev.localenv import RedisServer
 from agentfleet.dev.testing import FakeGitHub
-from agentfleet.github import GitHubCredentials, Pacing, RepoClient
-from agentfleet.queue import WorkQueue
 
 BOT_TOKEN = "ghp_" + "b0t" * 12
 HUMAN_TOKEN = "ghp_" + "hum4n" * 8

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from agentfleet.core.github import GitCheckout, GitError, RepoClient
+from agentfleet.core.redaction import Redactor
 from agentfleet.dev.testing import FakeGitHub
-from agentfleet.github import GitCheckout, GitError, RepoClient
-from agentfleet.redaction import Redactor
 
 pytestmark = pytest.mark.integration
 

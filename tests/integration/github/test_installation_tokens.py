@@ -17,10 +17,8 @@ import pytest
 from github import Auth, Github, GithubException, UnknownObjectException
 from pydantic import SecretStr
 
-from agentfleet.agents import AgentSettings
-from agentfleet.api import Stage
-from agentfleet.dev.testing import FakeGitHub
-from agentfleet.github import (
+from agentfleet.core.api import Stage
+from agentfleet.core.github import (
     INTAKE_PERMISSIONS,
     SCAFFOLD_PERMISSIONS,
     SUB_TASK_LABEL,
@@ -32,11 +30,13 @@ from agentfleet.github import (
     TokenError,
     stage_permissions,
 )
-from agentfleet.github.git import basic_credential
-from agentfleet.github.tokens import REFRESH_MARGIN, utc_now
-from agentfleet.queue import WorkItem
-from agentfleet.redaction import REDACTED, Redactor
-from agentfleet.stages import StageConfig, StageEnvironment
+from agentfleet.core.github.git import basic_credential
+from agentfleet.core.github.tokens import REFRESH_MARGIN, utc_now
+from agentfleet.core.queue import WorkItem
+from agentfleet.core.redaction import REDACTED, Redactor
+from agentfleet.dev.testing import FakeGitHub
+from agentfleet.worker.agents import AgentSettings
+from agentfleet.worker.stages import StageConfig, StageEnvironment
 
 from .conftest import BOT_TOKEN, AppKeys
 

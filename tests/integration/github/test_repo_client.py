@@ -9,9 +9,8 @@ import pytest
 from github import Github, RateLimitExceededException
 from pydantic import SecretStr
 
-from agentfleet.api import Stage
-from agentfleet.dev.testing import FakeGitHub
-from agentfleet.github import (
+from agentfleet.core.api import Stage
+from agentfleet.core.github import (
     GitCheckout,
     GitError,
     GitHubCredentials,
@@ -20,7 +19,8 @@ from agentfleet.github import (
     marker,
     stage_permissions,
 )
-from agentfleet.redaction import Redactor
+from agentfleet.core.redaction import Redactor
+from agentfleet.dev.testing import FakeGitHub
 
 from .conftest import new_app_keys
 

@@ -14,10 +14,7 @@ import pytest
 from github import Github
 from prometheus_client import CollectorRegistry
 
-from agentfleet.dev.localenv import free_port
-from agentfleet.dev.localenv.waiting import async_wait_for
-from agentfleet.dev.testing import FakeGitHub
-from agentfleet.github import (
+from agentfleet.core.github import (
     ProjectIntake,
     RepoClient,
     WebhookServer,
@@ -25,7 +22,10 @@ from agentfleet.github import (
     create_webhook_app,
     poll_project,
 )
-from agentfleet.queue import WorkItem, WorkQueue
+from agentfleet.core.queue import WorkItem, WorkQueue
+from agentfleet.dev.localenv import free_port
+from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.dev.testing import FakeGitHub
 
 pytestmark = pytest.mark.integration
 

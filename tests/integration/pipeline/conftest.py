@@ -20,18 +20,18 @@ from github import Auth, Github
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from agentfleet.agents import AgentMetrics, AgentSettings, Redactor
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.github import GitHubCredentials, ProjectIntake
+from agentfleet.core.podenv import WorkerSettings
+from agentfleet.core.queue import RetryPolicy, WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer
 from agentfleet.dev.localenv.waiting import async_wait_for
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub
-from agentfleet.github import GitHubCredentials, ProjectIntake
-from agentfleet.queue import RetryPolicy, WorkItem, WorkQueue
-from agentfleet.stages import HANDLERS, StageConfig, StageEnvironment
-from agentfleet.worker.config import WorkerSettings
+from agentfleet.worker.agents import AgentMetrics, AgentSettings, Redactor
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.metrics import WorkerMetrics
 from agentfleet.worker.runtime import Worker
+from agentfleet.worker.stages import HANDLERS, StageConfig, StageEnvironment
 
 BOT_TOKEN = "ghp_" + "pipel1ne" * 5
 HUMAN_TOKEN = "ghp_" + "0wner" * 8

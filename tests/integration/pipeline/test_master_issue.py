@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from agentfleet.api import Stage
-from agentfleet.dev.testing import Conversation, agents
-from agentfleet.github import (
+from agentfleet.core.api import Stage
+from agentfleet.core.github import (
     GitHubCredentials,
     IssueFacts,
     Pacing,
@@ -15,8 +14,9 @@ from agentfleet.github import (
     issue_work,
     poll_project,
 )
-from agentfleet.github.intake import command_work
-from agentfleet.queue import CompletionOutcome
+from agentfleet.core.github.events import command_work
+from agentfleet.core.queue import CompletionOutcome
+from agentfleet.dev.testing import Conversation, agents
 
 from .conftest import BOT_TOKEN, NAMESPACE, Pipeline
 

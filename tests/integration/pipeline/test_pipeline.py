@@ -13,18 +13,18 @@ from collections.abc import Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet.api import Stage
-from agentfleet.dev.localenv import free_port
-from agentfleet.dev.localenv.waiting import async_wait_for
-from agentfleet.dev.testing import Conversation, FakeGitHub, Turn, agents, call, say
-from agentfleet.github import (
+from agentfleet.core.api import Stage
+from agentfleet.core.github import (
     SCAFFOLD_PERMISSIONS,
     STAGE_PERMISSIONS,
     WebhookServer,
     WebhookTarget,
     create_webhook_app,
 )
-from agentfleet.queue import CompletionOutcome, WorkItem
+from agentfleet.core.queue import CompletionOutcome, WorkItem
+from agentfleet.dev.localenv import free_port
+from agentfleet.dev.localenv.waiting import async_wait_for
+from agentfleet.dev.testing import Conversation, FakeGitHub, Turn, agents, call, say
 
 from .conftest import MODEL, NAMESPACE, Pipeline, shop_item
 

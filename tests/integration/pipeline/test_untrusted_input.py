@@ -12,9 +12,9 @@ import json
 
 import pytest
 
-from agentfleet.agents.untrusted import is_hidden_character
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
 from agentfleet.dev.testing import FakeAnthropic, agents
+from agentfleet.worker.agents.untrusted import is_hidden_character
 
 from .conftest import NAMESPACE, Pipeline, shop_item
 

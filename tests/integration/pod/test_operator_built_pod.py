@@ -21,9 +21,14 @@ import pytest
 from github import Auth, Github
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.api.project import ProjectSpec
-from agentfleet.api.workerpool import WorkerPoolSpec
-from agentfleet.controller.children import (
+from agentfleet.core.api.project import ProjectSpec
+from agentfleet.core.api.workerpool import WorkerPoolSpec
+from agentfleet.core.github import IssueFacts, ProjectIntake, issue_work
+from agentfleet.core.queue import CompletionOutcome, WorkQueue
+from agentfleet.dev.localenv import ManagedProcess, RedisServer, free_port
+from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
+from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, agents
+from agentfleet.operator.children import (
     QUEUE_URL_KEY,
     PoolIdentity,
     ServedProject,
@@ -31,11 +36,6 @@ from agentfleet.controller.children import (
     build_deployment,
     queue_secret_name,
 )
-from agentfleet.dev.localenv import ManagedProcess, RedisServer, free_port
-from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
-from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, agents
-from agentfleet.github import IssueFacts, ProjectIntake, issue_work
-from agentfleet.queue import CompletionOutcome, WorkQueue
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from agentfleet.core.queue import ManualClock, RetryPolicy, WorkQueue
 from agentfleet.dev.localenv import RedisServer
-from agentfleet.queue import ManualClock, RetryPolicy, WorkQueue
 
 FAST_RETRIES = RetryPolicy(default_max_attempts=3, base_delay_seconds=0.02, max_delay_seconds=0.1)
 

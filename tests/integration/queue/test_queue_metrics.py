@@ -15,7 +15,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from redis import Redis
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import Lane, ManualClock, Subscription, WorkItem, WorkQueue
+from agentfleet.core.queue.metrics import QueueCollector
 from agentfleet.dev.localenv import (
     ManagedProcess,
     PrometheusServer,
@@ -24,8 +26,6 @@ from agentfleet.dev.localenv import (
     free_port,
 )
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.queue import Lane, ManualClock, Subscription, WorkItem, WorkQueue
-from agentfleet.queue.metrics import QueueCollector
 from agentfleet.worker.metrics import WorkerMetrics
 
 pytestmark = pytest.mark.integration

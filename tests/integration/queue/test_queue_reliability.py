@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from redis import Redis
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import StageQueueStats, WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.queue import StageQueueStats, WorkItem, WorkQueue
 
 pytestmark = pytest.mark.integration
 

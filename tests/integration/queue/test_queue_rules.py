@@ -13,10 +13,8 @@ from functools import partial
 
 import pytest
 
-from agentfleet.api import Stage
-from agentfleet.dev.localenv import RedisServer
-from agentfleet.dev.localenv.waiting import async_wait_for
-from agentfleet.queue import (
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import (
     Arrival,
     Claim,
     CompletionOutcome,
@@ -29,6 +27,8 @@ from agentfleet.queue import (
     WorkItem,
     WorkQueue,
 )
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import async_wait_for
 
 pytestmark = pytest.mark.integration
 

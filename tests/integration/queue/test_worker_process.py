@@ -15,10 +15,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from agentfleet.api import Stage
-from agentfleet.dev.localenv import RedisServer, free_port
-from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
-from agentfleet.queue import (
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import (
     Claim,
     CompletionOutcome,
     CompletionRecord,
@@ -27,6 +25,8 @@ from agentfleet.queue import (
     WorkItem,
     WorkQueue,
 )
+from agentfleet.dev.localenv import RedisServer, free_port
+from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from agentfleet.dev.localenv.waiting import async_wait_for
-from agentfleet.sandbox import CommandRequest, SandboxUnavailableError
-from agentfleet.sandbox.client import SandboxRunner
-from agentfleet.sandbox.server import SandboxServer
+from agentfleet.worker.sandbox import CommandRequest, SandboxUnavailableError
+from agentfleet.worker.sandbox.client import SandboxRunner
+from agentfleet.worker.sandbox.server import SandboxServer
 
 pytestmark = pytest.mark.integration
 

@@ -7,16 +7,16 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agentfleet.agents.pricing import cost_usd, price_for
-from agentfleet.agents.retry import (
+from agentfleet.core.api.workerpool import DEFAULT_MODEL
+from agentfleet.worker.agents.pricing import cost_usd, price_for
+from agentfleet.worker.agents.retry import (
     backoff_seconds,
     rate_limit_headroom,
     response_status,
     retry_after_seconds,
     retry_delay,
 )
-from agentfleet.agents.settings import AgentSettings
-from agentfleet.api.workerpool import DEFAULT_MODEL
+from agentfleet.worker.agents.settings import AgentSettings
 
 pytestmark = pytest.mark.unit
 

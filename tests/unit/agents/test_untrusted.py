@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet.agents.untrusted import Sanitised, is_hidden_character, sanitise, untrusted
-from agentfleet.redaction import REDACTED, Redactor
+from agentfleet.core.redaction import REDACTED, Redactor
+from agentfleet.worker.agents.untrusted import Sanitised, is_hidden_character, sanitise, untrusted
 
 pytestmark = pytest.mark.unit
 

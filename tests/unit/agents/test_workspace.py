@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agentfleet.agents.workspace import PathEscapeError, Workspace
+from agentfleet.worker.agents.workspace import PathEscapeError, Workspace
 
 pytestmark = pytest.mark.unit
 

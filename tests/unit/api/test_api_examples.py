@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
-from agentfleet.api.project import ProjectSpec
-from agentfleet.api.workerpool import WorkerPoolSpec
+from agentfleet.core.api.project import ProjectSpec
+from agentfleet.core.api.workerpool import WorkerPoolSpec
 
 pytestmark = pytest.mark.unit
 

@@ -10,16 +10,16 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from agentfleet.api import Stage
-from agentfleet.api.conditions import (
+from agentfleet.core.api import Stage
+from agentfleet.core.api.conditions import (
     ConditionStatus,
     find_condition,
     is_true,
     set_condition,
 )
-from agentfleet.api.project import Priority, ProjectSpec
-from agentfleet.api.schema import apply_defaults, structural_schema
-from agentfleet.api.workerpool import LabelSelector, WorkerPoolSpec
+from agentfleet.core.api.project import Priority, ProjectSpec
+from agentfleet.core.api.schema import apply_defaults, structural_schema
+from agentfleet.core.api.workerpool import LabelSelector, WorkerPoolSpec
 
 pytestmark = pytest.mark.unit
 

@@ -7,15 +7,15 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, Field
 
-from agentfleet.api import ApiModel
-from agentfleet.api.crd import PEERING_CRDS, PROJECT, RESOURCES, WORKERPOOL
-from agentfleet.api.project import ProjectSpec
-from agentfleet.api.schema import (
+from agentfleet.core.api import ApiModel
+from agentfleet.core.api.crd import PEERING_CRDS, PROJECT, RESOURCES, WORKERPOOL
+from agentfleet.core.api.project import ProjectSpec
+from agentfleet.core.api.schema import (
     UnsupportedSchemaError,
     structural_schema,
     structural_violations,
 )
-from agentfleet.api.workerpool import WorkerPoolSpec
+from agentfleet.core.api.workerpool import WorkerPoolSpec
 
 pytestmark = pytest.mark.unit
 

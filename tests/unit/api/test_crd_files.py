@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from agentfleet.api import generate
+from agentfleet.core.api import generate
 
 pytestmark = pytest.mark.unit
 

@@ -1,4 +1,4 @@
-"""The string grammars of `agentfleet.api.grammar`, checked in the engines that evaluate
+"""The string grammars of `agentfleet.core.api.grammar`, checked in the engines that evaluate
 them here (Python's `re` and pydantic-core's Rust `regex`); the API server's Go RE2 is
 exercised by tests/e2e/operator/test_malformed_input.py."""
 
@@ -12,8 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import Field, TypeAdapter, ValidationError
 
-from agentfleet.api import grammar
-from agentfleet.api.workerpool import WorkerPoolSpec
+from agentfleet.core.api import grammar
+from agentfleet.core.api.workerpool import WorkerPoolSpec
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet.api.autoscaling import (
+from agentfleet.core.api.autoscaling import (
     AutoscalingSpec,
     FallbackPolicy,
     PredictionPolicy,
@@ -12,7 +12,7 @@ from agentfleet.api.autoscaling import (
     ScaleDownRule,
     ScaleUpRule,
 )
-from agentfleet.autoscaler.decision import (
+from agentfleet.operator.autoscaler.decision import (
     Decision,
     Direction,
     ScaleState,

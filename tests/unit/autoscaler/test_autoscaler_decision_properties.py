@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from agentfleet.api.autoscaling import (
+from agentfleet.core.api.autoscaling import (
     AutoscalingSpec,
     FallbackPolicy,
     PredictionPolicy,
@@ -16,7 +16,7 @@ from agentfleet.api.autoscaling import (
     ScaleDownRule,
     ScaleUpRule,
 )
-from agentfleet.autoscaler.decision import ScaleState, Signals, Trigger, decide
+from agentfleet.operator.autoscaler.decision import ScaleState, Signals, Trigger, decide
 
 pytestmark = pytest.mark.unit
 

@@ -10,13 +10,13 @@ from collections.abc import Mapping, Sequence
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet.api import Stage
-from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.autoscaler.decision import Decision, Signals, Trigger
-from agentfleet.autoscaler.loop import AutoscalerLoop
-from agentfleet.autoscaler.pools import PoolKey, PoolTarget
+from agentfleet.core.api import Stage
+from agentfleet.core.api.autoscaling import AutoscalingSpec
+from agentfleet.core.queue import Arrival
 from agentfleet.dev.localenv.waiting import async_wait_for
-from agentfleet.queue import Arrival
+from agentfleet.operator.autoscaler.decision import Decision, Signals, Trigger
+from agentfleet.operator.autoscaler.loop import AutoscalerLoop
+from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet.autoscaler.rates import buckets, regular_rate
+from agentfleet.operator.autoscaler.rates import buckets, regular_rate
 
 pytestmark = pytest.mark.unit
 

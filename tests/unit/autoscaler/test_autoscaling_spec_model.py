@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.core.api.autoscaling import AutoscalingSpec
 
 pytestmark = pytest.mark.unit
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from agentfleet.api import Stage
-from agentfleet.api.conditions import ConditionStatus, find_condition, set_condition
-from agentfleet.api.workerpool import WorkerPoolStatus
-from agentfleet.autoscaler.decision import Decision, ScaleState, Signals, decide
-from agentfleet.controller.logic import Problem, ProjectInfo
-from agentfleet.controller.scaling import (
+from agentfleet.core.api import Stage
+from agentfleet.core.api.conditions import ConditionStatus, find_condition, set_condition
+from agentfleet.core.api.workerpool import WorkerPoolStatus
+from agentfleet.operator.autoscaler.decision import Decision, ScaleState, Signals, decide
+from agentfleet.operator.logic import Problem, ProjectInfo
+from agentfleet.operator.scaling import (
     METRICS_AVAILABLE,
     PAUSED_REPLICAS_ANNOTATION,
     SCALING_ACTIVE,

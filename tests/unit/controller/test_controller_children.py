@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet.api.workerpool import WorkerPoolSpec
-from agentfleet.controller.children import (
+from agentfleet.core.api.workerpool import WorkerPoolSpec
+from agentfleet.core.podenv import PROJECTS_DIR
+from agentfleet.operator.children import (
     WORKER_RESOURCES_WITH_SANDBOX,
     PoolIdentity,
     ServedProject,
@@ -25,7 +26,6 @@ from agentfleet.controller.children import (
     selector_labels,
     selector_string,
 )
-from agentfleet.worker.config import PROJECTS_DIR
 
 pytestmark = pytest.mark.unit
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from agentfleet.api import Stage
-from agentfleet.api.conditions import ConditionStatus, find_condition
-from agentfleet.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
-from agentfleet.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
-from agentfleet.controller.logic import (
+from agentfleet.core.api import Stage
+from agentfleet.core.api.conditions import ConditionStatus, find_condition
+from agentfleet.core.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
+from agentfleet.core.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
+from agentfleet.operator.logic import (
     Problem,
     ProjectInfo,
     QueueView,
@@ -28,7 +28,7 @@ from agentfleet.controller.logic import (
     secret_names,
     secrets_problem,
 )
-from agentfleet.controller.reconciler import resolution_fingerprint
+from agentfleet.operator.reconciler import resolution_fingerprint
 
 pytestmark = pytest.mark.unit
 

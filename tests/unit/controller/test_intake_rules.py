@@ -9,11 +9,13 @@ import pytest
 import requests
 from github import GithubException
 
-from agentfleet.api import Stage
-from agentfleet.api.conditions import Condition, find_condition, set_condition
-from agentfleet.api.project import ProjectSpec, ProjectStatus
-from agentfleet.controller.config import OperatorConfig
-from agentfleet.controller.intake import (
+from agentfleet.core.api import Stage
+from agentfleet.core.api.conditions import Condition, find_condition, set_condition
+from agentfleet.core.api.project import ProjectSpec, ProjectStatus
+from agentfleet.core.github import GitHubCredentials, IssueFacts, ProjectIntake, issue_work
+from agentfleet.core.pipeline import stage_item
+from agentfleet.operator.config import OperatorConfig
+from agentfleet.operator.intake import (
     INTAKE,
     PAUSED,
     IntakeState,
@@ -24,11 +26,9 @@ from agentfleet.controller.intake import (
     transition_event,
     with_intake_condition,
 )
-from agentfleet.controller.logic import Problem, SecretLookup
-from agentfleet.github import GitHubCredentials, IssueFacts, ProjectIntake, issue_work
+from agentfleet.operator.logic import Problem, SecretLookup
 from agentfleet.orchestration.aggregate import TaskRecord
 from agentfleet.orchestration.runner import development_item
-from agentfleet.pipeline import stage_item
 
 pytestmark = pytest.mark.unit
 

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.unit
 
 PROBE = """
 import threading
-from agentfleet.controller.memory import limit_arenas, trim
+from agentfleet.operator.memory import limit_arenas, trim
 
 def rss_mb():
     for line in open("/proc/self/status"):

@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet.api.base import Stage
-from agentfleet.api.conditions import Condition, ConditionStatus, find_condition
-from agentfleet.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
-from agentfleet.controller.intake import IntakeState, with_intake_condition
-from agentfleet.controller.logic import (
+from agentfleet.core.api.base import Stage
+from agentfleet.core.api.conditions import Condition, ConditionStatus, find_condition
+from agentfleet.core.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
+from agentfleet.operator.intake import IntakeState, with_intake_condition
+from agentfleet.operator.logic import (
     DEGRADED,
     PAUSED,
     READY,

@@ -14,20 +14,20 @@ from typing import Any
 
 import pytest
 
-from agentfleet.agents import AgentSettings
-from agentfleet.api import Stage
-from agentfleet.api.workerpool import WorkerPoolSpec
-from agentfleet.controller.children import (
+from agentfleet.core.api import Stage
+from agentfleet.core.api.workerpool import WorkerPoolSpec
+from agentfleet.core.podenv import settings_from
+from agentfleet.operator.children import (
     PoolIdentity,
     ServedProject,
     WorkerEnvironment,
     build_deployment,
     build_queue_secret,
 )
-from agentfleet.stages import HANDLERS, StageConfig, StageHandler
-from agentfleet.stages.environment import mounted_credentials
 from agentfleet.worker import build_handler, registered_handlers
-from agentfleet.worker.config import settings_from
+from agentfleet.worker.agents import AgentSettings
+from agentfleet.worker.stages import HANDLERS, StageConfig, StageHandler
+from agentfleet.worker.stages.environment import mounted_credentials
 
 pytestmark = pytest.mark.unit
 

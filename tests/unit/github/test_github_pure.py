@@ -9,9 +9,9 @@ import hmac
 import pytest
 from pydantic import ValidationError
 
-from agentfleet.api import Stage
-from agentfleet.api.project import ProjectSpec
-from agentfleet.github import (
+from agentfleet.core.api import Stage
+from agentfleet.core.api.project import ProjectSpec
+from agentfleet.core.github import (
     CredentialsError,
     IssueFacts,
     ProjectIntake,
@@ -26,8 +26,8 @@ from agentfleet.github import (
     signature_matches,
     webhook_work,
 )
-from agentfleet.github.intake import DeliveryError, command_work, merged_pull_work
-from agentfleet.queue import Lane
+from agentfleet.core.github.events import DeliveryError, command_work, merged_pull_work
+from agentfleet.core.queue import Lane
 
 pytestmark = pytest.mark.unit
 

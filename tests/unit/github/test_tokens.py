@@ -10,8 +10,8 @@ from typing import Any, cast
 import pytest
 from github import GithubException
 
-from agentfleet.api import Stage
-from agentfleet.github import (
+from agentfleet.core.api import Stage
+from agentfleet.core.github import (
     INTAKE_PERMISSIONS,
     SCAFFOLD_PERMISSIONS,
     STAGE_PERMISSIONS,
@@ -21,8 +21,8 @@ from agentfleet.github import (
     TokenError,
     stage_permissions,
 )
-from agentfleet.github.permissions import covers, token_request
-from agentfleet.github.tokens import REFRESH_MARGIN, ScopedInstallationAuth, parse_token
+from agentfleet.core.github.permissions import covers, token_request
+from agentfleet.core.github.tokens import REFRESH_MARGIN, ScopedInstallationAuth, parse_token
 
 pytestmark = pytest.mark.unit
 

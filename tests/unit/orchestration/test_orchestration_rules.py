@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet.github.markers import embed_state, extract_state
+from agentfleet.core.github.markers import embed_state, extract_state
 from agentfleet.orchestration import (
     TaskRecord,
     TaskState,

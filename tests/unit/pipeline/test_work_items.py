@@ -9,13 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet.api import Stage
-from agentfleet.github import IssueFacts, ProjectIntake, issue_work
-from agentfleet.github.client import PullInfo
-from agentfleet.github.intake import command_work, merged_pull_work
-from agentfleet.orchestration.aggregate import TaskRecord
-from agentfleet.orchestration.runner import development_item
-from agentfleet.pipeline import (
+from agentfleet.core.api import Stage
+from agentfleet.core.github import IssueFacts, ProjectIntake, issue_work
+from agentfleet.core.github.client import PullInfo
+from agentfleet.core.github.events import command_work, merged_pull_work
+from agentfleet.core.pipeline import (
     DeadLetterReview,
     IssuePayload,
     ItemIdError,
@@ -40,7 +38,9 @@ from agentfleet.pipeline import (
     stage_payload,
     sub_task_item,
 )
-from agentfleet.queue.routing import default_follow_ups, review_item
+from agentfleet.core.queue.routing import default_follow_ups, review_item
+from agentfleet.orchestration.aggregate import TaskRecord
+from agentfleet.orchestration.runner import development_item
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from agentfleet.queue import ManualClock, system_clock
+from agentfleet.core.queue import ManualClock, system_clock
 
 
 def test_the_system_clock_tells_utc() -> None:

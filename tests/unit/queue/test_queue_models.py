@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from agentfleet.api import Stage
-from agentfleet.queue import LANES_BY_PRIORITY, Lane, WorkItem
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import LANES_BY_PRIORITY, Lane, WorkItem
 
 pytestmark = pytest.mark.unit
 

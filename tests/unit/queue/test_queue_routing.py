@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agentfleet.api import Stage
-from agentfleet.queue import Lane, RetryPolicy, WorkItem
-from agentfleet.queue.routing import (
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import Lane, RetryPolicy, WorkItem
+from agentfleet.core.queue.routing import (
     default_follow_ups,
     next_stage,
     read_order,

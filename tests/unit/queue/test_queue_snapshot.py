@@ -7,10 +7,10 @@ from typing import cast
 import pytest
 from prometheus_client.core import Metric
 
-from agentfleet.api import Stage
-from agentfleet.queue import StageQueueStats
-from agentfleet.queue.metrics import queue_metric_families
-from agentfleet.queue.snapshot import parse_snapshot
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import StageQueueStats
+from agentfleet.core.queue.metrics import queue_metric_families
+from agentfleet.core.queue.snapshot import parse_snapshot
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,10 @@ from importlib.metadata import entry_points
 import pytest
 from pydantic import ValidationError
 
-from agentfleet.api import Stage
-from agentfleet.api.workerpool import CLAUDE_HANDLER
-from agentfleet.queue import WorkItem
+from agentfleet.core.api import Stage
+from agentfleet.core.api.workerpool import CLAUDE_HANDLER
+from agentfleet.core.podenv import settings_from
+from agentfleet.core.queue import WorkItem
 from agentfleet.worker import (
     HandlerResult,
     UnknownHandlerError,
@@ -21,7 +22,6 @@ from agentfleet.worker import (
     registered_handlers,
 )
 from agentfleet.worker.command import CommandHandler, last_line_object
-from agentfleet.worker.config import settings_from
 from agentfleet.worker.handlers import HANDLER_ENTRY_POINTS
 
 pytestmark = pytest.mark.unit
@@ -119,7 +119,7 @@ def test_the_stage_handlers_are_known_without_importing_them() -> None:
     probe = (
         "import sys; from agentfleet.worker import registered_handlers; registered_handlers(); "
         "print(sorted(m for m in sys.modules if m.startswith(("
-        "'agentfleet.stages', 'anthropic'))))"
+        "'agentfleet.worker.stages', 'anthropic'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True

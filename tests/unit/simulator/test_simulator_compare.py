@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from agentfleet.api.autoscaling import AutoscalingSpec
-from agentfleet.autoscaler.decision import ScaleState, Signals, decide
 from agentfleet.cli import app
+from agentfleet.core.api.autoscaling import AutoscalingSpec
+from agentfleet.operator.autoscaler.decision import ScaleState, Signals, decide
 from agentfleet.simulator.compare import PoolPolicy, compare
 from agentfleet.simulator.policies import AgentfleetPolicy, PoolView, QueueLengthTargetPolicy
 from agentfleet.simulator.trace import (

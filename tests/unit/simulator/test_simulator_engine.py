@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.simulator.engine import RateLimit, simulate
 from agentfleet.simulator.policies import AgentfleetPolicy, PoolView, StaticPolicy
 from agentfleet.simulator.trace import Arrival

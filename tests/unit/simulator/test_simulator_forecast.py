@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agentfleet.api.autoscaling import AutoscalingSpec
+from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.simulator.engine import RateLimit, simulate
 from agentfleet.simulator.forecast import ProjectLoad, forecast, observe, replay
 from agentfleet.simulator.policies import StaticPolicy

@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from agentfleet.agents import AgentResult, ToolCallRecord, Usage
-from agentfleet.stages.base import is_test_path
-from agentfleet.stages.development import wrote_tests_first
-from agentfleet.stages.genesis import PlanError, plan_from_submission
-from agentfleet.stages.review import render_review
+from agentfleet.worker.agents import AgentResult, ToolCallRecord, Usage
+from agentfleet.worker.stages.base import is_test_path
+from agentfleet.worker.stages.development import wrote_tests_first
+from agentfleet.worker.stages.genesis import PlanError, plan_from_submission
+from agentfleet.worker.stages.review import render_review
 
 pytestmark = pytest.mark.unit
 

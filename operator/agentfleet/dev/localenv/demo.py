@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from agentfleet.api import Stage
+from agentfleet.core.api import Stage
+from agentfleet.core.pipeline import IssuePayload, issue_item_id
+from agentfleet.core.queue import Lane, WorkItem, WorkQueue
 from agentfleet.dev.localenv.prometheus import PrometheusServer
 from agentfleet.dev.localenv.stack import LocalStack
 from agentfleet.dev.localenv.waiting import wait_for
-from agentfleet.pipeline import IssuePayload, issue_item_id
-from agentfleet.queue import Lane, WorkItem, WorkQueue
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
 

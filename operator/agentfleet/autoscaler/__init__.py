@@ -1,6 +1,0 @@
-"""Prometheus-driven autoscaling of WorkerPools: a pure decision core, metric sources and
-the loop that ties them to an injected scaler."""
-
-from agentfleet.autoscaler.decision import Decision, Direction, ScaleState, Signals, decide
-
-__all__ = ["Decision", "Direction", "ScaleState", "Signals", "decide"]

@@ -1,0 +1,181 @@
+"""What a work item carries: the Project's settings every item inherits, and the payload
+each stage reads.
+
+An item is made from these models (`agentfleet.core.pipeline.making`), so what a maker puts in
+is checked where the item is made; a stage handler reads its item through the model of its
+stage (`stage_payload`), so an item that does not fit (an old one, or one enqueued by
+hand) is a `PayloadError` naming the item and the field, not a KeyError halfway through.
+The payload itself stays a JSON object in the queue: a follow-up carries its parent's
+payload forward with the handler's output merged in, so readers ignore keys they do not
+know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from agentfleet.core.api import Stage
+from agentfleet.core.pipeline.items import WorkItem
+
+REPOSITORY_KEY = "repository"
+"""`spec.repository` of the item's Project, as written."""
+API_URL_KEY = "github_api_url"
+"""The Project's `spec.githubApiUrl`, when it sets one: workers talk to that API for the
+item."""
+TOKEN_BUDGET_KEY = "token_budget"
+"""The Project's `spec.budgets.tokensPerItem`, when it sets one."""
+INHERITED_PAYLOAD_KEYS = (REPOSITORY_KEY, API_URL_KEY, TOKEN_BUDGET_KEY)
+"""Payload keys every item made from another one (follow-ups, sub-tasks) keeps."""
+DEAD_LETTER_KEY = "dead_letter"
+
+
+class PayloadError(ValueError):
+    """A work item's payload does not fit what its stage reads."""
+
+
+def _describe(exc: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error['loc']) or 'payload'}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
+class StagePayload(BaseModel):
+    """A payload model: `of(item)` reads an item's payload, `dump()` writes one."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    @classmethod
+    def of(cls, item: WorkItem) -> Self:
+        try:
+            return cls.model_validate(item.payload)
+        except ValidationError as exc:
+            raise PayloadError(
+                f"work item {item.id} ({item.stage.value}): malformed payload for "
+                f"{cls.__name__}: {_describe(exc)}"
+            ) from exc
+
+    def dump(self) -> dict[str, Any]:
+        """The keys this model sets (defaults left out, as the item's JSON payload)."""
+        return self.model_dump(mode="json", exclude_defaults=True)
+
+
+class ProjectCarried(BaseModel):
+    """The Project's settings an item carries (`INHERITED_PAYLOAD_KEYS`), read leniently
+    as they always were: a budget that is not a whole number is no budget."""
+
+    model_config = ConfigDict(frozen=True)
+
+    repository: str
+    api_url: str | None = None
+    token_budget: int | None = None
+
+    @classmethod
+    def of(cls, item: WorkItem) -> ProjectCarried:
+        payload = item.payload
+        if REPOSITORY_KEY not in payload:
+            raise PayloadError(
+                f"work item {item.id} ({item.stage.value}): malformed payload: "
+                f"`{REPOSITORY_KEY}` is missing (intake puts the Project's repository there)"
+            )
+        return cls(
+            repository=str(payload[REPOSITORY_KEY]),
+            api_url=str(payload.get(API_URL_KEY) or "") or None,
+            token_budget=_budget(payload.get(TOKEN_BUDGET_KEY)),
+        )
+
+
+def _budget(value: object) -> int | None:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else None
+
+
+def token_cap(item: WorkItem) -> int | None:
+    """The Project's per-item token budget, when intake put it in the payload."""
+    return _budget(item.payload.get(TOKEN_BUDGET_KEY))
+
+
+class IssuePayload(StagePayload):
+    """An issue's work: what genesis and development read.
+
+    Intake makes it for an issue (`title`, and for a master issue `parallelism` and the
+    command flags); genesis makes it for each sub-issue (`parent`); a master issue makes
+    it for each sub-task (`parent`, `task`).
+    """
+
+    issue: int
+    title: str | None = None
+    retry_failed: bool = False
+    """`/agentfleet retry` on a master issue: run the failed sub-tasks again."""
+    dry_run: bool = False
+    """`/agentfleet dry-run` on a master issue: validate the checklist only."""
+    parallelism: dict[str, Any] | None = None
+    """The Project's `spec.parallelism` (camelCase keys), for master issues."""
+    parent: int | None = None
+    """The issue this one was planned or fanned out from."""
+    task: int | None = None
+    """The sub-task's index in its master issue's checklist."""
+
+    # Flags were always read for their truth, and a `parallelism` that is not an object
+    # was always ignored; reading them the same way keeps old items working.
+    @field_validator("retry_failed", "dry_run", mode="before")
+    @classmethod
+    def _truth(cls, value: object) -> bool:
+        return bool(value)
+
+    @field_validator("parallelism", mode="before")
+    @classmethod
+    def _object_or_nothing(cls, value: object) -> object:
+        return value if isinstance(value, dict) else None
+
+
+class PullPayload(StagePayload):
+    """A merged pull request: what content reads."""
+
+    pull: int
+
+
+class DeadLetter(BaseModel):
+    """Why an item was given up: what the queue puts in a review item's payload."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    item_id: str | None = None
+    stage: str | None = None
+    specialty: str | None = None
+    attempts: int | None = None
+    error: str = ""
+
+
+class DeadLetterReview(StagePayload):
+    """What review reads for a dead-lettered item: why it was given up, and its issue."""
+
+    dead_letter: DeadLetter
+    issue: int
+
+
+ReviewPayload = DeadLetterReview | PullPayload
+"""Review reads a dead-lettered item's issue, or a pull request to review."""
+
+
+def review_payload(item: WorkItem) -> ReviewPayload:
+    """A dead letter when the payload carries one (an object), else a pull request."""
+    if isinstance(item.payload.get(DEAD_LETTER_KEY), dict):
+        return DeadLetterReview.of(item)
+    return PullPayload.of(item)
+
+
+STAGE_PAYLOADS: dict[Stage, Callable[[WorkItem], StagePayload]] = {
+    Stage.GENESIS: IssuePayload.of,
+    Stage.DEVELOPMENT: IssuePayload.of,
+    Stage.CONTENT: PullPayload.of,
+    Stage.REVIEW: review_payload,
+}
+"""How each stage's handler reads its items."""
+
+
+def stage_payload(item: WorkItem) -> StagePayload:
+    """The item's payload as its stage reads it; PayloadError when it does not fit."""
+    return STAGE_PAYLOADS[item.stage](item)

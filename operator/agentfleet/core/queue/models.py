@@ -1,0 +1,170 @@
+"""The data that flows through the work queue: claims, outcomes and counts.
+
+These are plain pydantic models with no I/O; the Redis adapter (`agentfleet.core.queue.workqueue`)
+stores `WorkItem`s as JSON and hands `Claim`s to workers. The work item itself, its lanes
+and its id grammar live in `agentfleet.core.pipeline` and are re-exported here for the queue's
+callers.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from agentfleet.core.api import ApiModel, Stage
+from agentfleet.core.pipeline.items import ItemId, Name, TraceEntry, WorkItem, utcnow
+from agentfleet.core.pipeline.lanes import GENERAL_SPECIALTY, LANES_BY_PRIORITY, Lane
+
+__all__ = [
+    "GENERAL_SPECIALTY",
+    "LANES_BY_PRIORITY",
+    "Arrival",
+    "Claim",
+    "CompleteResult",
+    "CompletionOutcome",
+    "CompletionRecord",
+    "FailOutcome",
+    "FailResult",
+    "ItemId",
+    "Lane",
+    "Name",
+    "ProjectQueueStats",
+    "RetryPolicy",
+    "StageQueueStats",
+    "Subscription",
+    "TraceEntry",
+    "WorkItem",
+    "utcnow",
+]
+
+
+class Subscription(BaseModel):
+    """What one worker pulls: a stage of a namespace, optionally narrowed.
+
+    Specialty lanes are read before the general lane, which every worker falls back to;
+    an empty `projects` means every project of the namespace, including new ones.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: Name
+    stage: Stage
+    consumer: str = Field(min_length=1)
+    """The worker's identity in the consumer group (its pod name)."""
+    specialties: tuple[Name, ...] = ()
+    projects: tuple[Name, ...] = ()
+
+
+class Arrival(BaseModel):
+    """An item became deliverable on a lane (enqueued, due for retry, or released): what
+    `WorkQueue.arrivals` reports, so scaling from zero need not wait for a poll."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    namespace: str
+    project: str
+    stage: Stage
+    specialty: str
+
+
+class Claim(BaseModel):
+    """An item delivered to one worker, with the handle needed to settle it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item: WorkItem
+    stream: str
+    entry_id: str
+    consumer: str
+    wait_seconds: float
+    """From the moment the item became deliverable (enqueue or retry) to this claim."""
+    reclaimed: bool = False
+    """Taken over from a worker that missed its heartbeats (or released on drain)."""
+
+
+class RetryPolicy(BaseModel):
+    """Exponential backoff with jitter, bounded by per-stage maximum attempts."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_attempts: dict[Stage, int] = Field(default_factory=dict)
+    """Per-stage overrides of `default_max_attempts`."""
+    default_max_attempts: int = Field(default=3, ge=1)
+    base_delay_seconds: float = Field(default=5.0, ge=0)
+    max_delay_seconds: float = Field(default=300.0, ge=0)
+
+    def attempts_for(self, stage: Stage) -> int:
+        return self.max_attempts.get(stage, self.default_max_attempts)
+
+
+class CompletionOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class CompleteResult(BaseModel):
+    """What `WorkQueue.complete` did."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    recorded: bool
+    """False when the item had already been completed (by this or another worker)."""
+    follow_ups: tuple[str, ...] = ()
+    """Ids of follow-up items newly enqueued (existing ids are not enqueued again)."""
+
+
+class CompletionRecord(BaseModel):
+    """The one record of an item's completion; side effects can key on the item id."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: CompletionOutcome
+    worker: str
+    completed_at: datetime
+    attempts: int = 1
+    """Deliveries it took, including those lost with a crashed worker."""
+    error: str | None = None
+    follow_ups: tuple[str, ...] = ()
+    """Ids of the follow-up items requested with the completion (review item included)."""
+
+
+class FailOutcome(StrEnum):
+    RETRY_SCHEDULED = "retry_scheduled"
+    DEAD_LETTERED = "dead_lettered"
+    STALE = "stale"
+    """The claim was no longer this worker's (reclaimed or completed): nothing changed."""
+
+
+class FailResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: FailOutcome
+    retry_at: datetime | None = None
+    review_item_id: str | None = None
+
+
+class StageQueueStats(ApiModel):
+    """Where one project's items of one stage are right now."""
+
+    pending: int = 0
+    """Waiting and deliverable (including items reclaimable from dead workers)."""
+    in_flight: int = 0
+    """Claimed by a worker that is still heartbeating."""
+    held: int = 0
+    """Waiting, but the project is on emergency stop."""
+    retrying: int = 0
+    """Failed and waiting out the backoff before the next attempt."""
+    completed: int = 0
+    """Completed successfully since the queue was created."""
+    dead_lettered: int = 0
+    """Sent to review after exhausting retries or a permanent failure."""
+
+
+class ProjectQueueStats(ApiModel):
+    namespace: str
+    project: str
+    held: bool = False
+    """The project is on emergency stop."""
+    stages: dict[Stage, StageQueueStats] = Field(default_factory=dict)

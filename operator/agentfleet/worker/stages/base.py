@@ -1,0 +1,66 @@
+"""What every stage handler shares: error handling that never leaks a secret.
+
+Item ids, payloads and branch names are `agentfleet.core.pipeline`'s."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import PurePosixPath
+from typing import ClassVar
+
+from agentfleet.core.api import Stage
+from agentfleet.core.github import RepoClient, stage_permissions
+from agentfleet.core.pipeline import WorkItem
+from agentfleet.worker.agents import RedactingLogger
+from agentfleet.worker.handlers import HandlerContext, HandlerResult
+from agentfleet.worker.stages.environment import StageEnvironment
+
+_ERROR_LIMIT = 2000
+
+
+def is_test_path(path: str) -> bool:
+    parts = PurePosixPath(path).parts
+    name = parts[-1] if parts else ""
+    return (
+        any(part in {"tests", "test", "__tests__", "spec"} for part in parts[:-1])
+        or name.startswith("test_")
+        or name.endswith(("_test.py", "_test.go"))
+        or ".test." in name
+        or ".spec." in name
+    )
+
+
+class StageHandler:
+    """Runs `process` with the item's GitHub client; any failure becomes a redacted,
+    retryable `failed` result.
+
+    The client acts with `stage`'s GitHub permissions (with a GitHub App, an installation
+    token minted for this item's repository and those permissions, revoked when `process`
+    returns), whatever stage the item names: the permissions follow the code that runs.
+    """
+
+    stage: ClassVar[Stage]
+
+    def __init__(self, env: StageEnvironment) -> None:
+        self.env = env
+
+    async def handle(self, item: WorkItem, context: HandlerContext) -> HandlerResult:
+        log = RedactingLogger(context.logger, self.env.redactor)
+        try:
+            async with self.env.github(item, stage_permissions(self.stage)) as repo:
+                return await self.process(item, context, log, repo)
+        except Exception as exc:
+            # The runtime would record repr(exc); errors from git, GitHub or the model can
+            # quote credentials, so the text is redacted here first.
+            message = self.env.redactor.redact(f"{type(exc).__name__}: {exc}")[:_ERROR_LIMIT]
+            log.warning("%s failed: %s", item.id, message)
+            return HandlerResult.failed(message)
+
+    async def process(
+        self,
+        item: WorkItem,
+        context: HandlerContext,
+        log: logging.LoggerAdapter[logging.Logger],
+        repo: RepoClient,
+    ) -> HandlerResult:
+        raise NotImplementedError
