@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from agentfleet.core.api.workerpool import DEFAULT_MODEL
+from agentfleet.core.podenv import AgentSettings
 from agentfleet.worker.agents.pricing import cost_usd, price_for
 from agentfleet.worker.agents.retry import (
     backoff_seconds,
@@ -16,7 +17,6 @@ from agentfleet.worker.agents.retry import (
     retry_after_seconds,
     retry_delay,
 )
-from agentfleet.worker.agents.settings import AgentSettings
 
 pytestmark = pytest.mark.unit
 

@@ -16,7 +16,7 @@ import pytest
 
 from agentfleet.core.api import Stage
 from agentfleet.core.api.workerpool import WorkerPoolSpec
-from agentfleet.core.podenv import settings_from
+from agentfleet.core.podenv import WorkerSettings
 from agentfleet.operator.children import (
     PoolIdentity,
     ServedProject,
@@ -92,7 +92,7 @@ def test_default_agent_settings_survive_the_trip() -> None:
 
 def test_worker_settings_are_read_from_the_env_the_operator_sets() -> None:
     deployment = _deployment(specialties=["tdd"], terminationGracePeriodSeconds=65)
-    settings = settings_from(pod_environment(deployment), {})
+    settings = WorkerSettings.from_env(pod_environment(deployment), {})
     assert settings.redis_url == REDIS_URL
     assert (settings.namespace, settings.pool, settings.pod_name) == (
         "team-a",
@@ -151,7 +151,7 @@ async def test_a_default_pool_runs_the_claude_handler_of_its_stage(
     environ["ANTHROPIC_API_KEY"] = "sk-ant-test"
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    settings = settings_from(environ, {})
+    settings = WorkerSettings.from_env(environ, {})
     assert settings.handler in registered_handlers()
     handler = build_handler(settings.handler, settings)
     assert type(handler) is HANDLERS[stage.value]

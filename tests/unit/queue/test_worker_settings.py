@@ -11,12 +11,11 @@ from pydantic import ValidationError
 
 from agentfleet.core.api import Stage
 from agentfleet.core.api.workerpool import CLAUDE_HANDLER
-from agentfleet.core.podenv import settings_from
+from agentfleet.core.podenv import WorkerSettings
 from agentfleet.core.queue import WorkItem
 from agentfleet.worker import (
     HandlerResult,
     UnknownHandlerError,
-    WorkerSettings,
     build_handler,
     register_handler,
     registered_handlers,
@@ -44,7 +43,7 @@ DEPLOYMENT_ENV = {
 
 
 def test_the_deployments_environment_configures_a_worker() -> None:
-    settings = settings_from(DEPLOYMENT_ENV, {})
+    settings = WorkerSettings.from_env(DEPLOYMENT_ENV, {})
     assert settings.redis_url == "redis://queue:6379/0"
     assert (settings.namespace, settings.pool, settings.stage) == (
         "team-a",
@@ -61,7 +60,7 @@ def test_the_deployments_environment_configures_a_worker() -> None:
 
 
 def test_flags_override_the_environment() -> None:
-    settings = settings_from(
+    settings = WorkerSettings.from_env(
         DEPLOYMENT_ENV, {"pool": "other", "projects": "shop,blog", "metrics_port": 0, "stage": None}
     )
     assert settings.pool == "other"
@@ -88,7 +87,7 @@ def test_defaults_follow_the_documented_thresholds() -> None:
 )
 def test_invalid_settings_are_refused(bad: dict[str, str]) -> None:
     with pytest.raises(ValidationError):
-        settings_from({**DEPLOYMENT_ENV, **bad}, {})
+        WorkerSettings.from_env({**DEPLOYMENT_ENV, **bad}, {})
 
 
 class EchoHandler:

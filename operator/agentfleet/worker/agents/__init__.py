@@ -1,5 +1,6 @@
 """Claude agents: a tool-use loop on `anthropic` with tools confined to a workspace."""
 
+from agentfleet.core.podenv import AgentSettings
 from agentfleet.core.redaction import REDACTED, RedactingLogger, Redactor
 from agentfleet.worker.agents.loop import (
     AgentError,
@@ -9,7 +10,6 @@ from agentfleet.worker.agents.loop import (
     Usage,
 )
 from agentfleet.worker.agents.metrics import AgentMetrics, default_metrics
-from agentfleet.worker.agents.settings import AgentSettings
 from agentfleet.worker.agents.tools import Tool, ToolError, WorkspaceTools, submit_tool
 from agentfleet.worker.agents.untrusted import UNTRUSTED_INPUT_RULES, untrusted
 from agentfleet.worker.agents.workspace import PathEscapeError, Workspace

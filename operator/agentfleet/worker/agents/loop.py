@@ -21,10 +21,10 @@ from typing import Any, Literal
 
 import anthropic
 
+from agentfleet.core.podenv import AgentSettings
 from agentfleet.core.redaction import RedactingLogger, Redactor
 from agentfleet.worker.agents.metrics import AgentMetrics, PoolLabels, default_metrics
 from agentfleet.worker.agents.retry import RETRYABLE_STATUS, response_status, retry_delay
-from agentfleet.worker.agents.settings import AgentSettings
 from agentfleet.worker.agents.tools import TOOL_ERRORS, Tool
 
 StopReason = Literal["end_turn", "submitted", "max_turns", "token_budget", "max_tokens"]

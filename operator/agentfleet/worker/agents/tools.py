@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agentfleet.worker.agents.settings import AgentSettings
+from agentfleet.core.podenv import AgentSettings
 from agentfleet.worker.agents.workspace import PathEscapeError, Workspace
 from agentfleet.worker.sandbox import (
     CommandRequest,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agentfleet.core.podenv import WorkerSettings
+from agentfleet.core.podenv import StageConfig, WorkerSettings
 from agentfleet.worker.handlers import Handler
 from agentfleet.worker.stages.base import StageHandler
 from agentfleet.worker.stages.content import ContentHandler
 from agentfleet.worker.stages.development import DevelopmentHandler
-from agentfleet.worker.stages.environment import StageConfig, StageEnvironment
+from agentfleet.worker.stages.environment import StageEnvironment
 from agentfleet.worker.stages.genesis import GenesisHandler
 from agentfleet.worker.stages.review import ReviewHandler
 

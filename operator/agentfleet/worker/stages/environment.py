@@ -1,7 +1,7 @@
 """What stage handlers share: settings, the model client, GitHub access, the redactor.
 
 In a worker pod everything comes from the environment the operator sets (see ENV_VARS,
-`agentfleet.worker.agents.settings.ENV_VARS`, and the SDK's own ANTHROPIC_API_KEY /
+`agentfleet.core.podenv.ENV_VARS`, and the SDK's own ANTHROPIC_API_KEY /
 ANTHROPIC_BASE_URL); tests, benchmarks and the demo build a `StageEnvironment` directly.
 """
 
@@ -11,13 +11,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import shlex
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 
 import anthropic
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import SecretStr
 
 from agentfleet.core.github import (
     CredentialsError,
@@ -32,7 +31,7 @@ from agentfleet.core.github import (
 )
 from agentfleet.core.github.tokens import Clock, utc_now
 from agentfleet.core.pipeline import ProjectCarried
-from agentfleet.core.podenv import PROJECTS_DIR, PROJECTS_DIR_ENV, WorkerSettings
+from agentfleet.core.podenv import StageConfig, WorkerSettings
 from agentfleet.core.queue import RetryPolicy, WorkItem, WorkQueue
 from agentfleet.worker.agents import (
     AgentMetrics,
@@ -46,61 +45,8 @@ from agentfleet.worker.agents.workspace import Workspace
 from agentfleet.worker.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
 from agentfleet.worker.sandbox.client import SandboxRunner
 
-ENV_VARS: dict[str, str] = {
-    "github_api_url": "AGENTFLEET_GITHUB_API_URL",
-    "credentials_dir": PROJECTS_DIR_ENV,
-    "github_pacing": "AGENTFLEET_GITHUB_PACING",
-    "test_command": "AGENTFLEET_TEST_COMMAND",
-    "test_timeout_seconds": "AGENTFLEET_TEST_TIMEOUT",
-    "git_author_name": "AGENTFLEET_GIT_AUTHOR_NAME",
-    "git_author_email": "AGENTFLEET_GIT_AUTHOR_EMAIL",
-    "max_workers": "AGENTFLEET_PARALLEL_MAX_WORKERS",
-    "success_threshold": "AGENTFLEET_PARALLEL_SUCCESS_THRESHOLD",
-    "task_timeout_seconds": "AGENTFLEET_PARALLEL_TASK_TIMEOUT",
-}
-"""Setting name -> environment variable."""
-
 TOKEN_ENV = "AGENTFLEET_GITHUB_TOKEN"
 """A single token for every project, when no credentials are mounted (local runs)."""
-
-
-class StageConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    github_api_url: str | None = None
-    """Overrides the API endpoint derived from each Project's repository (a Project's own
-    `spec.githubApiUrl`, carried in its items, wins over this)."""
-    credentials_dir: Path = Path(PROJECTS_DIR)
-    """Holds one directory per project (its credentials Secret mounted as files), where
-    the operator mounts them."""
-    github_pacing: bool = True
-    """Space API calls as GitHub advises; off only against a local fake."""
-    test_command: tuple[str, ...] = ("python", "-m", "pytest", "-q")
-    """How development runs the repository's tests before it opens a pull request."""
-    test_timeout_seconds: float = Field(default=900.0, gt=0)
-    git_author_name: str = "agentfleet"
-    git_author_email: str = "agentfleet@users.noreply.github.com"
-    max_workers: int = Field(default=5, ge=1)
-    """Master-issue defaults when the work item does not carry the Project's values."""
-    success_threshold: float = Field(default=0.8, gt=0, le=1)
-    task_timeout_seconds: float = Field(default=1800.0, gt=0)
-    completion_poll_seconds: float = Field(default=0.1, gt=0)
-    """How often a master run looks for its sub-tasks' completions."""
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> StageConfig:
-        values: dict[str, object] = {}
-        for name, variable in ENV_VARS.items():
-            raw = environ.get(variable, "")
-            if not raw:
-                continue
-            if name == "test_command":
-                values[name] = tuple(shlex.split(raw))
-            elif name == "github_pacing":
-                values[name] = raw.lower() not in {"0", "false", "no", "off"}
-            else:
-                values[name] = raw
-        return cls.model_validate(values)
 
 
 CredentialsSource = Callable[[str, str], GitHubCredentials]
