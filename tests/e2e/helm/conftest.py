@@ -266,11 +266,15 @@ def installation(
     values_file = tmp_path_factory.mktemp("values") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
     try:
-        installed.helm(
-            "install", RELEASE, str(CHART), "--namespace", system, "--create-namespace",
-            "-f", str(LOCAL_VALUES), "-f", str(values_file),
-            "--wait", "--timeout", "180s",
-        )  # fmt: skip
+        try:
+            installed.helm(
+                "install", RELEASE, str(CHART), "--namespace", system, "--create-namespace",
+                "-f", str(LOCAL_VALUES), "-f", str(values_file),
+                "--wait", "--timeout", "180s",
+            )  # fmt: skip
+        except AssertionError as failed:
+            # What kept the release from becoming ready, next to helm's "context deadline".
+            raise AssertionError(f"{failed}\n{_pod_report(installed, system)}") from None
         for namespace in teams.values():
             installed.kubectl(
                 "-n", namespace, "apply", "-f", "-",
@@ -294,6 +298,25 @@ def installation(
                     f"the Pods of {namespace} gone",
                 )
             prometheus.stop()
+
+
+def _pod_report(installed: Installation, namespace: str) -> str:
+    """The namespace's Pods, their recent Events and the last log lines of each container."""
+    parts = [installed.kubectl("-n", namespace, "get", "pods", "-o", "wide")]
+    parts.append(installed.kubectl("-n", namespace, "get", "events", "--sort-by=.lastTimestamp"))
+    pods = json.loads(installed.kubectl("-n", namespace, "get", "pods", "-o", "json"))
+    for pod in pods["items"]:
+        for container in pod["spec"]["containers"]:
+            name = f"{pod['metadata']['name']}/{container['name']}"
+            try:
+                logs = installed.kubectl(
+                    "-n", namespace, "logs", pod["metadata"]["name"], "-c", container["name"],
+                    "--tail=40",
+                )  # fmt: skip
+            except AssertionError as error:
+                logs = str(error)
+            parts.append(f"---- {name} ----\n{logs}")
+    return "\n".join(parts)
 
 
 @pytest.fixture
