@@ -8,6 +8,7 @@ import typer
 
 from agentfleet import __version__
 from agentfleet.core.queue.cli import queue_exporter
+from agentfleet.ctl.commands import register as register_fleet_commands
 from agentfleet.operator.cli import operator
 from agentfleet.simulator.cli import simulate
 from agentfleet.worker.cli import worker
@@ -25,6 +26,7 @@ if find_spec("agentfleet.dev") is not None:
     from agentfleet.dev.localenv.cli import dev_app
 
     app.add_typer(dev_app, name="dev")
+register_fleet_commands(app)
 app.command("worker")(worker)
 app.command("queue-exporter")(queue_exporter)
 app.command("operator")(operator)
@@ -40,3 +42,8 @@ def version() -> None:
 
 def main() -> None:
     app()
+
+
+def kubectl_plugin() -> None:
+    """`kubectl-agentfleet` on $PATH: kubectl runs it as `kubectl agentfleet ...`."""
+    app(prog_name="kubectl agentfleet")

@@ -81,6 +81,10 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
             "The operator does not run agents",
         ),
         (
+            ("ctl/views.py", "import redis  # noqa"),
+            "The fleet CLI reaches the cluster through the API server only",
+        ),
+        (
             ("core/queue/workqueue.py", "import github  # noqa"),
             "The queue knows nothing of GitHub, the model or Kubernetes",
         ),

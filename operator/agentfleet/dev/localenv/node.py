@@ -607,17 +607,22 @@ def remove_cgroups(root: str) -> list[str]:
     """Remove the node's cgroups bottom-up; returns what could not be removed."""
     left = []
     for top in cgroup_dirs(root):
-        if not top.exists():
+        try:
+            # Directories vanish under the walk while the kernel and the janitor clean up.
+            below = [p for p in top.rglob("*") if p.is_dir()]
+        except FileNotFoundError:
             continue
-        for directory in sorted(
-            (p for p in top.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True
-        ):
+        for directory in sorted(below, key=lambda p: len(p.parts), reverse=True):
             try:
                 directory.rmdir()
+            except FileNotFoundError:
+                pass
             except OSError:
                 left.append(str(directory))
         try:
             top.rmdir()
+        except FileNotFoundError:
+            pass
         except OSError:
             left.append(str(top))
     return left

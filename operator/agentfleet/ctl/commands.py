@@ -1,0 +1,274 @@
+"""The fleet commands, wired into the `agentfleet` command line (and `kubectl agentfleet`)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from agentfleet.ctl.kube import CliError, Target
+from agentfleet.ctl.output import Format, duration, emit, machine, make_table, number
+from agentfleet.ctl.views import PoolRow, pool_row, stage_rows, summary, worker_row
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+KUBECONFIG = typer.Option(None, "--kubeconfig", envvar="KUBECONFIG", help="Kubeconfig file.")
+CONTEXT = typer.Option(None, "--context", help="Kubeconfig context (default: the current one).")
+NAMESPACE = typer.Option(
+    None, "--namespace", "-n", help="Namespace (default: the context's, else default)."
+)
+ALL_NAMESPACES = typer.Option(False, "--all-namespaces", "-A", help="Every namespace.")
+OUTPUT = typer.Option(Format.TABLE, "--output", "-o", help="table, json or yaml.")
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """A CliError becomes `error: <message>` on stderr and exit code 1, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except CliError as error:
+            typer.echo(f"error: {error}", err=True)
+            raise typer.Exit(1) from None
+
+    return run
+
+
+def _target(
+    kubeconfig: str | None, context: str | None, namespace: str | None, all_namespaces: bool
+) -> Target:
+    return Target.connect(kubeconfig, context, namespace, all_namespaces)
+
+
+def _pool_columns(row: PoolRow) -> list[str]:
+    return [
+        row.namespace,
+        row.name,
+        row.stage,
+        f"{number(row.ready_replicas)}/{number(row.replicas)}",
+        f"{row.min_replicas}..{row.max_replicas}",
+        row.mode,
+        number(row.queue),
+        duration(row.oldest_wait_seconds),
+        "-" if row.utilization is None else f"{row.utilization:.0%}",
+        row.ready,
+        row.last_scale_reason or "-",
+    ]
+
+
+POOL_HEADERS = [
+    "NAMESPACE", "POOL", "STAGE", "READY", "RANGE", "MODE", "QUEUE", "OLDEST", "BUSY",
+    "OK", "LAST SCALING",
+]  # fmt: skip
+
+
+@one_line_errors
+def status(
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+) -> None:
+    """The fleet at a glance: Projects, their stages' queues, pools, and what needs a look."""
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    fleet = summary(target.objects("Project"), target.objects("WorkerPool"))
+    console = Console()
+
+    def table() -> None:
+        console.print(
+            f"[bold]{len(fleet.projects)} project(s)[/bold]: {fleet.queued} queued, "
+            f"{fleet.in_flight} in flight, {fleet.completed} completed, "
+            f"{fleet.dead_lettered} dead-lettered; [bold]{len(fleet.pools)} pool(s)[/bold]: "
+            f"{fleet.workers_ready}/{fleet.workers} workers ready"
+        )
+        projects = make_table(
+            "Projects",
+            ["NAMESPACE", "PROJECT", "PHASE", "QUEUED", "IN FLIGHT", "DONE", "DEAD", "POOLS"],
+        )
+        for p in fleet.projects:
+            projects.add_row(
+                p.namespace, p.name, p.phase + (" (paused)" if p.paused else ""),
+                number(p.queued), str(p.in_flight), str(p.completed), str(p.dead_lettered),
+                ", ".join(p.pools) or "-",
+            )  # fmt: skip
+        console.print(projects)
+        pools = make_table("Pools", POOL_HEADERS)
+        for row in fleet.pools:
+            pools.add_row(*_pool_columns(row))
+        console.print(pools)
+        if fleet.attention:
+            console.print("[bold]Needs a look[/bold]")
+            for line in fleet.attention:
+                console.print(f"  - {line}", highlight=False, markup=False)
+        else:
+            console.print("Nothing needs a look.")
+
+    emit(console, output, machine(fleet, "FleetStatus"), table)
+
+
+@one_line_errors
+def queues(
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+) -> None:
+    """Each Project's work items by stage: pending, in flight, held, retrying, done, dead."""
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    rows = [row for project in target.objects("Project") for row in stage_rows(project)]
+    console = Console()
+
+    def table() -> None:
+        out = make_table(
+            None,
+            [
+                "NAMESPACE",
+                "PROJECT",
+                "STAGE",
+                "PENDING",
+                "IN FLIGHT",
+                "HELD",
+                "RETRYING",
+                "DONE",
+                "DEAD",
+            ],
+        )
+        for r in rows:
+            out.add_row(
+                r.namespace, r.project, r.stage, str(r.pending), str(r.in_flight), str(r.held),
+                str(r.retrying), str(r.completed), str(r.dead_lettered),
+            )  # fmt: skip
+        console.print(out if rows else "No queued or finished work in these Projects.")
+
+    emit(console, output, machine(rows, "StageQueue"), table)
+
+
+@one_line_errors
+def pools(
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+) -> None:
+    """WorkerPools: replicas, range, scaling mode, the signals and the last scaling reason."""
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    rows = [pool_row(pool) for pool in target.objects("WorkerPool")]
+    console = Console()
+
+    def table() -> None:
+        out = make_table(None, POOL_HEADERS)
+        for row in rows:
+            out.add_row(*_pool_columns(row))
+        console.print(out if rows else "No WorkerPools here.")
+
+    emit(console, output, machine(rows, "Pool"), table)
+
+
+@one_line_errors
+def workers(
+    pool: str | None = typer.Argument(None, help="Only this pool's workers."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+) -> None:
+    """The worker Pods of each pool: phase, readiness, restarts, age, node."""
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    found = [target.get("WorkerPool", pool)] if pool else target.objects("WorkerPool")
+    now = datetime.now(UTC)
+    rows = []
+    for item in found:
+        selector = (item.get("status") or {}).get("selector")
+        if not selector:
+            continue
+        ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
+        rows += [worker_row(pod, name, now) for pod in target.pods(ns, selector)]
+    console = Console()
+
+    def table() -> None:
+        out = make_table(
+            None, ["NAMESPACE", "POOL", "WORKER", "PHASE", "READY", "RESTARTS", "AGE", "NODE"]
+        )
+        for r in rows:
+            out.add_row(
+                r.namespace, r.pool, r.name, r.phase + (" (terminating)" if r.deleting else ""),
+                "yes" if r.ready else "no", str(r.restarts), duration(r.age_seconds), r.node or "-",
+            )  # fmt: skip
+        console.print(out if rows else "No workers running.")
+
+    emit(console, output, machine(rows, "Worker"), table)
+
+
+def _act(
+    kind: str, name: str, patch: dict[str, Any], done: str, kubeconfig: str | None,
+    context: str | None, namespace: str | None,
+) -> None:  # fmt: skip
+    target = _target(kubeconfig, context, namespace, False)
+    target.patch(kind, name, patch)
+    typer.echo(f"{kind.lower()} {target.namespace}/{name} {done}")
+
+
+@one_line_errors
+def pause(
+    project: str = typer.Argument(..., help="The Project to stop."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+) -> None:
+    """Emergency stop: the Project's work is held (never dropped), its pools scale down."""
+    _act(
+        "Project", project, {"spec": {"paused": True}},
+        "paused: its queued work is held, never dropped; `agentfleet resume` releases it",
+        kubeconfig, context, namespace,
+    )  # fmt: skip
+
+
+@one_line_errors
+def resume(
+    project: str = typer.Argument(..., help="The Project to resume."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+) -> None:
+    """Release a paused Project: its held work is queued again."""
+    _act(
+        "Project", project, {"spec": {"paused": False}}, "resumed: its held work is queued again",
+        kubeconfig, context, namespace,
+    )  # fmt: skip
+
+
+@one_line_errors
+def scale(
+    pool: str = typer.Argument(..., help="The WorkerPool."),
+    replicas: int | None = typer.Argument(None, min=0, help="Pin the pool at this many workers."),
+    auto: bool = typer.Option(False, "--auto", help="Give the replicas back to the autoscaler."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+) -> None:
+    """Pin a pool's workers (autoscaling off), or hand them back to the autoscaler (--auto)."""
+    if auto == (replicas is not None):
+        raise CliError("give either a number of replicas or --auto")
+    if auto:
+        patch: dict[str, Any] = {"spec": {"replicas": None, "autoscaling": {"enabled": True}}}
+        done = "scaled by the autoscaler again"
+    else:
+        patch = {"spec": {"replicas": replicas, "autoscaling": {"enabled": False}}}
+        done = f"pinned at {replicas} worker(s); `agentfleet scale {pool} --auto` undoes it"
+    _act("WorkerPool", pool, patch, done, kubeconfig, context, namespace)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the fleet commands to the `agentfleet` command line."""
+    for command in (status, queues, pools, workers, pause, resume, scale):
+        app.command(command.__name__)(command)

@@ -1,0 +1,73 @@
+"""Tables for people (rich), JSON and YAML for scripts.
+
+Machine output is stable: `{"kind": "<Kind>List", "items": [...]}` with the row models'
+field names in camelCase, or the `Summary` object for `status`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from enum import StrEnum
+from typing import Any
+
+import yaml
+from pydantic import BaseModel
+from pydantic.alias_generators import to_camel
+from rich.console import Console
+from rich.table import Table
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+def machine(value: BaseModel | Sequence[BaseModel], kind: str) -> dict[str, Any]:
+    """What -o json and -o yaml print."""
+    if isinstance(value, BaseModel):
+        return {"kind": kind, **_camel(value.model_dump(mode="json"))}
+    return {"kind": f"{kind}List", "items": [_camel(v.model_dump(mode="json")) for v in value]}
+
+
+def _camel(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {to_camel(str(k)): _camel(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_camel(v) for v in data]
+    return data
+
+
+def emit(console: Console, fmt: Format, payload: dict[str, Any], table: Callable[[], None]) -> None:
+    if fmt is Format.JSON:
+        console.out(json.dumps(payload, indent=2, sort_keys=True), highlight=False)
+    elif fmt is Format.YAML:
+        console.out(yaml.safe_dump(payload, sort_keys=True).rstrip(), highlight=False)
+    else:
+        table()
+
+
+def make_table(title: str | None, columns: Sequence[str]) -> Table:
+    table = Table(title=title, title_justify="left", box=None, header_style="bold")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def number(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h"
+    return f"{seconds // 86400}d"

@@ -1,0 +1,244 @@
+"""Rows for the CLI's tables, from custom resources and Pods as the API server returns
+them (plain dicts). Pure: no I/O, tested on hand-written objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+Object = Mapping[str, Any]
+
+
+class Row(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class ProjectRow(Row):
+    namespace: str
+    name: str
+    repository: str
+    phase: str
+    ready: str
+    paused: bool
+    queued: int | None
+    in_flight: int
+    completed: int
+    dead_lettered: int
+    pools: list[str]
+    message: str
+
+
+class StageRow(Row):
+    namespace: str
+    project: str
+    stage: str
+    pending: int
+    in_flight: int
+    held: int
+    retrying: int
+    completed: int
+    dead_lettered: int
+
+
+class PoolRow(Row):
+    namespace: str
+    name: str
+    stage: str
+    replicas: int | None
+    ready_replicas: int | None
+    desired_replicas: int | None
+    min_replicas: int
+    max_replicas: int
+    mode: str
+    """auto, pinned (autoscaling off: replicas set by hand) or paused."""
+    queue: int | None
+    oldest_wait_seconds: float | None
+    utilization: float | None
+    ready: str
+    last_scale_reason: str | None
+    last_scale_time: str | None
+
+
+class WorkerRow(Row):
+    namespace: str
+    pool: str
+    name: str
+    phase: str
+    ready: bool
+    restarts: int
+    age_seconds: float | None
+    node: str | None
+    deleting: bool
+
+
+def _condition(obj: Object, kind: str) -> Mapping[str, Any]:
+    for condition in obj.get("status", {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return {}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def project_row(project: Object) -> ProjectRow:
+    spec = project.get("spec", {})
+    status = project.get("status") or {}
+    stages = status.get("stages") or {}
+    ready = _condition(project, "Ready")
+    degraded = _condition(project, "Degraded")
+    if ready.get("status") != "True":
+        message = str(ready.get("message", ""))
+    elif degraded.get("status") == "True":
+        message = str(degraded.get("message", ""))
+    else:
+        message = ""
+    return ProjectRow(
+        namespace=project["metadata"]["namespace"],
+        name=project["metadata"]["name"],
+        repository=str(spec.get("repository", "")),
+        phase=str(status.get("phase") or "Pending"),
+        ready=str(ready.get("status", "Unknown")),
+        paused=bool(spec.get("paused", False)),
+        queued=status.get("queued"),
+        in_flight=sum(_int(counts.get("inFlight")) for counts in stages.values()),
+        completed=sum(_int(counts.get("completed")) for counts in stages.values()),
+        dead_lettered=sum(_int(counts.get("deadLettered")) for counts in stages.values()),
+        pools=list(status.get("pools") or []),
+        message=message,
+    )
+
+
+def stage_rows(project: Object) -> list[StageRow]:
+    stages = (project.get("status") or {}).get("stages") or {}
+    return [
+        StageRow(
+            namespace=project["metadata"]["namespace"],
+            project=project["metadata"]["name"],
+            stage=stage,
+            pending=_int(counts.get("pending")),
+            in_flight=_int(counts.get("inFlight")),
+            held=_int(counts.get("held")),
+            retrying=_int(counts.get("retrying")),
+            completed=_int(counts.get("completed")),
+            dead_lettered=_int(counts.get("deadLettered")),
+        )
+        for stage, counts in sorted(stages.items())
+    ]
+
+
+def pool_mode(pool: Object) -> str:
+    autoscaling = pool.get("spec", {}).get("autoscaling") or {}
+    if autoscaling.get("enabled", True) is False:
+        return "pinned"
+    if autoscaling.get("paused", False):
+        return "paused"
+    return "auto"
+
+
+def pool_row(pool: Object) -> PoolRow:
+    spec = pool.get("spec", {})
+    status = pool.get("status") or {}
+    metrics = status.get("metrics") or {}
+    last = status.get("lastScaleTime")
+    return PoolRow(
+        namespace=pool["metadata"]["namespace"],
+        name=pool["metadata"]["name"],
+        stage=str(spec.get("stage", "")),
+        replicas=status.get("replicas"),
+        ready_replicas=status.get("readyReplicas"),
+        desired_replicas=status.get("desiredReplicas"),
+        min_replicas=_int(spec.get("minReplicas", 1)),
+        max_replicas=_int(spec.get("maxReplicas", 5)),
+        mode=pool_mode(pool),
+        queue=metrics.get("queueDepth"),
+        oldest_wait_seconds=metrics.get("oldestWaitSeconds"),
+        utilization=metrics.get("utilization"),
+        ready=str(_condition(pool, "Ready").get("status", "Unknown")),
+        last_scale_reason=status.get("lastScaleReason"),
+        last_scale_time=str(last) if last else None,
+    )
+
+
+def worker_row(pod: Object, pool: str, now: datetime) -> WorkerRow:
+    status = pod.get("status") or {}
+    statuses = status.get("containerStatuses") or []
+    started = status.get("startTime") or pod["metadata"].get("creationTimestamp")
+    age = None
+    if started:
+        moment = datetime.fromisoformat(str(started).replace("Z", "+00:00"))
+        age = max(0.0, (now - moment.astimezone(UTC)).total_seconds())
+    return WorkerRow(
+        namespace=pod["metadata"]["namespace"],
+        pool=pool,
+        name=pod["metadata"]["name"],
+        phase=str(status.get("phase", "Unknown")),
+        ready=bool(statuses) and all(bool(s.get("ready")) for s in statuses),
+        restarts=sum(_int(s.get("restartCount")) for s in statuses),
+        age_seconds=age,
+        node=pod.get("spec", {}).get("nodeName"),
+        deleting=pod["metadata"].get("deletionTimestamp") is not None,
+    )
+
+
+class Summary(BaseModel):
+    """`agentfleet status`: the fleet in a few lines."""
+
+    model_config = ConfigDict(frozen=True)
+
+    projects: list[ProjectRow]
+    stages: list[StageRow]
+    pools: list[PoolRow]
+    queued: int
+    in_flight: int
+    completed: int
+    dead_lettered: int
+    workers: int
+    workers_ready: int
+    attention: list[str]
+    """What a person should look at: not Ready, paused with work waiting, a pool at its
+    maximum with work waiting, a pool without metrics."""
+
+
+def summary(projects: Sequence[Object], pools: Sequence[Object]) -> Summary:
+    project_rows = [project_row(p) for p in projects]
+    pool_rows = [pool_row(p) for p in pools]
+    attention: list[str] = []
+    for row in project_rows:
+        where = f"project {row.namespace}/{row.name}"
+        if row.paused and (row.queued or 0) > 0:
+            attention.append(f"{where} is paused with {row.queued} item(s) held")
+        elif row.ready != "True":
+            attention.append(f"{where} is not Ready: {row.message or row.phase}")
+    for pool in pool_rows:
+        where = f"pool {pool.namespace}/{pool.name}"
+        if pool.ready != "True":
+            attention.append(f"{where} is not Ready")
+        if (
+            pool.mode == "auto"
+            and pool.replicas is not None
+            and pool.replicas >= pool.max_replicas
+            and (pool.queue or 0) > 0
+        ):
+            attention.append(
+                f"{where} is at its maximum ({pool.max_replicas}) with {pool.queue} waiting:"
+                " raise spec.maxReplicas"
+            )
+        if pool.mode == "auto" and pool.queue is None:
+            attention.append(f"{where} has no queue metrics (MetricsAvailable is not True)")
+    return Summary(
+        projects=project_rows,
+        stages=[row for p in projects for row in stage_rows(p)],
+        pools=pool_rows,
+        queued=sum(row.queued or 0 for row in project_rows),
+        in_flight=sum(row.in_flight for row in project_rows),
+        completed=sum(row.completed for row in project_rows),
+        dead_lettered=sum(row.dead_lettered for row in project_rows),
+        workers=sum(row.replicas or 0 for row in pool_rows),
+        workers_ready=sum(row.ready_replicas or 0 for row in pool_rows),
+        attention=attention,
+    )

@@ -1,0 +1,230 @@
+"""The fleet commands (`agentfleet status`, `queues`, `pools`, `workers`, `pause`,
+`resume`, `scale`) against the real cluster and operator, holding nothing but a
+kubeconfig: an admin's, and a read-only user's whose acting commands are refused in one
+line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import yaml
+
+from agentfleet.core.api import Stage
+from agentfleet.core.queue import WorkItem, WorkQueue
+from agentfleet.dev.localenv import RedisServer, find_binary
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.controlplane import write_kubeconfig
+from agentfleet.dev.localenv.waiting import wait_for
+
+if TYPE_CHECKING:
+    from .conftest import Kubectl, Objects
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+def cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    return subprocess.run(
+        [sys.executable, "-m", "agentfleet", *args, "--kubeconfig", str(kubeconfig)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**env, "COLUMNS": "200"},
+    )
+
+
+def ok(kubeconfig: Path, *args: str) -> str:
+    result = cli(kubeconfig, *args)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def as_json(kubeconfig: Path, *args: str) -> dict[str, Any]:
+    out: dict[str, Any] = json.loads(ok(kubeconfig, *args, "-o", "json"))
+    return out
+
+
+@pytest.fixture
+async def queue(redis_server: RedisServer) -> AsyncIterator[WorkQueue]:
+    work_queue = WorkQueue.from_url(redis_server.url)
+    yield work_queue
+    await work_queue.close()
+
+
+@pytest.fixture
+def fleet(objects: Objects, kubectl: Kubectl) -> str:
+    ns = objects.namespace
+    for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
+        kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
+    objects.wait_condition("workerpools", "widgets-dev-tdd", "Ready", "True")
+    return ns
+
+
+@pytest.fixture
+def viewer(local_cluster: LocalCluster, kubectl: Kubectl, fleet: str, tmp_path: Path) -> Path:
+    """A kubeconfig for a user who may read agentfleet's resources and Pods, not change
+    them."""
+    user = f"viewer-{uuid.uuid4().hex[:6]}"
+    pki = local_cluster.controlplane.pki
+    pair = pki.client(user, user)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": user, "namespace": fleet},
+        "rules": [
+            {
+                "apiGroups": ["agentfleet.dev"],
+                "resources": ["projects", "workerpools"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": user, "namespace": fleet},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
+    return write_kubeconfig(
+        tmp_path / "viewer.kubeconfig",
+        local_cluster.server,
+        pki.ca.cert,
+        pair.cert,
+        pair.key,
+        user,
+    )
+
+
+async def test_status_queues_pools_and_workers_read_the_fleet(
+    fleet: str, kubeconfig: Path, objects: Objects, queue: WorkQueue
+) -> None:
+    items = [
+        WorkItem(id=f"issue-{n}", namespace=fleet, project="widgets", stage=Stage.CONTENT)
+        for n in range(3)
+    ]
+    await queue.enqueue(*items)
+    wait_for(
+        lambda: (objects.project("widgets") or {}).get("status", {}).get("queued") == 3,
+        30,
+        "3 queued items in the Project status",
+    )
+
+    status = as_json(kubeconfig, "status", "-n", fleet)
+    assert status["kind"] == "FleetStatus"
+    assert status["queued"] == 3
+    (widgets,) = status["projects"]
+    assert (widgets["name"], widgets["repository"], widgets["queued"]) == (
+        "widgets",
+        "acme/widgets",
+        3,
+    )
+    assert {p["name"] for p in status["pools"]} >= {"widgets-dev-tdd", "widgets-genesis"}
+
+    stages = as_json(kubeconfig, "queues", "-n", fleet)
+    content = [r for r in stages["items"] if r["stage"] == "content"]
+    assert content and content[0]["pending"] == 3
+
+    table = ok(kubeconfig, "status", "-n", fleet)
+    assert "widgets" in table and "widgets-dev-tdd" in table
+
+    pools = as_json(kubeconfig, "pools", "-A")
+    mine = {p["name"]: p for p in pools["items"] if p["namespace"] == fleet}
+    assert mine["widgets-dev-tdd"]["mode"] == "auto"
+    assert mine["widgets-dev-tdd"]["stage"] == "development"
+
+    workers = wait_for(
+        lambda: (
+            (w := as_json(kubeconfig, "workers", "widgets-dev-tdd", "-n", fleet))["items"] and w
+        ),
+        60,
+        "a worker Pod of widgets-dev-tdd",
+    )
+    assert {w["pool"] for w in workers["items"]} == {"widgets-dev-tdd"}
+    assert all(w["name"].startswith("widgets-dev-tdd-") for w in workers["items"])
+
+
+def test_pause_resume_and_scale_change_the_resources(
+    fleet: str, kubeconfig: Path, objects: Objects
+) -> None:
+    out = ok(kubeconfig, "pause", "widgets", "-n", fleet)
+    assert f"project {fleet}/widgets paused" in out
+    assert (objects.project("widgets") or {})["spec"]["paused"] is True
+    wait_for(
+        lambda: (objects.project("widgets") or {}).get("status", {}).get("phase") == "Paused",
+        20,
+        "the Project Paused",
+    )
+    ok(kubeconfig, "resume", "widgets", "-n", fleet)
+    assert (objects.project("widgets") or {})["spec"]["paused"] is False
+
+    ok(kubeconfig, "scale", "widgets-dev-tdd", "2", "-n", fleet)
+    pool = objects.pool("widgets-dev-tdd") or {}
+    assert (pool["spec"]["replicas"], pool["spec"]["autoscaling"]["enabled"]) == (2, False)
+    wait_for(
+        lambda: (
+            ((objects.deployment("widgets-dev-tdd") or {}).get("spec") or {}).get("replicas") == 2
+        ),
+        30,
+        "the pinned pool's Deployment at 2 replicas",
+    )
+    pools = as_json(kubeconfig, "pools", "-n", fleet)
+    assert {p["name"]: p["mode"] for p in pools["items"]}["widgets-dev-tdd"] == "pinned"
+
+    ok(kubeconfig, "scale", "widgets-dev-tdd", "--auto", "-n", fleet)
+    pool = objects.pool("widgets-dev-tdd") or {}
+    assert pool["spec"]["autoscaling"]["enabled"] is True
+    assert "replicas" not in pool["spec"]
+
+
+def test_a_read_only_user_reads_but_cannot_act(fleet: str, viewer: Path) -> None:
+    assert as_json(viewer, "pools", "-n", fleet)["items"]
+    refused = cli(viewer, "pause", "widgets", "-n", fleet)
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1, refused.stderr
+    assert lines[0].startswith("error: forbidden: cannot patch project 'widgets'"), lines[0]
+    assert "Traceback" not in refused.stderr
+
+
+def test_mistakes_are_one_readable_line(fleet: str, kubeconfig: Path, tmp_path: Path) -> None:
+    cases = {
+        ("pause", "nope", "-n", fleet): "error: not found: cannot patch project 'nope'",
+        ("scale", "widgets-dev-tdd", "-n", fleet): "error: give either a number of replicas",
+        ("workers", "widgets-dev-tdd", "-A"): "error: naming one object acts in one namespace",
+        ("workers", "nope", "-n", fleet): "error: not found: cannot get workerpool 'nope'",
+    }
+    for args, start in cases.items():
+        result = cli(kubeconfig, *args)
+        assert result.returncode == 1, (args, result.stdout)
+        assert result.stderr.startswith(start), (args, result.stderr)
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    missing = cli(tmp_path / "absent.kubeconfig", "status")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: cannot load the kubeconfig"), missing.stderr
+
+
+def test_kubectl_runs_it_as_a_plugin(fleet: str, kubeconfig: Path) -> None:
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    result = subprocess.run(
+        [str(find_binary("kubectl")), "agentfleet", "pools", "-n", fleet, "-o", "json",
+         "--kubeconfig", str(kubeconfig)],
+        capture_output=True, text=True, timeout=60, check=False, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    names = {p["name"] for p in json.loads(result.stdout)["items"]}
+    assert "widgets-dev-tdd" in names

@@ -1,0 +1,120 @@
+"""The CLI's rows and the fleet summary, from objects as the API server returns them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agentfleet.ctl.output import Format, duration, machine
+from agentfleet.ctl.views import pool_mode, pool_row, project_row, stage_rows, summary, worker_row
+
+pytestmark = pytest.mark.unit
+
+
+def project(name: str = "web", **status: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "team-a", "name": name},
+        "spec": {"repository": "acme/web", "paused": status.pop("paused", False)},
+        "status": status,
+    }
+
+
+def pool(
+    name: str = "web-dev", spec: dict[str, Any] | None = None, **status: Any
+) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "team-a", "name": name},
+        "spec": {"stage": "development", "minReplicas": 1, "maxReplicas": 3, **(spec or {})},
+        "status": status,
+    }
+
+
+READY = {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "ok"}
+
+
+def test_a_project_row_sums_its_stages_and_says_what_is_wrong() -> None:
+    row = project_row(
+        project(
+            phase="Degraded",
+            queued=4,
+            conditions=[
+                READY,
+                {"type": "Degraded", "status": "True", "message": "no pool for content"},
+            ],
+            stages={
+                "development": {"pending": 3, "inFlight": 2, "completed": 5},
+                "review": {"pending": 1, "deadLettered": 1},
+            },
+            pools=["web-dev"],
+        )
+    )
+    assert (row.queued, row.in_flight, row.completed, row.dead_lettered) == (4, 2, 5, 1)
+    assert (row.phase, row.ready, row.message) == ("Degraded", "True", "no pool for content")
+    assert [r.stage for r in stage_rows(project(stages={"review": {}, "content": {}}))] == [
+        "content",
+        "review",
+    ]
+
+
+def test_a_project_never_reconciled_is_pending_with_unknown_readiness() -> None:
+    row = project_row({"metadata": {"namespace": "n", "name": "p"}, "spec": {}})
+    assert (row.phase, row.ready, row.queued, row.message) == ("Pending", "Unknown", None, "")
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "mode"),
+    [({}, "auto"), ({"enabled": False}, "pinned"), ({"paused": True}, "paused")],
+)
+def test_pool_modes(autoscaling: dict[str, Any], mode: str) -> None:
+    assert pool_mode(pool(spec={"autoscaling": autoscaling})) == mode
+
+
+def test_the_summary_points_at_what_needs_a_look() -> None:
+    fleet = summary(
+        [project("web", paused=True, queued=7, conditions=[READY]), project("api", conditions=[])],
+        [
+            pool(
+                "full", replicas=3, readyReplicas=3, metrics={"queueDepth": 12}, conditions=[READY]
+            ),
+            pool("blind", replicas=1, conditions=[READY]),
+            pool(
+                "pinned", spec={"autoscaling": {"enabled": False}}, replicas=2, conditions=[READY]
+            ),
+        ],
+    )
+    assert fleet.attention == [
+        "project team-a/web is paused with 7 item(s) held",
+        "project team-a/api is not Ready: Pending",
+        "pool team-a/full is at its maximum (3) with 12 waiting: raise spec.maxReplicas",
+        "pool team-a/blind has no queue metrics (MetricsAvailable is not True)",
+    ]
+    assert (fleet.queued, fleet.workers, fleet.workers_ready) == (7, 6, 3)
+
+
+def test_a_worker_row() -> None:
+    pod = {
+        "metadata": {"namespace": "team-a", "name": "web-dev-1", "deletionTimestamp": "x"},
+        "spec": {"nodeName": "node-1"},
+        "status": {
+            "phase": "Running",
+            "startTime": "2026-11-30T10:00:00Z",
+            "containerStatuses": [
+                {"ready": True, "restartCount": 1},
+                {"ready": True, "restartCount": 2},
+            ],
+        },
+    }
+    row = worker_row(pod, "web-dev", datetime(2026, 11, 30, 10, 5, tzinfo=UTC))
+    assert (row.ready, row.restarts, row.age_seconds, row.deleting) == (True, 3, 300.0, True)
+    assert duration(row.age_seconds) == "5m"
+
+
+def test_machine_output_is_camel_case_and_names_its_kind() -> None:
+    rows = [pool_row(pool(replicas=1, lastScaleReason="queue_depth=14 > 10"))]
+    out = machine(rows, "Pool")
+    assert out["kind"] == "PoolList"
+    assert out["items"][0]["lastScaleReason"] == "queue_depth=14 > 10"
+    assert out["items"][0]["minReplicas"] == 1
+    assert Format("yaml") is Format.YAML
