@@ -12,7 +12,6 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from pydantic.alias_generators import to_camel
 from rich.console import Console
 from rich.table import Table
 
@@ -24,18 +23,14 @@ class Format(StrEnum):
 
 
 def machine(value: BaseModel | Sequence[BaseModel], kind: str) -> dict[str, Any]:
-    """What -o json and -o yaml print."""
+    """What -o json and -o yaml print: the `views` models by their camelCase names
+    (`FleetStatus`, or a `Listing` of rows), which read the output back strictly."""
     if isinstance(value, BaseModel):
-        return {"kind": kind, **_camel(value.model_dump(mode="json"))}
-    return {"kind": f"{kind}List", "items": [_camel(v.model_dump(mode="json")) for v in value]}
-
-
-def _camel(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {to_camel(str(k)): _camel(v) for k, v in data.items()}
-    if isinstance(data, list):
-        return [_camel(v) for v in data]
-    return data
+        return {"kind": kind, **value.model_dump(mode="json", by_alias=True)}
+    return {
+        "kind": f"{kind}List",
+        "items": [v.model_dump(mode="json", by_alias=True) for v in value],
+    }
 
 
 def emit(console: Console, fmt: Format, payload: dict[str, Any], table: Callable[[], None]) -> None:

@@ -5,15 +5,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
+from pydantic.alias_generators import to_camel
 
 Object = Mapping[str, Any]
 
 
 class Row(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    """A row of a table; camelCase in JSON and YAML (`by_alias`), strict when read back."""
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", alias_generator=to_camel, populate_by_name=True
+    )
 
 
 class ProjectRow(Row):
@@ -185,10 +190,11 @@ def worker_row(pod: Object, pool: str, now: datetime) -> WorkerRow:
     )
 
 
-class Summary(BaseModel):
-    """`agentfleet status`: the fleet in a few lines."""
+RowT = TypeVar("RowT", bound=Row)
 
-    model_config = ConfigDict(frozen=True)
+
+class Summary(Row):
+    """`agentfleet status`: the fleet in a few lines."""
 
     projects: list[ProjectRow]
     stages: list[StageRow]
@@ -202,6 +208,21 @@ class Summary(BaseModel):
     attention: list[str]
     """What a person should look at: not Ready, paused with work waiting, a pool at its
     maximum with work waiting, a pool without metrics."""
+
+
+class Listing(BaseModel, Generic[RowT]):
+    """What a list command prints with -o json or -o yaml: `{"kind": ..., "items": [...]}`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str
+    items: list[RowT]
+
+
+class FleetStatus(Summary):
+    """What `status` prints with -o json or -o yaml."""
+
+    kind: str
 
 
 def summary(projects: Sequence[Object], pools: Sequence[Object]) -> Summary:

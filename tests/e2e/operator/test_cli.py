@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from agentfleet.core.api import Stage
 from agentfleet.core.queue import WorkItem, WorkQueue
+from agentfleet.ctl.views import FleetStatus, Listing, PoolRow, StageRow, WorkerRow
 from agentfleet.dev.localenv import RedisServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.controlplane import write_kubeconfig
@@ -50,8 +52,19 @@ def ok(kubeconfig: Path, *args: str) -> str:
     return result.stdout
 
 
+SCHEMAS: dict[str, type[BaseModel]] = {
+    "status": FleetStatus,
+    "queues": Listing[StageRow],
+    "pools": Listing[PoolRow],
+    "workers": Listing[WorkerRow],
+}
+
+
 def as_json(kubeconfig: Path, *args: str) -> dict[str, Any]:
+    """The command's -o json output, checked against its published models (strict: an
+    unknown or missing key fails)."""
     out: dict[str, Any] = json.loads(ok(kubeconfig, *args, "-o", "json"))
+    SCHEMAS[args[0]].model_validate(out)
     return out
 
 
