@@ -10,6 +10,7 @@ from typing import Any, ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
+from agentfleet.core.api.base import LABEL_POOL
 from agentfleet.ctl.kube import CliError, Target
 from agentfleet.ctl.output import Format, duration, emit, machine, make_table, number
 from agentfleet.ctl.views import PoolRow, pool_row, stage_rows, summary, worker_row
@@ -268,7 +269,30 @@ def scale(
     _act("WorkerPool", pool, patch, done, kubeconfig, context, namespace)
 
 
+@one_line_errors
+def restart(
+    worker: str = typer.Argument(..., help="The worker Pod (see `agentfleet workers`)."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+) -> None:
+    """Restart a stuck worker: its Pod is deleted (it drains: the item it holds is
+    finished or released) and the pool's Deployment starts another."""
+    target = _target(kubeconfig, context, namespace, False)
+    pod = target.pod(worker)
+    pool = (pod["metadata"].get("labels") or {}).get(LABEL_POOL)
+    if not pool:
+        raise CliError(
+            f"pod {target.namespace}/{worker} is not an agentfleet worker (no {LABEL_POOL} label)"
+        )
+    target.delete_pod(worker)
+    typer.echo(
+        f"worker {target.namespace}/{worker} of pool {pool} restarting: its item is finished or "
+        "released to another worker, and the pool starts a new Pod"
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentfleet` command line."""
-    for command in (status, queues, pools, workers, pause, resume, scale):
+    for command in (status, queues, pools, workers, pause, resume, scale, restart):
         app.command(command.__name__)(command)

@@ -101,6 +101,20 @@ class Target:
         items: list[dict[str, Any]] = json.loads(found.data)["items"]
         return sorted(items, key=lambda pod: pod["metadata"]["name"])
 
+    def pod(self, name: str) -> dict[str, Any]:
+        core = client.CoreV1Api(self.api)
+        namespace = self.require_namespace()
+        with api_errors(f"get pod {name!r}", namespace):
+            found = core.read_namespaced_pod(name, namespace, _preload_content=False)
+        pod: dict[str, Any] = json.loads(found.data)
+        return pod
+
+    def delete_pod(self, name: str) -> None:
+        core = client.CoreV1Api(self.api)
+        namespace = self.require_namespace()
+        with api_errors(f"delete pod {name!r}", namespace):
+            core.delete_namespaced_pod(name, namespace, _preload_content=False)
+
     def require_namespace(self) -> str:
         if self.namespace is None:
             raise CliError("naming one object acts in one namespace: give -n NAMESPACE, not -A")

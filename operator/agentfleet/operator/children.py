@@ -16,7 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
-from agentfleet.core.api.base import API_GROUP, API_VERSION
+from agentfleet.core.api.base import API_GROUP, API_VERSION, LABEL_POOL, LABEL_STAGE
 from agentfleet.core.api.workerpool import METRICS_PORT, EgressRule, LabelSelector, WorkerPoolSpec
 from agentfleet.core.podenv import (
     AGENT_ENV_VARS,
@@ -38,8 +38,6 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_PART_OF = "app.kubernetes.io/part-of"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-LABEL_POOL = f"{API_GROUP}/pool"
-LABEL_STAGE = f"{API_GROUP}/stage"
 CONTAINER_NAME = "worker"
 SANDBOX_CONTAINER_NAME = "sandbox"
 WORKER_UID = 10001

@@ -22,12 +22,11 @@ import prometheus_client
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
-from agentfleet.core.api.base import API_GROUP, API_VERSION
+from agentfleet.core.api.base import API_GROUP, API_VERSION, LABEL_POOL
 from agentfleet.core.queue import WorkQueue
 from agentfleet.operator.children import (
     FIELD_MANAGER,
     LABEL_MANAGED_BY,
-    LABEL_POOL,
     WorkerEnvironment,
     queue_egress_rules,
 )

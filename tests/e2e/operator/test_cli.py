@@ -241,3 +241,25 @@ def test_kubectl_runs_it_as_a_plugin(fleet: str, kubeconfig: Path) -> None:
     assert result.returncode == 0, result.stderr
     names = {p["name"] for p in json.loads(result.stdout)["items"]}
     assert "widgets-dev-tdd" in names
+
+
+def test_restart_deletes_a_worker_pod_and_the_pool_replaces_it(
+    fleet: str, kubeconfig: Path, kubectl: Kubectl
+) -> None:
+    def worker_names() -> set[str]:
+        listing = as_json(kubeconfig, "workers", "widgets-dev-tdd", "-n", fleet)
+        return {w["name"] for w in listing["items"] if not w["deleting"]}
+
+    (first,) = wait_for(worker_names, 60, "one worker of widgets-dev-tdd")
+    out = ok(kubeconfig, "restart", first, "-n", fleet)
+    assert f"worker {fleet}/{first} of pool widgets-dev-tdd restarting" in out
+    replaced = wait_for(
+        lambda: (names := worker_names()) and first not in names and names,
+        60,
+        "a new worker in place of the restarted one",
+    )
+    assert len(replaced) == 1
+    kubectl("-n", fleet, "run", "bystander", "--image=registry.local/none:1", "--restart=Never")
+    refused = cli(kubeconfig, "restart", "bystander", "-n", fleet)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(f"error: pod {fleet}/bystander is not an agentfleet worker")

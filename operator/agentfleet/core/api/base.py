@@ -15,6 +15,12 @@ from pydantic.alias_generators import to_camel
 API_GROUP = "agentfleet.dev"
 API_VERSION = "v1alpha1"
 
+LABEL_POOL = f"{API_GROUP}/pool"
+"""On every worker Pod and child object: the WorkerPool it belongs to."""
+
+LABEL_STAGE = f"{API_GROUP}/stage"
+"""On every worker Pod and child object: the stage its pool serves."""
+
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(
