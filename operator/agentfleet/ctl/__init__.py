@@ -1,4 +1,4 @@
-"""`agentfleet status`, `pools`, `workers`, `pause`, `resume`, `scale`: the commands people
+"""`agentfleet status`, `queues`, `pools`, `workers`, `pause`, `resume`, `scale`, `restart`: the
 run against a cluster, on their own machine, with nothing but a kubeconfig (like a
 kubectl plugin: `kubectl agentfleet ...` runs the same code).
 
