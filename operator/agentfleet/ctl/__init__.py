@@ -1,6 +1,7 @@
-"""`agentfleet status`, `queues`, `pools`, `workers`, `pause`, `resume`, `scale`, `restart`: the
-run against a cluster, on their own machine, with nothing but a kubeconfig (like a
-kubectl plugin: `kubectl agentfleet ...` runs the same code).
+"""The fleet commands people run against a cluster on their own machine (`agentfleet
+status`, `queues`, `pools`, `workers`, `pause`, `resume`, `scale`, `restart`), with
+nothing but a kubeconfig (a kubectl plugin too: `kubectl agentfleet ...` runs the same
+code).
 
 `views` turns the custom resources and Pods into rows (pure); `kube` is the thin client
 (kubectl's flags: --kubeconfig, --context, -n, -A); `output` prints tables for people and
