@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -13,7 +13,15 @@ from rich.console import Console
 from agentfleet.core.api.base import LABEL_POOL
 from agentfleet.ctl.kube import CliError, Target
 from agentfleet.ctl.output import Format, duration, emit, machine, make_table, number
-from agentfleet.ctl.views import PoolRow, pool_row, stage_rows, summary, worker_row
+from agentfleet.ctl.views import (
+    PoolRow,
+    RowT,
+    WorkerRow,
+    pool_row,
+    stage_rows,
+    summary,
+    worker_row,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -61,6 +69,26 @@ def _pool_columns(row: PoolRow) -> list[str]:
         row.ready,
         row.last_scale_reason or "-",
     ]
+
+
+def _print_rows(
+    output: Format,
+    rows: Sequence[RowT],
+    kind: str,
+    headers: Sequence[str],
+    cells: Callable[[RowT], list[str]],
+    empty: str,
+) -> None:
+    """A list command's output: a table of `cells(row)`, or the rows as JSON or YAML."""
+    console = Console()
+
+    def table() -> None:
+        out = make_table(None, headers)
+        for row in rows:
+            out.add_row(*cells(row))
+        console.print(out if rows else empty)
+
+    emit(console, output, machine(rows, kind), table)
 
 
 POOL_HEADERS = [
@@ -125,31 +153,16 @@ def queues(
     """Each Project's work items by stage: pending, in flight, held, retrying, done, dead."""
     target = _target(kubeconfig, context, namespace, all_namespaces)
     rows = [row for project in target.objects("Project") for row in stage_rows(project)]
-    console = Console()
-
-    def table() -> None:
-        out = make_table(
-            None,
-            [
-                "NAMESPACE",
-                "PROJECT",
-                "STAGE",
-                "PENDING",
-                "IN FLIGHT",
-                "HELD",
-                "RETRYING",
-                "DONE",
-                "DEAD",
-            ],
-        )
-        for r in rows:
-            out.add_row(
-                r.namespace, r.project, r.stage, str(r.pending), str(r.in_flight), str(r.held),
-                str(r.retrying), str(r.completed), str(r.dead_lettered),
-            )  # fmt: skip
-        console.print(out if rows else "No queued or finished work in these Projects.")
-
-    emit(console, output, machine(rows, "StageQueue"), table)
+    _print_rows(
+        output, rows, "StageQueue",
+        ["NAMESPACE", "PROJECT", "STAGE", "PENDING", "IN FLIGHT", "HELD", "RETRYING", "DONE",
+         "DEAD"],
+        lambda r: [
+            r.namespace, r.project, r.stage, str(r.pending), str(r.in_flight), str(r.held),
+            str(r.retrying), str(r.completed), str(r.dead_lettered),
+        ],
+        "No queued or finished work in these Projects.",
+    )  # fmt: skip
 
 
 @one_line_errors
@@ -163,15 +176,7 @@ def pools(
     """WorkerPools: replicas, range, scaling mode, the signals and the last scaling reason."""
     target = _target(kubeconfig, context, namespace, all_namespaces)
     rows = [pool_row(pool) for pool in target.objects("WorkerPool")]
-    console = Console()
-
-    def table() -> None:
-        out = make_table(None, POOL_HEADERS)
-        for row in rows:
-            out.add_row(*_pool_columns(row))
-        console.print(out if rows else "No WorkerPools here.")
-
-    emit(console, output, machine(rows, "Pool"), table)
+    _print_rows(output, rows, "Pool", POOL_HEADERS, _pool_columns, "No WorkerPools here.")
 
 
 @one_line_errors
@@ -187,27 +192,22 @@ def workers(
     target = _target(kubeconfig, context, namespace, all_namespaces)
     found = [target.get("WorkerPool", pool)] if pool else target.objects("WorkerPool")
     now = datetime.now(UTC)
-    rows = []
+    rows: list[WorkerRow] = []
     for item in found:
         selector = (item.get("status") or {}).get("selector")
         if not selector:
             continue
         ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
         rows += [worker_row(pod, name, now) for pod in target.pods(ns, selector)]
-    console = Console()
-
-    def table() -> None:
-        out = make_table(
-            None, ["NAMESPACE", "POOL", "WORKER", "PHASE", "READY", "RESTARTS", "AGE", "NODE"]
-        )
-        for r in rows:
-            out.add_row(
-                r.namespace, r.pool, r.name, r.phase + (" (terminating)" if r.deleting else ""),
-                "yes" if r.ready else "no", str(r.restarts), duration(r.age_seconds), r.node or "-",
-            )  # fmt: skip
-        console.print(out if rows else "No workers running.")
-
-    emit(console, output, machine(rows, "Worker"), table)
+    _print_rows(
+        output, rows, "Worker",
+        ["NAMESPACE", "POOL", "WORKER", "PHASE", "READY", "RESTARTS", "AGE", "NODE"],
+        lambda r: [
+            r.namespace, r.pool, r.name, r.phase + (" (terminating)" if r.deleting else ""),
+            "yes" if r.ready else "no", str(r.restarts), duration(r.age_seconds), r.node or "-",
+        ],
+        "No workers running.",
+    )  # fmt: skip
 
 
 def _act(
