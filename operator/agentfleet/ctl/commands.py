@@ -22,6 +22,9 @@ from agentfleet.ctl.views import (
     summary,
     worker_row,
 )
+from agentfleet.ctl.views import (
+    bottlenecks as find_bottlenecks,
+)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -166,6 +169,28 @@ def queues(
 
 
 @one_line_errors
+def bottlenecks(
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+) -> None:
+    """Which stages have work waiting, what limits them, and what to do about it."""
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    rows = find_bottlenecks(target.objects("Project"), target.objects("WorkerPool"))
+    _print_rows(
+        output, rows, "Bottleneck",
+        ["NAMESPACE", "PROJECT", "STAGE", "WAITING", "POOLS", "CAUSE", "SUGGESTION"],
+        lambda b: [
+            b.namespace, b.project, b.stage, str(b.waiting), ", ".join(b.pools) or "-", b.cause,
+            b.suggestion,
+        ],
+        "Nothing waits: no bottleneck.",
+    )  # fmt: skip
+
+
+@one_line_errors
 def pools(
     kubeconfig: str | None = KUBECONFIG,
     context: str | None = CONTEXT,
@@ -294,5 +319,5 @@ def restart(
 
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentfleet` command line."""
-    for command in (status, queues, pools, workers, pause, resume, scale, restart):
+    for command in (status, queues, bottlenecks, pools, workers, pause, resume, scale, restart):
         app.command(command.__name__)(command)

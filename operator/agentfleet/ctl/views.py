@@ -263,3 +263,93 @@ def summary(projects: Sequence[Object], pools: Sequence[Object]) -> Summary:
         workers_ready=sum(row.ready_replicas or 0 for row in pool_rows),
         attention=attention,
     )
+
+
+class Bottleneck(Row):
+    """A stage of a Project whose work waits, why, and what to do about it."""
+
+    namespace: str
+    project: str
+    stage: str
+    waiting: int
+    """Pending plus retrying items of the stage."""
+    pools: list[str]
+    """The pools serving this stage of the Project."""
+    cause: str
+    suggestion: str
+
+
+def bottlenecks(projects: Sequence[Object], pools: Sequence[Object]) -> list[Bottleneck]:
+    """Each Project stage with work waiting, most waiting first: which pools serve it and
+    what limits them (none serves it, the Project is paused, every pool is at its maximum,
+    pinned or paused, or the pools are still starting)."""
+    found: list[Bottleneck] = []
+    rows = [(pool, pool_row(pool)) for pool in pools]
+    for project in projects:
+        namespace, name = project["metadata"]["namespace"], project["metadata"]["name"]
+        paused = bool(project.get("spec", {}).get("paused", False))
+        for stage in stage_rows(project):
+            waiting = stage.pending + stage.retrying + stage.held
+            if waiting == 0:
+                continue
+            serving = [
+                row
+                for pool, row in rows
+                if row.namespace == namespace
+                and row.stage == stage.stage
+                and name in ((pool.get("status") or {}).get("projects") or [])
+            ]
+            cause, suggestion = _limit(stage.stage, paused, serving, waiting)
+            found.append(
+                Bottleneck(
+                    namespace=namespace,
+                    project=name,
+                    stage=stage.stage,
+                    waiting=waiting,
+                    pools=[row.name for row in serving],
+                    cause=cause,
+                    suggestion=suggestion,
+                )
+            )
+    return sorted(found, key=lambda b: (-b.waiting, b.namespace, b.project, b.stage))
+
+
+def _limit(stage: str, paused: bool, serving: Sequence[PoolRow], waiting: int) -> tuple[str, str]:
+    if paused:
+        return (
+            f"the Project is paused: {waiting} item(s) held",
+            "agentfleet resume <project> when the emergency is over",
+        )
+    if not serving:
+        return (
+            f"no WorkerPool serves the {stage} stage of this Project",
+            f"apply a WorkerPool with stage: {stage} whose projectSelector matches the Project",
+        )
+    if all(row.mode == "pinned" for row in serving):
+        total = sum(row.replicas or 0 for row in serving)
+        return (
+            f"the serving pools are pinned at {total} worker(s) (autoscaling off)",
+            "agentfleet scale <pool> --auto, or pin more workers",
+        )
+    if all(row.mode == "paused" for row in serving):
+        return (
+            "autoscaling of every serving pool is paused",
+            "set spec.autoscaling.paused: false",
+        )
+    at_max = [
+        row for row in serving if row.replicas is not None and row.replicas >= row.max_replicas
+    ]
+    if len(at_max) == len(serving):
+        top = ", ".join(f"{row.name} ({row.max_replicas})" for row in at_max)
+        return (f"every serving pool is at its maximum: {top}", "raise spec.maxReplicas")
+    starting = [
+        row
+        for row in serving
+        if (row.ready_replicas or 0) < (row.desired_replicas or row.replicas or 0)
+    ]
+    if starting:
+        return (
+            "the serving pools are adding workers that are not ready yet",
+            "wait, or agentfleet workers to see why Pods do not start",
+        )
+    return ("the serving pools are below their maximum", "none: the autoscaler is adding workers")

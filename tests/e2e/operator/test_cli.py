@@ -20,7 +20,14 @@ from pydantic import BaseModel
 
 from agentfleet.core.api import Stage
 from agentfleet.core.queue import WorkItem, WorkQueue
-from agentfleet.ctl.views import FleetStatus, Listing, PoolRow, StageRow, WorkerRow
+from agentfleet.ctl.views import (
+    Bottleneck,
+    FleetStatus,
+    Listing,
+    PoolRow,
+    StageRow,
+    WorkerRow,
+)
 from agentfleet.dev.localenv import RedisServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.controlplane import write_kubeconfig
@@ -55,6 +62,7 @@ def ok(kubeconfig: Path, *args: str) -> str:
 SCHEMAS: dict[str, type[BaseModel]] = {
     "status": FleetStatus,
     "queues": Listing[StageRow],
+    "bottlenecks": Listing[Bottleneck],
     "pools": Listing[PoolRow],
     "workers": Listing[WorkerRow],
 }
@@ -150,6 +158,13 @@ async def test_status_queues_pools_and_workers_read_the_fleet(
     stages = as_json(kubeconfig, "queues", "-n", fleet)
     content = [r for r in stages["items"] if r["stage"] == "content"]
     assert content and content[0]["pending"] == 3
+
+    found = as_json(kubeconfig, "bottlenecks", "-n", fleet)["items"]
+    content_stage = [b for b in found if (b["project"], b["stage"]) == ("widgets", "content")]
+    assert content_stage, found
+    assert content_stage[0]["waiting"] == 3
+    assert content_stage[0]["pools"] == ["widgets-content"]
+    assert content_stage[0]["cause"] and content_stage[0]["suggestion"]
 
     table = ok(kubeconfig, "status", "-n", fleet)
     assert "widgets" in table and "widgets-dev-tdd" in table

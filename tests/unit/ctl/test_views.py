@@ -8,7 +8,15 @@ from typing import Any
 import pytest
 
 from agentfleet.ctl.output import Format, duration, machine
-from agentfleet.ctl.views import pool_mode, pool_row, project_row, stage_rows, summary, worker_row
+from agentfleet.ctl.views import (
+    bottlenecks,
+    pool_mode,
+    pool_row,
+    project_row,
+    stage_rows,
+    summary,
+    worker_row,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -118,3 +126,47 @@ def test_machine_output_is_camel_case_and_names_its_kind() -> None:
     assert out["items"][0]["lastScaleReason"] == "queue_depth=14 > 10"
     assert out["items"][0]["minReplicas"] == 1
     assert Format("yaml") is Format.YAML
+
+
+def served(name: str, stage: str, projects: list[str], **status: Any) -> dict[str, Any]:
+    obj = pool(name, spec={"stage": stage}, projects=projects, conditions=[READY], **status)
+    return obj
+
+
+def test_bottlenecks_name_the_limit_and_what_to_do() -> None:
+    web = project(
+        "web",
+        stages={
+            "development": {"pending": 9, "retrying": 1},
+            "content": {"pending": 2},
+            "review": {"pending": 1},
+            "genesis": {"completed": 4},
+        },
+    )
+    found = bottlenecks(
+        [web, project("ops", paused=True, stages={"development": {"held": 5}})],
+        [
+            served("dev", "development", ["web"], replicas=3, readyReplicas=3),
+            served("docs", "content", ["web"], replicas=1, readyReplicas=1, desiredReplicas=1),
+            pool("review-pinned", spec={"stage": "review", "autoscaling": {"enabled": False}},
+                 projects=["web"], replicas=1),
+        ],
+    )  # fmt: skip
+    assert [(b.project, b.stage, b.waiting) for b in found] == [
+        ("web", "development", 10),
+        ("ops", "development", 5),
+        ("web", "content", 2),
+        ("web", "review", 1),
+    ]
+    by_stage = {(b.project, b.stage): b for b in found}
+    assert by_stage["web", "development"].cause == "every serving pool is at its maximum: dev (3)"
+    assert by_stage["web", "development"].suggestion == "raise spec.maxReplicas"
+    assert by_stage["ops", "development"].cause == "the Project is paused: 5 item(s) held"
+    assert by_stage["web", "content"].suggestion == "none: the autoscaler is adding workers"
+    assert by_stage["web", "review"].cause.startswith("the serving pools are pinned at 1 worker")
+
+
+def test_a_stage_nobody_serves_is_named() -> None:
+    (only,) = bottlenecks([project(stages={"content": {"pending": 4}})], [])
+    assert only.cause == "no WorkerPool serves the content stage of this Project"
+    assert "stage: content" in only.suggestion
