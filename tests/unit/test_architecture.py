@@ -88,6 +88,14 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
             ("core/queue/workqueue.py", "import github  # noqa"),
             "The queue knows nothing of GitHub, the model or Kubernetes",
         ),
+        (
+            ("operator/autoscaler/decision.py", "import agentfleet.operator.kube  # noqa"),
+            "The operator's pure cores do no I/O: no API client, kopf, Redis or HTTP",
+        ),
+        (
+            ("core/github/events.py", "import lightkube  # noqa"),
+            "Only the operator's adapters hold its API client",
+        ),
     ],
 )
 def test_a_crossed_layer_is_caught(

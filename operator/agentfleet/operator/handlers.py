@@ -2,8 +2,12 @@
 
 Handlers are thin: they pick the right objects out of kopf's indexes and call the
 `Reconciler`. Everything is registered on a private registry (not kopf's global one), so
-importing this module has no side effects and the autoscaler can add its handlers to the
-same registry (`create_registry(config, extensions=...)`).
+importing this module has no side effects and the autoscaler and intake add their
+handlers to the same registry (`create_registry(config, extensions=...)`).
+
+The first startup handler builds the `OperatorContext` (one API client, one Redis pool,
+one Event recorder) into `memo["context"]`; every handler and extension uses it. kopf
+runs startup handlers in the order they are registered, so extensions find it there.
 """
 
 from __future__ import annotations
@@ -14,29 +18,38 @@ import os
 import random
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 import kopf
 import prometheus_client
-import urllib3
-from kubernetes.client.exceptions import ApiException
 
 from agentfleet.core.api.base import API_GROUP, API_VERSION, LABEL_POOL
-from agentfleet.core.queue import WorkQueue
 from agentfleet.operator.children import (
     FIELD_MANAGER,
     LABEL_MANAGED_BY,
+    Manifest,
     WorkerEnvironment,
     queue_egress_rules,
 )
 from agentfleet.operator.config import OperatorConfig
+from agentfleet.operator.context import (
+    CONNECT_TIMEOUT_SECONDS,
+    REQUEST_TIMEOUT_SECONDS,
+    OperatorContext,
+)
+from agentfleet.operator.index import (
+    PoolEntry,
+    PoolIndexKey,
+    deployment_observation,
+    namespace_pools,
+    namespace_projects,
+    pool_index_entries,
+)
 from agentfleet.operator.intake import install_intake
-from agentfleet.operator.kube import ConflictError, Kube, api_message, new_api_client
+from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError, api_message, status_code
 from agentfleet.operator.logic import ProjectInfo
-from agentfleet.operator.memory import limit_arenas, trim_periodically
-from agentfleet.operator.reconciler import PoolEntry, Reconciler, deployment_observation
-from agentfleet.operator.scaling import install_autoscaler
+from agentfleet.operator.reconciler import Reconciler
 
 log = logging.getLogger("agentfleet.operator")
 
@@ -44,9 +57,10 @@ WORKERPOOLS = (API_GROUP, API_VERSION, "workerpools")
 PROJECTS = (API_GROUP, API_VERSION, "projects")
 DEPLOYMENTS = ("apps", "v1", "deployments")
 RETRY_DELAY_SECONDS = 5.0
-# Reconciles run their Kubernetes calls in threads; the default pool (cores + 4) would
-# serialise a start-up with hundreds of pools.
-API_THREADS = 32
+WATCH_SERVER_TIMEOUT_SECONDS = 300
+"""The API server ends each watch after this long; kopf starts a new one."""
+WATCH_CLIENT_TIMEOUT_SECONDS = 330
+"""kopf gives up on a watch that outlives the server's end by this much."""
 
 Extension = Callable[[kopf.OperatorRegistry, OperatorConfig], None]
 """Registers more handlers on the operator's registry (the autoscaler does)."""
@@ -55,23 +69,23 @@ Extension = Callable[[kopf.OperatorRegistry, OperatorConfig], None]
 def _projects(kwargs: Mapping[str, Any], namespace: str | None) -> list[ProjectInfo]:
     """The namespace's Projects from the `project_index` kopf passes to every handler."""
     index: kopf.Index[str, ProjectInfo] = kwargs["project_index"]
-    return list(index.get(namespace or "", []))
+    return namespace_projects(index, namespace or "")
 
 
 def _pools(kwargs: Mapping[str, Any], namespace: str | None) -> list[PoolEntry]:
-    index: kopf.Index[str, PoolEntry] = kwargs["pool_index"]
-    return list(index.get(namespace or "", []))
+    index: kopf.Index[PoolIndexKey, PoolEntry] = kwargs["pool_index"]
+    return namespace_pools(index, namespace or "")
 
 
 async def _retrying(action: Awaitable[Any]) -> Any:
     """Outages become kopf.TemporaryError: kopf retries the handler after a delay."""
     try:
         return await action
-    except ApiException as error:
+    except KubeError as error:
         raise kopf.TemporaryError(
-            f"Kubernetes API {error.status}: {api_message(error)}", delay=RETRY_DELAY_SECONDS
+            f"Kubernetes API {status_code(error)}: {api_message(error)}", delay=RETRY_DELAY_SECONDS
         ) from error
-    except (ConflictError, OSError, urllib3.exceptions.HTTPError) as error:
+    except TRANSPORT_ERRORS as error:
         raise kopf.TemporaryError(str(error), delay=RETRY_DELAY_SECONDS) from error
 
 
@@ -88,12 +102,14 @@ def create_registry(
     # ------------------------------------------------------------- lifecycle
     @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        return kopf.login_via_client(**kwargs)
+        # kopf's own readers of the pod's token or $KUBECONFIG (run() sets it from
+        # --kubeconfig); no client library involved.
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
     @kopf.on.startup(id="start", registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        # kopf's own bookkeeping goes into annotations under our prefix, not into status
-        # (whose schema is ours).
+        # kopf's own bookkeeping goes into annotations under our prefix, never into
+        # status, whose fields our writers own (docs/operator.md, "Who writes what").
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=API_GROUP, key="last-handled-configuration"
@@ -104,29 +120,25 @@ def create_registry(
         # that hang silently): the API server ends a watch after server_timeout, the
         # client gives up on it a little later, and connects and single requests fail
         # fast and are retried instead of stalling a handler or an index.
-        settings.watching.server_timeout = 300
-        settings.watching.client_timeout = 330
-        settings.watching.connect_timeout = 10
-        settings.networking.connect_timeout = 10
-        settings.networking.request_timeout = 60
-        asyncio.get_running_loop().set_default_executor(
-            ThreadPoolExecutor(API_THREADS, thread_name_prefix="kube-api")
-        )
-        kube = Kube(new_api_client(config.kubeconfig))
+        # Our own client uses the same request and connect deadlines.
+        settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_SECONDS
+        settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_SECONDS
+        settings.watching.connect_timeout = CONNECT_TIMEOUT_SECONDS
+        settings.networking.connect_timeout = CONNECT_TIMEOUT_SECONDS
+        settings.networking.request_timeout = REQUEST_TIMEOUT_SECONDS
+        context = OperatorContext.create(config)
+        memo["context"] = context
+        kube = context.kube
         if config.peering is not None:
             scopes: Iterable[str | None] = config.namespaces or [None]
             for namespace in scopes:
-                if await asyncio.to_thread(kube.ensure_peering, config.peering, namespace):
+                if await kube.ensure_peering(config.peering, namespace):
                     log.info("created peering object %s in %s", config.peering, namespace or "*")
-        queue = WorkQueue.from_url(config.redis_url) if config.redis_url else None
+        queue = context.queue
         environment = WorkerEnvironment(
             redis_url=config.redis_url,
             queue_egress=(
-                await asyncio.to_thread(
-                    queue_egress_rules, config.redis_url, kube.service_body, resolve_host
-                )
-                if config.redis_url
-                else ()
+                await _queue_egress(config.redis_url, context) if config.redis_url else ()
             ),
             blocked_cidrs=config.blocked_cidrs,
             dns_cidrs=config.dns_cidrs,
@@ -136,25 +148,15 @@ def create_registry(
                 "the work queue's address could not be found: worker Pods' NetworkPolicy "
                 "will not let them reach it"
             )
-        memo["reconciler"] = Reconciler(kube, environment, queue)
+        memo["reconciler"] = Reconciler(context, environment)
         if config.metrics_port:
             prometheus_client.start_http_server(config.metrics_port)
-        memo["trimmer"] = asyncio.create_task(trim_periodically(), name="malloc-trim")
         log.info(
             "operator started: namespaces=%s redis=%s peering=%s",
             "*" if config.all_namespaces else ",".join(config.namespaces),
             "on" if queue else "off",
             config.peering or "standalone",
         )
-
-    @kopf.on.cleanup(id="stop", registry=registry)
-    async def stop(memo: kopf.Memo, **_: Any) -> None:
-        trimmer = memo.get("trimmer")
-        if trimmer is not None:
-            trimmer.cancel()
-        reconciler = memo.get("reconciler")
-        if reconciler is not None and reconciler.queue is not None:
-            await reconciler.queue.close()
 
     # --------------------------------------------------------------- indexes
     @kopf.index(*PROJECTS, id="project_index", registry=registry)
@@ -164,8 +166,8 @@ def create_registry(
         return {namespace or "": ProjectInfo.from_body(body)}
 
     @kopf.index(*WORKERPOOLS, id="pool_index", registry=registry)
-    def pool_index(*, body: kopf.Body, namespace: str | None, **_: Any) -> dict[str, PoolEntry]:
-        return {namespace or "": PoolEntry.from_body(body)}
+    def pool_index(*, body: kopf.Body, **_: Any) -> dict[PoolIndexKey, PoolEntry]:
+        return pool_index_entries(body)
 
     # ----------------------------------------------------------- WorkerPools
     @kopf.on.resume(*WORKERPOOLS, id="pool_changed", registry=registry)
@@ -283,6 +285,15 @@ def create_registry(
 
     for extend in extensions:
         extend(registry, config)
+
+    # Registered after the extensions' cleanups, so it runs after them (kopf runs them in
+    # order): the client, the pool and the Event posters close once nobody uses them.
+    @kopf.on.cleanup(id="stop", registry=registry)
+    async def stop(memo: kopf.Memo, **_: Any) -> None:
+        context: OperatorContext | None = memo.get("context")
+        if context is not None:
+            await context.close()
+
     return registry
 
 
@@ -308,6 +319,20 @@ class _QuietRoutineSuccess(logging.Filter):
         )
 
 
+async def _queue_egress(redis_url: str, context: OperatorContext) -> tuple[Manifest, ...]:
+    """The NetworkPolicy egress rules to the work queue (`children.queue_egress_rules`),
+    with the Service a `<svc>.<namespace>.svc` host names read first; a name is resolved
+    in a thread (once, at start-up)."""
+    host = urlsplit(redis_url).hostname or ""
+    parts = host.split(".")
+    service = None
+    if len(parts) >= 3 and parts[2] == "svc":
+        service = await context.kube.service_body(parts[1], parts[0])
+    return await asyncio.to_thread(
+        queue_egress_rules, redis_url, lambda _namespace, _name: service, resolve_host
+    )
+
+
 def resolve_host(host: str) -> list[str]:
     """The addresses a host name resolves to (none when it does not)."""
     try:
@@ -319,7 +344,6 @@ def resolve_host(host: str) -> list[str]:
 
 def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
     """Run the operator until SIGTERM/SIGINT (blocking)."""
-    limit_arenas()  # before kopf and the API thread pool start any thread
     kopf.configure(
         verbose=config.verbose,
         log_format={
@@ -330,10 +354,12 @@ def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
     )
     logging.getLogger("kopf.objects").addFilter(_QuietRoutineSuccess())
     if config.kubeconfig:
-        # kopf's login and the client library both read it from here.
+        # kopf's login reads it from here.
         os.environ["KUBECONFIG"] = config.kubeconfig
     priority = config.priority if config.priority is not None else random.randint(1, 2**30)
     if config.prometheus_url is not None:
+        from agentfleet.operator.autoscaler.extension import install_autoscaler
+
         # The autoscaler loop runs in this process, from startup to cleanup.
         extensions = [*extensions, install_autoscaler]
     # GitHub intake (polling every Project, and webhooks on --webhook-port) always runs.

@@ -10,8 +10,9 @@ webhook receiver.
 - every replica serves the webhook app on `--webhook-port`; a delivery's Project and
   webhook secret are read from the API server when it arrives, so a standby answers as
   well as the active replica;
-- the outcome is the Project's `Intake` condition (reason and message on failure), an
-  Event when it changes, and the `agentfleet_intake_*` metrics. A Project whose
+- the outcome is the Project's `Intake` condition (reason and message on failure; the
+  one status field intake owns, server-side applied as `agentfleet-intake`), an Event
+  when it changes, and the `agentfleet_intake_*` metrics. A Project whose
   credentials or repository fail affects no other Project.
 
 Enqueue is idempotent on item ids, so an issue seen by many polls and deliveries is one
@@ -33,9 +34,7 @@ from functools import partial
 from typing import Any
 
 import kopf
-import urllib3
 from github import GithubException
-from kubernetes.client.exceptions import ApiException
 from prometheus_client import Counter
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -59,8 +58,17 @@ from agentfleet.core.github import (
 )
 from agentfleet.core.queue import CONNECTION_ERRORS, WorkItem, WorkQueue
 from agentfleet.operator.config import OperatorConfig
-from agentfleet.operator.kube import ConflictError, Kube, new_api_client
-from agentfleet.operator.logic import Problem, SecretLookup, credentials_problem, with_phase
+from agentfleet.operator.context import OperatorContext, context_of
+from agentfleet.operator.events import ObjectRef
+from agentfleet.operator.kube import INTAKE as INTAKE_MANAGER
+from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError
+from agentfleet.operator.logic import (
+    PROJECT_INTAKE_FIELDS,
+    Problem,
+    SecretLookup,
+    credentials_problem,
+    with_phase,
+)
 
 log = logging.getLogger("agentfleet.intake")
 
@@ -68,12 +76,12 @@ PROJECTS = (API_GROUP, API_VERSION, "projects")
 INTAKE = "Intake"
 """The Project condition intake owns."""
 MAX_CONCURRENT_POLLS = 8
-"""Polls running at once: each holds a thread of the operator's pool, which the
-reconciler's Kubernetes calls share."""
+"""Polls running at once: each holds a thread while PyGithub (a blocking client) talks to
+GitHub."""
 RETRY_SECONDS = 30.0
 """Next attempt after the Project could not be read (API server outage)."""
 WEBHOOK_PATH = "/webhooks/github/{namespace}/{project}"
-KUBERNETES_ERRORS = (ApiException, ConflictError, urllib3.exceptions.HTTPError, OSError)
+KUBERNETES_ERRORS: tuple[type[Exception], ...] = (KubeError, *TRANSPORT_ERRORS)
 """What reading or writing a Project or Secret raises during an API server outage."""
 
 POLLS = Counter(
@@ -208,10 +216,11 @@ class _QueueUnavailable(Exception):
 class Intake:
     """Polls Projects, answers webhook lookups, enqueues, reports; one per operator."""
 
-    def __init__(self, kube: Kube, queue: WorkQueue | None, config: OperatorConfig) -> None:
-        self.kube = kube
-        self.queue = queue
-        self.config = config
+    def __init__(self, context: OperatorContext) -> None:
+        self.kube = context.kube
+        self.queue: WorkQueue | None = context.queue
+        self.events = context.events
+        self.config = context.config
         self.wakes: dict[tuple[str, str], asyncio.Event] = {}
         self.polled_generation: dict[tuple[str, str], int] = {}
         self._clients: dict[tuple[str, str], tuple[tuple[Any, ...], RepoClient]] = {}
@@ -248,7 +257,7 @@ class Intake:
             return RETRY_SECONDS
 
     async def _poll(self, namespace: str, name: str) -> float:
-        body = await asyncio.to_thread(self.kube.get_custom, namespace, "projects", name)
+        body = await self.kube.get_custom(namespace, "projects", name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return RETRY_SECONDS
         generation: int = body["metadata"].get("generation", 0)
@@ -271,7 +280,7 @@ class Intake:
         if self.queue is None:
             return NO_QUEUE, "failed"
         secret_name = spec.credentials_secret_ref.name
-        lookup, secret = await asyncio.to_thread(self.kube.read_secret, namespace, secret_name)
+        lookup, secret = await self.kube.read_secret(namespace, secret_name)
         credentials = secret_credentials(secret_name, lookup, secret)
         if isinstance(credentials, Problem):
             return IntakeState.failed(credentials), "failed"
@@ -355,42 +364,27 @@ class Intake:
     async def _report(self, body: Mapping[str, Any], state: IntakeState, generation: int) -> None:
         meta = body["metadata"]
         now = datetime.now(UTC).replace(microsecond=0)
-        seen: dict[str, Condition | None] = {}
-
-        def compute(current: Mapping[str, Any]) -> dict[str, Any] | None:
-            previous = _status(current.get("status"))
-            seen["before"] = find_condition(previous.conditions, INTAKE)
-            updated = with_intake_condition(previous, state, now, generation)
-            return None if updated == previous else updated.to_wire()
-
-        await asyncio.to_thread(
-            self.kube.update_status,
+        previous = _status(body.get("status"))
+        updated = with_intake_condition(previous, state, now, generation)
+        if updated == previous:
+            return
+        await self.kube.apply_status(
             meta["namespace"],
             "projects",
             meta["name"],
-            compute,
-            current=dict(body),
+            PROJECT_INTAKE_FIELDS.select(updated.to_wire()),
+            INTAKE_MANAGER,
         )
-        event = transition_event(seen.get("before"), state) if seen else None
+        event = transition_event(find_condition(previous.conditions, INTAKE), state)
         if event is not None:
-            reference = kopf.Body(
-                {
-                    "apiVersion": f"{API_GROUP}/{API_VERSION}",
-                    "kind": "Project",
-                    "metadata": {
-                        "namespace": meta["namespace"],
-                        "name": meta["name"],
-                        "uid": meta["uid"],
-                    },
-                }
-            )
-            kopf.event(reference, type=event[0], reason=event[1], message=state.message)
+            reference = ObjectRef("Project", meta["namespace"], meta["name"], meta["uid"])
+            self.events.post(reference, event[0], event[1], state.message, INTAKE_MANAGER)
 
     async def webhook_target(self, namespace: str, name: str) -> WebhookTarget | None:
         """The Project a delivery is for and its webhook secret, if it takes webhooks."""
         if not serves_namespace(self.config, namespace):
             return None
-        body = await asyncio.to_thread(self.kube.get_custom, namespace, "projects", name)
+        body = await self.kube.get_custom(namespace, "projects", name)
         if body is None:
             return None
         try:
@@ -400,7 +394,7 @@ class Intake:
         reference = spec.intake.webhook.secret_ref
         if not spec.intake.webhook.enabled or reference is None:
             return None
-        _, secret = await asyncio.to_thread(self.kube.read_secret, namespace, reference.name)
+        _, secret = await self.kube.read_secret(namespace, reference.name)
         encoded = ((secret or {}).get("data") or {}).get(reference.key)
         if not encoded:
             log.warning(
@@ -417,8 +411,6 @@ class Intake:
     async def close(self) -> None:
         for key in list(self._clients):
             self._forget_client(key)
-        if self.queue is not None:
-            await self.queue.close()
 
 
 def install_intake(registry: kopf.OperatorRegistry, config: OperatorConfig) -> None:
@@ -430,13 +422,12 @@ def install_intake(registry: kopf.OperatorRegistry, config: OperatorConfig) -> N
         return found
 
     @kopf.on.startup(id="intake_start", registry=registry)
-    async def intake_start(**_: Any) -> None:
-        queue = WorkQueue.from_url(config.redis_url) if config.redis_url else None
-        service = Intake(Kube(new_api_client(config.kubeconfig)), queue, config)
+    async def intake_start(memo: kopf.Memo, **_: Any) -> None:
+        service = Intake(context_of(memo))
         running["intake"] = service
         if not config.webhook_port:
             return
-        if queue is None:
+        if service.queue is None:
             log.error("--webhook-port needs --redis-url: webhook deliveries are not served")
             return
         app = create_webhook_app(service.webhook_target, partial(service.enqueue, "webhook"))

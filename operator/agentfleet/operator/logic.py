@@ -442,6 +442,17 @@ def mirror_deployment(
     )
 
 
+@dataclass(frozen=True)
+class ScaleNote:
+    """Why the autoscaler asked for `replicas` (through spec.replicas), handed to the
+    reconciler in the operator process: the reconciler owns lastScaleTime and
+    lastScaleReason and writes them when the Deployment gets those replicas."""
+
+    replicas: int
+    reason: str
+    time: datetime
+
+
 def pool_status(
     previous: WorkerPoolStatus,
     *,
@@ -454,9 +465,11 @@ def pool_status(
     problem: Problem | None,
     deployment: Mapping[str, Any] | None,
     now: datetime,
+    scale_note: ScaleNote | None = None,
 ) -> WorkerPoolStatus:
     """The status after one reconcile. Problems leave the children (and the replicas
-    reported for them) as they were."""
+    reported for them) as they were. `scale_note`: the autoscaler's explanation of the
+    replicas it last asked for (used when they are what the Deployment now gets)."""
     status = previous.model_copy(update={"observed_generation": generation, "selector": selector})
     if resolution is not None:
         status = status.model_copy(update={"projects": [p.name for p in resolution.projects]})
@@ -477,6 +490,9 @@ def pool_status(
     if changed and explains:
         update["last_scale_time"] = now
         update["last_scale_reason"] = replicas.reason
+    elif changed and scale_note is not None and scale_note.replicas == replicas.count:
+        update["last_scale_time"] = scale_note.time
+        update["last_scale_reason"] = scale_note.reason
     status = mirror_deployment(status.model_copy(update=update), deployment, generation, now)
     ready = status.ready_replicas or 0
     return status.model_copy(
@@ -513,3 +529,51 @@ def contains(actual: Any, desired: Any) -> bool:
             and all(contains(a, d) for a, d in zip(actual, desired, strict=True))
         )
     return bool(actual == desired)
+
+
+# ----------------------------------------------------------------- status ownership
+
+
+@dataclass(frozen=True)
+class StatusOwnership:
+    """The status fields (wire names) and conditions (types) one writer owns. Each writer
+    applies exactly these with server-side apply under its own field manager; no two
+    writers share a field (tests/unit/controller/test_status_ownership.py)."""
+
+    fields: frozenset[str]
+    conditions: frozenset[str]
+
+    def select(self, wire: Mapping[str, Any]) -> dict[str, Any]:
+        """The part of a status (in wire form) this writer applies. A field absent here
+        that the writer applied before is removed by the API server."""
+        owned = {key: value for key, value in wire.items() if key in self.fields}
+        owned["conditions"] = [
+            c for c in wire.get("conditions") or [] if c.get("type") in self.conditions
+        ]
+        return owned
+
+
+POOL_RECONCILER_FIELDS = StatusOwnership(
+    fields=frozenset(
+        {
+            "observedGeneration",
+            "selector",
+            "projects",
+            "desiredReplicas",
+            "replicas",
+            "readyReplicas",
+            "lastScaleTime",
+            "lastScaleReason",
+        }
+    ),
+    conditions=frozenset({READY, AVAILABLE}),
+)
+POOL_AUTOSCALER_FIELDS = StatusOwnership(
+    fields=frozenset({"metrics"}),
+    conditions=frozenset({"MetricsAvailable", "ScalingActive"}),
+)
+PROJECT_RECONCILER_FIELDS = StatusOwnership(
+    fields=frozenset({"phase", "observedGeneration", "queued", "stages", "pools"}),
+    conditions=frozenset({READY, PAUSED, DEGRADED}),
+)
+PROJECT_INTAKE_FIELDS = StatusOwnership(fields=frozenset(), conditions=frozenset({"Intake"}))

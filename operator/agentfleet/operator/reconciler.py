@@ -1,8 +1,11 @@
 """The imperative shell around `logic` and `children`: read, decide, apply, report.
 
-One `Reconciler` lives in the operator process. kopf handlers call it, and so do the
-watches on Projects and Deployments whose changes affect a WorkerPool; a lock per object
-keeps those paths from interleaving. Blocking Kubernetes calls run in threads.
+One `Reconciler` lives in the operator process, built on the `OperatorContext` (its API
+client, Redis pool and Event recorder). kopf handlers call it, and so do the watches on
+Projects and Deployments whose changes affect a WorkerPool; a lock per object keeps those
+paths from interleaving. Status is written with server-side apply as
+`agentfleet-reconciler`, which owns the fields in `logic.POOL_RECONCILER_FIELDS` and
+`logic.PROJECT_RECONCILER_FIELDS` and no others.
 """
 
 from __future__ import annotations
@@ -10,13 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, TypeVar
 
-import kopf
-from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 from redis.exceptions import RedisError
 
@@ -34,10 +34,14 @@ from agentfleet.operator.children import (
     build_children,
     selector_string,
 )
-from agentfleet.operator.kube import Kube, api_message
+from agentfleet.operator.context import OperatorContext
+from agentfleet.operator.events import ObjectRef
+from agentfleet.operator.index import PoolEntry
+from agentfleet.operator.kube import RECONCILER, KubeError, api_message, status_code
 from agentfleet.operator.logic import (
-    AVAILABLE,
     PAUSED,
+    POOL_RECONCILER_FIELDS,
+    PROJECT_RECONCILER_FIELDS,
     READY,
     Problem,
     ProjectInfo,
@@ -61,75 +65,15 @@ from agentfleet.operator.logic import (
 
 log = logging.getLogger("agentfleet.operator")
 
-P = ParamSpec("P")
-T = TypeVar("T")
-
 # API errors that mean "this manifest can never be applied as is", as opposed to an
 # outage worth retrying.
 _PERMANENT_STATUSES = frozenset({400, 403, 422})
-
-
-@dataclass(frozen=True)
-class PoolEntry:
-    """A WorkerPool as the operator's index keeps it (spec parsed once per change)."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    spec: WorkerPoolSpec | None
-    observed: tuple[Any, ...]
-    """What the status says of the Deployment (see `deployment_observation`)."""
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> PoolEntry:
-        meta = body.get("metadata", {})
-        try:
-            spec: WorkerPoolSpec | None = WorkerPoolSpec.model_validate(body.get("spec") or {})
-        except ValidationError:
-            spec = None
-        return cls(
-            namespace=meta.get("namespace", ""),
-            name=meta.get("name", ""),
-            uid=meta.get("uid", ""),
-            generation=meta.get("generation", 0),
-            spec=spec,
-            observed=pool_observation(body.get("status") or {}),
-        )
-
-
-def pool_observation(status: Mapping[str, Any]) -> tuple[Any, ...]:
-    available = next(
-        (c.get("status") for c in status.get("conditions") or [] if c.get("type") == AVAILABLE),
-        None,
-    )
-    return (status.get("replicas"), status.get("readyReplicas"), available)
-
-
-def deployment_observation(deployment: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The Deployment status fields a WorkerPool mirrors, in `pool_observation` form; when
-    both agree there is nothing to write."""
-    status = deployment.get("status") or {}
-    available = next(
-        (c.get("status") for c in status.get("conditions") or [] if c.get("type") == "Available"),
-        None,
-    )
-    return (status.get("replicas", 0), status.get("readyReplicas", 0), available)
+MAX_CONCURRENT_RECONCILES = 32
+"""Reconciles in flight at once (each a few requests in sequence)."""
 
 
 def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
-
-
-def _ref(kind: str, namespace: str, name: str, uid: str) -> kopf.Body:
-    """Enough of an object for kopf to post an Event about it."""
-    return kopf.Body(
-        {
-            "apiVersion": f"{API_GROUP}/{API_VERSION}",
-            "kind": kind,
-            "metadata": {"namespace": namespace, "name": name, "uid": uid},
-        }
-    )
 
 
 def _owned_by(existing: Manifest, uid: str) -> bool:
@@ -154,28 +98,23 @@ def resolution_fingerprint(resolution: Resolution) -> tuple[Any, ...]:
 class Reconciler:
     def __init__(
         self,
-        kube: Kube,
+        context: OperatorContext,
         environment: WorkerEnvironment,
-        queue: WorkQueue | None = None,
-        max_concurrent: int = 16,
+        max_concurrent: int = MAX_CONCURRENT_RECONCILES,
     ) -> None:
-        self.kube = kube
+        self.context = context
+        self.kube = context.kube
+        self.events = context.events
         self.environment = environment
-        self.queue = queue
+        self.queue: WorkQueue | None = context.queue
         self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
-        # At start-up kopf calls the handler of every object at once. Unbounded, a
-        # thousand reconciles each hold their bodies and built manifests while they queue
-        # for the API threads, and the memory they leave behind stays resident. Measured
-        # with 1,000 new pools (benchmarks/operator_scale.py): steady RSS 378 -> 290 MB,
-        # at the price of a slower first pass (Deployments for all after 134 s, not 78 s).
+        # At start-up kopf calls the handler of every object at once; a bound keeps a
+        # thousand reconciles from holding their bodies and built manifests all at once.
         self._concurrency = asyncio.Semaphore(max_concurrent)
         # Deployment generation after our last apply, per pool: a watch event showing
         # another generation means someone else changed the spec.
         self.applied_generation: dict[tuple[str, str], int] = {}
         self.pool_inputs: dict[tuple[str, str], tuple[Any, ...]] = {}
-
-    async def _call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        return await asyncio.to_thread(fn, *args, **kwargs)
 
     def _lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((kind, namespace, name), asyncio.Lock())
@@ -221,13 +160,13 @@ class Reconciler:
     async def _reconcile_pool(
         self, namespace: str, name: str, projects: list[ProjectInfo], trigger: str
     ) -> Problem | None:
-        body = await self._call(self.kube.get_custom, namespace, "workerpools", name)
+        body = await self.kube.get_custom(namespace, "workerpools", name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         meta = body["metadata"]
         pool = PoolIdentity(namespace, name, meta["uid"])
         generation: int | None = meta.get("generation")
-        event_ref = _ref("WorkerPool", namespace, name, pool.uid)
+        event_ref = ObjectRef("WorkerPool", namespace, name, pool.uid)
 
         spec: WorkerPoolSpec | None = None
         resolution: Resolution | None = None
@@ -243,7 +182,7 @@ class Reconciler:
             problem = resolution.problem
             if problem is None:
                 lookups = {
-                    secret: await self._call(self.kube.secret, namespace, secret)
+                    secret: await self.kube.secret(namespace, secret)
                     for secret in secret_names(spec)
                 }
                 problem = secrets_problem(spec, lookups)
@@ -262,34 +201,30 @@ class Reconciler:
                 )
             await self._set_project_owner(body, spec, resolution)
 
-        now = _now()
-        seen: dict[str, WorkerPoolStatus] = {}
-
-        def compute(current: Manifest) -> dict[str, Any] | None:
-            previous = _parse_status(WorkerPoolStatus, current.get("status"))
-            seen["previous"] = previous
-            updated = pool_status(
-                previous,
-                name=name,
-                generation=generation,
-                spec=spec,
-                selector=selector_string(name),
-                resolution=resolution,
-                replicas=replicas,
-                problem=problem,
-                deployment=deployment,
-                now=now,
-            )
-            return None if updated == previous else updated.to_wire()
-
-        await self._call(
-            self.kube.update_status, namespace, "workerpools", name, compute, current=body
+        previous = _parse_status(WorkerPoolStatus, body.get("status"))
+        note = self.context.scale_notes.get((namespace, name))
+        updated = pool_status(
+            previous,
+            name=name,
+            generation=generation,
+            spec=spec,
+            selector=selector_string(name),
+            resolution=resolution,
+            replicas=replicas,
+            problem=problem,
+            deployment=deployment,
+            now=_now(),
+            scale_note=note,
         )
-        before = find_condition(seen["previous"].conditions, READY) if seen else None
+        if updated != previous:
+            await self._write_pool_status(namespace, name, updated)
+        if note is not None and updated.last_scale_reason == note.reason:
+            self.context.scale_notes.pop((namespace, name), None)
+        before = find_condition(previous.conditions, READY)
         if problem is not None and (
             before is None or (before.reason, before.message) != (problem.reason, problem.message)
         ):
-            kopf.warn(event_ref, reason=problem.reason, message=problem.message)
+            self.events.warning(event_ref, problem.reason, problem.message, RECONCILER)
             log.warning(
                 "WorkerPool %s/%s is not ready: %s: %s",
                 namespace,
@@ -305,17 +240,23 @@ class Reconciler:
         children: list[Manifest],
         replicas: Replicas,
         trigger: str,
-        event_ref: kopf.Body,
+        event_ref: ObjectRef,
     ) -> tuple[Problem | None, Manifest | None]:
-        existing: list[Manifest | None] = []
-        for child in children:
-            current = await self._call(
-                self.kube.get,
-                child["apiVersion"],
-                child["kind"],
-                pool.namespace,
-                child["metadata"]["name"],
+        # Read at once: one round trip of latency instead of six.
+        existing: list[Manifest | None] = list(
+            await asyncio.gather(
+                *(
+                    self.kube.get(
+                        child["apiVersion"],
+                        child["kind"],
+                        pool.namespace,
+                        child["metadata"]["name"],
+                    )
+                    for child in children
+                )
             )
+        )
+        for child, current in zip(children, existing, strict=True):
             if current is not None and not _owned_by(current, pool.uid):
                 return (
                     Problem(
@@ -325,7 +266,6 @@ class Reconciler:
                     ),
                     None,
                 )
-            existing.append(current)
 
         # Children already as desired are left alone (most resyncs change nothing).
         pending = [
@@ -343,9 +283,9 @@ class Reconciler:
                     continue
                 kind, child_name = child["kind"], child["metadata"]["name"]
                 try:
-                    applied = await self._call(self.kube.apply, child, dry_run)
-                except ApiException as error:
-                    if error.status in _PERMANENT_STATUSES:
+                    applied = await self.kube.apply(child, dry_run)
+                except KubeError as error:
+                    if status_code(error) in _PERMANENT_STATUSES:
                         message = f"{kind} {child_name}: {api_message(error)}"
                         return Problem("ApplyFailed", message), None
                     raise
@@ -368,41 +308,41 @@ class Reconciler:
         after: Manifest,
         replicas: Replicas,
         trigger: str,
-        event_ref: kopf.Body,
+        event_ref: ObjectRef,
     ) -> None:
         if before is None:
-            kopf.event(event_ref, type="Normal", reason="Created", message=f"Created {kind} {name}")
+            self.events.normal(event_ref, "Created", f"Created {kind} {name}", RECONCILER)
             log.info("created %s %s/%s", kind, after["metadata"]["namespace"], name)
             return
         if before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]:
             return
         if trigger in ("drift", "resync"):
             metrics.DRIFT_CORRECTIONS.labels(kind).inc()
-            kopf.event(
+            self.events.normal(
                 event_ref,
-                type="Normal",
-                reason="DriftCorrected",
-                message=f"Restored {kind} {name} after a change made outside the operator",
+                "DriftCorrected",
+                f"Restored {kind} {name} after a change made outside the operator",
+                RECONCILER,
             )
             log.info("restored drifted %s %s/%s", kind, after["metadata"]["namespace"], name)
         if kind != "Deployment":
             return
         old = before.get("spec", {}).get("replicas")
         if old != replicas.count:
-            kopf.event(
+            self.events.normal(
                 event_ref,
-                type="Normal",
-                reason="Scaled",
-                message=f"Deployment {name} replicas {old} -> {replicas.count}: {replicas.reason}",
+                "Scaled",
+                f"Deployment {name} replicas {old} -> {replicas.count}: {replicas.reason}",
+                RECONCILER,
             )
         if before.get("metadata", {}).get("generation") != after["metadata"].get(
             "generation"
         ) and before.get("spec", {}).get("template") != after.get("spec", {}).get("template"):
-            kopf.event(
+            self.events.normal(
                 event_ref,
-                type="Normal",
-                reason="RollingOut",
-                message=f"Deployment {name} pod template changed; rolling out",
+                "RollingOut",
+                f"Deployment {name} pod template changed; rolling out",
+                RECONCILER,
             )
 
     async def _set_project_owner(
@@ -431,8 +371,7 @@ class Reconciler:
                 }
             )
         if wanted != references:
-            await self._call(
-                self.kube.patch_custom,
+            await self.kube.patch_custom(
                 meta["namespace"],
                 "workerpools",
                 meta["name"],
@@ -441,16 +380,25 @@ class Reconciler:
 
     async def mirror_pool_status(self, namespace: str, name: str, deployment: Manifest) -> None:
         """Copy the Deployment's replica counts and availability into the pool's status."""
-        now = _now()
-
-        def compute(current: Manifest) -> dict[str, Any] | None:
+        async with self._lock("WorkerPool", namespace, name):
+            current = await self.kube.get_custom(namespace, "workerpools", name)
+            if current is None:
+                return
             previous = _parse_status(WorkerPoolStatus, current.get("status"))
             generation = current["metadata"].get("generation")
-            updated = mirror_deployment(previous, deployment, generation, now)
-            return None if updated == previous else updated.to_wire()
+            updated = mirror_deployment(previous, deployment, generation, _now())
+            if updated != previous:
+                await self._write_pool_status(namespace, name, updated)
 
-        async with self._lock("WorkerPool", namespace, name):
-            await self._call(self.kube.update_status, namespace, "workerpools", name, compute)
+    async def _write_pool_status(self, namespace: str, name: str, status: WorkerPoolStatus) -> None:
+        """Apply the reconciler's fields of `status` (all of them: one left out would be
+        removed)."""
+        owned = POOL_RECONCILER_FIELDS.select(status.to_wire())
+        await self.kube.apply_status(namespace, "workerpools", name, owned, RECONCILER)
+
+    async def _write_project_status(self, namespace: str, name: str, status: ProjectStatus) -> None:
+        owned = PROJECT_RECONCILER_FIELDS.select(status.to_wire())
+        await self.kube.apply_status(namespace, "projects", name, owned, RECONCILER)
 
     def deployment_drifted(self, namespace: str, pool: str, generation: int | None) -> bool:
         applied = self.applied_generation.get((namespace, pool))
@@ -490,30 +438,28 @@ class Reconciler:
     async def _reconcile_project(
         self, namespace: str, name: str, pools: list[PoolEntry], projects: list[ProjectInfo]
     ) -> Problem | None:
-        body = await self._call(self.kube.get_custom, namespace, "projects", name)
+        body = await self.kube.get_custom(namespace, "projects", name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         meta = body["metadata"]
         generation: int | None = meta.get("generation")
-        event_ref = _ref("Project", namespace, name, meta["uid"])
+        event_ref = ObjectRef("Project", namespace, name, meta["uid"])
         now = _now()
+        previous = _parse_status(ProjectStatus, body.get("status"))
         try:
             spec = ProjectSpec.model_validate(body.get("spec") or {})
         except ValidationError as error:
             invalid = validation_problem(error)
-
-            def failed(current: Manifest) -> dict[str, Any] | None:
-                previous = _parse_status(ProjectStatus, current.get("status"))
-                return _failed_project_status(previous, invalid, generation, now)
-
-            await self._call(self.kube.update_status, namespace, "projects", name, failed)
+            failed = _failed_project_status(previous, invalid, generation, now)
+            if failed != previous:
+                await self._write_project_status(namespace, name, failed)
             return invalid
 
         secret = spec.credentials_secret_ref.name
-        problem = credentials_problem(secret, await self._call(self.kube.secret, namespace, secret))
+        problem = credentials_problem(secret, await self.kube.secret(namespace, secret))
         webhook_ref = spec.intake.webhook.secret_ref
         if problem is None and spec.intake.webhook.enabled and webhook_ref is not None:
-            lookup = await self._call(self.kube.secret, namespace, webhook_ref.name)
+            lookup = await self.kube.secret(namespace, webhook_ref.name)
             problem = webhook_problem(spec, lookup)
         serving_specs = [
             (entry.name, entry.spec)
@@ -525,27 +471,18 @@ class Reconciler:
         routes = declared_routes(spec, (pool_spec for _, pool_spec in serving_specs))
         queue = await self._sync_queue(namespace, name, spec.paused, routes, event_ref)
 
-        seen: dict[str, ProjectStatus] = {}
-
-        def compute(current: Manifest) -> dict[str, Any] | None:
-            previous = _parse_status(ProjectStatus, current.get("status"))
-            updated = project_status(
-                previous,
-                generation=generation,
-                spec=spec,
-                problem=problem,
-                queue=queue,
-                pools=serving,
-                now=now,
-            )
-            seen.update(previous=previous, updated=updated)
-            return None if updated == previous else updated.to_wire()
-
-        await self._call(
-            self.kube.update_status, namespace, "projects", name, compute, current=body
+        updated = project_status(
+            previous,
+            generation=generation,
+            spec=spec,
+            problem=problem,
+            queue=queue,
+            pools=serving,
+            now=now,
         )
-        if seen:
-            _report_project_transitions(event_ref, seen["previous"], seen["updated"])
+        if updated != previous:
+            await self._write_project_status(namespace, name, updated)
+        self._report_project_transitions(event_ref, previous, updated)
         return problem
 
     async def _sync_queue(
@@ -554,7 +491,7 @@ class Reconciler:
         project: str,
         paused: bool,
         routes: list[tuple[Stage, str]],
-        event_ref: kopf.Body,
+        event_ref: ObjectRef,
     ) -> QueueView:
         """Hold or release the project's queued work to match spec.paused, declare its
         lanes (so idle ones publish zero), and read its counts."""
@@ -565,19 +502,19 @@ class Reconciler:
             held = project in await self.queue.held_projects(namespace)
             if paused and not held:
                 await self.queue.hold(namespace, project)
-                kopf.event(
+                self.events.normal(
                     event_ref,
-                    type="Normal",
-                    reason="WorkHeld",
-                    message="Emergency stop: queued work is held in the queue",
+                    "WorkHeld",
+                    "Emergency stop: queued work is held in the queue",
+                    RECONCILER,
                 )
             elif held and not paused:
                 await self.queue.resume(namespace, project)
-                kopf.event(
+                self.events.normal(
                     event_ref,
-                    type="Normal",
-                    reason="WorkReleased",
-                    message="Emergency stop lifted: held work is delivered again",
+                    "WorkReleased",
+                    "Emergency stop lifted: held work is delivered again",
+                    RECONCILER,
                 )
             stats = await self.queue.stats(namespace, project)
         except (RedisError, *CONNECTION_ERRORS) as error:
@@ -588,6 +525,20 @@ class Reconciler:
             for stage, figures in stats.stages.items()
         }
         return QueueView(configured=True, stages=counts, held=stats.held)
+
+    def _report_project_transitions(
+        self, event_ref: ObjectRef, previous: ProjectStatus, updated: ProjectStatus
+    ) -> None:
+        for kind in (READY, PAUSED):
+            before = find_condition(previous.conditions, kind)
+            after = find_condition(updated.conditions, kind)
+            if after is None or (before is not None and before.status == after.status):
+                continue
+            if kind == READY and after.status is ConditionStatus.FALSE:
+                self.events.warning(event_ref, after.reason, after.message, RECONCILER)
+            elif kind == PAUSED and (before is not None or after.status is ConditionStatus.TRUE):
+                reason = "Paused" if after.status is ConditionStatus.TRUE else "Resumed"
+                self.events.normal(event_ref, reason, after.message, RECONCILER)
 
 
 S = TypeVar("S", WorkerPoolStatus, ProjectStatus)
@@ -604,8 +555,8 @@ def _parse_status(model: type[S], raw: Mapping[str, Any] | None) -> S:
 
 def _failed_project_status(
     previous: ProjectStatus, problem: Problem, generation: int | None, now: datetime
-) -> dict[str, Any] | None:
-    updated = with_phase(
+) -> ProjectStatus:
+    return with_phase(
         previous.model_copy(
             update={
                 "observed_generation": generation,
@@ -621,19 +572,3 @@ def _failed_project_status(
             }
         )
     )
-    return None if updated == previous else updated.to_wire()
-
-
-def _report_project_transitions(
-    event_ref: kopf.Body, previous: ProjectStatus, updated: ProjectStatus
-) -> None:
-    for kind in (READY, PAUSED):
-        before = find_condition(previous.conditions, kind)
-        after = find_condition(updated.conditions, kind)
-        if after is None or (before is not None and before.status == after.status):
-            continue
-        if kind == READY and after.status is ConditionStatus.FALSE:
-            kopf.warn(event_ref, reason=after.reason, message=after.message)
-        elif kind == PAUSED and (before is not None or after.status is ConditionStatus.TRUE):
-            reason = "Paused" if after.status is ConditionStatus.TRUE else "Resumed"
-            kopf.event(event_ref, type="Normal", reason=reason, message=after.message)

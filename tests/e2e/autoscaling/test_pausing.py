@@ -10,8 +10,8 @@ import pytest
 from kubernetes import client
 
 from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.operator.autoscaler.reporting import PAUSED_REPLICAS_ANNOTATION
 from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.operator.scaling import PAUSED_REPLICAS_ANNOTATION
 
 if TYPE_CHECKING:
     from .conftest import PeeredOperator

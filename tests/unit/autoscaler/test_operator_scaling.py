@@ -12,13 +12,10 @@ from agentfleet.core.api import Stage
 from agentfleet.core.api.conditions import ConditionStatus, find_condition, set_condition
 from agentfleet.core.api.workerpool import WorkerPoolStatus
 from agentfleet.operator.autoscaler.decision import Decision, ScaleState, Signals, decide
-from agentfleet.operator.logic import Problem, ProjectInfo
-from agentfleet.operator.scaling import (
+from agentfleet.operator.autoscaler.reporting import (
     METRICS_AVAILABLE,
     PAUSED_REPLICAS_ANNOTATION,
     SCALING_ACTIVE,
-    PoolDirectory,
-    ScalablePool,
     deletion_costs,
     pinned_replicas,
     pool_target,
@@ -27,6 +24,9 @@ from agentfleet.operator.scaling import (
     scaling_events,
     status_patch,
 )
+from agentfleet.operator.autoscaler.scaler import PoolDirectory
+from agentfleet.operator.index import PoolEntry, PoolIndexKey, pool_index_entries
+from agentfleet.operator.logic import Problem, ProjectInfo
 
 pytestmark = pytest.mark.unit
 
@@ -56,8 +56,8 @@ def body(
     }
 
 
-def pool(**kwargs: Any) -> ScalablePool:
-    return ScalablePool.from_body(body(**kwargs))
+def pool(**kwargs: Any) -> PoolEntry:
+    return PoolEntry.from_body(body(**kwargs))
 
 
 def project(name: str, paused: bool = False, **labels: str) -> ProjectInfo:
@@ -161,10 +161,14 @@ def test_the_paused_replicas_annotation_pauses_autoscaling_and_pins_within_bound
 
 
 def test_the_directory_lists_only_pools_this_operator_is_serving_now() -> None:
+    # The operator's one WorkerPool index: each pool under its namespace and its key.
+    index: dict[PoolIndexKey, list[PoolEntry]] = {}
+    for name in ("a", "b"):
+        for key, entry in pool_index_entries(body(name=name)).items():
+            index.setdefault(key, []).append(entry)
     a, b = pool(name="a"), pool(name="b")
-    directory = PoolDirectory(
-        {a.key: [a], b.key: [b]}, {"team": [project("web")]}, active={a.key, ("team", "gone")}
-    )
+    assert [entry.name for entry in index["team"]] == ["a", "b"]
+    directory = PoolDirectory(index, {"team": [project("web")]}, active={a.key, ("team", "gone")})
 
     assert [t.name for t in directory.targets()] == ["a"]
     assert directory.get(b.key) == b
@@ -234,16 +238,33 @@ def test_a_hold_keeps_the_last_scale_and_says_why_metrics_are_missing() -> None:
 
 
 def test_the_status_patch_removes_signals_that_went_missing() -> None:
-    """Status is written as a merge patch: a signal left out would keep its last value,
-    and an outage would show the last queue depth as if it were current."""
+    """Status is server-side applied: a signal left out of the autoscaler's apply is
+    removed (it is the field's only manager), so an outage never shows the last queue
+    depth as if it were current."""
     read = scaled_status(WorkerPoolStatus(), pool(), decided(QUIET), NOW)
     assert status_patch(read)["metrics"]["queueDepth"] == 0
 
     missing = scaled_status(read, pool(), decided(DOWN), NOW)
     patch = status_patch(missing)["metrics"]
-    assert patch["queueDepth"] is None
-    assert patch["utilization"] is None
+    assert "queueDepth" not in patch
+    assert "utilization" not in patch
     assert patch["observedAt"] == "2026-03-01T12:00:00Z"
+
+
+def test_the_status_patch_carries_only_the_autoscalers_fields() -> None:
+    """desiredReplicas and lastScale* belong to the reconciler, Ready and Available too."""
+    previous = WorkerPoolStatus.model_validate(
+        {
+            "replicas": 2,
+            "conditions": [
+                {"type": "Ready", "status": "True", "reason": "Reconciled", "message": "",
+                 "lastTransitionTime": "2026-03-01T11:00:00Z"},
+            ],
+        }
+    )  # fmt: skip
+    patch = status_patch(scaled_status(previous, pool(), decided(BUSY), NOW))
+    assert set(patch) == {"metrics", "conditions"}
+    assert {c["type"] for c in patch["conditions"]} == {METRICS_AVAILABLE, SCALING_ACTIVE}
 
 
 @pytest.mark.parametrize(
