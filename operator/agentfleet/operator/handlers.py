@@ -159,14 +159,16 @@ def create_registry(
         )
 
     # --------------------------------------------------------------- indexes
+    # One per kind, each object parsed once per change. Coroutines, so kopf calls them
+    # on the event loop: a plain function would be sent to a thread for every watch event.
     @kopf.index(*PROJECTS, id="project_index", registry=registry)
-    def project_index(
+    async def project_index(
         *, body: kopf.Body, namespace: str | None, **_: Any
     ) -> dict[str, ProjectInfo]:
         return {namespace or "": ProjectInfo.from_body(body)}
 
     @kopf.index(*WORKERPOOLS, id="pool_index", registry=registry)
-    def pool_index(*, body: kopf.Body, **_: Any) -> dict[PoolIndexKey, PoolEntry]:
+    async def pool_index(*, body: kopf.Body, **_: Any) -> dict[PoolIndexKey, PoolEntry]:
         return pool_index_entries(body)
 
     # ----------------------------------------------------------- WorkerPools
