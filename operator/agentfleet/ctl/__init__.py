@@ -1,5 +1,5 @@
 """The fleet commands people run against a cluster on their own machine (`agentfleet
-status`, `queues`, `bottlenecks`, `pools`, `workers`, `pause`, `resume`, `scale`, `restart`), with
+status`, `queues`, `bottlenecks`, `pools`, `workers`, `pause`, `resume`, `priority`, `scale`, `restart`), with
 nothing but a kubeconfig (a kubectl plugin too: `kubectl agentfleet ...` runs the same
 code).
 

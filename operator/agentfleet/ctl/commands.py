@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from agentfleet.core.api.base import LABEL_POOL
+from agentfleet.core.api.project import Priority
 from agentfleet.ctl.kube import CliError, Target
 from agentfleet.ctl.output import Format, duration, emit, machine, make_table, number
 from agentfleet.ctl.views import (
@@ -274,6 +275,24 @@ def resume(
 
 
 @one_line_errors
+def priority(
+    project: str = typer.Argument(..., help="The Project."),
+    lane: Priority = typer.Argument(..., help="urgent, high, normal or low."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+) -> None:
+    """Move a Project to a lane: raised, its queued work moves up with it; lowered, its
+    new work goes to the lower lane."""
+    _act(
+        "Project", project, {"spec": {"priority": lane.value}},
+        f"now in the {lane.value} lane (the operator moves its queued work up; an Event "
+        "PriorityChanged says how many items)",
+        kubeconfig, context, namespace,
+    )  # fmt: skip
+
+
+@one_line_errors
 def scale(
     pool: str = typer.Argument(..., help="The WorkerPool."),
     replicas: int | None = typer.Argument(None, min=0, help="Pin the pool at this many workers."),
@@ -319,5 +338,7 @@ def restart(
 
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentfleet` command line."""
-    for command in (status, queues, bottlenecks, pools, workers, pause, resume, scale, restart):
+    for command in (
+        status, queues, bottlenecks, pools, workers, pause, resume, priority, scale, restart,
+    ):  # fmt: skip
         app.command(command.__name__)(command)

@@ -25,6 +25,7 @@ import kopf
 import prometheus_client
 
 from agentfleet.core.api.base import API_GROUP, API_VERSION, LABEL_POOL
+from agentfleet.core.queue import Lane
 from agentfleet.operator.children import (
     FIELD_MANAGER,
     LABEL_MANAGED_BY,
@@ -37,7 +38,9 @@ from agentfleet.operator.context import (
     CONNECT_TIMEOUT_SECONDS,
     REQUEST_TIMEOUT_SECONDS,
     OperatorContext,
+    context_of,
 )
+from agentfleet.operator.events import ObjectRef
 from agentfleet.operator.index import (
     PoolEntry,
     PoolIndexKey,
@@ -47,7 +50,13 @@ from agentfleet.operator.index import (
     pool_index_entries,
 )
 from agentfleet.operator.intake import install_intake
-from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError, api_message, status_code
+from agentfleet.operator.kube import (
+    RECONCILER,
+    TRANSPORT_ERRORS,
+    KubeError,
+    api_message,
+    status_code,
+)
 from agentfleet.operator.logic import ProjectInfo
 from agentfleet.operator.reconciler import Reconciler
 
@@ -273,6 +282,29 @@ def create_registry(
         *, name: str, namespace: str | None, memo: Any, **kwargs: Any
     ) -> None:
         await reconcile_project_and_pools(name, namespace or "", memo, kwargs)
+
+    @kopf.on.field(*PROJECTS, field="spec.priority", id="project_priority", registry=registry)
+    async def project_priority(
+        *, name: str, namespace: str | None, old: Any, new: Any, body: Any, memo: Any, **_: Any
+    ) -> None:
+        """A Project raised to a higher lane takes its queued work with it (`agentfleet
+        priority`); lowering it applies to new items only."""
+        context = context_of(memo)
+        if context.queue is None or old is None or new is None or old == new:
+            return
+        try:
+            lane = Lane(str(new))
+        except ValueError:
+            return  # the schema refuses it; nothing to move
+        moved = await context.queue.boost(namespace or "", name, lane)
+        context.events.normal(
+            ObjectRef("Project", namespace or "", name, str(body["metadata"]["uid"])),
+            "PriorityChanged",
+            f"priority {old} -> {new}: {moved} queued item(s) moved up to the {new} lane"
+            if moved
+            else f"priority {old} -> {new}: new items go to the {new} lane",
+            RECONCILER,
+        )
 
     @kopf.on.event(*PROJECTS, id="project_deleted", registry=registry)
     async def project_deleted(

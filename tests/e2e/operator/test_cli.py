@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel
 
 from agentfleet.core.api import Stage
-from agentfleet.core.queue import WorkItem, WorkQueue
+from agentfleet.core.queue import Lane, WorkItem, WorkQueue
 from agentfleet.ctl.views import (
     Bottleneck,
     FleetStatus,
@@ -278,3 +278,36 @@ def test_restart_deletes_a_worker_pod_and_the_pool_replaces_it(
     refused = cli(kubeconfig, "restart", "bystander", "-n", fleet)
     assert refused.returncode == 1
     assert refused.stderr.startswith(f"error: pod {fleet}/bystander is not an agentfleet worker")
+
+
+async def test_priority_moves_the_queued_work_up(
+    fleet: str, kubeconfig: Path, objects: Objects, queue: WorkQueue
+) -> None:
+    await queue.enqueue(
+        *(
+            WorkItem(id=f"issue-{n}", namespace=fleet, project="widgets", stage=Stage.CONTENT)
+            for n in range(4)
+        )
+    )
+    out = ok(kubeconfig, "priority", "widgets", "urgent", "-n", fleet)
+    assert f"project {fleet}/widgets now in the urgent lane" in out
+    assert (objects.project("widgets") or {})["spec"]["priority"] == "urgent"
+
+    def moved() -> str | None:
+        for event in objects.events("widgets"):
+            if event["reason"] == "PriorityChanged":
+                return str(event["message"])
+        return None
+
+    message = wait_for(moved, 20, "the PriorityChanged Event")
+    assert message == "priority normal -> urgent: 4 queued item(s) moved up to the urgent lane"
+    snapshot = await queue.snapshot(fleet)
+    waiting = {
+        lane.lane: lane.waiting
+        for lane in snapshot.lanes
+        if (lane.project, lane.stage) == ("widgets", Stage.CONTENT) and lane.waiting
+    }
+    assert waiting == {Lane.URGENT: 4}
+    refused = cli(kubeconfig, "priority", "widgets", "sky-high", "-n", fleet)
+    assert refused.returncode == 2
+    assert "sky-high" in refused.stderr
