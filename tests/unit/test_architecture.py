@@ -85,6 +85,10 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
             "The fleet CLI reaches the cluster through the API server only",
         ),
         (
+            ("worker/stages/master/aggregate.py", "import agentfleet.core.queue.workqueue  # noqa"),
+            "A master issue's rules (parse, validate, aggregate) are pure",
+        ),
+        (
             ("core/queue/workqueue.py", "import github  # noqa"),
             "The queue knows nothing of GitHub, the model or Kubernetes",
         ),

@@ -285,8 +285,6 @@ class StageConfig(PodSettings):
         gt=0,
         validation_alias=AliasChoices("task_timeout_seconds", "AGENTFLEET_PARALLEL_TASK_TIMEOUT"),
     )
-    completion_poll_seconds: float = Field(default=0.1, gt=0)
-    """How often a master run looks for its sub-tasks' completions."""
 
 
 ENV_VARS: dict[str, str] = env_names(WorkerSettings)

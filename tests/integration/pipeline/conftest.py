@@ -229,7 +229,6 @@ async def pipeline(
             github_api_url=fake_github.base_url,
             github_pacing=False,
             test_command=("python", "-m", "unittest", "-q"),
-            completion_poll_seconds=0.05,
             max_workers=options.get("max_workers", 5),
             task_timeout_seconds=60,
         ),

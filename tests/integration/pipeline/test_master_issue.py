@@ -1,4 +1,8 @@
-"""Parallel orchestration of a master issue through the real queue and worker runtime."""
+"""Parallel orchestration of a master issue through the real queue and worker runtime.
+
+The master item only fans out (a join in the queue) and completes at once; its
+master-summary item (`<master item id>/master-summary`), enqueued by the last sub-task to
+finish, carries the verdict."""
 
 from __future__ import annotations
 
@@ -41,6 +45,18 @@ def broken(conversation: Conversation) -> bool:
     return "deliberately broken" in conversation.first_user_text
 
 
+def genesis_busy(pipeline: Pipeline) -> list[float]:
+    """agentfleet_worker_busy of every genesis worker (the pool's utilization)."""
+    return [
+        sample.value
+        for worker, _ in pipeline.workers
+        if worker.settings.stage is Stage.GENESIS
+        for metric in worker.metrics.registry.collect()
+        for sample in metric.samples
+        if sample.name == "agentfleet_worker_busy"
+    ]
+
+
 def summaries(pipeline: Pipeline, number: int) -> list[str]:
     return [
         body
@@ -71,7 +87,16 @@ async def test_ten_sub_tasks_with_one_failure_succeed_and_retry_reruns_only_it(
     pipeline.start_workers(Stage.DEVELOPMENT, 4)
     pipeline.start_workers(Stage.REVIEW)
 
-    done = await pipeline.completion(master_id, timeout=90)
+    fanned_out = await pipeline.completion(master_id, timeout=90)
+    assert fanned_out.outcome is CompletionOutcome.SUCCEEDED, fanned_out.error
+    # The genesis worker is idle while the sub-tasks run: it holds no claim and reads busy
+    # 0 (the join still had open sub-tasks after the gauge was read, so it was idle while
+    # they ran, not because they were over).
+    busy = genesis_busy(pipeline)
+    join = await pipeline.queue.join(NAMESPACE, master_id)
+    assert join is not None and join.open > 0 and join.summarised_at is None
+    assert busy == [0.0], busy
+    done = await pipeline.completion(f"{master_id}/master-summary", timeout=90)
     assert done.outcome is CompletionOutcome.SUCCEEDED, done.error
 
     fake = pipeline.fake_github
@@ -114,6 +139,8 @@ async def test_ten_sub_tasks_with_one_failure_succeed_and_retry_reruns_only_it(
     assert retry is not None
     assert await pipeline.queue.enqueue(retry) == [retry.id]
     retried = await pipeline.completion(retry.id, timeout=60)
+    assert retried.outcome is CompletionOutcome.SUCCEEDED, retried.error
+    retried = await pipeline.completion(f"{retry.id}/master-summary", timeout=60)
     assert retried.outcome is CompletionOutcome.SUCCEEDED, retried.error
     again = await pipeline.completion(f"{failed_item}/attempt-2")
     assert again.outcome is CompletionOutcome.SUCCEEDED
@@ -174,7 +201,9 @@ async def test_max_workers_caps_sub_tasks_in_flight(pipeline: Pipeline) -> None:
     await pipeline.queue.enqueue(item)
     pipeline.start_workers(Stage.GENESIS)
     pipeline.start_workers(Stage.DEVELOPMENT, 4)
-    done = await pipeline.completion(item.id, timeout=60)
+    fanned_out = await pipeline.completion(item.id, timeout=60)
+    assert fanned_out.outcome is CompletionOutcome.SUCCEEDED, fanned_out.error
+    done = await pipeline.completion(f"{item.id}/master-summary", timeout=60)
     assert done.outcome is CompletionOutcome.SUCCEEDED, done.error
 
     spans: dict[int, list[float]] = {}
@@ -203,7 +232,11 @@ async def test_sub_tasks_past_their_timeout_fail_the_master_issue(pipeline: Pipe
     )
     await pipeline.queue.enqueue(item)
     pipeline.start_workers(Stage.GENESIS)  # and no development workers at all
-    done = await pipeline.completion(item.id, timeout=30)
+    fanned_out = await pipeline.completion(item.id, timeout=30)
+    assert fanned_out.outcome is CompletionOutcome.SUCCEEDED, fanned_out.error
+    # Nobody waits for them: the queue times them out (any worker's claim looks) and the
+    # last one enqueues the summary, which fails the master issue.
+    done = await pipeline.completion(f"{item.id}/master-summary", timeout=30)
     assert done.outcome is CompletionOutcome.DEAD_LETTERED
     assert "0/3 sub-tasks" in (done.error or "")
     [summary] = summaries(pipeline, master.number)

@@ -74,6 +74,9 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
             f"{NAMESPACE}/shop/issue-2/development",
             f"{NAMESPACE}/shop/issue-3/development",
         )
+        # The plan's sub-issues are recorded as the issue's family, which content reads.
+        family = await pipeline.queue.family(NAMESPACE, "shop", 3)
+        assert family is not None and (family.parent, family.children) == (1, (2, 3))
         for follow_up in genesis.follow_ups:
             done = await pipeline.completion(follow_up)
             assert done.outcome is CompletionOutcome.SUCCEEDED, done.error

@@ -27,8 +27,7 @@ from agentfleet.operator.intake import (
     with_intake_condition,
 )
 from agentfleet.operator.logic import Problem, SecretLookup
-from agentfleet.orchestration.aggregate import TaskRecord
-from agentfleet.orchestration.runner import development_item
+from agentfleet.worker.stages.master import TaskRecord, development_item
 
 pytestmark = pytest.mark.unit
 

@@ -14,11 +14,14 @@ from agentfleet.core.github import IssueFacts, ProjectIntake, issue_work
 from agentfleet.core.github.client import PullInfo
 from agentfleet.core.github.events import command_work, merged_pull_work
 from agentfleet.core.pipeline import (
+    MASTER_SUMMARY,
     DeadLetterReview,
     IssuePayload,
     ItemIdError,
     ItemKey,
     Lane,
+    MasterSummary,
+    MasterSummaryPayload,
     PayloadError,
     ProjectCarried,
     PullPayload,
@@ -30,8 +33,11 @@ from agentfleet.core.pipeline import (
     follow_up_id,
     is_work_branch,
     issue_branch,
+    issue_item,
     issue_item_id,
     issue_of_branch,
+    master_summary_id,
+    master_summary_item,
     pull_item_id,
     review_payload,
     stage_item,
@@ -39,8 +45,7 @@ from agentfleet.core.pipeline import (
     sub_task_item,
 )
 from agentfleet.core.queue.routing import default_follow_ups, review_item
-from agentfleet.orchestration.aggregate import TaskRecord
-from agentfleet.orchestration.runner import development_item
+from agentfleet.worker.stages.master import TaskRecord, development_item
 
 pytestmark = pytest.mark.unit
 
@@ -60,6 +65,7 @@ keys = st.builds(
     number=numbers,
     stage=stages,
     qualifier=qualifiers,
+    master_summary=st.booleans(),
     follow_ups=st.lists(stages, max_size=4).map(tuple),
 )
 projects = st.builds(
@@ -230,6 +236,45 @@ def test_the_queues_follow_ups_are_idempotent_and_parse(key: ItemKey) -> None:
         assert reviews[0] is not None and reviews[1] is not None
         assert reviews[0].id == reviews[1].id
         assert ItemKey.parse(reviews[0].id) == key.follow_up(Stage.REVIEW)
+
+
+@given(projects, numbers, qualifiers)
+def test_a_master_summary_is_one_item_per_fan_out_and_reads_back(
+    project: ProjectIntake, master: int, qualifier: Qualifier | None
+) -> None:
+    fanned_out = issue_item(
+        project,
+        Stage.GENESIS,
+        IssuePayload(issue=master),
+        qualifier.kind if qualifier else None,
+        qualifier.number if qualifier else 0,
+    )
+    run = MasterSummary(
+        join=fanned_out.id,
+        records=[{"index": 1, "title": "x", "issue": 7}],
+        success_threshold=0.8,
+        task_timeout_seconds=60,
+    )
+    made = [master_summary_item(fanned_out, master, run) for _ in range(2)]
+    assert _same(*made)
+    summary = made[0]
+    assert summary.id == f"{fanned_out.id}/{MASTER_SUMMARY}" == master_summary_id(fanned_out.id)
+    key = ItemKey.parse(summary.id)
+    assert key.master_summary and key.stage is Stage.GENESIS and key.number == master
+    assert (summary.stage, summary.lane, summary.pipeline) == (
+        Stage.GENESIS,
+        fanned_out.lane,
+        fanned_out.pipeline,
+    )
+    read = stage_payload(summary)
+    assert isinstance(read, MasterSummaryPayload)
+    assert (read.issue, read.master_summary) == (master, run)
+    assert isinstance(stage_payload(fanned_out), IssuePayload)
+    assert ProjectCarried.of(summary) == ProjectCarried.of(fanned_out)
+    # A summary does not fan out, nor does a follow-up.
+    for not_fanning_out in (summary.id, f"{fanned_out.id}/review"):
+        with pytest.raises(ItemIdError):
+            master_summary_id(not_fanning_out)
 
 
 # ---------------------------------------------------------------- branches

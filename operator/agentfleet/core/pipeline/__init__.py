@@ -8,7 +8,7 @@ inherits from its Project, and the branch its work is pushed to.
   reads (`stage_payload`); a payload that does not fit is a `PayloadError`.
 - `lanes`: priority lanes and the general specialty lane.
 - `making`: items made from a Project (intake) or from another item (genesis, a master
-  issue's sub-tasks).
+  issue's sub-tasks and its summary).
 - `branches`: `agentfleet/issue-<n>` and `agentfleet/docs-issue-<n>`.
 
 This package imports nothing of agentfleet but `agentfleet.core.api`; the queue, intake and
@@ -24,6 +24,7 @@ from agentfleet.core.pipeline.branches import (
     issue_of_branch,
 )
 from agentfleet.core.pipeline.ids import (
+    MASTER_SUMMARY,
     ItemIdError,
     ItemKey,
     Qualifier,
@@ -32,6 +33,7 @@ from agentfleet.core.pipeline.ids import (
     attempt_qualifier,
     follow_up_id,
     issue_item_id,
+    master_summary_id,
     pull_item_id,
 )
 from agentfleet.core.pipeline.items import ItemId, Name, TraceEntry, WorkItem, utcnow
@@ -40,6 +42,7 @@ from agentfleet.core.pipeline.making import (
     ProjectSettings,
     inherited_payload,
     issue_item,
+    master_summary_item,
     project_payload,
     pull_item,
     stage_item,
@@ -51,12 +54,16 @@ from agentfleet.core.pipeline.payloads import (
     STAGE_PAYLOADS,
     DeadLetter,
     DeadLetterReview,
+    GenesisPayload,
     IssuePayload,
+    MasterSummary,
+    MasterSummaryPayload,
     PayloadError,
     ProjectCarried,
     PullPayload,
     ReviewPayload,
     StagePayload,
+    genesis_payload,
     review_payload,
     stage_payload,
     token_cap,
@@ -69,14 +76,18 @@ __all__ = [
     "GENERAL_SPECIALTY",
     "INHERITED_PAYLOAD_KEYS",
     "LANES_BY_PRIORITY",
+    "MASTER_SUMMARY",
     "STAGE_PAYLOADS",
     "DeadLetter",
     "DeadLetterReview",
+    "GenesisPayload",
     "IssuePayload",
     "ItemId",
     "ItemIdError",
     "ItemKey",
     "Lane",
+    "MasterSummary",
+    "MasterSummaryPayload",
     "Name",
     "PayloadError",
     "ProjectCarried",
@@ -92,12 +103,15 @@ __all__ = [
     "attempt_qualifier",
     "docs_branch",
     "follow_up_id",
+    "genesis_payload",
     "inherited_payload",
     "is_work_branch",
     "issue_branch",
     "issue_item",
     "issue_item_id",
     "issue_of_branch",
+    "master_summary_id",
+    "master_summary_item",
     "project_lane",
     "project_payload",
     "pull_item",

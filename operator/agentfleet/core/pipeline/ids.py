@@ -4,7 +4,7 @@ The queue stores nothing new for an id it has seen, so every maker of the same w
 spell the same id; items already waiting in Redis keep the ids they were made with, so
 the grammar below is fixed:
 
-    <namespace>/<project>/issue-<n>/<stage>[/<qualifier>]{/<follow-up stage>}
+    <namespace>/<project>/issue-<n>/<stage>[/<qualifier>][/master-summary]{/<follow-up stage>}
     <namespace>/<project>/pull-<n>/<stage>{/<follow-up stage>}
 
 - `issue-<n>` / `pull-<n>`: the GitHub issue or pull request the work is about.
@@ -13,6 +13,9 @@ the grammar below is fixed:
 - `<qualifier>`: `attempt-<k>` (a master issue's sub-task run again, k > 1),
   `retry-failed-<comment>` or `dry-run-<comment>` (a command in a comment on a master
   issue: one item per comment).
+- `/master-summary`: the one item that summarises a master issue's fan-out, made from
+  the item that fanned out (`master_summary_id`): the last sub-task to finish (or to time
+  out) enqueues it.
 - `/<follow-up stage>`: appended by the queue for the default next-stage follow-up and
   for the dead-letter review item (`follow_up_id`), which works on any id.
 """
@@ -56,6 +59,10 @@ class Qualifier(BaseModel):
         return f"{self.kind.value}-{self.number}"
 
 
+MASTER_SUMMARY = "master-summary"
+"""The segment of a master-summary item's id."""
+
+
 class ItemIdError(ValueError):
     """Text that is not an id of this grammar."""
 
@@ -68,6 +75,7 @@ _GRAMMAR = re.compile(
     rf"/(?P<subject>{'|'.join(s.value for s in Subject)})-(?P<number>{_NUMBER})"
     rf"/(?P<stage>{_STAGES})"
     rf"(?:/(?P<kind>{_KINDS})-(?P<qualifier>{_NUMBER}))?"
+    rf"(?P<summary>/{MASTER_SUMMARY})?"
     rf"(?P<follow_ups>(?:/(?:{_STAGES}))*)$"
 )
 
@@ -83,6 +91,8 @@ class ItemKey(BaseModel):
     number: int = Field(ge=0)
     stage: Stage
     qualifier: Qualifier | None = None
+    master_summary: bool = False
+    """The summary of the fan-out made by the item without it (`/master-summary`)."""
     follow_ups: tuple[Stage, ...] = ()
     """Stages the queue's follow-ups appended, in order."""
 
@@ -91,6 +101,8 @@ class ItemKey(BaseModel):
         text = f"{base}/{self.stage.value}"
         if self.qualifier is not None:
             text = f"{text}/{self.qualifier}"
+        if self.master_summary:
+            text = f"{text}/{MASTER_SUMMARY}"
         for stage in self.follow_ups:
             text = follow_up_id(text, stage)
         return text
@@ -117,6 +129,7 @@ class ItemKey(BaseModel):
                     if kind
                     else None
                 ),
+                master_summary=bool(match["summary"]),
                 follow_ups=tuple(Stage(s) for s in match["follow_ups"].split("/")[1:]),
             )
         except ValidationError as exc:
@@ -162,3 +175,13 @@ def follow_up_id(parent_id: str, stage: Stage) -> str:
     deterministic, so a repeated completion cannot enqueue a second follow-up. Works on
     any id, including ones outside the grammar above."""
     return f"{parent_id}/{stage.value}"
+
+
+def master_summary_id(fanned_out: str) -> str:
+    """The id of the master-summary item of the fan-out made by item `fanned_out` (a
+    master issue's genesis item, or its `/agentfleet retry` item): one per fan-out, so a
+    join enqueues it once however often its last child is finished."""
+    key = ItemKey.parse(fanned_out)
+    if key.master_summary or key.follow_ups:
+        raise ItemIdError(f"{fanned_out!r} is not an item that fans out a master issue")
+    return str(key.model_copy(update={"master_summary": True}))

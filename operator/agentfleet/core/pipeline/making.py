@@ -18,6 +18,7 @@ from agentfleet.core.pipeline.ids import (
     QualifierKind,
     attempt_qualifier,
     issue_item_id,
+    master_summary_id,
     pull_item_id,
 )
 from agentfleet.core.pipeline.items import WorkItem
@@ -28,6 +29,8 @@ from agentfleet.core.pipeline.payloads import (
     REPOSITORY_KEY,
     TOKEN_BUDGET_KEY,
     IssuePayload,
+    MasterSummary,
+    MasterSummaryPayload,
     PullPayload,
     StagePayload,
 )
@@ -101,7 +104,7 @@ def pull_item(project: ProjectSettings, stage: Stage, pull: int) -> WorkItem:
     return _project_item(project, item_id, stage, PullPayload(pull=pull))
 
 
-def _derived_item(parent: WorkItem, item_id: str, stage: Stage, payload: IssuePayload) -> WorkItem:
+def _derived_item(parent: WorkItem, item_id: str, stage: Stage, payload: StagePayload) -> WorkItem:
     return WorkItem(
         id=item_id,
         namespace=parent.namespace,
@@ -132,3 +135,10 @@ def sub_task_item(parent: WorkItem, issue: int, master: int, task: int, attempt:
     )
     payload = IssuePayload(issue=issue, parent=master, task=task)
     return _derived_item(parent, item_id, stage, payload)
+
+
+def master_summary_item(fanned_out: WorkItem, master: int, summary: MasterSummary) -> WorkItem:
+    """The summary of the fan-out item `fanned_out` made for master issue `master`: a
+    genesis item, keyed `<fanned-out id>/master-summary`, in the same lane."""
+    payload = MasterSummaryPayload(issue=master, master_summary=summary)
+    return _derived_item(fanned_out, master_summary_id(fanned_out.id), Stage.GENESIS, payload)

@@ -30,6 +30,7 @@ TOKEN_BUDGET_KEY = "token_budget"
 INHERITED_PAYLOAD_KEYS = (REPOSITORY_KEY, API_URL_KEY, TOKEN_BUDGET_KEY)
 """Payload keys every item made from another one (follow-ups, sub-tasks) keeps."""
 DEAD_LETTER_KEY = "dead_letter"
+MASTER_SUMMARY_KEY = "master_summary"
 
 
 class PayloadError(ValueError):
@@ -131,6 +132,41 @@ class IssuePayload(StagePayload):
         return value if isinstance(value, dict) else None
 
 
+class MasterSummary(BaseModel):
+    """What a master issue's fan-out hands to its summary: which join, and the run's
+    sub-tasks as they stood when it was registered (their records and the overlapping
+    pairs, as `agentfleet.worker.stages.master` dumps them)."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    join: str
+    """The join's id: the id of the item that fanned out."""
+    records: list[dict[str, Any]]
+    conflicts: list[dict[str, Any]] = []
+    success_threshold: float
+    task_timeout_seconds: float
+
+
+class MasterSummaryPayload(StagePayload):
+    """A master issue's summary (genesis): made once per fan-out, enqueued by the queue
+    when the fan-out's last sub-task finishes or times out."""
+
+    issue: int
+    """The master issue."""
+    master_summary: MasterSummary
+
+
+GenesisPayload = MasterSummaryPayload | IssuePayload
+"""Genesis reads an issue to plan (or a master issue to fan out), or a fan-out to sum up."""
+
+
+def genesis_payload(item: WorkItem) -> GenesisPayload:
+    """A master summary when the payload carries one (an object), else an issue."""
+    if isinstance(item.payload.get(MASTER_SUMMARY_KEY), dict):
+        return MasterSummaryPayload.of(item)
+    return IssuePayload.of(item)
+
+
 class PullPayload(StagePayload):
     """A merged pull request: what content reads."""
 
@@ -168,7 +204,7 @@ def review_payload(item: WorkItem) -> ReviewPayload:
 
 
 STAGE_PAYLOADS: dict[Stage, Callable[[WorkItem], StagePayload]] = {
-    Stage.GENESIS: IssuePayload.of,
+    Stage.GENESIS: genesis_payload,
     Stage.DEVELOPMENT: IssuePayload.of,
     Stage.CONTENT: PullPayload.of,
     Stage.REVIEW: review_payload,

@@ -21,13 +21,19 @@ __all__ = [
     "GENERAL_SPECIALTY",
     "LANES_BY_PRIORITY",
     "Arrival",
+    "ChildState",
     "Claim",
     "CompleteResult",
     "CompletionOutcome",
     "CompletionRecord",
     "FailOutcome",
     "FailResult",
+    "Family",
+    "FanOut",
+    "FanOutResult",
     "ItemId",
+    "JoinChild",
+    "JoinState",
     "Lane",
     "Name",
     "ProjectQueueStats",
@@ -168,3 +174,93 @@ class ProjectQueueStats(ApiModel):
     held: bool = False
     """The project is on emergency stop."""
     stages: dict[Stage, StageQueueStats] = Field(default_factory=dict)
+
+
+class FanOut(BaseModel):
+    """A join: children registered in one atomic step with the summary item their last one
+    enqueues (`WorkQueue.fan_out`).
+
+    At most `window` children are in the queue or running at a time: the rest are held in
+    the join, in order, and released by the step that finishes an earlier one. A child
+    released `timeout_seconds` ago and still unfinished is timed out by the next claim of
+    any worker of the namespace, which frees its place in the window the same way.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    join_id: ItemId
+    """The join's key: the id of the item that fans out, so registering it again (a
+    redelivery) changes nothing."""
+    children: tuple[WorkItem, ...]
+    summary: WorkItem
+    window: int = Field(ge=1)
+    timeout_seconds: float = Field(gt=0)
+    parent: int = Field(ge=0)
+    """The issue the children were fanned out from."""
+    family: tuple[int, ...] = ()
+    """All of the parent's sub-issues (not only this fan-out's): the relation the content
+    stage reads (`WorkQueue.family`)."""
+
+
+class FanOutResult(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    registered: bool
+    """False when the join already existed (nothing changed)."""
+    released: tuple[str, ...] = ()
+    """Children put in the queue at once (the first `window`)."""
+
+
+class ChildState(StrEnum):
+    HELD = "held"
+    """Registered, waiting for a place in the window."""
+    RUNNING = "running"
+    """In the queue or at work."""
+    SUCCEEDED = "succeeded"
+    DEAD_LETTERED = "dead_lettered"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def finished(self) -> bool:
+        return self not in {ChildState.HELD, ChildState.RUNNING}
+
+
+class JoinChild(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    state: ChildState
+    released_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    attempts: int | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.released_at is None or self.finished_at is None:
+            return None
+        return round((self.finished_at - self.released_at).total_seconds(), 3)
+
+
+class JoinState(BaseModel):
+    """A join as the queue holds it (`WorkQueue.join`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    window: int
+    timeout_seconds: float
+    open: int
+    """Children not finished yet."""
+    running: int
+    created_at: datetime
+    summarised_at: datetime | None = None
+    """When the last child finished and the summary item was enqueued."""
+    children: dict[str, JoinChild]
+
+
+class Family(BaseModel):
+    """An issue's parent and the parent's sub-issues, as genesis recorded them."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    parent: int
+    children: tuple[int, ...]

@@ -19,6 +19,8 @@ SCRIPT_NAMES = (
     "release",
     "boost",
     "snapshot",
+    "fan_out",
+    "family",
 )
 
 

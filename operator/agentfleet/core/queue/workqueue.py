@@ -24,7 +24,7 @@ import json
 import logging
 import random
 from collections.abc import AsyncGenerator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,6 +46,11 @@ from agentfleet.core.queue.models import (
     CompletionRecord,
     FailOutcome,
     FailResult,
+    Family,
+    FanOut,
+    FanOutResult,
+    JoinChild,
+    JoinState,
     Lane,
     ProjectQueueStats,
     RetryPolicy,
@@ -88,6 +93,12 @@ _CLAIM_SCAN_LIMIT = 100
 
 def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _from_ms(value: object) -> datetime | None:
+    if value is None or value == "":
+        return None
+    return datetime.fromtimestamp(float(str(value)) / 1000, UTC)
 
 
 def _route(item: WorkItem) -> str:
@@ -222,6 +233,83 @@ class WorkQueue:
             now = _ms(self.clock())
             added += await self._run("enqueue", namespace, now, *_enqueue_args(batch))
         return added
+
+    async def fan_out(self, fan_out: FanOut) -> FanOutResult:
+        """Register a join and enqueue its first `window` children in one atomic step.
+
+        Each child's completion or dead letter (`complete`, `fail`) updates the join in the
+        same script that finishes the child, releasing the next held child; a child past
+        its timeout is timed out by the next claim of any worker of the namespace; the
+        step that finishes the last child enqueues `summary`. Nobody waits and nothing
+        polls. A join id registered before changes nothing (it also records the parent's
+        family again, which is idempotent).
+        """
+        namespace = fan_out.summary.namespace
+        if any(child.namespace != namespace for child in fan_out.children):
+            raise ValueError("a join's children must stay in the namespace of its summary")
+        await self._register(namespace)
+        raw: list[Any] = await self._run(
+            "fan_out",
+            namespace,
+            _ms(self.clock()),
+            fan_out.join_id,
+            fan_out.window,
+            int(fan_out.timeout_seconds * 1000),
+            fan_out.summary.project,
+            fan_out.parent,
+            " ".join(str(n) for n in fan_out.family),
+            *_enqueue_args([fan_out.summary]),
+            *_enqueue_args(fan_out.children),
+        )
+        return FanOutResult(registered=raw[0] == 1, released=tuple(raw[1:]))
+
+    async def join(self, namespace: str, join_id: str) -> JoinState | None:
+        """The join registered under `join_id`, as it stands now; None if there is none."""
+        key = f"{self._base(namespace)}:join:{join_id}"
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(key)
+            pipe.hgetall(f"{key}:children")
+            head, children = await pipe.execute()
+        if not head:
+            return None
+        created = _from_ms(head["created"])
+        if created is None:
+            raise ValueError(f"join {join_id} has no creation time")
+        return JoinState(
+            window=int(head["window"]),
+            timeout_seconds=int(head["timeout_ms"]) / 1000,
+            open=int(head["open"]),
+            running=int(head["running"]),
+            created_at=created,
+            summarised_at=_from_ms(head.get("summarised")),
+            children={
+                child: JoinChild.model_validate(
+                    {
+                        **(fields := json.loads(raw)),
+                        "released_at": _from_ms(fields.get("released")),
+                        "finished_at": _from_ms(fields.get("finished")),
+                    }
+                )
+                for child, raw in children.items()
+            },
+        )
+
+    async def record_family(
+        self, namespace: str, project: str, parent: int, children: Sequence[int]
+    ) -> None:
+        """Record that `children` are the sub-issues of issue `parent` (genesis' plan; a
+        master issue's fan-out records it itself)."""
+        await self._run("family", namespace, project, parent, " ".join(map(str, children)))
+
+    async def family(self, namespace: str, project: str, issue: int) -> Family | None:
+        """The parent of `issue` and all of the parent's sub-issues, as genesis recorded
+        them; None for an issue that was not planned or fanned out from another."""
+        base = self._base(namespace)
+        parent = await self.redis.hget(f"{base}:parents", f"{project} {issue}")
+        if parent is None:
+            return None
+        children = await self.redis.hget(f"{base}:families", f"{project} {parent}") or ""
+        return Family(parent=int(parent), children=tuple(int(n) for n in children.split()))
 
     # ---------------------------------------------------------------- consuming work
 

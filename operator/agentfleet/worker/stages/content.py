@@ -2,7 +2,9 @@
 
 A merged agentfleet pull request queues a content item. Work that came from a planned
 issue is documented once for the whole issue, when the last of its sub-issues is closed;
-until then the item succeeds without doing anything. The docs branch
+until then the item succeeds without doing anything. Which issue a sub-issue came from,
+and its siblings, is the family genesis recorded in the queue (`WorkQueue.family`, written
+by genesis' plan and by a master issue's fan-out), not read back from GitHub. The docs branch
 `agentfleet/docs-issue-<n>` (`agentfleet.core.pipeline.docs_branch`) and its pull request are
 looked up before they are created.
 """
@@ -13,8 +15,7 @@ import asyncio
 import logging
 
 from agentfleet.core.api import Stage
-from agentfleet.core.github import SUB_TASK_LABEL, RepoClient, marker, marker_field
-from agentfleet.core.github.markers import has_marker
+from agentfleet.core.github import RepoClient, marker
 from agentfleet.core.pipeline import (
     PullPayload,
     WorkItem,
@@ -23,25 +24,23 @@ from agentfleet.core.pipeline import (
     issue_of_branch,
     token_cap,
 )
+from agentfleet.core.queue import Family
 from agentfleet.worker.agents import Workspace, untrusted
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages import prompts
 from agentfleet.worker.stages.base import StageHandler
 
 
-def _documented_issue(repo: RepoClient, number: int) -> tuple[int, list[int], list[int]]:
-    """(issue to document, its sub-issues, the ones still open) for merged work on `number`."""
-    issue = repo.issue(number)
-    parent = marker_field(issue.body, "sub-task", "parent")
-    if parent is None or issue.author != repo.login:
+def _documented_issue(
+    repo: RepoClient, number: int, family: Family | None
+) -> tuple[int, list[int], list[int]]:
+    """(issue to document, its sub-issues, the ones still open) for merged work on
+    `number`, whose recorded family is `family`."""
+    if family is None:
         return number, [number], []
-    siblings = [
-        sub
-        for sub in repo.own_issues(SUB_TASK_LABEL)
-        if has_marker(sub.body, "sub-task", parent=parent)
-    ]
-    still_open = sorted(sub.number for sub in siblings if sub.state == "open")
-    return int(parent), sorted(sub.number for sub in siblings), still_open
+    parts = sorted(set(family.children) | {number})
+    still_open = [n for n in parts if repo.issue(n).state == "open"]
+    return family.parent, parts, still_open
 
 
 class ContentHandler(StageHandler):
@@ -58,7 +57,12 @@ class ContentHandler(StageHandler):
         worked_on = issue_of_branch(merged.head)
         if not merged.merged or worked_on is None:
             return HandlerResult.succeeded({"skipped": "not merged agentfleet work"}, follow_ups=())
-        target, parts, still_open = await asyncio.to_thread(_documented_issue, repo, worked_on)
+        if self.env.queue is None:
+            raise RuntimeError("content needs the work queue (the recorded sub-issues)")
+        family = await self.env.queue.family(item.namespace, item.project, worked_on)
+        target, parts, still_open = await asyncio.to_thread(
+            _documented_issue, repo, worked_on, family
+        )
         if still_open:
             log.info("#%d: waiting for sub-issues %s before documenting", target, still_open)
             return HandlerResult.succeeded({"waiting_for": still_open}, follow_ups=())

@@ -3,8 +3,11 @@
 The plan is made once and kept (in a comment on the issue, with its state hidden in it):
 a redelivered item reuses it instead of asking the model again, so the sub-issues it
 creates are the same ones, found by their markers. An issue that already lists its
-sub-tasks as a checklist is planned from the checklist. A master issue (label
-`agentfleet:master`) is orchestrated instead: fanned out and summarised in parallel.
+sub-tasks as a checklist is planned from the checklist. The plan's sub-issues are
+recorded in the queue as the issue's family (`WorkQueue.record_family`), which the
+content stage reads. A master issue (label `agentfleet:master`) is fanned out instead, as
+a join in the queue (`agentfleet.worker.stages.master`), and its master-summary item, enqueued by
+the last sub-task to finish, is handled here too.
 """
 
 from __future__ import annotations
@@ -19,21 +22,29 @@ from agentfleet.core.api import Stage
 from agentfleet.core.github import MASTER_LABEL, SCAFFOLD_PERMISSIONS, SUB_TASK_LABEL, RepoClient
 from agentfleet.core.github.events import GENERATED_LABELS
 from agentfleet.core.github.markers import embed_state, extract_state
-from agentfleet.core.pipeline import IssuePayload, WorkItem, stage_item, token_cap
-from agentfleet.orchestration import (
-    ParallelSettings,
-    SubTask,
-    ValidationReport,
-    parse_subtasks,
-    run_master,
-    validate,
+from agentfleet.core.pipeline import (
+    MasterSummaryPayload,
+    WorkItem,
+    genesis_payload,
+    stage_item,
+    token_cap,
 )
-from agentfleet.orchestration.parse import normalise_path
-from agentfleet.orchestration.runner import sub_issue_body
+from agentfleet.core.queue import WorkQueue
 from agentfleet.worker.agents import Workspace, submit_tool, untrusted
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages import prompts
 from agentfleet.worker.stages.base import StageHandler
+from agentfleet.worker.stages.master import (
+    ParallelSettings,
+    SubTask,
+    ValidationReport,
+    fan_out_master,
+    normalise_path,
+    parse_subtasks,
+    sub_issue_body,
+    summarise_master,
+    validate,
+)
 
 MAX_PLANNED_TASKS = 10
 PLAN = "plan"
@@ -115,6 +126,11 @@ def _restore_plan(state: Any) -> tuple[str, list[SubTask]] | None:
 class GenesisHandler(StageHandler):
     stage = Stage.GENESIS
 
+    def _queue(self) -> WorkQueue:
+        if self.env.queue is None:
+            raise RuntimeError("genesis needs the work queue (master issues, sub-issue families)")
+        return self.env.queue
+
     async def process(
         self,
         item: WorkItem,
@@ -122,14 +138,14 @@ class GenesisHandler(StageHandler):
         log: logging.LoggerAdapter[logging.Logger],
         repo: RepoClient,
     ) -> HandlerResult:
-        payload = IssuePayload.of(item)
+        payload = genesis_payload(item)
+        if isinstance(payload, MasterSummaryPayload):
+            return await summarise_master(queue=self._queue(), repo=repo, item=item, log=log)
         number = payload.issue
         issue = await asyncio.to_thread(repo.issue, number)
         if issue.state != "open":
             return HandlerResult.succeeded({"skipped": "issue closed"}, follow_ups=())
         if MASTER_LABEL in issue.labels:
-            if self.env.queue is None:
-                raise RuntimeError("orchestrating a master issue needs the work queue")
             config = self.env.config
             defaults = {
                 "maxWorkers": config.max_workers,
@@ -137,14 +153,8 @@ class GenesisHandler(StageHandler):
                 "taskTimeoutSeconds": config.task_timeout_seconds,
             }
             settings = ParallelSettings.model_validate({**defaults, **(payload.parallelism or {})})
-            return await run_master(
-                queue=self.env.queue,
-                repo=repo,
-                item=item,
-                issue=issue,
-                settings=settings,
-                poll_seconds=config.completion_poll_seconds,
-                log=log,
+            return await fan_out_master(
+                queue=self._queue(), repo=repo, item=item, issue=issue, settings=settings, log=log
             )
 
         await asyncio.to_thread(repo.ensure_labels, list(GENERATED_LABELS))
@@ -206,6 +216,9 @@ class GenesisHandler(StageHandler):
                 task=task.index,
             )
             sub_issues.append(sub)
+        await self._queue().record_family(
+            item.namespace, item.project, number, [sub.number for sub in sub_issues]
+        )
         follow_ups = (
             [
                 stage_item(item, context.next_stage, sub.number, planned_from=number)

@@ -5,6 +5,10 @@ local stage, consumer, now, stale_ms = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local rotation = tonumber(ARGV[6])
 local n_order = tonumber(ARGV[7])
 
+-- Sub-tasks past their deadline are timed out in their join (any stage: whoever looks
+-- first), which releases held ones or enqueues the summary.
+join_expire(now)
+
 -- Retries whose backoff is over rejoin their lane (any stage: whoever looks first).
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', RETRY, '-inf', now, 'LIMIT', 0, 100)) do
   redis.call('ZREM', RETRY, id)

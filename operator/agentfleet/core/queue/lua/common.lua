@@ -23,7 +23,16 @@ local LOG = base .. ':log'            -- stream of completion events
 local PARKED = base .. ':parked'      -- review items that failed for good
 local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
 local ARRIVALS = base .. ':arrivals'  -- pub/sub: "project stage specialty" per deliverable item
+local JOINOF = base .. ':joinof'      -- child id -> id of the join (fan-out) it belongs to
+local DEADLINES = base .. ':deadlines' -- zset child id -> when it times out (ms)
+local PARENTS = base .. ':parents'    -- "project issue" -> the issue it was fanned out from
+local FAMILIES = base .. ':families'  -- "project issue" -> its sub-issues, "n n ..."
 local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
+-- Per join (fan-out), `<base>:join:<join id>`: a hash of window, timeout_ms, open (children
+-- not finished), running (released and not finished), created, summarised (ms) and summary
+-- (the summary item's enqueue arguments, JSON); `...:held`, a list of children waiting for
+-- the window (their enqueue arguments, JSON); `...:children`, child id -> its state (JSON:
+-- state held|running|succeeded|dead_lettered|timed_out, released, finished, error, attempts).
 -- Per stream, `<stream>:leases`: sorted set entry id -> when its claim was last renewed
 -- (ms; delivered or heartbeated; -inf once handed back). A claim whose lease is older than
 -- the heartbeat timeout is stale: the next claim takes it over.
@@ -183,4 +192,103 @@ end
 local function hand_back(key, group, entry)
   redis.call('XCLAIM', key, group, 'released', 0, entry, 'JUSTID')
   lease(key, entry, '-inf')
+end
+
+-- ------------------------------------------------------------------ joins (fan-out)
+
+local function join_key(jid)
+  return base .. ':join:' .. jid
+end
+
+-- A parent issue and its sub-issues: what the content stage reads instead of GitHub.
+local function record_family(project, parent, children)
+  redis.call('HSET', FAMILIES, project .. ' ' .. parent, children)
+  for _, child in ipairs(split(children)) do
+    redis.call('HSET', PARENTS, project .. ' ' .. child, parent)
+  end
+end
+
+local function nil_if_null(value)
+  if value == cjson.null then return nil end
+  return value
+end
+
+-- Mark a held or running child finished (`outcome`); false if it already was.
+local function join_finish_child(jid, child, outcome, err, attempts, now)
+  local key = join_key(jid)
+  local raw = redis.call('HGET', key .. ':children', child)
+  if not raw then return false end
+  local state = cjson.decode(raw)
+  if state['state'] ~= 'running' and state['state'] ~= 'held' then return false end
+  local was_running = state['state'] == 'running'
+  state['state'] = outcome
+  state['finished'] = tonumber(now)
+  state['error'] = nil_if_null(err)
+  state['attempts'] = nil_if_null(attempts)
+  redis.call('HSET', key .. ':children', child, cjson.encode(state))
+  redis.call('HINCRBY', key, 'open', -1)
+  if was_running then redis.call('HINCRBY', key, 'running', -1) end
+  redis.call('ZREM', DEADLINES, child)
+  redis.call('HDEL', JOINOF, child)
+  return true
+end
+
+-- Release held children while fewer than the window run (each gets its deadline); once
+-- no child is open, enqueue the summary (once). Returns the ids released.
+local function join_advance(jid, now)
+  local key = join_key(jid)
+  local window = tonumber(redis.call('HGET', key, 'window'))
+  local timeout = tonumber(redis.call('HGET', key, 'timeout_ms'))
+  local released = {}
+  while tonumber(redis.call('HGET', key, 'running')) < window do
+    local raw = redis.call('LPOP', key .. ':held')
+    if not raw then break end
+    local c = cjson.decode(raw)
+    local id = c[1]
+    local state = cjson.decode(redis.call('HGET', key .. ':children', id))
+    state['state'] = 'running'
+    state['released'] = tonumber(now)
+    redis.call('HSET', key .. ':children', id, cjson.encode(state))
+    redis.call('HINCRBY', key, 'running', 1)
+    redis.call('ZADD', DEADLINES, tonumber(now) + timeout, id)
+    released[#released + 1] = id
+    if not enqueue_one(id, c[2], c[3], c[4], now) then
+      -- Already known to the queue: waiting or in flight (its finish will count here), or
+      -- finished meanwhile (count it now).
+      local done = redis.call('HGET', DONE, id)
+      if done then
+        local record = cjson.decode(done)
+        join_finish_child(jid, id, record['outcome'], record['error'], record['attempts'], now)
+      end
+    end
+  end
+  if tonumber(redis.call('HGET', key, 'open')) == 0
+      and redis.call('HEXISTS', key, 'summarised') == 0 then
+    redis.call('HSET', key, 'summarised', now)
+    local s = cjson.decode(redis.call('HGET', key, 'summary'))
+    enqueue_one(s[1], s[2], s[3], s[4], now)
+  end
+  return released
+end
+
+-- A finished item (completed or dead-lettered) that is a child of a join counts there.
+local function join_on_finish(id, outcome, record_json, now)
+  local jid = redis.call('HGET', JOINOF, id)
+  if not jid then return end
+  local record = cjson.decode(record_json)
+  if join_finish_child(jid, id, outcome, record['error'], record['attempts'], now) then
+    join_advance(jid, now)
+  end
+end
+
+-- Children whose deadline has passed are timed out in their join (up to 100 per call).
+local function join_expire(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT', 0, 100)) do
+    local jid = redis.call('HGET', JOINOF, id)
+    if jid and join_finish_child(jid, id, 'timed_out', nil, nil, now) then
+      join_advance(jid, now)
+    else
+      redis.call('ZREM', DEADLINES, id)
+    end
+  end
 end

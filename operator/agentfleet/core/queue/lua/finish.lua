@@ -1,5 +1,7 @@
 -- Completion (success or dead-letter), recorded exactly once per id, with its follow-ups
--- enqueued in the same script so a crash can never leave one without the other.
+-- enqueued in the same script so a crash can never leave one without the other. A child of
+-- a join (a master issue's sub-task) is counted there in the same step: the next held
+-- child is released, and the last one enqueues the summary.
 -- ARGV: base, id, stream, entry, consumer, stage, project, outcome, record_json,
 -- require_owner, now_ms, log_maxlen, parked_json, then (id, route, json, attempts) per
 -- follow-up. Returns {1, new follow-up ids...}, {0} if already completed, {-1} if the
@@ -9,6 +11,7 @@ local project, outcome, record = ARGV[7], ARGV[8], ARGV[9]
 if redis.call('HEXISTS', DONE, id) == 1 then return {0} end
 if ARGV[10] == '1' and not owns(id, key, entry, consumer, stage) then return {-1} end
 redis.call('HSET', DONE, id, record)
+join_on_finish(id, outcome, record, ARGV[11])
 redis.call('HINCRBY', COUNTS, project .. ' ' .. stage .. ' completed ' .. outcome, 1)
 redis.call('XADD', LOG, 'MAXLEN', '~', ARGV[12], '*', 'id', id, 'project', project,
            'stage', stage, 'outcome', outcome, 'worker', consumer,

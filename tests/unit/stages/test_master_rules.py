@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from agentfleet.core.github.markers import embed_state, extract_state
-from agentfleet.orchestration import (
+from agentfleet.core.queue import ChildState, JoinChild
+from agentfleet.worker.stages.master import (
     TaskRecord,
     TaskState,
+    apply_join,
     overlaps,
     parse_subtasks,
     render_report,
@@ -165,3 +169,38 @@ def test_summary_shows_prs_failures_durations_and_round_trips_its_state() -> Non
     assert [TaskRecord.model_validate(r) for r in state["records"]] == batch
     assert extract_state("no state") is None
     assert extract_state("<!-- agentfleet-state:!!! -->") is None
+
+
+def test_a_join_updates_the_records_of_its_own_sub_tasks_only() -> None:
+    at = datetime(2030, 1, 1, tzinfo=UTC)
+    records = [
+        TaskRecord(index=1, title="a", issue=11, state=TaskState.SUCCEEDED, pull=5),
+        TaskRecord(index=2, title="b", issue=12, state=TaskState.RUNNING, attempt=2),
+        TaskRecord(index=3, title="c", issue=13, state=TaskState.RUNNING),
+        TaskRecord(index=4, title="d", issue=14, state=TaskState.PENDING),
+    ]
+    ids = {2: "ns/p/issue-12/development/attempt-2", 3: "ns/p/issue-13/development", 4: "x"}
+    children = {
+        ids[2]: JoinChild(
+            state=ChildState.DEAD_LETTERED,
+            released_at=at,
+            finished_at=at + timedelta(seconds=12.5),
+            error="tests fail",
+        ),
+        ids[3]: JoinChild(
+            state=ChildState.TIMED_OUT, released_at=at, finished_at=at + timedelta(seconds=60)
+        ),
+        # Task 1 ran in an earlier fan-out: an id of another run changes nothing.
+        "ns/p/issue-11/development": JoinChild(state=ChildState.DEAD_LETTERED),
+        "x": JoinChild(state=ChildState.SUCCEEDED, released_at=at, finished_at=at),
+    }
+    apply_join(records, children, ids, timeout_seconds=60)
+    assert [(r.state, r.error, r.duration_seconds) for r in records] == [
+        (TaskState.SUCCEEDED, None, None),
+        (TaskState.FAILED, "tests fail", 12.5),
+        (TaskState.TIMED_OUT, "no result within the task timeout of 60s", 60.0),
+        (TaskState.SUCCEEDED, None, 0.0),
+    ]
+    assert records[0].pull == 5 and records[1].attempt == 2
+    outcome = verdict(records, 0.5)
+    assert outcome.complete and outcome.success and (outcome.succeeded, outcome.failed) == (2, 2)

@@ -11,7 +11,7 @@ from itertools import combinations
 
 from pydantic import BaseModel, ConfigDict
 
-from agentfleet.orchestration.parse import SubTask
+from agentfleet.worker.stages.master.parse import SubTask
 
 MIN_USEFUL_TASKS = 3
 """Below this, orchestration overhead outweighs running the tasks one after another."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from agentfleet.orchestration.validate import Conflict
+from agentfleet.core.queue.models import ChildState, JoinChild
+from agentfleet.worker.stages.master.validate import Conflict
 
 DEFAULT_SUCCESS_THRESHOLD = 0.8
 
@@ -90,6 +92,33 @@ def tasks_to_run(records: list[TaskRecord], retry_failed: bool) -> list[TaskReco
         if not record.state.terminal:
             chosen.append(record)
     return chosen
+
+
+def apply_join(
+    records: list[TaskRecord],
+    children: Mapping[str, JoinChild],
+    child_ids: Mapping[int, str],
+    timeout_seconds: float,
+) -> None:
+    """Update the records in place from the join's children (`child_ids`: task index ->
+    the id of its development item in this run). Records of tasks the run did not include
+    (succeeded earlier) are left as they are."""
+    for record in records:
+        child = children.get(child_ids.get(record.index, ""))
+        if child is None:
+            continue
+        record.duration_seconds = child.duration_seconds
+        if child.state is ChildState.SUCCEEDED:
+            record.state, record.error = TaskState.SUCCEEDED, None
+        elif child.state is ChildState.DEAD_LETTERED:
+            record.state, record.error = TaskState.FAILED, child.error
+        elif child.state is ChildState.TIMED_OUT:
+            record.state = TaskState.TIMED_OUT
+            record.error = f"no result within the task timeout of {timeout_seconds:g}s"
+        elif child.state is ChildState.RUNNING:
+            record.state = TaskState.RUNNING
+        else:
+            record.state = TaskState.PENDING
 
 
 def _duration(seconds: float | None) -> str:
