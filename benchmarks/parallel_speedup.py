@@ -11,13 +11,21 @@ sub-task really clones, writes its test and code, runs the tests in the containe
 commits, pushes and opens a pull request.
 
 The same run is made with 1 and with W development workers (a Project and a fresh
-repository each), and timed from enqueueing the master item to its completion record.
+repository each), and timed from enqueueing the master item to the completion record of
+its master-summary item (the master item itself completes as soon as it has fanned out).
+
+While the sub-tasks run, the benchmark also checks that the genesis worker is idle: the
+queue shows no genesis item in flight (it holds no claim) whenever the join still has open
+sub-tasks, and Prometheus' utilization of the genesis pool
+(`avg(agentfleet_worker_busy)`, what the autoscaler reads) stays 0 from one scrape after
+the fan-out until the last sub-task finishes. Either one above 0 fails the run.
 
     .venv/bin/python benchmarks/parallel_speedup.py [--tasks 10] [--workers 10]
         [--latency 2.0] [--reading-turns 2]
 
-Each sub-task takes 3 + reading-turns model turns. Prints both wall times, the speedup
-(target >= 9x; the seeds report 4.3x at 10 tasks) and the orchestration overhead per item:
+Each sub-task takes 3 + reading-turns model turns. Prints both wall times, the genesis
+pool's idleness, the speedup (target >= 9x; the seeds report 4.3x at 10 tasks) and the
+orchestration overhead per item:
 the time a sub-task costs beyond its model turns (queueing, git, tests, GitHub calls,
 summary updates). Exit status 1 when the target is missed.
 """
@@ -41,15 +49,61 @@ from github import Auth, Github
 from agentfleet.core.api import Stage
 from agentfleet.core.github import IssueFacts, ProjectIntake, issue_work
 from agentfleet.core.github.markers import extract_state
+from agentfleet.core.pipeline import master_summary_id
 from agentfleet.core.queue import CompletionOutcome, WorkQueue
 from agentfleet.dev.localenv.stack import LocalStack
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, agents
+from agentfleet.operator.autoscaler.prometheus import PrometheusSource
 
 BOT_TOKEN = "ghp_" + "benchmark" * 4
 OWNER_TOKEN = "ghp_" + "0wner" * 8
 MODEL = "claude-sonnet-4-6"
 TARGET = 9.0
+SCRAPE_SECONDS = 1.0
+"""The stack's Prometheus scrape interval: a gauge's change is seen within it."""
+
+
+class Idleness:
+    """What the genesis pool did while its master issue's sub-tasks ran."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self.max_in_flight = 0
+        self.max_utilization = 0.0
+        self.fanned_out_after = 0.0
+        self.open_seconds = 0.0
+
+    @property
+    def idle(self) -> bool:
+        return self.samples > 0 and self.max_in_flight == 0 and self.max_utilization == 0.0
+
+    def __str__(self) -> str:
+        return (
+            f"fanned out after {self.fanned_out_after:.2f} s; while sub-tasks ran "
+            f"({self.open_seconds:.1f} s, {self.samples} queue samples) the genesis pool held "
+            f"at most {self.max_in_flight} claim(s), utilization at most "
+            f"{self.max_utilization:.2f}"
+        )
+
+
+async def genesis_utilization(
+    stack: LocalStack, pool: str, start: float, end: float
+) -> list[float]:
+    """avg(agentfleet_worker_busy) of the pool each second from `start` to `end` (epoch s)."""
+    if stack.prometheus is None:
+        raise RuntimeError("the stack has no Prometheus")
+    source = PrometheusSource(stack.prometheus.url)
+    try:
+        series = await source.query_range(
+            f'avg(agentfleet_worker_busy{{namespace="{stack.namespace}",pool="{pool}"}})',
+            start,
+            end,
+            1.0,
+        )
+    finally:
+        await source.aclose()
+    return [value for row in series for _, value in row.points]
 
 
 def seed(fake: FakeGitHub, name: str, workdir: Path) -> None:
@@ -136,7 +190,7 @@ async def run_once(
     fake_github: FakeGitHub,
     env: list[dict[str, str]],
     workdir: Path,
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[float], Idleness]:
     name = f"bench-{workers}"
     project_name = f"shop{workers}"
     seed(fake_github, name, workdir)
@@ -195,20 +249,46 @@ async def run_once(
         }
     )
     queue = WorkQueue.from_url(stack.redis_url)
+    summary_id = master_summary_id(item.id)
+    idleness = Idleness()
     try:
         await warm_up(queue, owner, project, name)
         started = time.monotonic()
         await queue.enqueue(item)
-        while (done := await queue.completion(namespace, item.id)) is None:  # noqa: ASYNC110
+        while (fanned := await queue.completion(namespace, item.id)) is None:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
+        if fanned.outcome is not CompletionOutcome.SUCCEEDED:
+            raise RuntimeError(f"the master item failed: {fanned.error}")
+        idleness.fanned_out_after = time.monotonic() - started
+        fanned_out_at = time.time()
+        last_open_at = fanned_out_at
+        while (done := await queue.completion(namespace, summary_id)) is None:
+            stats = (await queue.snapshot(namespace)).project_stats(project_name)
+            genesis = stats.stages.get(Stage.GENESIS)
+            in_flight = genesis.in_flight if genesis is not None else 0
+            join = await queue.join(namespace, item.id)
+            # Read after the claims: the join was open while they were counted.
+            if join is not None and join.open > 0:
+                idleness.samples += 1
+                idleness.max_in_flight = max(idleness.max_in_flight, in_flight)
+                last_open_at = time.time()
+            await asyncio.sleep(0.5)
         elapsed = time.monotonic() - started
+        idleness.open_seconds = last_open_at - fanned_out_at
+        if last_open_at - fanned_out_at > 2 * SCRAPE_SECONDS:
+            busy = await genesis_utilization(
+                stack, f"{project_name}-genesis", fanned_out_at + 2 * SCRAPE_SECONDS, last_open_at
+            )
+            if not busy:
+                raise RuntimeError("Prometheus has no utilization of the genesis pool")
+            idleness.max_utilization = max(busy)
     finally:
         await queue.close()
         for pool in ("genesis", "development"):
             stack.kubectl("-n", namespace, "delete", "workerpool", f"{project_name}-{pool}",
                           "--wait=true", check=False)  # fmt: skip
     if done.outcome is not CompletionOutcome.SUCCEEDED:
-        raise RuntimeError(f"the master item failed: {done.error}")
+        raise RuntimeError(f"the master summary failed: {done.error}")
     summary = next(
         c.body
         for c in owner.get_repo(f"acme/{name}").get_issue(issue.number).get_comments()
@@ -220,7 +300,7 @@ async def run_once(
     opened = fake_github.pull_heads(f"acme/{name}")
     if len(opened) != args.tasks:
         raise RuntimeError(f"{len(opened)} pull requests for {args.tasks} sub-tasks")
-    return elapsed, durations
+    return elapsed, durations, idleness
 
 
 async def main() -> int:
@@ -269,12 +349,14 @@ async def main() -> int:
             f"{os.cpu_count()} CPUs; workers are Pods on the local node",
             flush=True,
         )
-        serial, _ = await run_once(args, 1, stack, fake_github, env, workdir)
+        serial, _, serial_idle = await run_once(args, 1, stack, fake_github, env, workdir)
         print(f"  1 development worker : {serial:6.2f} s", flush=True)
-        parallel, parallel_tasks = await run_once(
+        print(f"    genesis: {serial_idle}", flush=True)
+        parallel, parallel_tasks, parallel_idle = await run_once(
             args, args.workers, stack, fake_github, env, workdir
         )
         print(f"{args.workers:3d} development workers: {parallel:6.2f} s", flush=True)
+        print(f"    genesis: {parallel_idle}", flush=True)
     finally:
         fake_model.stop()
         fake_github.stop()
@@ -294,7 +376,12 @@ async def main() -> int:
         f"beyond its model time, and the fan-out as a whole "
         f"{parallel - model_seconds:.2f} s beyond one sub-task's model time"
     )
-    return 0 if speedup >= TARGET else 1
+    idle = serial_idle.idle and parallel_idle.idle
+    print(
+        "the master's genesis worker while its sub-tasks ran: "
+        + ("idle (no claim held, utilization 0)" if idle else "NOT idle")
+    )
+    return 0 if speedup >= TARGET and idle else 1
 
 
 if __name__ == "__main__":
