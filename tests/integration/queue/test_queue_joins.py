@@ -211,3 +211,24 @@ async def test_the_family_is_recorded_with_the_fan_out_and_by_genesis(queue: Wor
     await queue.record_family(NAMESPACE, "shop", 10, [11, 12])
     assert await queue.family(NAMESPACE, "shop", 12) == Family(parent=10, children=(11, 12))
     assert await queue.join(NAMESPACE, f"{NAMESPACE}/shop/issue-10/genesis") is None
+
+
+async def test_a_child_open_in_two_joins_counts_in_both(queue: WorkQueue) -> None:
+    # `/agentfleet retry` while the run is still going: the retry's join registers the
+    # sub-task that is still running, and its one completion ends both joins.
+    await queue.fan_out(fan_out(range(2, 3)))
+    running = await claim(queue)
+    retry_join = f"{MASTER}/retry-failed-8"
+    again = await queue.fan_out(
+        fan_out(range(2, 3)).model_copy(
+            update={"join_id": retry_join, "summary": summary_item(retry_join)}
+        )
+    )
+    assert again.registered and again.released == (running.item.id,)
+    await queue.complete(running, follow_ups=[])
+    for join_id in (MASTER, retry_join):
+        state = await queue.join(NAMESPACE, join_id)
+        assert state is not None and state.open == 0
+        assert state.children[running.item.id].state is ChildState.SUCCEEDED
+    summaries = {(await claim(queue, GENESIS)).item.id, (await claim(queue, GENESIS)).item.id}
+    assert summaries == {SUMMARY, f"{retry_join}/master-summary"}

@@ -23,11 +23,12 @@ local LOG = base .. ':log'            -- stream of completion events
 local PARKED = base .. ':parked'      -- review items that failed for good
 local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
 local ARRIVALS = base .. ':arrivals'  -- pub/sub: "project stage specialty" per deliverable item
-local JOINOF = base .. ':joinof'      -- child id -> id of the join (fan-out) it belongs to
-local DEADLINES = base .. ':deadlines' -- zset child id -> when it times out (ms)
+local DEADLINES = base .. ':deadlines' -- zset "<join id> <child id>" -> when it times out (ms)
 local PARENTS = base .. ':parents'    -- "project issue" -> the issue it was fanned out from
 local FAMILIES = base .. ':families'  -- "project issue" -> its sub-issues, "n n ..."
 local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
+-- Per child, `<base>:joinof:<child id>`: the set of joins it is open in (usually one; a
+-- retry comment during a run registers the running ones in its own join too).
 -- Per join (fan-out), `<base>:join:<join id>`: a hash of window, timeout_ms, open (children
 -- not finished), running (released and not finished), created, summarised (ms) and summary
 -- (the summary item's enqueue arguments, JSON); `...:held`, a list of children waiting for
@@ -200,6 +201,10 @@ local function join_key(jid)
   return base .. ':join:' .. jid
 end
 
+local function joins_of(child)
+  return base .. ':joinof:' .. child
+end
+
 -- A parent issue and its sub-issues: what the content stage reads instead of GitHub.
 local function record_family(project, parent, children)
   redis.call('HSET', FAMILIES, project .. ' ' .. parent, children)
@@ -228,8 +233,8 @@ local function join_finish_child(jid, child, outcome, err, attempts, now)
   redis.call('HSET', key .. ':children', child, cjson.encode(state))
   redis.call('HINCRBY', key, 'open', -1)
   if was_running then redis.call('HINCRBY', key, 'running', -1) end
-  redis.call('ZREM', DEADLINES, child)
-  redis.call('HDEL', JOINOF, child)
+  redis.call('ZREM', DEADLINES, jid .. ' ' .. child)
+  redis.call('SREM', joins_of(child), jid)
   return true
 end
 
@@ -250,7 +255,7 @@ local function join_advance(jid, now)
     state['released'] = tonumber(now)
     redis.call('HSET', key .. ':children', id, cjson.encode(state))
     redis.call('HINCRBY', key, 'running', 1)
-    redis.call('ZADD', DEADLINES, tonumber(now) + timeout, id)
+    redis.call('ZADD', DEADLINES, tonumber(now) + timeout, jid .. ' ' .. id)
     released[#released + 1] = id
     if not enqueue_one(id, c[2], c[3], c[4], now) then
       -- Already known to the queue: waiting or in flight (its finish will count here), or
@@ -271,24 +276,26 @@ local function join_advance(jid, now)
   return released
 end
 
--- A finished item (completed or dead-lettered) that is a child of a join counts there.
+-- A finished item (completed or dead-lettered) that is a child of joins counts there.
 local function join_on_finish(id, outcome, record_json, now)
-  local jid = redis.call('HGET', JOINOF, id)
-  if not jid then return end
+  local jids = redis.call('SMEMBERS', joins_of(id))
+  if #jids == 0 then return end
   local record = cjson.decode(record_json)
-  if join_finish_child(jid, id, outcome, record['error'], record['attempts'], now) then
-    join_advance(jid, now)
+  for _, jid in ipairs(jids) do
+    if join_finish_child(jid, id, outcome, record['error'], record['attempts'], now) then
+      join_advance(jid, now)
+    end
   end
 end
 
 -- Children whose deadline has passed are timed out in their join (up to 100 per call).
 local function join_expire(now)
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT', 0, 100)) do
-    local jid = redis.call('HGET', JOINOF, id)
-    if jid and join_finish_child(jid, id, 'timed_out', nil, nil, now) then
-      join_advance(jid, now)
+  for _, member in ipairs(redis.call('ZRANGEBYSCORE', DEADLINES, '-inf', now, 'LIMIT', 0, 100)) do
+    local pair = split(member)
+    if join_finish_child(pair[1], pair[2], 'timed_out', nil, nil, now) then
+      join_advance(pair[1], now)
     else
-      redis.call('ZREM', DEADLINES, id)
+      redis.call('ZREM', DEADLINES, member)
     end
   end
 end

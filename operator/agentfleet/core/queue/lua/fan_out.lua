@@ -22,7 +22,7 @@ for i = 13, #ARGV, 4 do
   else
     redis.call('HSET', key .. ':children', id, cjson.encode({state = 'held'}))
     redis.call('HINCRBY', key, 'open', 1)
-    redis.call('HSET', JOINOF, id, jid)
+    redis.call('SADD', joins_of(id), jid)
     redis.call('RPUSH', key .. ':held', cjson.encode({id, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]}))
   end
 end
