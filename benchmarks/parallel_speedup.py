@@ -60,6 +60,8 @@ BOT_TOKEN = "ghp_" + "benchmark" * 4
 OWNER_TOKEN = "ghp_" + "0wner" * 8
 MODEL = "claude-sonnet-4-6"
 TARGET = 9.0
+RUN_DEADLINE = 1200.0
+"""A run that has not finished by then has failed (seconds)."""
 SCRAPE_SECONDS = 1.0
 """The stack's Prometheus scrape interval: a gauge's change is seen within it."""
 
@@ -141,9 +143,15 @@ def project_manifest(name: str, repository: str, api_url: str) -> dict[str, Any]
 
 
 def pool_manifest(
-    project: str, stage: str, replicas: int, env: list[dict[str, str]]
+    project: str,
+    stage: str,
+    replicas: int,
+    env: list[dict[str, str]],
+    egress: list[dict[str, Any]],
 ) -> dict[str, Any]:
-    """A pool of exactly `replicas` workers (autoscaling off) serving one Project."""
+    """A pool of exactly `replicas` workers (autoscaling off) serving one Project, allowed
+    (`egress`) to reach the fake GitHub and model on the host: the pool's NetworkPolicy
+    blocks private addresses otherwise."""
     return {
         "apiVersion": "agentfleet.dev/v1alpha1",
         "kind": "WorkerPool",
@@ -159,6 +167,7 @@ def pool_manifest(
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}},
             "agent": {"model": MODEL},
             "env": env,
+            "egress": egress,
         },
     }
 
@@ -189,6 +198,7 @@ async def run_once(
     stack: LocalStack,
     fake_github: FakeGitHub,
     env: list[dict[str, str]],
+    egress: list[dict[str, Any]],
     workdir: Path,
 ) -> tuple[float, list[float], Idleness]:
     name = f"bench-{workers}"
@@ -209,16 +219,20 @@ async def run_once(
     )
     apply = [project_manifest(project_name, f"acme/{name}", fake_github.base_url)]
     apply += [
-        pool_manifest(project_name, "genesis", 1, env),
-        pool_manifest(project_name, "development", workers, env),
+        pool_manifest(project_name, "genesis", 1, env, egress),
+        pool_manifest(project_name, "development", workers, env, egress),
     ]
     stack.kubectl("-n", namespace, "apply", "-f", "-", stdin=yaml.safe_dump_all(apply))
     selector = f"agentfleet.dev/pool in ({project_name}-genesis,{project_name}-development)"
+    # One line per Pod, one word per container (worker and sandbox): every one ready.
     wait_for(
-        lambda: stack.kubectl(
-            "-n", namespace, "get", "pods", "-l", selector,
-            "-o", "jsonpath={.items[*].status.containerStatuses[*].ready}",
-        ).split() == ["true"] * (workers + 1),
+        lambda: sum(
+            set(line.split()) == {"true"}
+            for line in stack.kubectl(
+                "-n", namespace, "get", "pods", "-l", selector, "-o",
+                "jsonpath={range .items[*]}{.status.containerStatuses[*].ready}{'\\n'}{end}",
+            ).splitlines()
+        ) == workers + 1,
         300,
         f"{workers + 1} worker Pods Ready",
     )  # fmt: skip
@@ -255,7 +269,9 @@ async def run_once(
         await warm_up(queue, owner, project, name)
         started = time.monotonic()
         await queue.enqueue(item)
-        while (fanned := await queue.completion(namespace, item.id)) is None:  # noqa: ASYNC110
+        while (fanned := await queue.completion(namespace, item.id)) is None:
+            if time.monotonic() - started > RUN_DEADLINE:
+                raise RuntimeError(f"the master item did not complete in {RUN_DEADLINE:g} s")
             await asyncio.sleep(0.05)
         if fanned.outcome is not CompletionOutcome.SUCCEEDED:
             raise RuntimeError(f"the master item failed: {fanned.error}")
@@ -263,6 +279,8 @@ async def run_once(
         fanned_out_at = time.time()
         last_open_at = fanned_out_at
         while (done := await queue.completion(namespace, summary_id)) is None:
+            if time.monotonic() - started > RUN_DEADLINE:
+                raise RuntimeError(f"the master summary did not complete in {RUN_DEADLINE:g} s")
             stats = (await queue.snapshot(namespace)).project_stats(project_name)
             genesis = stats.stages.get(Stage.GENESIS)
             in_flight = genesis.in_flight if genesis is not None else 0
@@ -340,6 +358,7 @@ async def main() -> int:
         {"name": "AGENTFLEET_TEST_COMMAND", "value": "python -m unittest -q"},
         {"name": "PYTHONWARNINGS", "value": "ignore"},
     ]
+    egress = [{"cidr": f"{network.host_ip}/32", "ports": [fake_github.port, fake_model.port]}]
     # The last entry of a name wins: the heartbeat interval overrides stack.worker_env's.
     env = list({e["name"]: e for e in env}.values())
     try:
@@ -349,11 +368,11 @@ async def main() -> int:
             f"{os.cpu_count()} CPUs; workers are Pods on the local node",
             flush=True,
         )
-        serial, _, serial_idle = await run_once(args, 1, stack, fake_github, env, workdir)
+        serial, _, serial_idle = await run_once(args, 1, stack, fake_github, env, egress, workdir)
         print(f"  1 development worker : {serial:6.2f} s", flush=True)
         print(f"    genesis: {serial_idle}", flush=True)
         parallel, parallel_tasks, parallel_idle = await run_once(
-            args, args.workers, stack, fake_github, env, workdir
+            args, args.workers, stack, fake_github, env, egress, workdir
         )
         print(f"{args.workers:3d} development workers: {parallel:6.2f} s", flush=True)
         print(f"    genesis: {parallel_idle}", flush=True)
