@@ -20,6 +20,7 @@ from agentfleet.core.github import (
 )
 from agentfleet.core.github.events import command_work
 from agentfleet.core.queue import CompletionOutcome
+from agentfleet.dev.localenv.waiting import async_wait_for
 from agentfleet.dev.testing import Conversation, agents
 
 from .conftest import BOT_TOKEN, NAMESPACE, Pipeline
@@ -89,13 +90,19 @@ async def test_ten_sub_tasks_with_one_failure_succeed_and_retry_reruns_only_it(
 
     fanned_out = await pipeline.completion(master_id, timeout=90)
     assert fanned_out.outcome is CompletionOutcome.SUCCEEDED, fanned_out.error
-    # The genesis worker is idle while the sub-tasks run: it holds no claim and reads busy
-    # 0 (the join still had open sub-tasks after the gauge was read, so it was idle while
-    # they ran, not because they were over).
-    busy = genesis_busy(pipeline)
+    # The genesis worker is idle while the sub-tasks run: it holds no claim and its busy
+    # gauge (the pool's utilization) reads 0 once it has settled the master item, and the
+    # join still has open sub-tasks after that, so it was idle while they ran, not
+    # because they were over.
+
+    async def genesis_idle() -> bool:
+        return genesis_busy(pipeline) == [0.0]
+
+    await async_wait_for(genesis_idle, 10, "the genesis worker idle after the fan-out")
+    genesis = (await pipeline.queue.snapshot(NAMESPACE)).project_stats("shop").stages
     join = await pipeline.queue.join(NAMESPACE, master_id)
     assert join is not None and join.open > 0 and join.summarised_at is None
-    assert busy == [0.0], busy
+    assert genesis[Stage.GENESIS].in_flight == 0 and genesis[Stage.GENESIS].completed == 1
     done = await pipeline.completion(f"{master_id}/master-summary", timeout=90)
     assert done.outcome is CompletionOutcome.SUCCEEDED, done.error
 
