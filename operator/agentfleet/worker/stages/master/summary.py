@@ -54,15 +54,21 @@ async def summarise_master(
     }
     before = {record.index: record.state for record in records}
     apply_join(records, join.children, child_ids, run.task_timeout_seconds)
-    for record in records:
-        if (
-            record.state is TaskState.SUCCEEDED
-            and before[record.index] is not TaskState.SUCCEEDED
-            and record.issue is not None
-        ):
-            pull = await asyncio.to_thread(repo.find_pull, issue_branch(record.issue))
-            if pull is not None:
-                record.pull, record.pull_url = pull.number, pull.html_url
+    # The pull requests of the sub-tasks that succeeded in this run, looked up together
+    # (reads; the writes below stay one after another).
+    found = [
+        (record, record.issue)
+        for record in records
+        if record.state is TaskState.SUCCEEDED
+        and before[record.index] is not TaskState.SUCCEEDED
+        and record.issue is not None
+    ]
+    pulls = await asyncio.gather(
+        *(asyncio.to_thread(repo.find_pull, issue_branch(issue)) for _, issue in found)
+    )
+    for (record, _), pull in zip(found, pulls, strict=True):
+        if pull is not None:
+            record.pull, record.pull_url = pull.number, pull.html_url
     finished = join.summarised_at or join.created_at
     elapsed = (finished - join.created_at).total_seconds()
     text = summary_comment(master, records, run.success_threshold, conflicts, elapsed)
