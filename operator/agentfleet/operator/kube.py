@@ -228,16 +228,21 @@ class Kube:
     # -------------------------------------------------------------------- pods
     async def pod_annotations(
         self, namespace: str, selector: Mapping[str, str], key: str
-    ) -> dict[str, str | None]:
-        """Live Pods matching `selector` (not being deleted) -> their annotation `key`."""
+    ) -> tuple[dict[str, str | None], set[str]]:
+        """Live Pods matching `selector` (not being deleted) -> their annotation `key`, and
+        the names of those that are Ready."""
         found: dict[str, str | None] = {}
+        ready: set[str] = set()
         labels: dict[str, Any] = dict(selector)
         pods = self.client.list(_KINDS[("v1", "Pod")], namespace=namespace, labels=labels)
         async for pod in pods:
             meta = pod.get("metadata") or {}
             if meta.get("deletionTimestamp") is None:
                 found[meta["name"]] = (meta.get("annotations") or {}).get(key)
-        return found
+                conditions = (pod.get("status") or {}).get("conditions") or []
+                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                    ready.add(meta["name"])
+        return found, ready
 
     async def annotate_pod(self, namespace: str, pod: str, key: str, value: str) -> bool:
         """False when the Pod is gone."""
