@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane servers images deps kind-up kind-down lint typecheck check test test-unit crds docs \
+.PHONY: help venv controlplane servers images deps kind-up kind-down lint typecheck check test test-unit crds chart-schema docs \
         demo cluster-up cluster-down benchmarks clean
 
 help: ## list the targets
@@ -55,6 +55,9 @@ test-unit: venv ## the pure tests only (no servers)
 crds: venv ## regenerate crds/, the chart's copy and docs/crds.md from the pydantic models
 	$(BIN)/python -m agentfleet.core.api.generate
 	rm -f charts/agentfleet/crds/*.yaml && cp crds/*.yaml charts/agentfleet/crds/
+
+chart-schema: venv ## regenerate charts/agentfleet/values.schema.json from the values models
+	$(BIN)/python -m agentfleet.dev.chartvalues
 
 cluster-up: deps ## start a local cluster (control plane + one node) in the background; prints KUBECONFIG
 	@$(BIN)/agentfleet dev cluster-up

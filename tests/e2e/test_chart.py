@@ -64,6 +64,57 @@ def test_chart_without_a_queue_fails_with_a_clear_message() -> None:
     assert "set redis.url or redis.existingSecret to your Redis (7+)" in result.stderr
 
 
+def _helm_fails(*args: str) -> str:
+    argv = [str(find_binary("helm")), *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0, f"helm {' '.join(args)} succeeded:\n{result.stdout}"
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--set", "redis.deplyo=true"], "at '/redis': additional properties 'deplyo' not allowed"),
+        (["--set", "replicaCount=two"], "at '/replicaCount': got string, want integer"),
+        (["--set", "operator.logFormat=xml"], "at '/operator/logFormat'"),
+        (["--set", "monitoring=true"], "additional properties 'monitoring' not allowed"),
+    ],
+)
+def test_a_typo_or_a_wrong_type_fails_template_and_install_with_the_schema_message(
+    controlplane: ControlPlane, namespace: str, bad: list[str], message: str
+) -> None:
+    """values.schema.json: Helm stops before rendering, naming the key; nothing is created."""
+    rendered = _helm_fails("template", "af", str(CHART), *BYO_REDIS, *bad)
+    assert "values don't meet the specifications of the schema" in rendered
+    assert message in rendered
+    kubeconfig = ["--kubeconfig", str(controlplane.kubeconfig), "--namespace", namespace]
+    installed = _helm_fails("install", "af", str(CHART), *kubeconfig, *BYO_REDIS, *bad)
+    assert message in installed
+    assert _helm("list", "--namespace", namespace, "-q", kubeconfig=controlplane.kubeconfig) == ""
+
+
+def test_notes_say_what_was_installed_how_to_check_it_and_what_to_do_next(
+    controlplane: ControlPlane, namespace: str
+) -> None:
+    out = _helm(
+        "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server",
+        "--set", "redis.deploy=true", "--set", "redis.persistence.enabled=false",
+        "--set", "prometheus.url=",
+        kubeconfig=controlplane.kubeconfig,
+    )  # fmt: skip
+    notes = out[out.index("NOTES:") :]
+    assert f"installed in namespace {namespace}" in notes
+    assert "StatefulSet agentfleet-redis" in notes
+    assert f"kubectl -n {namespace} rollout status deployment/af-agentfleet" in notes
+    assert "kubectl apply -n team-a -f examples/" in notes
+    assert "autoscaling is off" in notes and "queued work is lost" in notes
+    out = _helm(
+        "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server", *BYO_REDIS,
+        kubeconfig=controlplane.kubeconfig,
+    )  # fmt: skip
+    assert "WARNING" not in out[out.index("NOTES:") :]
+
+
 def _rendered(*args: str) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(_helm("template", "af", str(CHART), *args)) if d]
 
