@@ -66,3 +66,32 @@ prometheus.io/scrape: "true"
 prometheus.io/port: {{ . | quote }}
 prometheus.io/path: /metrics
 {{- end -}}
+
+{{/* The port of a URL: explicit, or the scheme's default. (dict "url" URL "default" PORT) */}}
+{{- define "agentfleet.urlPort" -}}
+{{- $host := (urlParse .url).host -}}
+{{- if regexMatch ":[0-9]+$" $host -}}
+{{- regexFind "[0-9]+$" $host -}}
+{{- else -}}
+{{- .default -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Egress to DNS, on any address: kube-dns Pods, NodeLocal DNSCache, DNS on the nodes. */}}
+{{- define "agentfleet.dnsEgress" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+{{- end -}}
+
+{{/* Egress to the queue: the bundled Redis' Pods, or the port of redis.url. */}}
+{{- define "agentfleet.redisEgress" -}}
+{{- if .Values.redis.deploy }}
+- to:
+    - podSelector:
+        matchLabels: {app.kubernetes.io/name: agentfleet-redis}
+  ports: [{port: 6379, protocol: TCP}]
+{{- else if .Values.redis.url }}
+- ports: [{port: {{ include "agentfleet.urlPort" (dict "url" .Values.redis.url "default" "6379") }}, protocol: TCP}]
+{{- end }}
+{{- end -}}

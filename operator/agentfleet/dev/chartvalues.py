@@ -39,6 +39,15 @@ def _resources(requests: dict[str, str], limits: dict[str, str]) -> Any:
     return Field(default_factory=lambda: {"requests": dict(requests), "limits": dict(limits)})
 
 
+def _restricted_container() -> KubeObject:
+    """A container securityContext that passes Pod Security `restricted`."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 class Image(Values):
     repository: str = "ghcr.io/agentfleet/agentfleet-operator"
     """The operator image (the queue exporter runs from it too)."""
@@ -63,6 +72,20 @@ class Redis(Values):
     deploy: bool = False
     """A bundled single-node Redis StatefulSet with AOF and a generated password."""
     image: str = "redis:7.2"
+    podSecurityContext: KubeObject = Field(
+        default_factory=lambda: {
+            "runAsNonRoot": True,
+            "runAsUser": 10003,
+            "runAsGroup": 10003,
+            "fsGroup": 10003,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        }
+    )
+    securityContext: KubeObject = Field(default_factory=_restricted_container)
+    resources: KubeObject = _resources(
+        {"cpu": "50m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+        {"memory": "512Mi", "ephemeral-storage": "64Mi"},
+    )
     persistence: RedisPersistence = Field(default_factory=RedisPersistence)
 
 
@@ -70,12 +93,21 @@ class QueueExporter(Values):
     port: int = Field(default=9100, ge=1, le=65535)
     heartbeatTimeoutSeconds: int = Field(default=300, ge=1)
     """Must match the workers': an item whose worker is silent this long counts as waiting."""
-    resources: KubeObject = _resources({"cpu": "20m", "memory": "64Mi"}, {"memory": "192Mi"})
+    resources: KubeObject = _resources(
+        {"cpu": "20m", "memory": "64Mi", "ephemeral-storage": "16Mi"},
+        {"memory": "192Mi", "ephemeral-storage": "64Mi"},
+    )
 
 
 class Prometheus(Values):
     url: str = "http://prometheus-operated.monitoring:9090"
     """The Prometheus HTTP API the autoscaler queries (empty disables autoscaling)."""
+
+
+class PodDisruptionBudget(Values):
+    enabled: bool = True
+    """A PodDisruptionBudget for the operator (rendered only with replicaCount > 1)."""
+    maxUnavailable: int = Field(default=1, ge=1)
 
 
 class Operator(Values):
@@ -84,7 +116,32 @@ class Operator(Values):
     metricsPort: int = Field(default=8081, ge=1, le=65535)
     webhookPort: int = Field(default=8082, ge=0, le=65535)
     """The GitHub webhook receiver's port; 0 turns it off."""
-    resources: KubeObject = _resources({"cpu": "100m", "memory": "128Mi"}, {"memory": "384Mi"})
+    resources: KubeObject = _resources(
+        {"cpu": "100m", "memory": "128Mi", "ephemeral-storage": "16Mi"},
+        {"memory": "384Mi", "ephemeral-storage": "64Mi"},
+    )
+    podDisruptionBudget: PodDisruptionBudget = Field(default_factory=PodDisruptionBudget)
+
+
+class OperatorPolicy(Values):
+    extraIngress: list[KubeObject] = Field(default_factory=list)
+    """NetworkPolicyIngressRule objects added to the operator's policy."""
+    extraEgress: list[KubeObject] = Field(default_factory=list)
+    """NetworkPolicyEgressRule objects added to the operator's policy."""
+
+
+class RedisPolicy(Values):
+    extraIngress: list[KubeObject] = Field(default_factory=list)
+    """NetworkPolicyIngressRule objects: who else may reach the bundled Redis."""
+
+
+class NetworkPolicy(Values):
+    enabled: bool = True
+    """NetworkPolicies for the operator, the queue exporter and the bundled Redis."""
+    kubeApiPorts: list[int] = Field(default_factory=lambda: [443, 6443])
+    """The API servers' own ports (after the `kubernetes` Service's translation)."""
+    operator: OperatorPolicy = Field(default_factory=OperatorPolicy)
+    redis: RedisPolicy = Field(default_factory=RedisPolicy)
 
 
 class WorkerNetworkPolicy(Values):
@@ -134,16 +191,16 @@ class ChartValues(Values):
     """Scrapes the worker Pods."""
     prometheusRule: PrometheusRule = Field(default_factory=PrometheusRule)
     grafanaDashboard: GrafanaDashboard = Field(default_factory=GrafanaDashboard)
+    networkPolicy: NetworkPolicy = Field(default_factory=NetworkPolicy)
     podSecurityContext: KubeObject = Field(
-        default_factory=lambda: {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
-    )
-    securityContext: KubeObject = Field(
         default_factory=lambda: {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
         }
     )
+    securityContext: KubeObject = Field(default_factory=_restricted_container)
     nodeSelector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[KubeObject] = Field(default_factory=list)
     affinity: KubeObject = Field(default_factory=dict)
