@@ -34,12 +34,13 @@ deps: venv controlplane servers images ## everything tests and the demo need
 
 CACHE_BIN = $(shell bash -c 'source scripts/controlplane.env; echo .cache/controlplane/k8s-$$KUBERNETES_VERSION-etcd-$$ETCD_VERSION/bin')
 
-lint: venv controlplane servers ## ruff, shellcheck on scripts, actionlint on workflows
+lint: venv controlplane servers ## ruff, shellcheck, actionlint; helm lint, kube-score and checkov on the chart
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/lint-imports
 	shellcheck -x scripts/*.sh .ci/run
 	$(CACHE_BIN)/actionlint .github/workflows/*.yml
+	bash scripts/lint-chart.sh
 
 typecheck: venv ## mypy --strict on the package, the tests and the benchmarks
 	$(BIN)/mypy

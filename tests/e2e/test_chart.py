@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 
 from agentfleet.dev.localenv import ControlPlane, ManagedProcess, find_binary, free_port
-from agentfleet.dev.localenv.binaries import pinned_versions
+from agentfleet.dev.localenv.binaries import cache_dir, pinned_versions
 from agentfleet.dev.localenv.controlplane import write_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 
@@ -340,3 +340,42 @@ def test_the_webhook_receiver_is_exposed_when_it_has_a_port() -> None:
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert "webhooks" not in {p["name"] for p in container["ports"]}
+
+
+def _linters() -> tuple[Path, Path]:
+    """kube-score (built by `make controlplane`) and checkov (installed by `make lint`)."""
+    versions = pinned_versions()
+    kube_score = find_binary("kube-score")
+    checkov = cache_dir() / "tools" / f"checkov-{versions['CHECKOV_VERSION']}" / "bin" / "checkov"
+    assert checkov.is_file(), f"{checkov} is missing: `make lint` installs it"
+    return kube_score, checkov
+
+
+def test_the_chart_linters_pass_the_chart_and_catch_a_regression(tmp_path: Path) -> None:
+    """What `make lint` runs (scripts/lint-chart.sh) passes; the same linters fail a render
+    without NetworkPolicies (kube-score) or with privilege escalation allowed (checkov),
+    so the waivers in the chart hide nothing else."""
+    subprocess.run(["bash", str(REPO / "scripts" / "lint-chart.sh")], check=True, timeout=600)
+    kube_score, checkov = _linters()
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(
+        _helm(
+            "template", "af", str(CHART), "--namespace", "agentfleet-system", *ALL_FEATURES,
+            "--set", "networkPolicy.enabled=false",
+            "--set", "securityContext.allowPrivilegeEscalation=true",
+        )
+    )  # fmt: skip
+    scored = subprocess.run(
+        [str(kube_score), "score", str(loose), "--output-format", "ci",
+         "--ignore-container-cpu-limit"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert scored.returncode != 0
+    assert "The pod does not have a matching NetworkPolicy" in scored.stdout, scored.stdout
+    checked = subprocess.run(
+        [str(checkov), "--quiet", "--compact", "--skip-download", "--framework", "kubernetes",
+         "-f", str(loose)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert checked.returncode != 0
+    assert "CKV_K8S_20" in checked.stdout, checked.stdout
