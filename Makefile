@@ -55,7 +55,7 @@ test-unit: venv ## the pure tests only (no servers)
 
 crds: venv ## regenerate crds/, the chart's copy and docs/crds.md from the pydantic models
 	$(BIN)/python -m agentfleet.core.api.generate
-	rm -f charts/agentfleet/crds/*.yaml && cp crds/*.yaml charts/agentfleet/crds/
+	rm -f charts/agentfleet/files/crds/*.yaml && cp crds/*.yaml charts/agentfleet/files/crds/
 
 chart-schema: venv ## regenerate charts/agentfleet/values.schema.json from the values models
 	$(BIN)/python -m agentfleet.dev.chartvalues

@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "agentfleet"
 # The chart needs a queue: its own Redis or the URL of one.
 BYO_REDIS = ["--set", "redis.url=redis://redis.example:6379/0"]
+# Other tests of the session own the cluster's CRDs (docs/install.md: crds.enabled=false).
+CRDS_ELSEWHERE = ["--set", "crds.enabled=false"]
 ALL_FEATURES = [
     "--set",
     "redis.deploy=true",
@@ -99,7 +101,7 @@ def test_notes_say_what_was_installed_how_to_check_it_and_what_to_do_next(
     out = _helm(
         "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server",
         "--set", "redis.deploy=true", "--set", "redis.persistence.enabled=false",
-        "--set", "prometheus.url=",
+        "--set", "prometheus.url=", *CRDS_ELSEWHERE,
         kubeconfig=controlplane.kubeconfig,
     )  # fmt: skip
     notes = out[out.index("NOTES:") :]
@@ -110,7 +112,7 @@ def test_notes_say_what_was_installed_how_to_check_it_and_what_to_do_next(
     assert "autoscaling is off" in notes and "queued work is lost" in notes
     out = _helm(
         "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server", *BYO_REDIS,
-        kubeconfig=controlplane.kubeconfig,
+        *CRDS_ELSEWHERE, kubeconfig=controlplane.kubeconfig,
     )  # fmt: skip
     assert "WARNING" not in out[out.index("NOTES:") :]
 
@@ -165,10 +167,33 @@ def test_worker_network_policy_values_become_operator_flags() -> None:
     assert {"--blocked-cidr=203.0.113.0/24", "--blocked-cidr=2001:db8::/32"} <= set(args)
 
 
-def test_chart_crds_are_the_generated_ones() -> None:
+def test_chart_crds_are_the_generated_ones_rendered_as_kept_templates() -> None:
     generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
-    shipped = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
     assert shipped == generated, "run `make crds` to copy crds/ into the chart"
+    assert not (CHART / "crds").exists(), "crds/ is installed once and never upgraded by Helm"
+    # Rendered as they were generated (fromYaml/toYaml lose nothing), kept on uninstall.
+    rendered = {
+        d["metadata"]["name"]: d
+        for d in _rendered(*BYO_REDIS)
+        if d["kind"] == "CustomResourceDefinition"
+    }
+    for text in generated.values():
+        source = yaml.safe_load(text)
+        crd = rendered[source["metadata"]["name"]]
+        assert crd["spec"] == source["spec"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert len(rendered) == len(generated)
+    off = _rendered(*BYO_REDIS, "--set", "crds.enabled=false")
+    assert not [d for d in off if d["kind"] == "CustomResourceDefinition"]
+    unkept = _rendered(*BYO_REDIS, "--set", "crds.keep=false")
+    assert all(
+        "helm.sh/resource-policy" not in d["metadata"].get("annotations", {})
+        for d in unkept
+        if d["kind"] == "CustomResourceDefinition"
+    )
 
 
 def test_rendered_monitoring_objects_carry_the_rules_and_dashboard() -> None:
@@ -210,7 +235,7 @@ def test_operator_works_with_exactly_the_chart_rbac(
         timeout=60,
     )
     subprocess.run(
-        [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
         check=True,
         capture_output=True,
         timeout=60,

@@ -171,12 +171,20 @@ class GrafanaDashboard(Values):
     labels: dict[str, str] = Field(default_factory=lambda: {"grafana_dashboard": "1"})
 
 
+class Crds(Values):
+    enabled: bool = True
+    """Render the CRDs (templates, so they upgrade with the chart)."""
+    keep: bool = True
+    """helm.sh/resource-policy: keep, so uninstalling leaves the CRDs and their objects."""
+
+
 class ChartValues(Values):
     """Values of the agentfleet chart (docs/install.md)."""
 
+    crds: Crds = Field(default_factory=Crds)
     image: Image = Field(default_factory=Image)
-    replicaCount: int = Field(default=2, ge=1)
-    """Operator replicas; one is active (kopf peering), the others take over."""
+    replicaCount: int = Field(default=2, ge=0)
+    """Operator replicas; one is active (kopf peering), the others take over (0: stopped)."""
     watchNamespaces: list[str] = Field(default_factory=list)
     """Namespaces the operator serves; empty = every namespace."""
     redis: Redis = Field(default_factory=Redis)

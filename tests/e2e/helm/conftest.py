@@ -32,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.core.api import Stage
 from agentfleet.core.queue import Lane, WorkItem, WorkQueue
+from agentfleet.dev.chartcrds import adopt_crds
 from agentfleet.dev.localenv import PrometheusServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.waiting import wait_for
@@ -287,6 +288,9 @@ def installation(
     }
     values_file = tmp_path_factory.mktemp("values") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
+    # The chart renders the CRDs; others in this cluster (earlier tests) hand them over.
+    kubectl = [str(find_binary("kubectl")), "--kubeconfig", str(local_cluster.kubeconfig)]
+    adopt_crds(kubectl, RELEASE, system)
     try:
         try:
             installed.helm(
