@@ -20,6 +20,7 @@ import yaml
 
 from agentfleet.dev.chartcrds import CHART_CRDS, adopt_crds
 from agentfleet.dev.localenv import ControlPlane, find_binary
+from agentfleet.dev.localenv.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -71,8 +72,12 @@ def test_helm_upgrade_serves_a_new_crd_field_and_existing_objects_survive(
     release = f"up{uuid.uuid4().hex[:6]}"
     try:
         _run(*helm, "install", release, str(PREVIOUS), "-n", namespace, *QUIET)
-        _run(*kubectl, "wait", "--for=condition=Established", "--timeout=60s",
-             *(f"crd/{crd}" for crd in CRDS))  # fmt: skip
+        jsonpath = '{.status.conditions[?(@.type=="Established")].status}'
+        wait_for(
+            lambda: all(_established(kubectl, crd, jsonpath) for crd in CRDS),
+            60,
+            "0.1.0's CRDs Established",
+        )
         _run(
             *kubectl, "-n", namespace, "apply", "-f", "-",
             stdin=yaml.safe_dump_all([
@@ -123,6 +128,14 @@ def test_helm_upgrade_serves_a_new_crd_field_and_existing_objects_survive(
         )
         # Back to the generated CRDs (without the field), which other tests apply.
         _run(*kubectl, "replace", "-f", str(REPO / "crds"))
+
+
+def _established(kubectl: list[str], crd: str, jsonpath: str) -> bool:
+    result = subprocess.run(
+        [*kubectl, "get", "crd", crd, "-o", f"jsonpath={jsonpath}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    return result.stdout == "True"
 
 
 def _pool_with_marker() -> dict[str, Any]:
