@@ -23,6 +23,7 @@ venv: $(BIN)/.installed ## the Python environment (.venv) with dev extras
 
 controlplane: ## build the local cluster (control plane, kubelet, kube-proxy, CoreDNS, ...) into .cache/
 	@bash scripts/build-controlplane.sh
+	@bash scripts/gitops-crds.sh >/dev/null
 
 servers: ## install Redis, Prometheus, containerd, runc, CNI, buildah, ... (Debian packages) when missing
 	@bash scripts/install-servers.sh
