@@ -110,11 +110,18 @@ def test_notes_say_what_was_installed_how_to_check_it_and_what_to_do_next(
     assert f"kubectl -n {namespace} rollout status deployment/af-agentfleet" in notes
     assert "kubectl apply -n team-a -f examples/" in notes
     assert "autoscaling is off" in notes and "queued work is lost" in notes
+    assert "NOTE: crds.enabled=false" in notes
     out = _helm(
         "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server", *BYO_REDIS,
         *CRDS_ELSEWHERE, kubeconfig=controlplane.kubeconfig,
     )  # fmt: skip
     assert "WARNING" not in out[out.index("NOTES:") :]
+    out = _helm(
+        "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server", *BYO_REDIS,
+        *CRDS_ELSEWHERE, "--set", "networkPolicy.enabled=false",
+        kubeconfig=controlplane.kubeconfig,
+    )  # fmt: skip
+    assert "WARNING: networkPolicy.enabled=false" in out[out.index("NOTES:") :]
 
 
 def _rendered(*args: str) -> list[dict[str, Any]]:
