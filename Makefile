@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv controlplane servers images deps kind-up kind-down lint typecheck check test test-unit crds docs \
+.PHONY: help venv controlplane servers images deps kind-up kind-down lint typecheck check test test-unit crds chart-schema docs \
         demo cluster-up cluster-down benchmarks clean
 
 help: ## list the targets
@@ -23,6 +23,7 @@ venv: $(BIN)/.installed ## the Python environment (.venv) with dev extras
 
 controlplane: ## build the local cluster (control plane, kubelet, kube-proxy, CoreDNS, ...) into .cache/
 	@bash scripts/build-controlplane.sh
+	@bash scripts/gitops-crds.sh >/dev/null
 
 servers: ## install Redis, Prometheus, containerd, runc, CNI, buildah, ... (Debian packages) when missing
 	@bash scripts/install-servers.sh
@@ -34,12 +35,13 @@ deps: venv controlplane servers images ## everything tests and the demo need
 
 CACHE_BIN = $(shell bash -c 'source scripts/controlplane.env; echo .cache/controlplane/k8s-$$KUBERNETES_VERSION-etcd-$$ETCD_VERSION/bin')
 
-lint: venv controlplane servers ## ruff, shellcheck on scripts, actionlint on workflows
+lint: venv controlplane servers ## ruff, shellcheck, actionlint; helm lint, kube-score and checkov on the chart
 	$(BIN)/ruff check operator tests benchmarks
 	$(BIN)/ruff format --check operator tests benchmarks
 	$(BIN)/lint-imports
 	shellcheck -x scripts/*.sh .ci/run
 	$(CACHE_BIN)/actionlint .github/workflows/*.yml
+	bash scripts/lint-chart.sh
 
 typecheck: venv ## mypy --strict on the package, the tests and the benchmarks
 	$(BIN)/mypy
@@ -54,7 +56,10 @@ test-unit: venv ## the pure tests only (no servers)
 
 crds: venv ## regenerate crds/, the chart's copy and docs/crds.md from the pydantic models
 	$(BIN)/python -m agentfleet.core.api.generate
-	rm -f charts/agentfleet/crds/*.yaml && cp crds/*.yaml charts/agentfleet/crds/
+	rm -f charts/agentfleet/files/crds/*.yaml && cp crds/*.yaml charts/agentfleet/files/crds/
+
+chart-schema: venv ## regenerate charts/agentfleet/values.schema.json from the values models
+	$(BIN)/python -m agentfleet.dev.chartvalues
 
 cluster-up: deps ## start a local cluster (control plane + one node) in the background; prints KUBECONFIG
 	@$(BIN)/agentfleet dev cluster-up

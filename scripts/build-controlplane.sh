@@ -3,8 +3,8 @@
 # `make cluster-up` run a real cluster without Docker: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler and kubectl; the node's kubelet and kube-proxy,
 # CoreDNS, kube-network-policies (the NetworkPolicy enforcer) and crictl; Prometheus and
-# promtool (with Kubernetes service discovery); helm for the chart tests; actionlint for
-# `make lint`.
+# promtool (with Kubernetes service discovery); helm for the chart tests; actionlint and
+# kube-score for `make lint`.
 #
 # k8s.io/kubernetes and etcd's server module cannot be `go install`ed: their go.mod files
 # replace sibling modules with relative paths that only exist in a full git checkout. We
@@ -30,7 +30,7 @@ knp_built() {
 
 if [[ -f "$stamp" ]]; then
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy \
-    helm coredns crictl kube-network-policies prometheus promtool actionlint; do
+    helm coredns crictl kube-network-policies prometheus promtool actionlint kube-score; do
     [[ -x "$bin/$b" ]] || { rm -f "$stamp"; break; }
   done
   knp_built || rm -f "$stamp"
@@ -161,6 +161,8 @@ prom_ldflags="-X github.com/prometheus/common/version.Version=$(prometheus_versi
 go_install prometheus "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" "$prom_ldflags"
 go_install promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "$prom_ldflags"
 go_install actionlint "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+go_install kube-score "github.com/zegl/kube-score/cmd/kube-score@$KUBE_SCORE_VERSION" \
+  "-X main.version=${KUBE_SCORE_VERSION#v}"
 go_install crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION"
 build_kube_network_policies() {
   # Its module source, patched (see the patch's header for why), built like go install.

@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 
 from agentfleet.dev.localenv import ControlPlane, ManagedProcess, find_binary, free_port
-from agentfleet.dev.localenv.binaries import pinned_versions
+from agentfleet.dev.localenv.binaries import cache_dir, pinned_versions
 from agentfleet.dev.localenv.controlplane import write_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 
@@ -27,6 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "agentfleet"
 # The chart needs a queue: its own Redis or the URL of one.
 BYO_REDIS = ["--set", "redis.url=redis://redis.example:6379/0"]
+# Other tests of the session own the cluster's CRDs (docs/install.md: crds.enabled=false).
+CRDS_ELSEWHERE = ["--set", "crds.enabled=false"]
 ALL_FEATURES = [
     "--set",
     "redis.deploy=true",
@@ -62,6 +64,64 @@ def test_chart_without_a_queue_fails_with_a_clear_message() -> None:
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode != 0
     assert "set redis.url or redis.existingSecret to your Redis (7+)" in result.stderr
+
+
+def _helm_fails(*args: str) -> str:
+    argv = [str(find_binary("helm")), *args]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode != 0, f"helm {' '.join(args)} succeeded:\n{result.stdout}"
+    return result.stderr
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (["--set", "redis.deplyo=true"], "at '/redis': additional properties 'deplyo' not allowed"),
+        (["--set", "replicaCount=two"], "at '/replicaCount': got string, want integer"),
+        (["--set", "operator.logFormat=xml"], "at '/operator/logFormat'"),
+        (["--set", "monitoring=true"], "additional properties 'monitoring' not allowed"),
+    ],
+)
+def test_a_typo_or_a_wrong_type_fails_template_and_install_with_the_schema_message(
+    controlplane: ControlPlane, namespace: str, bad: list[str], message: str
+) -> None:
+    """values.schema.json: Helm stops before rendering, naming the key; nothing is created."""
+    rendered = _helm_fails("template", "af", str(CHART), *BYO_REDIS, *bad)
+    assert "values don't meet the specifications of the schema" in rendered
+    assert message in rendered
+    kubeconfig = ["--kubeconfig", str(controlplane.kubeconfig), "--namespace", namespace]
+    installed = _helm_fails("install", "af", str(CHART), *kubeconfig, *BYO_REDIS, *bad)
+    assert message in installed
+    assert _helm("list", "--namespace", namespace, "-q", kubeconfig=controlplane.kubeconfig) == ""
+
+
+def test_notes_say_what_was_installed_how_to_check_it_and_what_to_do_next(
+    controlplane: ControlPlane, namespace: str
+) -> None:
+    out = _helm(
+        "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server",
+        "--set", "redis.deploy=true", "--set", "redis.persistence.enabled=false",
+        "--set", "prometheus.url=", *CRDS_ELSEWHERE,
+        kubeconfig=controlplane.kubeconfig,
+    )  # fmt: skip
+    notes = out[out.index("NOTES:") :]
+    assert f"installed in namespace {namespace}" in notes
+    assert "StatefulSet agentfleet-redis" in notes
+    assert f"kubectl -n {namespace} rollout status deployment/af-agentfleet" in notes
+    assert "kubectl apply -n team-a -f examples/" in notes
+    assert "autoscaling is off" in notes and "queued work is lost" in notes
+    assert "NOTE: crds.enabled=false" in notes
+    out = _helm(
+        "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server", *BYO_REDIS,
+        *CRDS_ELSEWHERE, kubeconfig=controlplane.kubeconfig,
+    )  # fmt: skip
+    assert "WARNING" not in out[out.index("NOTES:") :]
+    out = _helm(
+        "install", "af", str(CHART), "--namespace", namespace, "--dry-run=server", *BYO_REDIS,
+        *CRDS_ELSEWHERE, "--set", "networkPolicy.enabled=false",
+        kubeconfig=controlplane.kubeconfig,
+    )  # fmt: skip
+    assert "WARNING: networkPolicy.enabled=false" in out[out.index("NOTES:") :]
 
 
 def _rendered(*args: str) -> list[dict[str, Any]]:
@@ -114,10 +174,33 @@ def test_worker_network_policy_values_become_operator_flags() -> None:
     assert {"--blocked-cidr=203.0.113.0/24", "--blocked-cidr=2001:db8::/32"} <= set(args)
 
 
-def test_chart_crds_are_the_generated_ones() -> None:
+def test_chart_crds_are_the_generated_ones_rendered_as_kept_templates() -> None:
     generated = {p.name: p.read_text() for p in (REPO / "crds").glob("*.yaml")}
-    shipped = {p.name: p.read_text() for p in (CHART / "crds").glob("*.yaml")}
+    shipped = {p.name: p.read_text() for p in (CHART / "files" / "crds").glob("*.yaml")}
     assert shipped == generated, "run `make crds` to copy crds/ into the chart"
+    assert not (CHART / "crds").exists(), "crds/ is installed once and never upgraded by Helm"
+    # Rendered as they were generated (fromYaml/toYaml lose nothing), kept on uninstall.
+    rendered = {
+        d["metadata"]["name"]: d
+        for d in _rendered(*BYO_REDIS)
+        if d["kind"] == "CustomResourceDefinition"
+    }
+    for text in generated.values():
+        source = yaml.safe_load(text)
+        crd = rendered[source["metadata"]["name"]]
+        assert crd["spec"] == source["spec"]
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+        assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false"
+        assert crd["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+    assert len(rendered) == len(generated)
+    off = _rendered(*BYO_REDIS, "--set", "crds.enabled=false")
+    assert not [d for d in off if d["kind"] == "CustomResourceDefinition"]
+    unkept = _rendered(*BYO_REDIS, "--set", "crds.keep=false")
+    assert all(
+        "helm.sh/resource-policy" not in d["metadata"].get("annotations", {})
+        for d in unkept
+        if d["kind"] == "CustomResourceDefinition"
+    )
 
 
 def test_rendered_monitoring_objects_carry_the_rules_and_dashboard() -> None:
@@ -159,7 +242,7 @@ def test_operator_works_with_exactly_the_chart_rbac(
         timeout=60,
     )
     subprocess.run(
-        [*kubectl, "apply", "--server-side", "-f", str(REPO / "crds")],
+        [*kubectl, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds")],
         check=True,
         capture_output=True,
         timeout=60,
@@ -289,3 +372,42 @@ def test_the_webhook_receiver_is_exposed_when_it_has_a_port() -> None:
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert "webhooks" not in {p["name"] for p in container["ports"]}
+
+
+def _linters() -> tuple[Path, Path]:
+    """kube-score (built by `make controlplane`) and checkov (installed by `make lint`)."""
+    versions = pinned_versions()
+    kube_score = find_binary("kube-score")
+    checkov = cache_dir() / "tools" / f"checkov-{versions['CHECKOV_VERSION']}" / "bin" / "checkov"
+    assert checkov.is_file(), f"{checkov} is missing: `make lint` installs it"
+    return kube_score, checkov
+
+
+def test_the_chart_linters_pass_the_chart_and_catch_a_regression(tmp_path: Path) -> None:
+    """What `make lint` runs (scripts/lint-chart.sh) passes; the same linters fail a render
+    without NetworkPolicies (kube-score) or with privilege escalation allowed (checkov),
+    so the waivers in the chart hide nothing else."""
+    subprocess.run(["bash", str(REPO / "scripts" / "lint-chart.sh")], check=True, timeout=600)
+    kube_score, checkov = _linters()
+    loose = tmp_path / "loose.yaml"
+    loose.write_text(
+        _helm(
+            "template", "af", str(CHART), "--namespace", "agentfleet-system", *ALL_FEATURES,
+            "--set", "networkPolicy.enabled=false",
+            "--set", "securityContext.allowPrivilegeEscalation=true",
+        )
+    )  # fmt: skip
+    scored = subprocess.run(
+        [str(kube_score), "score", str(loose), "--output-format", "ci",
+         "--ignore-container-cpu-limit"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert scored.returncode != 0
+    assert "The pod does not have a matching NetworkPolicy" in scored.stdout, scored.stdout
+    checked = subprocess.run(
+        [str(checkov), "--quiet", "--compact", "--skip-download", "--framework", "kubernetes",
+         "-f", str(loose)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert checked.returncode != 0
+    assert "CKV_K8S_20" in checked.stdout, checked.stdout

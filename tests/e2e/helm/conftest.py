@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -31,6 +32,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.core.api import Stage
 from agentfleet.core.queue import Lane, WorkItem, WorkQueue
+from agentfleet.dev.chartcrds import adopt_crds
 from agentfleet.dev.localenv import PrometheusServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.waiting import wait_for
@@ -39,9 +41,11 @@ REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "agentfleet"
 LOCAL_VALUES = REPO / "examples" / "helm" / "values-local.yaml"
 RELEASE = "af"
+PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
+PSA_WARN = "pod-security.kubernetes.io/warn"
 OPERATOR = f"{RELEASE}-agentfleet"
 HEARTBEAT_TIMEOUT = 10
-TEAMS = ("team-a", "team-b", "team-c")
+TEAMS = ("team-a", "team-b", "team-c", "team-d")
 GROUP = ("agentfleet.dev", "v1alpha1")
 # The `command` handler runs a shell command; this one runs the item's own `run` field.
 RUN_PAYLOAD = (
@@ -249,8 +253,14 @@ def installation(
     )
     prometheus.start()
     installed = Installation(local_cluster, api_client, prometheus, system, teams)
-    for namespace in teams.values():
+    # Every namespace enforces Pod Security `restricted`: the release's Pods (operator,
+    # exporter, Redis) and the workers the operator creates must all be admitted.
+    for namespace in [system, *teams.values()]:
         installed.kubectl("create", "namespace", namespace)
+        installed.kubectl(
+            "label", "namespace", namespace, f"{PSA_ENFORCE}=restricted", f"{PSA_WARN}=restricted"
+        )
+    for namespace in teams.values():
         installed.kubectl(
             "-n", namespace, "create", "secret", "generic", "web-github", "--from-literal=token=t"
         )
@@ -262,13 +272,29 @@ def installation(
         "operator": {"logFormat": "plain"},
         # Cluster DNS on this node is CoreDNS as a node process, not a kube-dns Pod.
         "workerNetworkPolicy": {"dnsCidrs": [f"{network.node_ip}/32"]},
+        "networkPolicy": {
+            # The local API server listens on a free port of the host, not 443/6443.
+            "kubeApiPorts": [urlsplit(local_cluster.server).port],
+            # The tests read and write the queue from the host, through the Service.
+            "redis": {
+                "extraIngress": [
+                    {
+                        "from": [{"ipBlock": {"cidr": f"{network.host_ip}/32"}}],
+                        "ports": [{"port": 6379, "protocol": "TCP"}],
+                    }
+                ]
+            },
+        },
     }
     values_file = tmp_path_factory.mktemp("values") / "values.yaml"
     values_file.write_text(yaml.safe_dump(values))
+    # The chart renders the CRDs; others in this cluster (earlier tests) hand them over.
+    kubectl = [str(find_binary("kubectl")), "--kubeconfig", str(local_cluster.kubeconfig)]
+    adopt_crds(kubectl, RELEASE, system)
     try:
         try:
             installed.helm(
-                "install", RELEASE, str(CHART), "--namespace", system, "--create-namespace",
+                "install", RELEASE, str(CHART), "--namespace", system,
                 "-f", str(LOCAL_VALUES), "-f", str(values_file),
                 "--wait", "--timeout", "180s",
             )  # fmt: skip

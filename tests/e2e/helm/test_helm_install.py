@@ -15,12 +15,15 @@ and stopped by the real kubelet and containerd.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, scripted
 
@@ -266,3 +269,116 @@ def test_a_killed_worker_is_reclaimed_and_a_deleted_operator_hands_over(
         "every item done",
     )
     assert counts == Counter({i.id: 1 for i in [victim, *burst]})
+
+
+def _probe_pod(name: str, labels: dict[str, str], ip: str) -> dict[str, Any]:
+    """A restricted Pod that tries a TCP connection to Redis and exits 0 if it connects."""
+    script = (
+        "import socket, sys\n"
+        "try:\n"
+        f"    socket.create_connection(({ip!r}, 6379), timeout=4).close()\n"
+        "except OSError as exc:\n"
+        "    sys.exit(f'refused: {exc}')\n"
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {
+                "runAsNonRoot": True,
+                "runAsUser": 10001,
+                "seccompProfile": {"type": "RuntimeDefault"},
+            },
+            "containers": [
+                {
+                    "name": "probe",
+                    "image": DEFAULT_WORKER_IMAGE,
+                    "imagePullPolicy": "IfNotPresent",
+                    "command": ["python3", "-c", script],
+                    "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}},
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "readOnlyRootFilesystem": True,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
+                }
+            ],
+        },
+    }
+
+
+def test_every_pod_is_restricted_and_ready_and_redis_admits_only_its_clients(
+    report_on_failure: Installation,
+) -> None:
+    """The release's namespace and the teams' enforce Pod Security `restricted`: the
+    operator, exporter, Redis and worker Pods were all admitted and are Ready, hardened
+    beyond what the profile demands; Redis' NetworkPolicy lets worker Pods in, not others."""
+    inst = report_on_failure
+    namespace = inst.take_team()
+    inst.apply_pool(namespace, "hardened", 1, 1)
+    wait_for(lambda: ready_workers(inst, namespace, "hardened"), 60, "a worker Pod Ready")
+    for ns in (inst.system, namespace):
+        labels = json.loads(inst.kubectl("get", "namespace", ns, "-o", "json"))["metadata"]
+        assert labels["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+    release = inst.pods(inst.system, "")
+    by_component = Counter(
+        p["metadata"]["labels"].get("app.kubernetes.io/component")
+        or p["metadata"]["labels"]["app.kubernetes.io/name"]
+        for p in release
+    )
+    assert by_component == {"operator": 2, "queue-exporter": 1, "agentfleet-redis": 1}
+    for pod in [*release, *workers(inst, namespace, "hardened")]:
+        name = pod["metadata"]["name"]
+        spec = pod["spec"]
+        assert inst.ready(pod), name
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        is_operator = pod["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"
+        # A token only where the Kubernetes API is called.
+        assert spec.get("automountServiceAccountToken") is is_operator, name
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            user = context.get("runAsUser", spec["securityContext"].get("runAsUser"))
+            assert user is not None and user >= 10000, (name, container["name"])
+            assert context["allowPrivilegeEscalation"] is False, (name, container["name"])
+            assert context["capabilities"] == {"drop": ["ALL"]}, (name, container["name"])
+            assert context["readOnlyRootFilesystem"] is True, (name, container["name"])
+            assert container["resources"]["requests"], (name, container["name"])
+            if "livenessProbe" in container:
+                assert container["livenessProbe"] != container["readinessProbe"], name
+
+    # Enforced, not only labelled: a privileged Pod is refused.
+    privileged = _probe_pod("privileged", {}, "127.0.0.1")
+    privileged["spec"]["containers"][0]["securityContext"] = {"privileged": True}
+    with pytest.raises(AssertionError, match="violates PodSecurity"):
+        inst.kubectl(
+            "-n", inst.system, "create", "--dry-run=server", "-f", "-",
+            stdin=yaml.safe_dump(privileged),
+        )  # fmt: skip
+
+    # Redis: a worker Pod (by its label) connects; any other Pod of the cluster does not.
+    ip = inst.kubectl(
+        "get", "service", "agentfleet-redis", "-n", inst.system, "-o", "jsonpath={.spec.clusterIP}"
+    )
+    worker_like = _probe_pod("as-worker", {"app.kubernetes.io/name": "agentfleet-worker"}, ip)
+    stranger = _probe_pod("stranger", {"app.kubernetes.io/name": "stranger"}, ip)
+    for pod in (worker_like, stranger):
+        inst.kubectl("-n", namespace, "apply", "-f", "-", stdin=yaml.safe_dump(pod))
+
+    def phase(name: str) -> str:
+        return str(
+            inst.kubectl("-n", namespace, "get", "pod", name, "-o", "jsonpath={.status.phase}")
+        )
+
+    def finished(name: str) -> str | None:
+        now = phase(name)
+        return now if now in ("Succeeded", "Failed") else None
+
+    assert wait_for(lambda: finished("as-worker"), 60, "the worker-like probe done") == "Succeeded"
+    assert wait_for(lambda: finished("stranger"), 60, "the stranger probe done") == "Failed"
+    log = inst.kubectl("-n", namespace, "logs", "stranger")
+    assert "refused: timed out" in log, log
