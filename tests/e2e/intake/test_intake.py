@@ -51,9 +51,10 @@ async def genesis_item(
     item_id = f"{namespace}/{project}/issue-{issue}/{Stage.GENESIS.value}"
     # The deadline covers the operator noticing a namespace it finds by pattern (`afin-*`)
     # and its first poll. On a loaded two-core machine kopf has been seen to take 30 s to
-    # start watching a new namespace (cold CI run, 2026-11-30), so 30 s was too tight.
+    # start watching a new namespace (cold CI run, 2026-11-30), so 30 s was too tight, and
+    # a fresh-clone run later the same day needed more than 90 s.
     found: WorkItem = await async_wait_for(
-        lambda: queue.get(namespace, item_id), 90, f"{item_id} in the queue", interval=0.2
+        lambda: queue.get(namespace, item_id), 180, f"{item_id} in the queue", interval=0.2
     )
     return found
 

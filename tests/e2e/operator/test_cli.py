@@ -88,7 +88,9 @@ def fleet(objects: Objects, kubectl: Kubectl) -> str:
     ns = objects.namespace
     for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
         kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
-    objects.wait_condition("workerpools", "widgets-dev-tdd", "Ready", "True")
+    # The first test of the session also waits for kopf to find the pattern-matched
+    # namespace (--namespace afop-*), which has taken over 30 s on a loaded machine.
+    objects.wait_condition("workerpools", "widgets-dev-tdd", "Ready", "True", timeout=90)
     return ns
 
 

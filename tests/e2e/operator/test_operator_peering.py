@@ -41,7 +41,8 @@ def test_one_replica_is_active_and_the_other_takes_over(
     wait_for(lambda: "Resuming operations" in active.log(), 30, "the active replica to start")
     objects.create("workerpools", "first", {"stage": "review"})
     wait_for(lambda: objects.deployment("first"), 30, "the active replica to reconcile")
-    assert "created Deployment" in active.log()
+    # The log line follows the API's answer by a moment.
+    wait_for(lambda: "created Deployment" in active.log(), 10, "the active replica's log")
     assert "created Deployment" not in standby.log()
     assert "Resuming operations" not in standby.log()
 
@@ -49,5 +50,9 @@ def test_one_replica_is_active_and_the_other_takes_over(
     wait_for(lambda: "Resuming operations" in standby.log(), 30, "the standby to take over")
     objects.create("workerpools", "second", {"stage": "review"})
     wait_for(lambda: objects.deployment("second"), 30, "the new active replica to reconcile")
-    assert f"created Deployment {peering_namespace}/second" in standby.log()
+    wait_for(
+        lambda: f"created Deployment {peering_namespace}/second" in standby.log(),
+        10,
+        "the new active replica's log",
+    )
     assert standby.process.running()
