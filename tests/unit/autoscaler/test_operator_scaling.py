@@ -366,5 +366,3 @@ def test_a_ready_pod_without_a_busy_series_is_unknown() -> None:
     # so the scale-down waits for the next poll instead of picking Pods at random.
     assert unscraped({"holder", "idle", "other"}, {"idle": 0.0}) == ["holder", "other"]
     assert unscraped({"idle"}, {"idle": 0.0, "starting": 1.0}) == []
-    # No per-Pod series at all (the busy fraction comes from elsewhere): nothing to hold on.
-    assert unscraped({"a", "b"}, {}) == []

@@ -249,11 +249,7 @@ def scaling_events(previous: WorkerPoolStatus, decision: Decision) -> list[Scali
 
 
 def unscraped(ready: Iterable[str], busy: Mapping[str, float]) -> list[str]:
-    """Ready Pods without an agentfleet_worker_busy sample while others have one (as right
-    after Prometheus restarts): their state is unknown. With no per-Pod sample at all
-    there is nothing to tell the Pods apart by, and none is reported."""
-    if not busy:
-        return []
+    """Ready Pods without an agentfleet_worker_busy sample: their state is unknown."""
     return sorted(pod for pod in ready if pod not in busy)
 
 
