@@ -228,21 +228,16 @@ class Kube:
     # -------------------------------------------------------------------- pods
     async def pod_annotations(
         self, namespace: str, selector: Mapping[str, str], key: str
-    ) -> tuple[dict[str, str | None], set[str]]:
-        """Live Pods matching `selector` (not being deleted) -> their annotation `key`, and
-        the names of those that are Ready."""
+    ) -> dict[str, str | None]:
+        """Live Pods matching `selector` (not being deleted) -> their annotation `key`."""
         found: dict[str, str | None] = {}
-        ready: set[str] = set()
         labels: dict[str, Any] = dict(selector)
         pods = self.client.list(_KINDS[("v1", "Pod")], namespace=namespace, labels=labels)
         async for pod in pods:
             meta = pod.get("metadata") or {}
             if meta.get("deletionTimestamp") is None:
                 found[meta["name"]] = (meta.get("annotations") or {}).get(key)
-                conditions = (pod.get("status") or {}).get("conditions") or []
-                if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                    ready.add(meta["name"])
-        return found, ready
+        return found
 
     async def annotate_pod(self, namespace: str, pod: str, key: str, value: str) -> bool:
         """False when the Pod is gone."""

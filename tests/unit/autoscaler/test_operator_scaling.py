@@ -23,7 +23,6 @@ from agentfleet.operator.autoscaler.reporting import (
     scaled_status,
     scaling_events,
     status_patch,
-    unscraped,
 )
 from agentfleet.operator.autoscaler.scaler import PoolDirectory
 from agentfleet.operator.index import PoolEntry, PoolIndexKey, pool_index_entries
@@ -359,10 +358,3 @@ def test_idle_pods_get_the_lower_deletion_cost_and_only_changes_are_written() ->
     busy = {"busy": 1.0, "idle": 0.0, "was-busy-still-busy": 1.0}
 
     assert deletion_costs(pods, busy) == {"busy": "1", "idle": "0"}
-
-
-def test_a_ready_pod_without_a_busy_series_is_unknown() -> None:
-    # Right after Prometheus restarts: the holder may be among the Pods not scraped yet,
-    # so the scale-down waits for the next poll instead of picking Pods at random.
-    assert unscraped({"holder", "idle", "other"}, {"idle": 0.0}) == ["holder", "other"]
-    assert unscraped({"idle"}, {"idle": 0.0, "starting": 1.0}) == []

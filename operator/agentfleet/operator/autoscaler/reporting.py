@@ -47,7 +47,6 @@ __all__ = [
     "scaled_status",
     "scaling_events",
     "status_patch",
-    "unscraped",
 ]
 
 POD_DELETION_COST_ANNOTATION = "controller.kubernetes.io/pod-deletion-cost"
@@ -246,11 +245,6 @@ def scaling_events(previous: WorkerPoolStatus, decision: Decision) -> list[Scali
             )
         )
     return events
-
-
-def unscraped(ready: Iterable[str], busy: Mapping[str, float]) -> list[str]:
-    """Ready Pods without an agentfleet_worker_busy sample: their state is unknown."""
-    return sorted(pod for pod in ready if pod not in busy)
 
 
 def deletion_costs(pods: Mapping[str, str | None], busy: Mapping[str, float]) -> dict[str, str]:

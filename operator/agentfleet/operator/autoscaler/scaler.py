@@ -36,7 +36,6 @@ from agentfleet.operator.autoscaler.reporting import (
     scaled_status,
     scaling_events,
     status_patch,
-    unscraped,
 )
 from agentfleet.operator.children import selector_labels
 from agentfleet.operator.context import OperatorContext
@@ -112,8 +111,8 @@ class KubernetesScaler:
         updated = scaled_status(known.status, known, decision, now)
         if not decision.changed and same_status(known.status, updated):
             return
-        if decision.direction is Direction.DOWN and not await self._mark_idle_pods(pool):
-            return  # decided again at the next poll, once every Ready Pod is scraped
+        if decision.direction is Direction.DOWN:
+            await self._mark_idle_pods(pool)
         events = scaling_events(known.status, decision)
         written = await self.kube.apply_status(
             pool.namespace, "workerpools", pool.name, status_patch(updated), AUTOSCALER
@@ -144,12 +143,10 @@ class KubernetesScaler:
         self.context.scale_notes[pool.key] = ScaleNote(replicas, reason, now)
         await self.kube.scale(pool.namespace, "workerpools", pool.name, replicas)
 
-    async def _mark_idle_pods(self, pool: PoolTarget) -> bool:
+    async def _mark_idle_pods(self, pool: PoolTarget) -> None:
         """Give idle Pods the lower deletion cost, so the ReplicaSet controller removes
-        them before busy ones. False (hold the scale-down) while a Ready Pod has no busy
-        series yet, as right after Prometheus restarts: it may be the busy one. Otherwise
-        best effort: a busy Pod removed anyway drains (finishes or releases its item on
-        SIGTERM), so a failure here costs time, never work."""
+        them before busy ones. Best effort: a busy Pod removed anyway drains (finishes or
+        releases its item on SIGTERM), so a failure here costs time, never work."""
         promql = (
             f'max by (pod) (agentfleet_worker_busy{{namespace="{pool.namespace}",'
             f'pool="{pool.name}"}})'
@@ -162,19 +159,11 @@ class KubernetesScaler:
                 *pool.key,
                 error,
             )
-            return True
+            return
         busy = {s.labels.get("pod", ""): s.value for s in samples}
-        pods, ready = await self.kube.pod_annotations(
+        pods = await self.kube.pod_annotations(
             pool.namespace, selector_labels(pool.name), POD_DELETION_COST_ANNOTATION
         )
-        unknown = unscraped(ready, busy)
-        if unknown:
-            log.info(
-                "%s/%s: scale-down held: no busy series yet for Ready Pod(s) %s",
-                *pool.key,
-                ", ".join(unknown),
-            )
-            return False
         for pod, cost in deletion_costs(pods, busy).items():
             try:
                 await self.kube.annotate_pod(
@@ -182,4 +171,3 @@ class KubernetesScaler:
                 )
             except KubeError as error:
                 log.warning("%s/%s: deletion cost of %s: %s", *pool.key, pod, error)
-        return True
