@@ -144,8 +144,12 @@ def test_burst_outage_recovery_and_scale_down_around_a_busy_worker(
         3 * POLL_SECONDS + SCRAPE_SECONDS + SLACK_SECONDS,
         f"the Deployment at maxReplicas={MAX_REPLICAS}",
     )
-    status = cluster.pool(POOL)["status"]
-    assert status["desiredReplicas"] == MAX_REPLICAS
+    # The reconciler records the replicas in the pool's status once the Deployment has them.
+    status = wait_for(
+        lambda: (st := cluster.pool(POOL)["status"]).get("desiredReplicas") == MAX_REPLICAS and st,
+        SLACK_SECONDS,
+        f"status.desiredReplicas={MAX_REPLICAS}",
+    )
     assert status["lastScaleReason"].startswith(f"ScaledUp 3→{MAX_REPLICAS}: queue_depth=")
     scaled_up = [message for reason, message in cluster.events(POOL) if reason == "ScaledUp"]
     assert scaled_up[0].startswith(f"{MIN_REPLICAS}→3: queue_depth=")
