@@ -58,6 +58,7 @@ from agentfleet.operator.kube import (
     status_code,
 )
 from agentfleet.operator.logic import ProjectInfo
+from agentfleet.operator.namespaces import serve_namespaces_listed_on_watch
 from agentfleet.operator.reconciler import Reconciler
 
 log = logging.getLogger("agentfleet.operator")
@@ -398,6 +399,7 @@ def run(config: OperatorConfig, extensions: Sequence[Extension] = ()) -> None:
         extensions = [*extensions, install_autoscaler]
     # GitHub intake (polling every Project, and webhooks on --webhook-port) always runs.
     extensions = [*extensions, install_intake]
+    serve_namespaces_listed_on_watch()
     kopf.run(
         registry=create_registry(config, extensions),
         standalone=config.peering is None,
