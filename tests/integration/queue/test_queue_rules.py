@@ -297,6 +297,23 @@ async def test_a_released_item_is_delivered_again_at_once_without_using_an_attem
     assert (again.item.id, again.item.attempts, again.reclaimed) == ("gh-1", 1, True)
 
 
+async def test_holders_name_the_workers_with_items_in_flight(queue: WorkQueue) -> None:
+    """What the autoscaler reads before a scale-down to keep busy Pods (deletion cost)."""
+    await queue.enqueue(item("gh-1"), item("gh-2"), item("gh-3", stage=Stage.REVIEW))
+    assert await queue.holders(NAMESPACE) == {}
+    first = await queue.claim(subscription("pod-a"))
+    second = await queue.claim(subscription("pod-a"))
+    review = await queue.claim(subscription("pod-r", stage=Stage.REVIEW))
+    assert first is not None and second is not None and review is not None
+    assert await queue.holders(NAMESPACE) == {"pod-a": 2, "pod-r": 1}
+    await queue.complete(first, follow_ups=[])
+    assert await queue.release(second)
+    # Handed back: held by nobody until the next claim (not by the pseudo-consumer).
+    assert await queue.holders(NAMESPACE) == {"pod-r": 1}
+    await queue.fail(review, "boom", retryable=True)
+    assert await queue.holders(NAMESPACE) == {}
+
+
 # -------------------------------------------------------------- retries & dead-letter
 
 

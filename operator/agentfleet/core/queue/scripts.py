@@ -21,6 +21,7 @@ SCRIPT_NAMES = (
     "snapshot",
     "fan_out",
     "family",
+    "holders",
 )
 
 

@@ -637,6 +637,13 @@ class WorkQueue:
         )
         return parse_snapshot(namespace, self._base(namespace), raw)
 
+    async def holders(self, namespace: str) -> dict[str, int]:
+        """Worker (pod name) -> how many items it holds now: delivered and not finished,
+        not handed back. A worker that died keeps its items until a claim takes them over,
+        so a name here may belong to a Pod that no longer exists."""
+        raw = await self._run("holders", namespace)
+        return {str(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+
     async def stats(self, namespace: str, project: str) -> ProjectQueueStats:
         """Per-stage counts of the project's items (what Project status shows)."""
         return (await self.snapshot(namespace)).project_stats(project)

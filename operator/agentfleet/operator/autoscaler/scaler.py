@@ -14,7 +14,8 @@ client and Event recorder (`OperatorContext`).
   MetricsUnavailable and MetricsAvailable (on the transitions of the condition),
   ScalingPaused.
 - Before a scale-down, every Pod of the pool gets `controller.kubernetes.io/pod-deletion-cost`
-  (0 idle, 1 busy) so the ReplicaSet controller removes idle workers first.
+  (0 idle, 1 busy: holding a queue item, or reporting busy) so the ReplicaSet controller
+  removes idle workers first.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
+from redis.exceptions import RedisError
+
+from agentfleet.core.queue import CONNECTION_ERRORS
 from agentfleet.operator.autoscaler.decision import Decision, Direction
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.operator.autoscaler.prometheus import MetricsError, PrometheusSource
@@ -145,8 +149,19 @@ class KubernetesScaler:
 
     async def _mark_idle_pods(self, pool: PoolTarget) -> None:
         """Give idle Pods the lower deletion cost, so the ReplicaSet controller removes
-        them before busy ones. Best effort: a busy Pod removed anyway drains (finishes or
-        releases its item on SIGTERM), so a failure here costs time, never work."""
+        them before busy ones. Busy: holds an item in the work queue (what Redis knows
+        now), or reports `agentfleet_worker_busy` (a worker between claim and accept, or a
+        queue this operator cannot read). Prometheus alone lags a scrape behind, and after
+        a Prometheus restart it has no series until the first scrape. Best effort: a busy
+        Pod removed anyway drains (finishes or releases its item on SIGTERM), so a failure
+        here costs time, never work."""
+        busy: dict[str, float] = {}
+        if self.context.queue is not None:
+            try:
+                holders = await self.context.queue.holders(pool.namespace)
+                busy.update({pod: float(count) for pod, count in holders.items()})
+            except (RedisError, *CONNECTION_ERRORS) as error:
+                log.warning("%s/%s: queue holders unknown (%s)", *pool.key, error)
         promql = (
             f'max by (pod) (agentfleet_worker_busy{{namespace="{pool.namespace}",'
             f'pool="{pool.name}"}})'
@@ -154,13 +169,11 @@ class KubernetesScaler:
         try:
             samples = await self.prometheus.query(promql)
         except MetricsError as error:
-            log.warning(
-                "%s/%s: busy workers unknown (%s); scaling down without deletion costs",
-                *pool.key,
-                error,
-            )
-            return
-        busy = {s.labels.get("pod", ""): s.value for s in samples}
+            log.warning("%s/%s: busy series unknown (%s)", *pool.key, error)
+            samples = []
+        for sample in samples:
+            pod = sample.labels.get("pod", "")
+            busy[pod] = max(busy.get(pod, 0.0), sample.value)
         pods = await self.kube.pod_annotations(
             pool.namespace, selector_labels(pool.name), POD_DELETION_COST_ANNOTATION
         )
