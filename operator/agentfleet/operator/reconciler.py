@@ -274,6 +274,7 @@ class Reconciler:
             if before is None or not contains(before, child)
         ]
         deployment = existing[-1]
+        created: list[str] = []
         # The Deployment carries everything the user controls (image, resources, env,
         # node selector); the API server vets it before anything is written, so a spec it
         # refuses leaves no children behind at all.
@@ -290,11 +291,20 @@ class Reconciler:
                         return Problem("ApplyFailed", message), None
                     raise
                 if not dry_run:
-                    self._report_change(
-                        kind, child_name, before, applied, replicas, trigger, event_ref
-                    )
+                    if before is None:
+                        created.append(f"{kind} {child_name}")
+                    else:
+                        self._report_change(
+                            kind, child_name, before, applied, replicas, trigger, event_ref
+                        )
                     if kind == "Deployment":
                         deployment = applied
+        if created:
+            # One Event for what one pass created (a new pool's six children, or the one
+            # that was deleted): a thousand new pools post a thousand Events, not six.
+            message = "Created " + ", ".join(created)
+            self.events.normal(event_ref, "Created", message, RECONCILER)
+            log.info("%s/%s: %s", pool.namespace, pool.name, message)
         if deployment is None or deployment["kind"] != "Deployment":
             raise RuntimeError("build_children returned no Deployment")
         self.applied_generation[(pool.namespace, pool.name)] = deployment["metadata"]["generation"]
@@ -304,16 +314,12 @@ class Reconciler:
         self,
         kind: str,
         name: str,
-        before: Manifest | None,
+        before: Manifest,
         after: Manifest,
         replicas: Replicas,
         trigger: str,
         event_ref: ObjectRef,
     ) -> None:
-        if before is None:
-            self.events.normal(event_ref, "Created", f"Created {kind} {name}", RECONCILER)
-            log.info("created %s %s/%s", kind, after["metadata"]["namespace"], name)
-            return
         if before["metadata"]["resourceVersion"] == after["metadata"]["resourceVersion"]:
             return
         if trigger in ("drift", "resync"):
