@@ -42,8 +42,12 @@ def test_one_replica_is_active_and_the_other_takes_over(
     objects.create("workerpools", "first", {"stage": "review"})
     wait_for(lambda: objects.deployment("first"), 30, "the active replica to reconcile")
     # The log line follows the API's answer by a moment.
-    wait_for(lambda: "created Deployment" in active.log(), 10, "the active replica's log")
-    assert "created Deployment" not in standby.log()
+    wait_for(
+        lambda: f"{peering_namespace}/first: Created " in active.log(),
+        10,
+        "the active replica's log",
+    )
+    assert ": Created " not in standby.log()
     assert "Resuming operations" not in standby.log()
 
     active.process.stop()
@@ -51,7 +55,7 @@ def test_one_replica_is_active_and_the_other_takes_over(
     objects.create("workerpools", "second", {"stage": "review"})
     wait_for(lambda: objects.deployment("second"), 30, "the new active replica to reconcile")
     wait_for(
-        lambda: f"created Deployment {peering_namespace}/second" in standby.log(),
+        lambda: f"{peering_namespace}/second: Created " in standby.log(),
         10,
         "the new active replica's log",
     )
