@@ -223,3 +223,45 @@ def test_promql_overrides_are_parsed(query: str, problem: str | None) -> None:
             WorkerPoolSpec.model_validate(
                 {"stage": "review", "autoscaling": {"queries": {"queueDepth": query}}}
             )
+
+
+# ------------------------------------------------------------------------ quantities
+
+_DIGITS = st.text("0123456789", min_size=1, max_size=6)
+QUANTITIES = st.builds(
+    lambda sign, whole, frac, suffix: f"{sign}{whole}{frac}{suffix}",
+    st.sampled_from(["", "+"]),
+    _DIGITS,
+    st.one_of(st.just(""), st.just("."), _DIGITS.map(lambda d: f".{d}")),
+    st.one_of(
+        st.sampled_from(["", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k"]),
+        st.sampled_from(["M", "G", "T", "P", "E"]),
+        st.builds(
+            lambda e, sign, n: f"{e}{sign}{n}",
+            st.sampled_from("eE"),
+            st.sampled_from(["", "+", "-"]),
+            st.integers(0, 12).map(str),
+        ),
+    ),
+)
+
+
+@given(QUANTITIES)
+def test_quantity_values_agree_with_the_kubernetes_client(quantity: str) -> None:
+    from kubernetes.utils.quantity import parse_quantity
+
+    assert matches(grammar.QUANTITY_PATTERN, quantity)
+    assert grammar.quantity_value(quantity) == parse_quantity(quantity)
+
+
+@pytest.mark.parametrize(
+    ("smaller", "larger"), [("500m", "1"), ("1Gi", "1.1G"), ("1e3", "1Ki"), ("999n", "1u")]
+)
+def test_quantities_compare_by_value(smaller: str, larger: str) -> None:
+    assert grammar.quantity_value(smaller) < grammar.quantity_value(larger)
+
+
+@pytest.mark.parametrize("text", ["", "-1", "1x", "Gi", "1.2.3"])
+def test_a_malformed_quantity_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a Kubernetes quantity"):
+        grammar.quantity_value(text)

@@ -13,7 +13,9 @@ e2e suite checks them in the API server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import promql_parser
@@ -45,6 +47,33 @@ QUANTITY_PATTERN = (
 )
 """The grammar of `resource.Quantity` without a minus sign: requests and limits are never
 negative."""
+
+_QUANTITY_PARTS = re.compile(
+    r"\+?(?P<number>[0-9]+(?:\.[0-9]*)?|\.[0-9]+)"
+    r"(?:(?P<suffix>[KMGTPE]i|[numkMGTPE])|[eE](?P<exponent>[+-]?[0-9]+))?"
+)
+_SUFFIX_FACTORS = {
+    **{f"{p}i": Decimal(1024) ** n for n, p in enumerate("KMGTPE", start=1)},
+    **{p: Decimal(1000) ** n for n, p in enumerate("kMGTPE", start=1)},
+    "m": Decimal("1e-3"),
+    "u": Decimal("1e-6"),
+    "n": Decimal("1e-9"),
+}
+
+
+def quantity_value(quantity: str | int) -> Decimal:
+    """The exact value of a quantity of QUANTITY_PATTERN (`2Gi`, `500m`, `1e3`, `3`), to
+    compare requests with limits. Kept here rather than importing the `kubernetes`
+    client's parser, which loads the whole client (about 34 MB) into every process that
+    reads a WorkerPool; tests/unit/api prove it agrees with that parser."""
+    match = _QUANTITY_PARTS.fullmatch(str(quantity))
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a Kubernetes quantity")
+    number = Decimal(match["number"])
+    if match["exponent"] is not None:
+        return number.scaleb(int(match["exponent"]))
+    return number * _SUFFIX_FACTORS[match["suffix"]] if match["suffix"] else number
+
 
 # ------------------------------------------------------------------------------ URLs
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from kubernetes.utils.quantity import parse_quantity
 from pydantic import AfterValidator, ConfigDict, Field, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
@@ -30,6 +29,7 @@ from agentfleet.core.api.grammar import (
     TEXT_PATTERN,
     keys_match_rule,
     matches_rule,
+    quantity_value,
 )
 from agentfleet.core.api.project import SecretKeyReference
 
@@ -310,7 +310,7 @@ class ResourceRequirements(ApiModel):
         over = [
             f"{name} (request {self.requests[name]} > limit {limit})"
             for name, limit in self.limits.items()
-            if name in self.requests and parse_quantity(self.requests[name]) > parse_quantity(limit)
+            if name in self.requests and quantity_value(self.requests[name]) > quantity_value(limit)
         ]
         if over:
             raise ValueError(
