@@ -60,6 +60,7 @@ from agentfleet.operator.kube import (
 from agentfleet.operator.logic import ProjectInfo
 from agentfleet.operator.namespaces import serve_namespaces_listed_on_watch
 from agentfleet.operator.reconciler import Reconciler
+from agentfleet.operator.session import bounded_session, connection_limit
 
 log = logging.getLogger("agentfleet.operator")
 
@@ -111,10 +112,12 @@ def create_registry(
 
     # ------------------------------------------------------------- lifecycle
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    async def login(**kwargs: Any) -> kopf.AiohttpSession | None:
         # kopf's own readers of the pod's token or $KUBECONFIG (run() sets it from
-        # --kubeconfig); no client library involved.
-        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        # --kubeconfig); no client library involved. The session they describe gets a
+        # bound on its connections (agentfleet/operator/session.py).
+        info = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+        return None if info is None else bounded_session(info, connection_limit(config))
 
     @kopf.on.startup(id="start", registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
