@@ -31,6 +31,7 @@ __all__ = [
     "Family",
     "FanOut",
     "FanOutResult",
+    "InFlight",
     "ItemId",
     "JoinChild",
     "JoinState",
@@ -88,6 +89,25 @@ class Claim(BaseModel):
     """From the moment the item became deliverable (enqueue or retry) to this claim."""
     reclaimed: bool = False
     """Taken over from a worker that missed its heartbeats (or released on drain)."""
+
+
+class InFlight(BaseModel):
+    """An item a worker holds now (delivered, not finished, not handed back), and when
+    the worker last renewed its claim (`WorkQueue.in_flight`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    worker: str
+    """The consumer: the worker's pod name."""
+    item_id: str
+    project: str
+    stage: Stage
+    specialty: str
+    lane: Lane
+    heartbeat_at: datetime
+    """The claim's last renewal (delivery or heartbeat)."""
+    deliveries: int
+    """Times Redis delivered this entry (more than one: it was reclaimed)."""
 
 
 class RetryPolicy(BaseModel):

@@ -22,6 +22,8 @@ SCRIPT_NAMES = (
     "fan_out",
     "family",
     "holders",
+    "in_flight",
+    "requeue",
 )
 
 
@@ -40,6 +42,11 @@ def arrivals_pattern(prefix: str) -> str:
     """The pub/sub channels on which every namespace announces items becoming deliverable
     (`<base>:arrivals`, published by the queue scripts)."""
     return f"{prefix}:{{*}}:arrivals"
+
+
+def dead_letters_key(prefix: str, namespace: str, project: str) -> str:
+    """A project's dead letters: item id -> the item as it last ran (`finish.lua`)."""
+    return f"{namespace_base(prefix, namespace)}:dead:{project}"
 
 
 def namespaces_key(prefix: str) -> str:

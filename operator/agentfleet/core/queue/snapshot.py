@@ -48,6 +48,8 @@ class NamespaceSnapshot:
     held_projects: frozenset[str] = frozenset()
     enqueued: Counter[tuple[str, Stage, str]] = field(default_factory=Counter)
     """New items ever enqueued, by (project, stage, specialty): the arrivals."""
+    retrying_lanes: Counter[tuple[str, Stage, str, Lane]] = field(default_factory=Counter)
+    """`retrying` by the lane each item goes back to: (project, stage, specialty, lane)."""
 
     def projects(self) -> list[str]:
         names = {lane.project for lane in self.lanes}
@@ -164,9 +166,11 @@ def parse_snapshot(namespace: str, base: str, raw: Sequence[Any]) -> NamespaceSn
     seen = {(lane.project, lane.stage, lane.specialty, lane.lane) for lane in lanes}
     lanes += _declared_lanes(rest[0] if rest else [], seen)
     retrying: Counter[tuple[str, Stage]] = Counter()
+    retrying_lanes: Counter[tuple[str, Stage, str, Lane]] = Counter()
     for route in retry_routes:
-        project, stage, _, _ = route.split(" ")
+        project, stage, specialty, lane = route.split(" ")
         retrying[project, Stage(stage)] += 1
+        retrying_lanes[project, Stage(stage), specialty, Lane(lane)] += 1
     completed: Counter[tuple[str, Stage, CompletionOutcome]] = Counter()
     enqueued: Counter[tuple[str, Stage, str]] = Counter()
     for name, value in zip(counts[::2], counts[1::2], strict=True):
@@ -182,4 +186,5 @@ def parse_snapshot(namespace: str, base: str, raw: Sequence[Any]) -> NamespaceSn
         completed=completed,
         held_projects=frozenset(held),
         enqueued=enqueued,
+        retrying_lanes=retrying_lanes,
     )

@@ -49,6 +49,7 @@ from agentfleet.core.queue.models import (
     Family,
     FanOut,
     FanOutResult,
+    InFlight,
     JoinChild,
     JoinState,
     Lane,
@@ -67,6 +68,7 @@ from agentfleet.core.queue.routing import (
 from agentfleet.core.queue.scripts import (
     SCRIPT_NAMES,
     arrivals_pattern,
+    dead_letters_key,
     namespace_base,
     namespaces_key,
     script_source,
@@ -643,6 +645,84 @@ class WorkQueue:
         so a name here may belong to a Pod that no longer exists."""
         raw = await self._run("holders", namespace)
         return {str(raw[i]): int(raw[i + 1]) for i in range(0, len(raw), 2)}
+
+    async def in_flight(self, namespace: str) -> list[InFlight]:
+        """Every item a worker holds now, with its worker and the claim's last renewal
+        (one atomic read). Like `holders`, a worker that died keeps its items until a
+        claim takes them over: an old heartbeat says so."""
+        raw = await self._run("in_flight", namespace, _ms(self.clock()))
+        base = self._base(namespace)
+        found = []
+        for worker, item_id, stream, leased, deliveries in raw:
+            project, stage, specialty, lane = parse_stream_key(base, str(stream))
+            found.append(
+                InFlight(
+                    worker=str(worker),
+                    item_id=str(item_id),
+                    project=project,
+                    stage=stage,
+                    specialty=specialty,
+                    lane=lane,
+                    heartbeat_at=_from_ms(leased) or self.clock(),
+                    deliveries=int(deliveries),
+                )
+            )
+        return sorted(found, key=lambda f: (f.worker, f.item_id))
+
+    async def dead_letters(self, namespace: str, project: str) -> dict[str, WorkItem | None]:
+        """The project's dead-lettered items, as they last ran (None: unreadable), which
+        `requeue_dead_letters` can put back in the queue."""
+        raw: dict[str, str] = await self.redis.hgetall(
+            dead_letters_key(self.prefix, namespace, project)
+        )
+        found: dict[str, WorkItem | None] = {}
+        for item_id, value in sorted(raw.items()):
+            try:
+                found[item_id] = WorkItem.model_validate_json(value)
+            except ValidationError:
+                found[item_id] = None
+        return found
+
+    async def requeue_dead_letters(
+        self, namespace: str, project: str, ids: Sequence[str] | None = None
+    ) -> list[str]:
+        """Put the project's dead letters (all, or those in `ids`) back in the queue as new
+        attempts (attempts reset, the last error kept on the item). Returns the ids
+        requeued; an unreadable dead letter, or one another retry took first, is not."""
+        dead = await self.dead_letters(namespace, project)
+        chosen = [
+            item.model_copy(update={"attempts": 0, "enqueued_at": self.clock()})
+            for item_id, item in dead.items()
+            if item is not None and (ids is None or item_id in ids)
+        ]
+        if not chosen:
+            return []
+        await self._register(namespace)
+        requeued: list[str] = await self._run(
+            "requeue", namespace, _ms(self.clock()), project, *_enqueue_args(chosen)
+        )
+        return [str(item_id) for item_id in requeued]
+
+    async def completions_since(
+        self, namespace: str, since: datetime, page: int = 1000
+    ) -> list[dict[str, str]]:
+        """Completion events (`completion_log`) recorded at or after `since` by the queue's
+        clock (the event's `at`; the entry id's time for events logged without one),
+        oldest first. Reads the log backwards, a page at a time, up to `since`."""
+        key = f"{self._base(namespace)}:log"
+        cutoff = _ms(since)
+        found: list[dict[str, str]] = []
+        upper = "+"
+        while True:
+            entries = await self.redis.xrevrange(key, max=upper, min="-", count=page)
+            for entry_id, fields in entries:
+                at = int(fields.get("at") or str(entry_id).split("-")[0])
+                if at < cutoff:
+                    return found[::-1]
+                found.append(fields)
+            if len(entries) < page:
+                return found[::-1]
+            upper = f"({entries[-1][0]}"
 
     async def stats(self, namespace: str, project: str) -> ProjectQueueStats:
         """Per-stage counts of the project's items (what Project status shows)."""

@@ -21,6 +21,7 @@ local COUNTS = base .. ':counts'      -- "project stage completed <outcome>" and
                                       -- "project stage enqueued <specialty>" -> n
 local LOG = base .. ':log'            -- stream of completion events
 local PARKED = base .. ':parked'      -- review items that failed for good
+local DEAD_PREFIX = base .. ':dead:'  -- per project: dead-lettered id -> its item JSON
 local DECLARED = base .. ':declared'  -- project -> "stage specialty,..." its lanes (metrics)
 local ARRIVALS = base .. ':arrivals'  -- pub/sub: "project stage specialty" per deliverable item
 local DEADLINES = base .. ':deadlines' -- zset "<join id> <child id>" -> when it times out (ms)

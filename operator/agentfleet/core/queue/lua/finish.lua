@@ -15,7 +15,12 @@ join_on_finish(id, outcome, record, ARGV[11])
 redis.call('HINCRBY', COUNTS, project .. ' ' .. stage .. ' completed ' .. outcome, 1)
 redis.call('XADD', LOG, 'MAXLEN', '~', ARGV[12], '*', 'id', id, 'project', project,
            'stage', stage, 'outcome', outcome, 'worker', consumer,
-           'attempts', redis.call('HGET', ATTEMPTS, id) or '0')
+           'attempts', redis.call('HGET', ATTEMPTS, id) or '0', 'at', ARGV[11])
+if outcome == 'dead_lettered' then
+  -- Kept for `agentfleet retry` (requeue.lua): the item as it last ran.
+  local json = redis.call('HGET', ITEMS, id)
+  if json then redis.call('HSET', DEAD_PREFIX .. project, id, json) end
+end
 unplace(id, stage)
 forget(id)
 if ARGV[13] ~= '' then redis.call('HSET', PARKED, id, ARGV[13]) end
