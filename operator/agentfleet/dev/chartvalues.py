@@ -114,6 +114,8 @@ class Operator(Values):
     logFormat: Literal["json", "plain"] = "json"
     healthPort: int = Field(default=8080, ge=1, le=65535)
     metricsPort: int = Field(default=8081, ge=1, le=65535)
+    apiPort: int = Field(default=8083, ge=0, le=65535)
+    """The read API's port (the fleet CLI, through the Service <fullname>-api); 0: off."""
     webhookPort: int = Field(default=8082, ge=0, le=65535)
     """The GitHub webhook receiver's port; 0 turns it off."""
     resources: KubeObject = _resources(
@@ -124,6 +126,8 @@ class Operator(Values):
 
 
 class OperatorPolicy(Values):
+    apiFrom: list[KubeObject] = Field(default_factory=list)
+    """NetworkPolicyPeer objects that may reach the read API (the API servers); empty: any."""
     extraIngress: list[KubeObject] = Field(default_factory=list)
     """NetworkPolicyIngressRule objects added to the operator's policy."""
     extraEgress: list[KubeObject] = Field(default_factory=list)

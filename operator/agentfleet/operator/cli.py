@@ -35,6 +35,12 @@ def operator(
     metrics_port: int = typer.Option(
         8081, envvar="AGENTFLEET_OPERATOR_METRICS_PORT", help="Port of /metrics (0: off)."
     ),
+    api_port: int = typer.Option(
+        0,
+        envvar="AGENTFLEET_API_PORT",
+        help="Port of the read API the fleet CLI reaches through the API server's service "
+        "proxy, /v1/... (0: off).",
+    ),
     webhook_port: int = typer.Option(
         0,
         envvar="AGENTFLEET_WEBHOOK_PORT",
@@ -75,6 +81,7 @@ def operator(
     """Run the operator: WorkerPools become Deployments of agent workers, Projects are
     validated and paused/resumed, status and Events explain what happened."""
     from agentfleet.operator.handlers import run
+    from agentfleet.operator.readapi import install_read_api
 
     try:
         config = OperatorConfig(
@@ -85,6 +92,7 @@ def operator(
             kubeconfig=kubeconfig or None,
             health_port=health_port,
             metrics_port=metrics_port,
+            api_port=api_port,
             webhook_port=webhook_port,
             peering=None if standalone else peering,
             priority=priority,
@@ -104,7 +112,8 @@ def operator(
             "namespace patterns need --standalone: peering objects cannot be created in "
             "namespaces that do not exist yet"
         )
-    run(config)
+    # The read API is an operator extension: it serves from startup to cleanup.
+    run(config, extensions=[install_read_api] if config.api_port else [])
 
 
 def _log_format(value: str) -> Literal["json", "plain", "full"]:

@@ -34,6 +34,11 @@ class OperatorConfig(BaseModel):
     metrics_port: int = Field(default=8081, ge=0, le=65535)
     """Prometheus metrics of the operator (/metrics); 0 turns it off."""
 
+    api_port: int = Field(default=0, ge=0, le=65535)
+    """The read API (queue lanes, workers' items, throughput, dead letters, alerts, and
+    `retry`) that the fleet CLI reaches through the API server's service proxy; 0 turns
+    it off (`agentfleet.operator.readapi`)."""
+
     webhook_port: int = Field(default=0, ge=0, le=65535)
     """GitHub webhook receiver (POST /webhooks/github/<namespace>/<project>); 0 turns it
     off. Needs the work queue."""

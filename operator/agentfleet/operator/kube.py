@@ -73,6 +73,12 @@ _CUSTOM: dict[str, type[GenericNamespacedResource]] = {
 _CLUSTER_PEERING: type[GenericGlobalResource] = create_global_resource(
     "kopf.dev", "v1", "ClusterKopfPeering", "clusterkopfpeerings"
 )
+_TOKEN_REVIEW: type[GenericGlobalResource] = create_global_resource(
+    "authentication.k8s.io", "v1", "TokenReview", "tokenreviews"
+)
+_ACCESS_REVIEW: type[GenericGlobalResource] = create_global_resource(
+    "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews"
+)
 
 
 def api_message(error: ApiError) -> str:
@@ -263,6 +269,44 @@ class Kube:
         event = _KINDS[("v1", "Event")].from_dict({**body, "metadata": {**body["metadata"]}})
         event["metadata"]["namespace"] = namespace
         await self.client.create(event)
+
+    # ------------------------------------------------- who calls the read API
+    async def review_token(self, token: str) -> Manifest:
+        """The API server's TokenReview of a caller's bearer token: its `status`
+        (`authenticated`, `user` with username, uid, groups and extra, or `error`)."""
+        review = _TOKEN_REVIEW.from_dict(
+            {
+                "apiVersion": "authentication.k8s.io/v1",
+                "kind": "TokenReview",
+                "metadata": {},
+                "spec": {"token": token},
+            }
+        )
+        created = await self.client.create(review)
+        return cast(Manifest, dict(created.get("status") or {}))
+
+    async def review_access(self, user: Mapping[str, Any], attributes: Manifest) -> Manifest:
+        """The API server's SubjectAccessReview: may `user` (a TokenReview's user) do
+        what `attributes` (resourceAttributes) say? Its `status` (`allowed`, `reason`)."""
+        spec: dict[str, Any] = {
+            "user": user.get("username", ""),
+            "groups": list(user.get("groups") or []),
+            "resourceAttributes": dict(attributes),
+        }
+        if user.get("uid"):
+            spec["uid"] = user["uid"]
+        if user.get("extra"):
+            spec["extra"] = dict(user["extra"])
+        review = _ACCESS_REVIEW.from_dict(
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "metadata": {},
+                "spec": spec,
+            }
+        )
+        created = await self.client.create(review)
+        return cast(Manifest, dict(created.get("status") or {}))
 
     # ------------------------------------------------------------------ peering
     async def ensure_peering(self, name: str, namespace: str | None) -> bool:
