@@ -1,4 +1,9 @@
-"""The fleet commands, wired into the `agentfleet` command line (and `kubectl agentfleet`)."""
+"""The fleet commands, wired into the `agentfleet` command line (and `kubectl agentfleet`).
+
+`status`, `pools`, `bottlenecks` and the actions on resources read and change the custom
+resources and Pods; `queues`, `workers`, `metrics`, `alerts` and `retry` need the
+operator's read API too (queue and Prometheus data live inside the cluster), and fail
+with one line when it cannot be reached rather than print partial data."""
 
 from __future__ import annotations
 
@@ -12,14 +17,38 @@ from rich.console import Console
 
 from agentfleet.core.api.base import LABEL_POOL
 from agentfleet.core.api.project import Priority
+from agentfleet.core.fleetapi import (
+    API_PREFIX,
+    AlertReport,
+    HeldItem,
+    InFlightReport,
+    QueueReport,
+    RetryRequest,
+    RetryResult,
+    ThroughputReport,
+)
 from agentfleet.ctl.kube import CliError, Target
-from agentfleet.ctl.output import Format, duration, emit, machine, make_table, number
+from agentfleet.ctl.operatorapi import DEFAULT_SERVICE, OperatorApi
+from agentfleet.ctl.output import (
+    Format,
+    duration,
+    emit,
+    machine,
+    make_table,
+    number,
+    parse_duration,
+)
 from agentfleet.ctl.views import (
+    LaneRow,
     PoolRow,
+    Queues,
     RowT,
+    StageRow,
     WorkerRow,
+    alert_rows,
+    metrics_rows,
     pool_row,
-    stage_rows,
+    queue_rows,
     summary,
     worker_row,
 )
@@ -37,6 +66,19 @@ NAMESPACE = typer.Option(
 )
 ALL_NAMESPACES = typer.Option(False, "--all-namespaces", "-A", help="Every namespace.")
 OUTPUT = typer.Option(Format.TABLE, "--output", "-o", help="table, json or yaml.")
+OPERATOR_SERVICE = typer.Option(
+    None,
+    "--operator-service",
+    envvar="AGENTFLEET_OPERATOR_SERVICE",
+    help=f"The operator's read API Service, NAMESPACE/NAME:PORT (default {DEFAULT_SERVICE}), "
+    "reached through the API server's service proxy.",
+)
+OPERATOR_URL = typer.Option(
+    None,
+    "--operator-url",
+    envvar="AGENTFLEET_OPERATOR_URL",
+    help="The read API's URL instead (a `kubectl port-forward`), e.g. http://127.0.0.1:8083.",
+)
 
 
 def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -146,6 +188,17 @@ def status(
     emit(console, output, machine(fleet, "FleetStatus"), table)
 
 
+def _namespaces(target: Target) -> list[str]:
+    """The namespace asked for, or with -A every namespace that has a Project."""
+    if target.namespace is not None:
+        return [target.namespace]
+    return sorted({p["metadata"]["namespace"] for p in target.objects("Project")})
+
+
+def _path(namespace: str, *parts: str) -> str:
+    return "/".join([f"{API_PREFIX}/namespaces/{namespace}", *parts])
+
+
 @one_line_errors
 def queues(
     kubeconfig: str | None = KUBECONFIG,
@@ -153,20 +206,53 @@ def queues(
     namespace: str | None = NAMESPACE,
     all_namespaces: bool = ALL_NAMESPACES,
     output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
 ) -> None:
-    """Each Project's work items by stage: pending, in flight, held, retrying, done, dead."""
+    """Each Project stage's work (pending, in flight, held, retrying, done, dead), and
+    every lane behind it (specialty and priority: waiting, oldest wait, in flight,
+    retrying), live from the queue through the operator's read API."""
     target = _target(kubeconfig, context, namespace, all_namespaces)
-    rows = [row for project in target.objects("Project") for row in stage_rows(project)]
-    _print_rows(
-        output, rows, "StageQueue",
-        ["NAMESPACE", "PROJECT", "STAGE", "PENDING", "IN FLIGHT", "HELD", "RETRYING", "DONE",
-         "DEAD"],
-        lambda r: [
-            r.namespace, r.project, r.stage, str(r.pending), str(r.in_flight), str(r.held),
-            str(r.retrying), str(r.completed), str(r.dead_lettered),
-        ],
-        "No queued or finished work in these Projects.",
-    )  # fmt: skip
+    api = OperatorApi.connect(target, operator_service, operator_url)
+    stages: list[StageRow] = []
+    lanes: list[LaneRow] = []
+    for ns in _namespaces(target):
+        found = queue_rows(api.get(_path(ns, "queues"), QueueReport))
+        stages += found.stages
+        lanes += found.lanes
+    result = Queues(stages=stages, lanes=lanes)
+    console = Console()
+
+    def table() -> None:
+        if not stages and not lanes:
+            console.print("No queued or finished work here.")
+            return
+        out = make_table(
+            "Stages",
+            ["NAMESPACE", "PROJECT", "STAGE", "PENDING", "IN FLIGHT", "HELD", "RETRYING", "DONE",
+             "DEAD"],
+        )  # fmt: skip
+        for r in stages:
+            out.add_row(
+                r.namespace, r.project, r.stage, str(r.pending), str(r.in_flight), str(r.held),
+                str(r.retrying), str(r.completed), str(r.dead_lettered),
+            )  # fmt: skip
+        console.print(out)
+        busy = [r for r in lanes if r.waiting or r.in_flight or r.retrying]
+        out = make_table(
+            "Lanes",
+            ["NAMESPACE", "PROJECT", "STAGE", "SPECIALTY", "LANE", "WAITING", "OLDEST",
+             "IN FLIGHT", "RETRYING"],
+        )  # fmt: skip
+        for lane in busy:
+            out.add_row(
+                lane.namespace, lane.project, lane.stage, lane.specialty, lane.lane,
+                f"{lane.waiting}{' (held)' if lane.held and lane.waiting else ''}",
+                duration(lane.oldest_wait_seconds), str(lane.in_flight), str(lane.retrying),
+            )  # fmt: skip
+        console.print(out if busy else "Every lane is empty.")
+
+    emit(console, output, machine(result, "Queues"), table)
 
 
 @one_line_errors
@@ -213,27 +299,137 @@ def workers(
     namespace: str | None = NAMESPACE,
     all_namespaces: bool = ALL_NAMESPACES,
     output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
 ) -> None:
-    """The worker Pods of each pool: phase, readiness, restarts, age, node."""
+    """The worker Pods of each pool: phase, readiness, restarts, age, node, and the item
+    each holds with its heartbeat's age (from the operator's read API)."""
     target = _target(kubeconfig, context, namespace, all_namespaces)
+    api = OperatorApi.connect(target, operator_service, operator_url)
     found = [target.get("WorkerPool", pool)] if pool else target.objects("WorkerPool")
     now = datetime.now(UTC)
+    held: dict[str, list[HeldItem]] = {}
     rows: list[WorkerRow] = []
     for item in found:
         selector = (item.get("status") or {}).get("selector")
         if not selector:
             continue
         ns, name = item["metadata"]["namespace"], item["metadata"]["name"]
-        rows += [worker_row(pod, name, now) for pod in target.pods(ns, selector)]
+        if ns not in held:
+            held[ns] = api.get(_path(ns, "workers"), InFlightReport).items
+        rows += [worker_row(pod, name, now, held[ns]) for pod in target.pods(ns, selector)]
     _print_rows(
         output, rows, "Worker",
-        ["NAMESPACE", "POOL", "WORKER", "PHASE", "READY", "RESTARTS", "AGE", "NODE"],
+        ["NAMESPACE", "POOL", "WORKER", "PHASE", "READY", "RESTARTS", "AGE", "NODE", "ITEM",
+         "HEARTBEAT"],
         lambda r: [
             r.namespace, r.pool, r.name, r.phase + (" (terminating)" if r.deleting else ""),
             "yes" if r.ready else "no", str(r.restarts), duration(r.age_seconds), r.node or "-",
+            ", ".join(r.items) or "idle", duration(r.heartbeat_age_seconds),
         ],
         "No workers running.",
     )  # fmt: skip
+
+
+@one_line_errors
+def metrics(
+    window: str = typer.Option("1h", "--window", help="How far back: 30m, 1h, 1d, ..."),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
+) -> None:
+    """Throughput per Project stage over a window (finished per hour), success rate,
+    dead letters and rework (items that needed more than one attempt)."""
+    try:
+        seconds = parse_duration(window)
+    except ValueError as exc:
+        raise CliError(f"--window: {exc}") from None
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    api = OperatorApi.connect(target, operator_service, operator_url)
+    rows = [
+        row
+        for ns in _namespaces(target)
+        for row in metrics_rows(
+            api.get(_path(ns, "throughput"), ThroughputReport, windowSeconds=str(seconds))
+        )
+    ]
+    _print_rows(
+        output, rows, "StageMetrics",
+        ["NAMESPACE", "PROJECT", "STAGE", "FINISHED", "PER HOUR", "SUCCESS", "DEAD", "REWORK"],
+        lambda r: [
+            r.namespace, r.project, r.stage, str(r.finished), number(r.per_hour, 1),
+            "-" if r.success_rate is None else f"{r.success_rate:.0%}", str(r.dead_lettered),
+            "-" if r.rework_rate is None else f"{r.rework_rate:.0%}",
+        ],
+        f"Nothing finished in the last {duration(seconds)}.",
+    )  # fmt: skip
+
+
+@one_line_errors
+def alerts(
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    all_namespaces: bool = ALL_NAMESPACES,
+    output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
+) -> None:
+    """The fleet's alerts that fire (or are about to) in Prometheus, read by the operator:
+    those of the namespace and the fleet-wide ones (-A: all)."""
+    target = _target(kubeconfig, context, namespace, all_namespaces)
+    api = OperatorApi.connect(target, operator_service, operator_url)
+    query = {} if target.namespace is None else {"namespace": target.namespace}
+    report = api.get(f"{API_PREFIX}/alerts", AlertReport, **query)
+    if not report.prometheus:
+        raise CliError(
+            "the operator has no Prometheus to read alerts from (operator --prometheus-url, "
+            "chart value prometheus.url)"
+        )
+    _print_rows(
+        output, alert_rows(report), "Alert",
+        ["NAME", "STATE", "SEVERITY", "NAMESPACE", "SINCE", "SUMMARY"],
+        lambda a: [
+            a.name, a.state, a.severity or "-", a.namespace or "-", a.active_at or "-", a.summary,
+        ],
+        "No alert is firing.",
+    )  # fmt: skip
+
+
+@one_line_errors
+def retry(
+    project: str = typer.Argument(..., help="The Project whose dead letters to retry."),
+    item: list[str] = typer.Option(
+        [], "--item", help="Only this dead-lettered item (repeatable); default: all of them."
+    ),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
+) -> None:
+    """Put a Project's dead-lettered items back in the queue (attempts reset). The
+    operator checks that you may patch the Project (a SubjectAccessReview of your
+    identity)."""
+    target = _target(kubeconfig, context, namespace, False)
+    ns = target.require_namespace()
+    api = OperatorApi.connect(target, operator_service, operator_url)
+    result = api.post(
+        _path(ns, "projects", project, "retry"),
+        RetryResult,
+        RetryRequest(item_ids=list(item) or None),
+    )
+    if not result.requeued:
+        typer.echo(f"project {ns}/{project}: no dead-lettered item to retry")
+        return
+    typer.echo(
+        f"project {ns}/{project}: {len(result.requeued)} dead-lettered item(s) queued again "
+        f"({', '.join(result.requeued)})"
+    )
 
 
 def _act(
@@ -339,6 +535,7 @@ def restart(
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentfleet` command line."""
     for command in (
-        status, queues, bottlenecks, pools, workers, pause, resume, priority, scale, restart,
+        status, queues, bottlenecks, pools, workers, metrics, alerts, pause, resume, priority,
+        scale, restart, retry,
     ):  # fmt: skip
         app.command(command.__name__)(command)

@@ -6,6 +6,7 @@ field names in camelCase, or the `Summary` object for `status`."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from enum import StrEnum
 from typing import Any
@@ -66,3 +67,20 @@ def duration(seconds: float | None) -> str:
     if seconds < 172800:
         return f"{seconds // 3600}h"
     return f"{seconds // 86400}d"
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: str) -> float:
+    """`90s`, `30m`, `1h`, `2d` (or plain seconds) in seconds; ValueError otherwise."""
+    text = value.strip().lower()
+    unit = _UNITS.get(text[-1:]) if text else None
+    number_part = text[:-1] if unit else text
+    try:
+        seconds = float(number_part) * (unit or 1)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ValueError(f"{value!r} is not a positive duration (e.g. 90s, 30m, 1h, 2d)")
+    return seconds

@@ -10,6 +10,14 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from agentfleet.core.api.base import Stage
+from agentfleet.core.fleetapi import (
+    AlertReport,
+    HeldItem,
+    QueueReport,
+    ThroughputReport,
+)
+
 Object = Mapping[str, Any]
 
 
@@ -77,6 +85,121 @@ class WorkerRow(Row):
     age_seconds: float | None
     node: str | None
     deleting: bool
+    items: list[str]
+    """The work items the worker holds now (the operator's read API); empty: idle."""
+    heartbeat_age_seconds: float | None
+    """Since the worker last renewed its claim on them; None when it holds nothing."""
+
+
+class LaneRow(Row):
+    """One lane of the work queue (the operator's read API)."""
+
+    namespace: str
+    project: str
+    stage: str
+    specialty: str
+    lane: str
+    waiting: int
+    held: bool
+    """The Project is paused: the waiting items are held, not delivered."""
+    in_flight: int
+    retrying: int
+    oldest_wait_seconds: float | None
+
+
+class Queues(Row):
+    """`agentfleet queues`: each Project stage's counts, and every lane behind them."""
+
+    stages: list[StageRow]
+    lanes: list[LaneRow]
+
+
+class QueuesOutput(Queues):
+    """What `queues` prints with -o json or -o yaml."""
+
+    kind: str
+
+
+class AlertRow(Row):
+    name: str
+    state: str
+    """firing or pending (Prometheus' states)."""
+    severity: str | None
+    namespace: str | None
+    summary: str
+    active_at: str | None
+
+
+class StageMetricsRow(Row):
+    """What a Project stage finished within the window (the completion log)."""
+
+    namespace: str
+    project: str
+    stage: str
+    window_seconds: float
+    finished: int
+    succeeded: int
+    dead_lettered: int
+    retried: int
+    per_hour: float
+    success_rate: float | None
+    rework_rate: float | None
+
+
+def queue_rows(report: QueueReport) -> Queues:
+    """The lanes of one namespace, and per Project stage their sums with the finished
+    counts (pending: waiting in running Projects, held: waiting in paused ones)."""
+    lanes = [
+        LaneRow(
+            namespace=report.namespace, project=r.project, stage=r.stage.value,
+            specialty=r.specialty, lane=r.lane.value, waiting=r.waiting, held=r.held,
+            in_flight=r.in_flight, retrying=r.retrying, oldest_wait_seconds=r.oldest_wait_seconds,
+        )
+        for r in report.lanes
+    ]  # fmt: skip
+    sums: dict[tuple[str, Stage], list[int]] = {}
+    for r in report.lanes:
+        row = sums.setdefault((r.project, r.stage), [0] * 6)
+        row[2 if r.held else 0] += r.waiting
+        row[1] += r.in_flight
+        row[3] += r.retrying
+    for t in report.stages:
+        row = sums.setdefault((t.project, t.stage), [0] * 6)
+        row[4] += t.completed
+        row[5] += t.dead_lettered
+    order = list(Stage)
+    ordered = sorted(sums.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1])))
+    stages = [
+        StageRow(
+            namespace=report.namespace, project=project, stage=stage.value, pending=n[0],
+            in_flight=n[1], held=n[2], retrying=n[3], completed=n[4], dead_lettered=n[5],
+        )
+        for (project, stage), n in ordered
+        if any(n)
+    ]  # fmt: skip
+    return Queues(stages=stages, lanes=lanes)
+
+
+def alert_rows(report: AlertReport) -> list[AlertRow]:
+    return [
+        AlertRow(
+            name=a.name, state=a.state, severity=a.severity, namespace=a.namespace,
+            summary=a.summary, active_at=a.active_at,
+        )
+        for a in report.alerts
+    ]  # fmt: skip
+
+
+def metrics_rows(report: ThroughputReport) -> list[StageMetricsRow]:
+    return [
+        StageMetricsRow(
+            namespace=report.namespace, project=s.project, stage=s.stage.value,
+            window_seconds=report.window_seconds, finished=s.finished, succeeded=s.succeeded,
+            dead_lettered=s.dead_lettered, retried=s.retried, per_hour=s.per_hour,
+            success_rate=s.success_rate, rework_rate=s.rework_rate,
+        )
+        for s in report.stages
+    ]  # fmt: skip
 
 
 def _condition(obj: Object, kind: str) -> Mapping[str, Any]:
@@ -169,7 +292,10 @@ def pool_row(pool: Object) -> PoolRow:
     )
 
 
-def worker_row(pod: Object, pool: str, now: datetime) -> WorkerRow:
+def worker_row(pod: Object, pool: str, now: datetime, held: Sequence[HeldItem] = ()) -> WorkerRow:
+    """A worker Pod, with the items the read API says it holds (`held`: every item in
+    flight in its namespace; the worker's are those of its Pod name)."""
+    mine = [h for h in held if h.worker == pod["metadata"]["name"]]
     status = pod.get("status") or {}
     statuses = status.get("containerStatuses") or []
     started = status.get("startTime") or pod["metadata"].get("creationTimestamp")
@@ -187,6 +313,8 @@ def worker_row(pod: Object, pool: str, now: datetime) -> WorkerRow:
         age_seconds=age,
         node=pod.get("spec", {}).get("nodeName"),
         deleting=pod["metadata"].get("deletionTimestamp") is not None,
+        items=[h.item_id for h in mine],
+        heartbeat_age_seconds=min((h.heartbeat_age_seconds for h in mine), default=None),
     )
 
 

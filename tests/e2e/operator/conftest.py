@@ -21,7 +21,9 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 from agentfleet.dev.localenv import ManagedProcess, RedisServer, find_binary, free_port
+from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -37,6 +39,9 @@ class RunningOperator:
     process: ManagedProcess
     health_port: int
     metrics_port: int
+    api_port: int
+    """The read API (`--api-port`), on every interface: the API server's service proxy
+    reaches it on the host's address (tests/e2e/operator/test_cli_read_api.py)."""
 
     def log(self) -> str:
         return self.process.log_path.read_text(errors="replace")
@@ -54,7 +59,7 @@ def operator_command(*extra: str) -> list[str]:
 def start_operator(
     kubeconfig: Path, log_dir: Path, name: str, args: list[str], redis_url: str | None = None
 ) -> RunningOperator:
-    health, metrics = free_port(), free_port()
+    health, metrics, api = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "KUBECONFIG": str(kubeconfig),
@@ -63,12 +68,91 @@ def start_operator(
     }
     if redis_url:
         env["AGENTFLEET_REDIS_URL"] = redis_url
-    command = operator_command("--health-port", str(health), "--metrics-port", str(metrics), *args)
+    command = operator_command(
+        "--health-port", str(health), "--metrics-port", str(metrics), "--api-port", str(api),
+        *args,
+    )  # fmt: skip
     process = ManagedProcess(name, command, log_dir, env=env)
     process.start()
-    running = RunningOperator(process, health, metrics)
+    running = RunningOperator(process, health, metrics, api)
     process.wait_until(lambda: running.get("/healthz", health) is not None, 60, "healthy")
     return running
+
+
+RELAY = """
+import asyncio, sys
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    finally:
+        writer.close()
+
+async def relay(reader, writer):
+    upstream_reader, upstream_writer = await asyncio.open_connection(sys.argv[1], sys.argv[2])
+    await asyncio.gather(
+        pipe(reader, upstream_writer), pipe(upstream_reader, writer), return_exceptions=True
+    )
+
+async def main():
+    server = await asyncio.start_server(relay, "0.0.0.0", 8083)
+    async with server:
+        await server.serve_forever()
+
+asyncio.run(main())
+"""
+"""A TCP relay from a Pod's port 8083 to the operator on the host (the Pod's argv)."""
+
+
+def expose_read_api(
+    api_client: client.ApiClient, namespace: str, name: str, address: str, port: int
+) -> str:
+    """A Service `name` (port `api`) in front of an operator's read API running on this
+    host, as the chart's Service is in front of the operator's Pods: the API server's
+    service proxy only dials Pod IPs (an endpoint must name its Pod), so a relay Pod
+    forwards to the host's `address` and `port`. Returns what `--operator-service` takes
+    once the relay is Ready."""
+    core = client.CoreV1Api(api_client)
+    labels = {"app.kubernetes.io/name": name}
+    core.create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": f"{name}-relay", "labels": labels},
+            "spec": {
+                "terminationGracePeriodSeconds": 0,
+                "containers": [
+                    {
+                        "name": "relay",
+                        "image": DEFAULT_WORKER_IMAGE,
+                        "imagePullPolicy": "Never",
+                        "command": ["python3", "-c", RELAY, address, str(port)],
+                        "ports": [{"name": "api", "containerPort": 8083}],
+                        "readinessProbe": {"tcpSocket": {"port": 8083}, "periodSeconds": 1},
+                    }
+                ],
+            },
+        },
+    )
+    core.create_namespaced_service(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "spec": {
+                "selector": labels,
+                "ports": [{"name": "api", "port": 8083, "targetPort": "api"}],
+            },
+        },
+    )
+
+    def ready() -> bool:
+        pod = core.read_namespaced_pod(f"{name}-relay", namespace)
+        conditions = (pod.status and pod.status.conditions) or []
+        return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+    wait_for(ready, 90, f"the read API relay Pod {namespace}/{name}-relay Ready", interval=0.5)
+    return f"{namespace}/{name}:api"
 
 
 class Objects:
@@ -345,6 +429,24 @@ def operator_factory(
         if report is not None and report.failed:
             print(f"---- {running.process.name} log ----\n{running.process.log_tail(80)}")
         running.process.stop()
+
+
+ExposeReadApi = Callable[[str, str, int], str]
+
+
+@pytest.fixture
+def expose(api_client: client.ApiClient, local_cluster: LocalCluster) -> ExposeReadApi:
+    """`expose(namespace, service name, port)`: a Service in front of an operator's read
+    API on this host; returns its `--operator-service` value."""
+    network = local_cluster.network
+    if network is None:
+        raise RuntimeError("the local cluster has no network")
+    address = network.host_ip
+
+    def make(namespace: str, name: str, port: int) -> str:
+        return expose_read_api(api_client, namespace, name, address, port)
+
+    return make
 
 
 @pytest.fixture

@@ -1,10 +1,16 @@
-"""The fleet commands (`agentfleet status`, `queues`, `pools`, `workers`, `pause`,
-`resume`, `scale`) against the real cluster and operator, holding nothing but a
-kubeconfig: an admin's, and a read-only user's whose acting commands are refused in one
-line."""
+"""The fleet commands (`agentfleet status`, `queues`, `pools`, `workers`, `metrics`,
+`alerts`, `pause`, `resume`, `scale`, `retry`) against the real cluster, Redis, Prometheus
+and operator, holding nothing but a kubeconfig: an admin's, a read-only user's whose
+acting commands are refused in one line, and ServiceAccount tokens for the actions the
+operator's read API authorises itself (`retry`).
+
+The session's operator runs on this host with `--api-port`; each test's namespace gets a
+selectorless Service in front of it (`expose`), which the CLI reaches through the API
+server's service proxy exactly as it reaches the chart's Service in a cluster."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -16,25 +22,28 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from kubernetes import client
 from pydantic import BaseModel
 
 from agentfleet.core.api import Stage
-from agentfleet.core.queue import Lane, WorkItem, WorkQueue
+from agentfleet.core.queue import Lane, Subscription, WorkItem, WorkQueue
 from agentfleet.ctl.views import (
+    AlertRow,
     Bottleneck,
     FleetStatus,
     Listing,
     PoolRow,
-    StageRow,
+    QueuesOutput,
+    StageMetricsRow,
     WorkerRow,
 )
-from agentfleet.dev.localenv import RedisServer, find_binary
+from agentfleet.dev.localenv import PrometheusServer, RedisServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.controlplane import write_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
-    from .conftest import Kubectl, Objects
+    from .conftest import ExposeReadApi, Kubectl, Objects, RunningOperator
 
 pytestmark = pytest.mark.e2e
 
@@ -61,10 +70,12 @@ def ok(kubeconfig: Path, *args: str) -> str:
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "status": FleetStatus,
-    "queues": Listing[StageRow],
+    "queues": QueuesOutput,
     "bottlenecks": Listing[Bottleneck],
     "pools": Listing[PoolRow],
     "workers": Listing[WorkerRow],
+    "metrics": Listing[StageMetricsRow],
+    "alerts": Listing[AlertRow],
 }
 
 
@@ -84,8 +95,18 @@ async def queue(redis_server: RedisServer) -> AsyncIterator[WorkQueue]:
 
 
 @pytest.fixture
-def fleet(objects: Objects, kubectl: Kubectl) -> str:
+def fleet(
+    objects: Objects,
+    kubectl: Kubectl,
+    operator: RunningOperator,
+    expose: ExposeReadApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
     ns = objects.namespace
+    # Where every `agentfleet` the test runs finds the operator's read API.
+    monkeypatch.setenv(
+        "AGENTFLEET_OPERATOR_SERVICE", expose(ns, "agentfleet-api", operator.api_port)
+    )
     for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
         kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
     # The first test of the session also waits for kopf to find the pattern-matched
@@ -112,6 +133,8 @@ def viewer(local_cluster: LocalCluster, kubectl: Kubectl, fleet: str, tmp_path: 
                 "verbs": ["get", "list", "watch"],
             },
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+            # Reading the queue through the operator's read API.
+            {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
         ],
     }
     binding = {
@@ -158,7 +181,7 @@ async def test_status_queues_pools_and_workers_read_the_fleet(
     assert {p["name"] for p in status["pools"]} >= {"widgets-dev-tdd", "widgets-genesis"}
 
     stages = as_json(kubeconfig, "queues", "-n", fleet)
-    content = [r for r in stages["items"] if r["stage"] == "content"]
+    content = [r for r in stages["stages"] if r["stage"] == "content"]
     assert content and content[0]["pending"] == 3
 
     found = as_json(kubeconfig, "bottlenecks", "-n", fleet)["items"]
@@ -313,3 +336,270 @@ async def test_priority_moves_the_queued_work_up(
     refused = cli(kubeconfig, "priority", "widgets", "sky-high", "-n", fleet)
     assert refused.returncode == 2
     assert "sky-high" in refused.stderr
+
+
+# ------------------------------------------------------------- the operator's read API
+
+
+def service_account_kubeconfig(
+    api_client: client.ApiClient,
+    local_cluster: LocalCluster,
+    namespace: str,
+    name: str,
+    rules: list[dict[str, Any]],
+    path: Path,
+) -> Path:
+    """A kubeconfig holding a token of a new ServiceAccount bound to `rules` in the
+    namespace: a user whose bearer token the operator can have the API server review."""
+    core = client.CoreV1Api(api_client)
+    rbac = client.RbacAuthorizationV1Api(api_client)
+    core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    rbac.create_namespaced_role(namespace, {"metadata": {"name": name}, "rules": rules})
+    rbac.create_namespaced_role_binding(
+        namespace,
+        {
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+        },
+    )
+    token = core.create_namespaced_service_account_token(
+        name, namespace, {"spec": {"audiences": [], "expirationSeconds": 3600}}
+    ).status.token
+    ca = base64.b64encode(local_cluster.controlplane.pki.ca.cert.read_bytes()).decode()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "local",
+                "cluster": {"server": local_cluster.server, "certificate-authority-data": ca},
+            }
+        ],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": name}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+READ_API_PROXY = {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]}
+READ_FLEET = {
+    "apiGroups": ["agentfleet.dev"],
+    "resources": ["projects", "workerpools"],
+    "verbs": ["get", "list"],
+}
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+async def test_queues_workers_and_metrics_come_live_from_the_read_api(
+    fleet: str, kubeconfig: Path, viewer: Path, queue: WorkQueue
+) -> None:
+    items = [
+        WorkItem(id=f"issue-{n}", namespace=fleet, project="widgets", stage=Stage.CONTENT)
+        for n in range(4)
+    ]
+    await queue.enqueue(*items)
+    workers = wait_for(
+        lambda: (
+            (w := as_json(kubeconfig, "workers", "widgets-dev-tdd", "-n", fleet))["items"] and w
+        ),
+        60,
+        "a worker Pod of widgets-dev-tdd",
+    )
+    pod = workers["items"][0]["name"]
+    # Play the workers of the content stage (its pool has no replicas): one item held in
+    # the name of a real worker Pod, one finished, one failed for good.
+    held = await queue.claim(Subscription(namespace=fleet, stage=Stage.CONTENT, consumer=pod))
+    done = await queue.claim(Subscription(namespace=fleet, stage=Stage.CONTENT, consumer="t"))
+    dead = await queue.claim(Subscription(namespace=fleet, stage=Stage.CONTENT, consumer="t"))
+    assert held is not None and done is not None and dead is not None
+    await queue.complete(done, follow_ups=[])
+    await queue.fail(dead, "the docs build broke", retryable=False)
+
+    queues = as_json(kubeconfig, "queues", "-n", fleet)
+    assert queues["kind"] == "Queues"
+    (content,) = [s for s in queues["stages"] if s["stage"] == "content"]
+    assert (content["pending"], content["inFlight"], content["completed"]) == (1, 1, 1)
+    assert content["deadLettered"] == 1
+    lanes = [
+        lane
+        for lane in queues["lanes"]
+        if (lane["project"], lane["stage"], lane["lane"]) == ("widgets", "content", "normal")
+    ]
+    assert [(lane["specialty"], lane["waiting"], lane["inFlight"]) for lane in lanes] == [
+        ("general", 1, 1)
+    ]
+    assert lanes[0]["oldestWaitSeconds"] is not None and lanes[0]["oldestWaitSeconds"] >= 0
+    table = ok(kubeconfig, "queues", "-n", fleet)
+    assert "Lanes" in table and "SPECIALTY" in table and "general" in table
+
+    listing = as_json(kubeconfig, "workers", "widgets-dev-tdd", "-n", fleet)
+    (row,) = [w for w in listing["items"] if w["name"] == pod]
+    assert row["items"] == [held.item.id]
+    assert 0 <= row["heartbeatAgeSeconds"] < 120
+    assert held.item.id in ok(kubeconfig, "workers", "widgets-dev-tdd", "-n", fleet)
+
+    metrics = as_json(kubeconfig, "metrics", "-n", fleet, "--window", "10m")
+    (stage,) = [m for m in metrics["items"] if m["stage"] == "content"]
+    assert (stage["finished"], stage["succeeded"], stage["deadLettered"]) == (2, 1, 1)
+    assert stage["successRate"] == 0.5 and stage["windowSeconds"] == 600
+    assert stage["perHour"] == 12.0
+    assert "PER HOUR" in ok(kubeconfig, "metrics", "-n", fleet)
+
+    # A read-only user reads the queue too: `get` on services/proxy is all it takes.
+    assert as_json(viewer, "queues", "-n", fleet)["stages"] == queues["stages"]
+
+
+async def test_retry_is_authorised_by_the_operator_from_the_callers_identity(
+    fleet: str,
+    kubeconfig: Path,
+    viewer: Path,
+    api_client: client.ApiClient,
+    local_cluster: LocalCluster,
+    objects: Objects,
+    queue: WorkQueue,
+    tmp_path: Path,
+) -> None:
+    await queue.enqueue(
+        WorkItem(id="issue-9", namespace=fleet, project="widgets", stage=Stage.CONTENT)
+    )
+    claim = await queue.claim(Subscription(namespace=fleet, stage=Stage.CONTENT, consumer="t"))
+    assert claim is not None
+    await queue.fail(claim, "no such file", retryable=False)
+    assert list(await queue.dead_letters(fleet, "widgets")) == ["issue-9"]
+
+    # May reach the read API and send it actions, but not patch the Project: the
+    # operator's SubjectAccessReview refuses it.
+    reader = service_account_kubeconfig(
+        api_client, local_cluster, fleet, "fleet-reader", [READ_FLEET, READ_API_PROXY],
+        tmp_path / "reader.kubeconfig",
+    )  # fmt: skip
+    line = one_line_error(cli(reader, "retry", "widgets", "-n", fleet))
+    assert line == (
+        f'error: operator: user "system:serviceaccount:{fleet}:fleet-reader" may not patch '
+        f'projects.agentfleet.dev "widgets" in namespace {fleet} (no RBAC rule allows it)'
+    ), line
+    # A client certificate proves nothing to the operator: refused before anything is sent.
+    line = one_line_error(cli(viewer, "retry", "widgets", "-n", fleet))
+    assert line.startswith("error: this action is authorised by the operator from your"), line
+    assert list(await queue.dead_letters(fleet, "widgets")) == ["issue-9"]
+
+    actor = service_account_kubeconfig(
+        api_client, local_cluster, fleet, "fleet-actor",
+        [READ_API_PROXY,
+         {"apiGroups": ["agentfleet.dev"], "resources": ["projects"], "verbs": ["patch"]}],
+        tmp_path / "actor.kubeconfig",
+    )  # fmt: skip
+    out = ok(actor, "retry", "widgets", "-n", fleet)
+    assert out.strip() == (
+        f"project {fleet}/widgets: 1 dead-lettered item(s) queued again (issue-9)"
+    )
+    assert await queue.dead_letters(fleet, "widgets") == {}
+    again = await queue.get(fleet, "issue-9")
+    assert again is not None and again.attempts == 0
+    objects.wait_event("widgets", "DeadLettersRetried")
+    assert ok(actor, "retry", "widgets", "-n", fleet).strip() == (
+        f"project {fleet}/widgets: no dead-lettered item to retry"
+    )
+    line = one_line_error(cli(actor, "retry", "nope", "-n", fleet))
+    assert line == f"error: operator: project {fleet}/nope not found", line
+
+
+def test_alerts_come_from_the_operators_prometheus(
+    fleet: str,
+    kubeconfig: Path,
+    expose: ExposeReadApi,
+    operator_factory: Any,
+    tmp_path: Path,
+) -> None:
+    # The session's operator has no Prometheus: one line says so.
+    line = one_line_error(cli(kubeconfig, "alerts", "-n", fleet))
+    assert line.startswith("error: the operator has no Prometheus"), line
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        yaml.safe_dump(
+            {
+                "groups": [
+                    {
+                        "name": "test",
+                        "rules": [
+                            {
+                                "alert": "AgentfleetQueueBacklog",
+                                "expr": "vector(1)",
+                                "labels": {"severity": "warning", "namespace": fleet},
+                                "annotations": {"summary": "work waits in the queue"},
+                            },
+                            {
+                                "alert": "AgentfleetElsewhere",
+                                "expr": "vector(1)",
+                                "labels": {"severity": "critical", "namespace": "other-team"},
+                            },
+                        ],
+                    }
+                ]
+            }
+        )
+    )
+    prometheus = PrometheusServer(scrape_interval="1s", rule_files=[rules]).start()
+    try:
+        # A second operator, with that Prometheus, serving a namespace of its own.
+        running = operator_factory(
+            "operator-alerts", "--namespace", f"{fleet}-none", "--standalone",
+            "--prometheus-url", prometheus.url,
+        )  # fmt: skip
+        service = expose(fleet, "agentfleet-api-alerts", running.api_port)
+
+        def firing() -> dict[str, Any] | None:
+            out = as_json(kubeconfig, "alerts", "-n", fleet, "--operator-service", service)
+            return out if out["items"] else None
+
+        found = wait_for(firing, 60, "the alert firing through the operator")
+        assert [(a["name"], a["state"], a["severity"], a["namespace"]) for a in found["items"]] == [
+            ("AgentfleetQueueBacklog", "firing", "warning", fleet)
+        ]
+        assert found["items"][0]["summary"] == "work waits in the queue"
+        everywhere = as_json(kubeconfig, "alerts", "-A", "--operator-service", service)
+        assert {a["name"] for a in everywhere["items"]} == {
+            "AgentfleetQueueBacklog",
+            "AgentfleetElsewhere",
+        }
+        assert "AgentfleetQueueBacklog" in ok(
+            kubeconfig, "alerts", "-n", fleet, "--operator-service", service
+        )
+    finally:
+        prometheus.stop()
+
+
+def test_an_unreachable_read_api_is_one_line(
+    fleet: str, kubeconfig: Path, api_client: client.ApiClient
+) -> None:
+    line = one_line_error(
+        cli(kubeconfig, "queues", "-n", fleet, "--operator-service", f"{fleet}/absent")
+    )
+    assert line.startswith("error: the operator's read API (service ") and "not found" in line
+    assert "is not installed" in line, line
+    # A Service with no operator behind it.
+    client.CoreV1Api(api_client).create_namespaced_service(
+        fleet,
+        {
+            "metadata": {"name": "idle"},
+            "spec": {"selector": {"app": "nothing"}, "ports": [{"name": "api", "port": 80}]},
+        },
+    )
+    line = one_line_error(
+        cli(kubeconfig, "workers", "-n", fleet, "--operator-service", f"{fleet}/idle:api")
+    )
+    assert "is unreachable" in line and "--api-port" in line, line
+    line = one_line_error(cli(kubeconfig, "metrics", "-n", fleet, "--window", "soon"))
+    assert line.startswith("error: --window: 'soon' is not a positive duration"), line
