@@ -100,6 +100,10 @@ def test_the_package_keeps_every_contract(tmp_path: Path) -> None:
             ("core/github/events.py", "import lightkube  # noqa"),
             "Only the operator's adapters hold its API client",
         ),
+        (
+            ("core/fleetapi.py", "import redis  # noqa"),
+            "The read API's wire models (core.fleetapi), shared by operator and CLI, do no I/O",
+        ),
     ],
 )
 def test_a_crossed_layer_is_caught(
