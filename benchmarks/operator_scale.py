@@ -3,7 +3,8 @@ its memory and the time to evaluate every pool once.
 
 Set-up: the real control plane, a real Prometheus scraping (every second) an exporter that
 publishes queue and worker series for every pool (`SyntheticQueueMetrics`), and
-`agentfleet operator --all-namespaces` as its own process with AGENTFLEET_PROMETHEUS_URL.
+`agentfleet operator --all-namespaces` as its own process with AGENTFLEET_PROMETHEUS_URL,
+authenticated with a ServiceAccount token as in a cluster.
 No Redis and no pod runner: Pods are created and stay Pending, so no worker processes
 share the machine. The pools are spread over namespaces and stages; each has its own
 specialty lane. One in ten has 5 items waiting (it activates from 0 to 1 replica), the
@@ -11,7 +12,9 @@ others are idle at minReplicas 0.
 
 Measured, from the operator's own /metrics and /proc:
 
-- the time to create the pools, and until the operator has a Deployment for every one;
+- the time to create the pools, and until the operator has a Deployment for every one
+  (counted from one watch, so the observer adds no load), with the API server's requests
+  per pool by verb and resource and its CPU time (from its own /metrics);
 - when the first poll over all pools (a first status write for each) is done, then each
   following poll's `agentfleet_autoscaler_evaluation_seconds` (fetch + decide + apply for
   all due pools) and how many decisions every pool got meanwhile (one per interval);
@@ -29,19 +32,21 @@ Exit status 1 when a target is missed.
 from __future__ import annotations
 
 import argparse
-import json
+import base64
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from kubernetes import client, config
+import yaml
+from kubernetes import client, config, watch
 from prometheus_client.parser import text_string_to_metric_families
 
 from agentfleet.core.api import Stage
@@ -100,6 +105,136 @@ def scrape(port: int) -> dict[str, list[tuple[dict[str, str], float]]]:
 
 def total(samples: dict[str, list[tuple[dict[str, str], float]]], name: str) -> float:
     return sum(value for _, value in samples.get(name, []))
+
+
+def service_account_kubeconfig(plane: ControlPlane, kubectl: list[str]) -> Path:
+    """A kubeconfig holding a ServiceAccount token, as the operator authenticates in a
+    cluster (the API server caches token reviews; a client certificate is verified on
+    every request). Bound to cluster-admin: RBAC is not what is measured here."""
+    for command in (
+        ["create", "namespace", "agentfleet-system"],
+        ["-n", "agentfleet-system", "create", "serviceaccount", "agentfleet-operator"],
+        [
+            "create", "clusterrolebinding", "agentfleet-operator", "--clusterrole=cluster-admin",
+            "--serviceaccount=agentfleet-system:agentfleet-operator",
+        ],
+    ):  # fmt: skip
+        subprocess.run([*kubectl, *command], check=True, capture_output=True)
+    token = subprocess.run(
+        [*kubectl, "-n", "agentfleet-system", "create", "token", "agentfleet-operator",
+         "--duration=24h"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+    ca = base64.b64encode(plane.pki.ca.cert.read_bytes()).decode()
+    path = plane.workdir / "operator.kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {
+                        "name": "local",
+                        "cluster": {"server": plane.server, "certificate-authority-data": ca},
+                    }
+                ],
+                "users": [{"name": "operator", "user": {"token": token}}],
+                "contexts": [
+                    {"name": "local", "context": {"cluster": "local", "user": "operator"}}
+                ],
+                "current-context": "local",
+            }
+        )
+    )
+    path.chmod(0o600)
+    return path
+
+
+class DeploymentCounter:
+    """Counts the Deployments that exist, from one watch: the observer must not load the
+    API server it measures (listing a thousand Deployments every two seconds did)."""
+
+    def __init__(self, apps: client.AppsV1Api) -> None:
+        self.apps = apps
+        self.names: set[tuple[str, str]] = set()
+        self.changed = threading.Condition()
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="deployment watch", daemon=True)
+
+    def start(self) -> DeploymentCounter:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self.stop.is_set():
+            listing = self.apps.list_deployment_for_all_namespaces()
+            with self.changed:
+                self.names |= {(d.metadata.namespace, d.metadata.name) for d in listing.items}
+                self.changed.notify_all()
+            try:
+                for event in watch.Watch().stream(
+                    self.apps.list_deployment_for_all_namespaces,
+                    resource_version=listing.metadata.resource_version,
+                    timeout_seconds=60,
+                ):
+                    meta = event["object"].metadata
+                    with self.changed:
+                        self.names.add((meta.namespace, meta.name))
+                        self.changed.notify_all()
+                    if self.stop.is_set():
+                        return
+            except client.ApiException as error:
+                if error.status != 410:  # expired: list again
+                    raise
+
+    def wait(self, count: int, timeout: float) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: len(self.names) >= count, timeout):
+                raise TimeoutError(f"{len(self.names)} of {count} Deployments after {timeout}s")
+
+
+def apiserver_load(kubeconfig: Path) -> tuple[dict[tuple[str, str], float], float]:
+    """Requests served so far by (verb, resource[/subresource]), and the API server's
+    CPU seconds, from its own /metrics."""
+    text = subprocess.run(
+        [str(find_binary("kubectl")), "--kubeconfig", str(kubeconfig), "get", "--raw", "/metrics"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    requests: dict[tuple[str, str], float] = {}
+    cpu = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "apiserver_request_total":
+                labels = sample.labels
+                resource = labels.get("resource", "")
+                if labels.get("subresource"):
+                    resource += "/" + labels["subresource"]
+                if labels.get("dry_run"):
+                    resource += " (dry run)"
+                key = (labels.get("verb", ""), resource)
+                requests[key] = requests.get(key, 0.0) + sample.value
+            elif sample.name == "process_cpu_seconds_total":
+                cpu = sample.value
+    return requests, cpu
+
+
+def print_apiserver_load(
+    before: tuple[dict[tuple[str, str], float], float],
+    after: tuple[dict[tuple[str, str], float], float],
+    pools: int,
+) -> None:
+    counts = {key: after[0][key] - before[0].get(key, 0.0) for key in after[0]}
+    served = sum(counts.values())
+    print(
+        f"the API server served {served:.0f} requests ({served / pools:.1f} per pool) using "
+        f"{after[1] - before[1]:.1f}s of CPU; the most frequent, per pool:"
+    )
+    ranked = sorted(counts.items(), key=lambda item: -item[1])
+    for (verb, resource), count in ranked[:12]:
+        if count >= pools / 10:
+            print(f"  {count / pools:5.2f}  {verb} {resource}")
 
 
 def pool_body(index: int, namespace: str) -> dict[str, Any]:
@@ -181,6 +316,9 @@ def main() -> int:
             )  # fmt: skip
             exporter.busy(namespace, f"pool-{i:04d}", 0)
 
+        operator_kubeconfig = service_account_kubeconfig(
+            plane, [str(find_binary("kubectl")), "--kubeconfig", str(plane.kubeconfig)]
+        )
         metrics_port, health_port = free_port(), free_port()
         url = prometheus.url
         operator = ManagedProcess(
@@ -193,7 +331,7 @@ def main() -> int:
             workdir / "logs",
             env={
                 **os.environ,
-                "KUBECONFIG": str(plane.kubeconfig),
+                "KUBECONFIG": str(operator_kubeconfig),
                 **({} if args.without_autoscaler else {"AGENTFLEET_PROMETHEUS_URL": url}),
                 **extra_env,
             },
@@ -207,6 +345,8 @@ def main() -> int:
         idle = proc_status(operator.pid)
         print(f"operator up (pid {operator.pid}), RSS {idle['VmRSS']:.0f} MB with no pools")
 
+        counter = DeploymentCounter(apps).start()
+        load_before = apiserver_load(plane.kubeconfig)
         t0, cpu_before = time.monotonic(), cpu_seconds(operator.pid)
         with ThreadPoolExecutor(8) as threads:
             list(
@@ -220,16 +360,14 @@ def main() -> int:
         created = time.monotonic() - t0
         print(f"created {args.pools} WorkerPools in {created:.1f}s", flush=True)
 
-        def deployments() -> int:
-            listing = apps.list_deployment_for_all_namespaces(_preload_content=False)
-            return len(json.loads(listing.data)["items"])
-
-        wait_for(lambda: deployments() >= args.pools, 1800, "a Deployment per pool", interval=2)
+        counter.wait(args.pools, 1800)
+        counter.stop.set()
         reconciled = time.monotonic() - t0
         first_pass_cpu = cpu_seconds(operator.pid) - cpu_before
         print(f"the operator had a Deployment for every pool {reconciled:.1f}s after the "
               f"first create, using {first_pass_cpu:.1f}s of CPU (machine load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)", flush=True)  # fmt: skip
+        print_apiserver_load(load_before, apiserver_load(plane.kubeconfig), args.pools)
 
         if args.without_autoscaler:
             settle_until = time.monotonic() + 2 * POLL_SECONDS
