@@ -29,8 +29,10 @@ from typing import Any
 import httpx
 import kopf
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
+from starlette.exceptions import HTTPException
 
 from agentfleet.core.api.base import API_GROUP, Stage
 from agentfleet.core.fleetapi import (
@@ -341,6 +343,18 @@ def create_app(api: ReadApi) -> FastAPI:
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
         return _error(exc.status, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()))
+        return _error(
+            400, f"{where}: {first.get('msg', 'invalid')}" if where else "invalid request"
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
 
     @app.exception_handler(RedisError)
     async def queue_down(_: Request, exc: RedisError) -> JSONResponse:

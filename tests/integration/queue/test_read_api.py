@@ -1,0 +1,117 @@
+"""The operator's read API served for real (uvicorn on a free port) over a real Redis:
+what each read endpoint answers, that no answer carries a payload or the queue's URL,
+and the refusals that need no Kubernetes (a namespace not served, an action without a
+token). `retry` with a token is proven end to end in tests/e2e/operator/test_cli.py."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+from lightkube import AsyncClient, KubeConfig
+
+from agentfleet.core.api import Stage
+from agentfleet.core.fleetapi import InFlightReport, QueueReport, ThroughputReport
+from agentfleet.core.github import WebhookServer
+from agentfleet.core.queue import Subscription, WorkItem, WorkQueue
+from agentfleet.dev.localenv import free_port
+from agentfleet.operator.config import OperatorConfig
+from agentfleet.operator.context import OperatorContext
+from agentfleet.operator.events import EventRecorder
+from agentfleet.operator.kube import Kube
+from agentfleet.operator.readapi import ReadApi, create_app
+
+pytestmark = pytest.mark.integration
+
+NAMESPACE = "team-a"
+SECRET = "s3cr3t-payload-value"
+
+
+@dataclass
+class Served:
+    url: str
+    queue: WorkQueue
+
+
+@pytest.fixture
+async def served(queue: WorkQueue) -> AsyncIterator[Served]:
+    # No API server is needed for reads: the client points nowhere and is never called.
+    nowhere = {
+        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "none", "user": {"token": "unused"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+        "current-context": "none",
+    }
+    kube = Kube(AsyncClient(KubeConfig.from_dict(nowhere)))
+    config = OperatorConfig(namespaces=("team-*",), redis_url="redis://unused")
+    context = OperatorContext(
+        config=config, kube=kube, queue=queue, events=EventRecorder(kube, "test")
+    )
+    port = free_port()
+    async with WebhookServer(create_app(ReadApi(context)), port=port):
+        yield Served(f"http://127.0.0.1:{port}", queue)
+    await kube.close()
+
+
+async def test_the_reads_answer_from_the_queue_and_carry_no_secret(served: Served) -> None:
+    queue = served.queue
+    items = [
+        WorkItem(
+            id=f"issue-{n}", namespace=NAMESPACE, project="shop", stage=Stage.GENESIS,
+            payload={"token": SECRET},
+        )
+        for n in range(3)
+    ]  # fmt: skip
+    await queue.enqueue(*items)
+    claim = await queue.claim(Subscription(namespace=NAMESPACE, stage=Stage.GENESIS, consumer="p"))
+    assert claim is not None
+    done = await queue.claim(Subscription(namespace=NAMESPACE, stage=Stage.GENESIS, consumer="q"))
+    assert done is not None
+    await queue.complete(done, follow_ups=[])
+
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        answers = {
+            path: await http.get(f"/v1/namespaces/{NAMESPACE}/{path}")
+            for path in ("queues", "workers", "throughput", "projects/shop/deadletters")
+        }
+        alerts = await http.get("/v1/alerts")
+    for path, answer in answers.items():
+        assert answer.status_code == 200, (path, answer.text)
+        assert SECRET not in answer.text and "redis://" not in answer.text, path
+    lanes = QueueReport.model_validate(answers["queues"].json()).lanes
+    assert [
+        (r.project, r.stage, r.waiting, r.in_flight) for r in lanes if r.waiting or r.in_flight
+    ] == [("shop", Stage.GENESIS, 1, 1)]
+    held = InFlightReport.model_validate(answers["workers"].json()).items
+    assert [(h.worker, h.item_id) for h in held] == [("p", claim.item.id)]
+    (stage,) = ThroughputReport.model_validate(answers["throughput"].json()).stages
+    assert (stage.stage, stage.succeeded) == (Stage.GENESIS, 1)
+    assert alerts.json() == {"prometheus": False, "alerts": []}
+
+
+async def test_refusals_are_one_line_json(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        unserved = await http.get("/v1/namespaces/kube-system/queues")
+        no_token = await http.post(f"/v1/namespaces/{NAMESPACE}/projects/shop/retry", json={})
+        bad_window = await http.get(
+            f"/v1/namespaces/{NAMESPACE}/throughput", params={"windowSeconds": "-5"}
+        )
+    assert (unserved.status_code, unserved.json()) == (
+        404,
+        {"error": "namespace kube-system is not served by this operator"},
+    )
+    assert no_token.status_code == 401
+    assert "X-Agentfleet-Token" in no_token.json()["error"]
+    assert "\n" not in json.dumps(no_token.json())
+    assert bad_window.status_code == 400
+    assert bad_window.json()["error"].startswith("query.windowSeconds: ")
+    unknown = await http_get(served, "/v1/nothing")
+    assert (unknown.status_code, unknown.json()) == (404, {"error": "Not Found"})
+
+
+async def http_get(served: Served, path: str) -> httpx.Response:
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        return await http.get(path)
