@@ -45,7 +45,7 @@ PSA_ENFORCE = "pod-security.kubernetes.io/enforce"
 PSA_WARN = "pod-security.kubernetes.io/warn"
 OPERATOR = f"{RELEASE}-agentfleet"
 HEARTBEAT_TIMEOUT = 10
-TEAMS = ("team-a", "team-b", "team-c", "team-d")
+TEAMS = ("team-a", "team-b", "team-c", "team-d", "team-e")
 GROUP = ("agentfleet.dev", "v1alpha1")
 # The `command` handler runs a shell command; this one runs the item's own `run` field.
 RUN_PAYLOAD = (

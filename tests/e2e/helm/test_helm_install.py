@@ -16,6 +16,8 @@ and stopped by the real kubelet and containerd.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ import pytest
 import yaml
 
 from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
+from agentfleet.ctl.views import AlertRow, Listing, QueuesOutput, WorkerRow
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, scripted
 
@@ -33,6 +36,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 OPERATOR_METRICS_PORT = 8081  # the chart's operator.metricsPort
+API_SERVICE = "af-agentfleet-api"  # the chart's <fullname>-api for the release `af`
 DECISIONS = "agentfleet_scaling_decisions_total"
 # Slack for a shared two-core machine: Pods start in ~1-2 s, polls are 2 s apart.
 SLACK = 30
@@ -382,3 +386,47 @@ def test_every_pod_is_restricted_and_ready_and_redis_admits_only_its_clients(
     assert wait_for(lambda: finished("stranger"), 60, "the stranger probe done") == "Failed"
     log = inst.kubectl("-n", namespace, "logs", "stranger")
     assert "refused: timed out" in log, log
+
+
+def test_the_cli_reads_the_queue_through_the_charts_read_api(
+    report_on_failure: Installation,
+) -> None:
+    """`agentfleet workers`, `queues` and `alerts` with only the admin kubeconfig: through
+    the API server's service proxy to the chart's `<release>-api` Service, the operator
+    Pods' read API port, admitted by the chart's NetworkPolicy, reading the bundled Redis
+    and the Prometheus of the release."""
+    inst = report_on_failure
+    namespace = inst.take_team()
+    pool = "readers"
+    inst.apply_pool(namespace, pool, 1, 1)
+    held = inst.item(namespace, "held", "until [ -e /tmp/release ]; do sleep 0.1; done")
+    inst.enqueue(held, inst.item(namespace, "waiting"))
+    service = f"{inst.system}/{API_SERVICE}:api"
+
+    def cli(*args: str) -> dict[str, Any]:
+        result = subprocess.run(
+            [sys.executable, "-m", "agentfleet", *args, "-n", namespace, "-o", "json",
+             "--kubeconfig", str(inst.cluster.kubeconfig), "--operator-service", service],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        out: dict[str, Any] = json.loads(result.stdout)
+        return out
+
+    def holding() -> dict[str, Any] | None:
+        listing = cli("workers", pool)
+        Listing[WorkerRow].model_validate(listing)
+        busy = [w for w in listing["items"] if w["items"] == [held.id]]
+        return busy[0] if busy else None
+
+    worker = wait_for(holding, 90, "a worker Pod holding the item, seen through the read API")
+    assert worker["heartbeatAgeSeconds"] < HEARTBEAT_TIMEOUT
+    queues = cli("queues")
+    QueuesOutput.model_validate(queues)
+    (development,) = [s for s in queues["stages"] if s["stage"] == "development"]
+    assert (development["inFlight"], development["pending"]) == (1, 1)
+    alerts = cli("alerts")
+    Listing[AlertRow].model_validate(alerts)
+    assert alerts["items"] == []  # the release's Prometheus has no rule that fires
+    name = worker["name"]
+    inst.kubectl("exec", "-n", namespace, name, "-c", "worker", "--", "touch", "/tmp/release")
