@@ -5,18 +5,22 @@ token). `retry` with a token is proven end to end in tests/e2e/operator/test_cli
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
+from kubernetes import client
 from lightkube import AsyncClient, KubeConfig
 
 from agentfleet.core.api import Stage
 from agentfleet.core.fleetapi import InFlightReport, QueueReport, ThroughputReport
 from agentfleet.core.github import WebhookServer
 from agentfleet.core.queue import Subscription, WorkItem, WorkQueue
+from agentfleet.ctl.kube import CliError, Target
+from agentfleet.ctl.operatorapi import OperatorApi
 from agentfleet.dev.localenv import free_port
 from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext
@@ -115,3 +119,20 @@ async def test_refusals_are_one_line_json(served: Served) -> None:
 async def http_get(served: Served, path: str) -> httpx.Response:
     async with httpx.AsyncClient(base_url=served.url) as http:
         return await http.get(path)
+
+
+async def test_the_cli_reads_it_at_a_port_forwards_url(served: Served) -> None:
+    """`--operator-url` (after `kubectl port-forward`): the same models, the same one-line
+    errors, no API server on the way."""
+    await served.queue.enqueue(
+        WorkItem(id="issue-1", namespace=NAMESPACE, project="shop", stage=Stage.CONTENT)
+    )
+    target = Target(client.ApiClient(), NAMESPACE)
+    api = OperatorApi.connect(target, None, served.url)
+    report = await asyncio.to_thread(api.get, f"/v1/namespaces/{NAMESPACE}/queues", QueueReport)
+    assert [(r.stage, r.waiting) for r in report.lanes if r.waiting] == [(Stage.CONTENT, 1)]
+    with pytest.raises(CliError, match=r"^operator: namespace other is not served"):
+        await asyncio.to_thread(api.get, "/v1/namespaces/other/queues", QueueReport)
+    gone = OperatorApi.connect(target, None, f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(CliError, match=r"^the operator's read API at http://127\.0\.0\.1:\d+ is"):
+        await asyncio.to_thread(gone.get, "/v1/alerts", QueueReport)
