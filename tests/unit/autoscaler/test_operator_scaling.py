@@ -15,6 +15,7 @@ from agentfleet.operator.autoscaler.decision import Decision, ScaleState, Signal
 from agentfleet.operator.autoscaler.reporting import (
     METRICS_AVAILABLE,
     PAUSED_REPLICAS_ANNOTATION,
+    RATE_LIMITED,
     SCALING_ACTIVE,
     deletion_costs,
     pinned_replicas,
@@ -344,6 +345,42 @@ def test_fallback_replicas_are_a_warning_event() -> None:
         ("Warning", "FallbackReplicas"),
         ("Warning", "MetricsUnavailable"),
     ]
+
+
+def test_a_rate_limit_hold_is_announced_when_it_begins_and_when_it_ends() -> None:
+    throttled = BUSY.model_copy(update={"throttled_fraction": 0.4})
+    held = decided(throttled)
+    fresh = WorkerPoolStatus()
+    holding = scaled_status(fresh, pool(), held, NOW)
+
+    first = scaling_events(fresh, held)
+    again = scaling_events(holding, decided(throttled))
+    cleared = scaling_events(holding, decided(BUSY))
+
+    assert held.blocked_by == "rate_limit" and held.desired_replicas == 2
+    assert [(e.type, e.reason) for e in first] == [("Warning", "ScaleBlocked")]
+    assert first[0].message.startswith("2→4 wanted, 2 kept: scale-up to 4 held while the model")
+    assert "throttled=0.40 > 0.05" in first[0].message
+    condition = find_condition(holding.conditions, SCALING_ACTIVE)
+    assert condition is not None and condition.reason == RATE_LIMITED
+    assert again == []
+    assert [(e.type, e.reason) for e in cleared] == [
+        ("Normal", "ScaledUp"),
+        ("Normal", "RateLimitCleared"),
+    ]
+
+
+def test_other_holds_post_no_event() -> None:
+    target = pool_target(pool(spec={"replicas": 3}), [project("web")])
+    assert target is not None
+    state = ScaleState(
+        current_replicas=3, min_replicas=1, max_replicas=6, last_scale_up_time=NOW.timestamp() - 10
+    )
+    cooling = decide(target.autoscaling, state, QUIET, NOW.timestamp())
+    status = scaled_status(WorkerPoolStatus(), pool(), decided(BUSY), NOW)
+
+    assert cooling.blocked_by == "cooldown"
+    assert scaling_events(status, cooling) == []
 
 
 def test_a_paused_pool_reports_no_metrics_transitions() -> None:

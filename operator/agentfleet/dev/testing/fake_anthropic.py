@@ -163,6 +163,11 @@ class FakeAnthropic(FakeHTTPServer):
         with self._lock:
             self._faults.extend(_Fault(status, error_type, retry_after) for _ in range(count))
 
+    def clear_faults(self) -> None:
+        """Answer normally again: the errors `fail_next` queued and not yet sent are dropped."""
+        with self._lock:
+            self._faults.clear()
+
     def report_rate_limit(self, budget: str, limit: int, remaining: int) -> None:
         """Send `anthropic-ratelimit-<budget>-{limit,remaining,reset}` on every response from
         now on, as the API does (budget: requests, tokens, input-tokens, output-tokens; the

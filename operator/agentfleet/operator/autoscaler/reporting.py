@@ -37,6 +37,7 @@ __all__ = [
     "METRICS_AVAILABLE",
     "PAUSED_REPLICAS_ANNOTATION",
     "POD_DELETION_COST_ANNOTATION",
+    "RATE_LIMITED",
     "SCALING_ACTIVE",
     "ScalingEvent",
     "deletion_costs",
@@ -107,6 +108,11 @@ def pool_target(pool: PoolEntry, projects: Iterable[ProjectInfo]) -> PoolTarget 
     )
 
 
+RATE_LIMITED = "RateLimited"
+"""The ScalingActive reason while the model API's rate limit holds a scale-up: how the next
+decision knows whether a hold began or ended (each announced once, by an Event)."""
+
+
 def _scaling_active(pool: PoolEntry, decision: Decision) -> tuple[bool, str, str]:
     if decision.trigger is Trigger.DISABLED:
         return (
@@ -134,6 +140,8 @@ def _scaling_active(pool: PoolEntry, decision: Decision) -> tuple[bool, str, str
         return False, "MetricsUnavailable", decision.reason
     if decision.changed:
         return True, "ScalingFromMetrics", decision.summary
+    if decision.blocked_by == "rate_limit":
+        return True, RATE_LIMITED, decision.reason
     if decision.blocked_by is not None:
         return True, "ScalingFromMetrics", decision.reason
     return True, "ScalingFromMetrics", f"holding {decision.current_replicas}: {decision.reason}"
@@ -213,8 +221,10 @@ class ScalingEvent:
 
 
 def scaling_events(previous: WorkerPoolStatus, decision: Decision) -> list[ScalingEvent]:
-    """Events for what changed: the replicas, and the MetricsAvailable condition of a pool
-    that is being autoscaled (a paused or disabled pool does not act on its metrics)."""
+    """Events for what changed: the replicas, a scale-up the model API's rate limit holds
+    (when the hold begins, `ScaleBlocked`, and when it ends, `RateLimitCleared`), and the
+    MetricsAvailable condition of a pool that is being autoscaled (a paused or disabled
+    pool does not act on its metrics)."""
     events = []
     change = f"{decision.current_replicas}→{decision.desired_replicas}: {decision.reason}"
     if decision.direction is Direction.UP:
@@ -226,6 +236,26 @@ def scaling_events(previous: WorkerPoolStatus, decision: Decision) -> list[Scali
         events.append(ScalingEvent("Normal", "ScaledDown", change))
     if decision.trigger in (Trigger.PAUSED, Trigger.DISABLED):
         return events
+    active = find_condition(previous.conditions, SCALING_ACTIVE)
+    was_limited = active is not None and active.reason == RATE_LIMITED
+    limited = decision.blocked_by == "rate_limit"
+    if limited and not was_limited:
+        events.append(
+            ScalingEvent(
+                "Warning",
+                decision.event_reason,
+                f"{decision.current_replicas}→{decision.wanted_replicas} wanted, "
+                f"{decision.desired_replicas} kept: {decision.reason}",
+            )
+        )
+    elif was_limited and not limited and decision.metrics_available:
+        events.append(
+            ScalingEvent(
+                "Normal",
+                "RateLimitCleared",
+                f"scale-ups are no longer held by the model API's rate limit: {decision.reason}",
+            )
+        )
     before = find_condition(previous.conditions, METRICS_AVAILABLE)
     was_available = before is None or before.status is ConditionStatus.TRUE
     if was_available and not decision.metrics_available:
