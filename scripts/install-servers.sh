@@ -7,7 +7,8 @@
 #     NetworkPolicy enforcer's table with it);
 #   - the daemonless image tools: buildah (builds worker-image/), mmdebstrap (the Debian
 #     base image), gcc (the static pause binary);
-#   - shellcheck for `make lint`.
+#   - shellcheck for `make lint`;
+#   - chromium and its chromedriver: the status page's test runs it headless.
 # Nothing is mocked; nothing is started here (the node starts containerd itself).
 set -euo pipefail
 
@@ -24,6 +25,8 @@ declare -A wanted=(
   [mmdebstrap]=mmdebstrap
   [gcc]=gcc
   [shellcheck]=shellcheck
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 missing=()
 for tool in "${!wanted[@]}"; do

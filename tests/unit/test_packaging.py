@@ -44,6 +44,7 @@ def test_the_wheel_leaves_out_developer_only_code(wheel: Path) -> None:
     assert "agentfleet/cli.py" in names
     assert "agentfleet/operator/handlers.py" in names
     assert "agentfleet/worker/runtime.py" in names
+    assert "agentfleet/operator/status.html" in names  # the status page, read at run time
     assert not [name for name in names if name.startswith("agentfleet/dev/")]
 
 

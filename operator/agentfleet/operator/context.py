@@ -8,6 +8,7 @@ The indexes (one per kind, `index`) are kopf's and reach handlers as keyword arg
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,13 +17,14 @@ from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.events import EventRecorder
 from agentfleet.operator.index import PoolKey
 from agentfleet.operator.kube import Kube
-from agentfleet.operator.logic import ScaleNote
+from agentfleet.operator.logic import ScaleNote, ScalingRecord
 
 log = logging.getLogger("agentfleet.operator")
 
 REQUEST_TIMEOUT_SECONDS = 60.0
 """One API request (not a watch) of ours or kopf's."""
 CONNECT_TIMEOUT_SECONDS = 10.0
+SCALING_LOG_LENGTH = 500
 
 
 @dataclass
@@ -35,6 +37,11 @@ class OperatorContext:
     scale_notes: dict[PoolKey, ScaleNote] = field(default_factory=dict)
     """The autoscaler's reason for the replicas it last asked for, per pool, until the
     reconciler records it in the pool's status (the reconciler owns lastScale*)."""
+    scaling_log: deque[ScalingRecord] = field(
+        default_factory=lambda: deque(maxlen=SCALING_LOG_LENGTH)
+    )
+    """The autoscaler's latest replica changes, every namespace, newest last (the status
+    page's timeline; a restart starts it afresh, the Events stay in the API server)."""
 
     @classmethod
     def create(cls, config: OperatorConfig) -> OperatorContext:

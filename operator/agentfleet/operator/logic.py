@@ -453,6 +453,20 @@ class ScaleNote:
     time: datetime
 
 
+@dataclass(frozen=True)
+class ScalingRecord:
+    """One replica change the autoscaler asked for, with the queue behind it: the status
+    page's timeline (kept in the operator's memory, `OperatorContext.scaling_log`)."""
+
+    time: datetime
+    namespace: str
+    pool: str
+    from_replicas: int
+    to_replicas: int
+    reason: str
+    queue_depth: float | None
+
+
 def pool_status(
     previous: WorkerPoolStatus,
     *,

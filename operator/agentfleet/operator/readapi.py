@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 import kopf
-from fastapi import FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis.exceptions import RedisError
@@ -65,6 +65,7 @@ from agentfleet.core.queue import (
 from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext, context_of
 from agentfleet.operator.events import ObjectRef
+from agentfleet.operator.index import PoolEntry, PoolIndexKey, namespace_pools
 from agentfleet.operator.intake import serves_namespace
 from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError, api_message
 
@@ -337,8 +338,11 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(ApiError(error=message).wire(), status_code=status)
 
 
-def create_app(api: ReadApi) -> FastAPI:
+def create_app(api: ReadApi, routers: Sequence[APIRouter] = ()) -> FastAPI:
+    """The read API, with `routers` (the status page) served alongside."""
     app = FastAPI(title="agentfleet operator read API", docs_url=None, redoc_url=None)
+    for router in routers:
+        app.include_router(router)
 
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
@@ -440,10 +444,16 @@ def install_read_api(registry: kopf.OperatorRegistry, config: OperatorConfig) ->
     running: dict[str, WebhookServer] = {}
 
     @kopf.on.startup(id="readapi_start", registry=registry)
-    async def readapi_start(memo: kopf.Memo, **_: Any) -> None:
+    async def readapi_start(memo: kopf.Memo, **kwargs: Any) -> None:
         if not config.api_port:
             return
-        app = create_app(ReadApi(context_of(memo)))
+        # Here, not at the top: the status page builds on this module's reports.
+        from agentfleet.operator.statuspage import StatusPage, status_router
+
+        api = ReadApi(context_of(memo))
+        pool_index: kopf.Index[PoolIndexKey, PoolEntry] = kwargs["pool_index"]
+        page = StatusPage(api, lambda namespace: namespace_pools(pool_index, namespace))
+        app = create_app(api, routers=[status_router(page)])
         # Every interface: the API server's proxy reaches the Pod on its IP.
         server = WebhookServer(app, host="0.0.0.0", port=config.api_port)
         try:

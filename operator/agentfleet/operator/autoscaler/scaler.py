@@ -46,7 +46,7 @@ from agentfleet.operator.context import OperatorContext
 from agentfleet.operator.events import ObjectRef
 from agentfleet.operator.index import PoolEntry, PoolIndexKey
 from agentfleet.operator.kube import AUTOSCALER, KubeError
-from agentfleet.operator.logic import ProjectInfo, ScaleNote
+from agentfleet.operator.logic import ProjectInfo, ScaleNote, ScalingRecord
 
 log = logging.getLogger("agentfleet.operator.autoscaler")
 
@@ -125,6 +125,17 @@ class KubernetesScaler:
             return
         if decision.changed:
             await self._scale(known, decision.desired_replicas, decision.summary, now)
+            self.context.scaling_log.append(
+                ScalingRecord(
+                    time=now,
+                    namespace=pool.namespace,
+                    pool=pool.name,
+                    from_replicas=decision.current_replicas,
+                    to_replicas=decision.desired_replicas,
+                    reason=decision.reason,
+                    queue_depth=decision.signals.queue_depth,
+                )
+            )
         for event in events:
             self.events.post(_ref(known), event.type, event.reason, event.message, AUTOSCALER)
 
