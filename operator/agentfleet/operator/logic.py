@@ -31,12 +31,13 @@ from agentfleet.core.api.project import (
     StageCounts,
 )
 from agentfleet.core.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
-from agentfleet.core.queue.models import GENERAL_SPECIALTY
+from agentfleet.core.queue.models import GENERAL_SPECIALTY, DaySpend
 
 READY = "Ready"
 AVAILABLE = "Available"
 PAUSED = "Paused"
 DEGRADED = "Degraded"
+BUDGET_EXHAUSTED = "BudgetExhausted"
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,8 @@ class QueueView:
     stages: Mapping[Stage, StageCounts] | None = None
     held: bool = False
     error: str | None = None
+    budget: DaySpend | None = None
+    """The project's daily limits and what it spent today (None: not read)."""
 
 
 def declared_routes(spec: ProjectSpec, pools: Iterable[WorkerPoolSpec]) -> list[tuple[Stage, str]]:
@@ -287,6 +290,8 @@ def project_status(
             conditions, DEGRADED, False, "AllStagesServed", "", now, generation
         )
 
+    conditions = _budget_condition(conditions, spec, queue, now, generation)
+
     stages = dict(queue.stages) if queue.stages is not None else dict(previous.stages)
     queued = (
         sum(c.pending + c.held + c.retrying for c in queue.stages.values())
@@ -300,6 +305,46 @@ def project_status(
         queued=queued,
         stages=stages,
         pools=sorted(name for name, _ in pools),
+    )
+
+
+def _budget_condition(
+    conditions: list[Condition],
+    spec: ProjectSpec,
+    queue: QueueView,
+    now: datetime,
+    generation: int | None,
+) -> list[Condition]:
+    """BudgetExhausted: True once the project's agents have spent `budgets.tokensPerDay` or
+    `budgets.costPerDayUsd` today (its queued work then waits until 00:00 UTC)."""
+    budgets = spec.budgets
+    if budgets is None or (budgets.tokens_per_day is None and budgets.cost_per_day_usd is None):
+        return set_condition(
+            conditions, BUDGET_EXHAUSTED, False, "NoDailyBudget", "no daily limit", now, generation
+        )
+    day = queue.budget
+    if day is None:  # the queue could not be read (Degraded says why): keep what it was
+        return conditions
+    spent = day.exhausted
+    if spent is not None:
+        return set_condition(
+            conditions,
+            BUDGET_EXHAUSTED,
+            True,
+            "DailyBudgetSpent",
+            f"{spent}: no item is delivered until {day.resets_at:%Y-%m-%dT%H:%MZ}; running "
+            "items stop at their next model call and wait in the queue",
+            now,
+            generation,
+        )
+    return set_condition(
+        conditions,
+        BUDGET_EXHAUSTED,
+        False,
+        "WithinBudget",
+        f"{day.tokens} tokens and ${day.cost_usd:.2f} spent today",
+        now,
+        generation,
     )
 
 
@@ -588,6 +633,6 @@ POOL_AUTOSCALER_FIELDS = StatusOwnership(
 )
 PROJECT_RECONCILER_FIELDS = StatusOwnership(
     fields=frozenset({"phase", "observedGeneration", "queued", "stages", "pools"}),
-    conditions=frozenset({READY, PAUSED, DEGRADED}),
+    conditions=frozenset({READY, PAUSED, DEGRADED, BUDGET_EXHAUSTED}),
 )
 PROJECT_INTAKE_FIELDS = StatusOwnership(fields=frozenset(), conditions=frozenset({"Intake"}))

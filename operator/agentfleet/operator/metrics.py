@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 RECONCILES = Counter(
     "agentfleet_operator_reconciles_total",
@@ -19,4 +19,10 @@ DRIFT_CORRECTIONS = Counter(
     "agentfleet_operator_drift_corrections_total",
     "Children changed by someone else and restored by the operator.",
     ["kind"],
+)
+BUDGET_EXHAUSTED = Gauge(
+    "agentfleet_project_budget_exhausted",
+    "1 while a Project has spent its daily budget (budgets.tokensPerDay or costPerDayUsd) "
+    "and its queued work waits for 00:00 UTC, else 0.",
+    ["namespace", "project"],
 )

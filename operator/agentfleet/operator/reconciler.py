@@ -39,6 +39,7 @@ from agentfleet.operator.events import ObjectRef
 from agentfleet.operator.index import PoolEntry
 from agentfleet.operator.kube import RECONCILER, KubeError, api_message, status_code
 from agentfleet.operator.logic import (
+    BUDGET_EXHAUSTED,
     PAUSED,
     POOL_RECONCILER_FIELDS,
     PROJECT_RECONCILER_FIELDS,
@@ -475,7 +476,7 @@ class Reconciler:
         ]
         serving = [(pool, pool_spec.stage) for pool, pool_spec in serving_specs]
         routes = declared_routes(spec, (pool_spec for _, pool_spec in serving_specs))
-        queue = await self._sync_queue(namespace, name, spec.paused, routes, event_ref)
+        queue = await self._sync_queue(namespace, name, spec, routes, event_ref)
 
         updated = project_status(
             previous,
@@ -495,15 +496,28 @@ class Reconciler:
         self,
         namespace: str,
         project: str,
-        paused: bool,
+        spec: ProjectSpec,
         routes: list[tuple[Stage, str]],
         event_ref: ObjectRef,
     ) -> QueueView:
-        """Hold or release the project's queued work to match spec.paused, declare its
-        lanes (so idle ones publish zero), and read its counts."""
+        """Hold or release the project's queued work to match spec.paused, hand the queue
+        its daily budgets (claims enforce them), declare its lanes (so idle ones publish
+        zero), and read its counts and today's spend."""
         if self.queue is None:
             return QueueView(configured=False)
+        paused = spec.paused
+        budgets = spec.budgets
         try:
+            await self.queue.set_budget(
+                namespace,
+                project,
+                None if budgets is None else budgets.tokens_per_day,
+                None if budgets is None else budgets.cost_per_day_usd,
+            )
+            day = await self.queue.day_spend(namespace, project)
+            metrics.BUDGET_EXHAUSTED.labels(namespace, project).set(
+                1 if day.exhausted is not None else 0
+            )
             await self.queue.declare_lanes(namespace, project, routes)
             held = project in await self.queue.held_projects(namespace)
             if paused and not held:
@@ -530,18 +544,27 @@ class Reconciler:
             stage: StageCounts.model_validate(figures.model_dump())
             for stage, figures in stats.stages.items()
         }
-        return QueueView(configured=True, stages=counts, held=stats.held)
+        return QueueView(configured=True, stages=counts, held=stats.held, budget=day)
 
     def _report_project_transitions(
         self, event_ref: ObjectRef, previous: ProjectStatus, updated: ProjectStatus
     ) -> None:
-        for kind in (READY, PAUSED):
+        for kind in (READY, PAUSED, BUDGET_EXHAUSTED):
             before = find_condition(previous.conditions, kind)
             after = find_condition(updated.conditions, kind)
             if after is None or (before is not None and before.status == after.status):
                 continue
             if kind == READY and after.status is ConditionStatus.FALSE:
                 self.events.warning(event_ref, after.reason, after.message, RECONCILER)
+            elif kind == BUDGET_EXHAUSTED and after.status is ConditionStatus.TRUE:
+                self.events.warning(event_ref, "BudgetExhausted", after.message, RECONCILER)
+            elif kind == BUDGET_EXHAUSTED and before is not None:
+                self.events.normal(
+                    event_ref,
+                    "BudgetRenewed",
+                    f"queued work is delivered again ({after.message})",
+                    RECONCILER,
+                )
             elif kind == PAUSED and (before is not None or after.status is ConditionStatus.TRUE):
                 reason = "Paused" if after.status is ConditionStatus.TRUE else "Resumed"
                 self.events.normal(event_ref, reason, after.message, RECONCILER)

@@ -22,13 +22,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.core.api import Stage
 from agentfleet.core.podenv import WorkerSettings
 from agentfleet.core.queue.models import WorkItem
+
+if TYPE_CHECKING:  # the agent loop needs the worker extra (anthropic); handlers do not
+    from agentfleet.worker.agents.loop import SpendGate
 
 
 @dataclass
@@ -50,6 +53,10 @@ class HandlerContext:
     """Set when the worker has been asked to stop (SIGTERM)."""
     deadline: datetime | None = None
     """Once draining: when the handler will be cancelled and the item released."""
+    budget: SpendGate | None = None
+    """The item's project's daily budget (`agentfleet.worker.budget`), for the agent
+    runner: it raises `BudgetExhausted` once the day is spent, and the runtime releases
+    the item."""
 
 
 class HandlerResult(BaseModel):

@@ -17,9 +17,10 @@ from agentfleet.core.api import Stage
 PROCESSING_BUCKETS = (0.1, 0.5, 1, 5, 15, 30, 60, 120, 300, 600, 1200, 1800, 3600)
 WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200)
 
-OUTCOMES = ("succeeded", "retried", "dead_lettered", "released", "lost")
+OUTCOMES = ("succeeded", "retried", "dead_lettered", "released", "lost", "budget_exhausted")
 """`released`: given back on drain; `lost`: taken over by another worker (or completed
-elsewhere) before this one finished."""
+elsewhere) before this one finished; `budget_exhausted`: given back because the project's
+daily budget is spent (it runs again after 00:00 UTC)."""
 
 
 class WorkerMetrics:

@@ -31,7 +31,8 @@ from agentfleet.core.queue import (
     WorkQueue,
     next_stage,
 )
-from agentfleet.core.queue.models import utcnow
+from agentfleet.core.queue.models import BudgetExhausted, utcnow
+from agentfleet.worker.budget import ProjectBudget
 from agentfleet.worker.handlers import Handler, HandlerContext, HandlerResult
 from agentfleet.worker.metrics import WorkerMetrics, exposition_registry
 
@@ -142,6 +143,7 @@ class Worker:
             next_stage=next_stage(item),
             max_attempts=self.queue.retry_policy.attempts_for(item.stage),
             draining=draining,
+            budget=ProjectBudget(self.queue, item.namespace, item.project),
         )
         started = time.monotonic()
         work = asyncio.create_task(self.handler.handle(item, context))
@@ -182,6 +184,12 @@ class Worker:
         if work.cancelled():
             return "lost"
         error = work.exception()
+        if isinstance(error, BudgetExhausted):
+            # Not a failure: the project's day is spent. The item waits in the queue, which
+            # delivers none of the project's items until the day turns.
+            log.warning("%s released: %s", claim.item.id, error)
+            await self._settle(lambda: self.queue.release(claim))
+            return "budget_exhausted"
         if error is not None:
             log.error("handler raised on %s", claim.item.id, exc_info=error)
         result = HandlerResult.failed(f"handler raised {error!r}") if error else work.result()

@@ -105,3 +105,36 @@ async def test_pause_holds_work_and_scales_pools_to_zero(
     assert claim is not None
     assert claim.item.id in {item.id for item in items}
     objects.wait_event("widgets", "WorkReleased")
+
+
+async def test_a_spent_daily_budget_holds_the_projects_work_until_lifted(
+    objects: Objects, kubectl: Kubectl, queue: WorkQueue
+) -> None:
+    """examples/project.yaml allows 20,000,000 tokens a day. Once the project's agents
+    have spent them (counted in the queue, as workers count every model call), its items
+    are not delivered and the Project says so; raising the limit delivers them again (the
+    day's turn at 00:00 UTC does the same: tests/integration/queue/test_queue_budgets.py)."""
+    ns = objects.namespace
+    for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
+        kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
+    objects.wait_condition("projects", "widgets", "BudgetExhausted", "False", "WithinBudget")
+    await queue.enqueue(
+        WorkItem(id="issue-1", namespace=ns, project="widgets", stage=Stage.DEVELOPMENT)
+    )
+    await queue.spend(ns, "widgets", 20_000_000, 41.5)
+
+    project = objects.wait_condition(
+        "projects", "widgets", "BudgetExhausted", "True", "DailyBudgetSpent", timeout=40
+    )
+    message = objects.condition(project, "BudgetExhausted")["message"]  # type: ignore[index]
+    assert message.startswith("20000000 tokens used today, budgets.tokensPerDay=20000000")
+    assert "no item is delivered until" in message
+    objects.wait_event("widgets", "BudgetExhausted")
+    worker = Subscription(namespace=ns, stage=Stage.DEVELOPMENT, consumer="dev-0")
+    assert await queue.claim(worker) is None  # waiting, not lost
+
+    objects.patch("projects", "widgets", {"spec": {"budgets": {"tokensPerDay": 40_000_000}}})
+    objects.wait_condition("projects", "widgets", "BudgetExhausted", "False", "WithinBudget")
+    objects.wait_event("widgets", "BudgetRenewed")
+    claim = await queue.claim(worker)
+    assert claim is not None and claim.item.id == "issue-1"

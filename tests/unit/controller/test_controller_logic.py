@@ -9,8 +9,15 @@ import pytest
 
 from agentfleet.core.api import Stage
 from agentfleet.core.api.conditions import ConditionStatus, find_condition
-from agentfleet.core.api.project import ProjectPhase, ProjectSpec, ProjectStatus, StageCounts
+from agentfleet.core.api.project import (
+    BudgetSpec,
+    ProjectPhase,
+    ProjectSpec,
+    ProjectStatus,
+    StageCounts,
+)
 from agentfleet.core.api.workerpool import WorkerPoolSpec, WorkerPoolStatus
+from agentfleet.core.queue.models import DaySpend
 from agentfleet.operator.logic import (
     Problem,
     ProjectInfo,
@@ -450,3 +457,32 @@ def test_declared_routes_cover_the_pipeline_and_the_serving_pools_specialties() 
         (Stage.REVIEW, "general"),
     }
     assert set(declared_routes(SPEC, [])) == {(stage, "general") for stage in PIPELINE}
+
+
+def test_a_spent_daily_budget_is_a_condition_with_when_work_resumes() -> None:
+    budgeted = SPEC.model_copy(
+        update={"budgets": BudgetSpec(tokens_per_day=50_000, cost_per_day_usd=5.0)}
+    )
+    today = NOW.date()
+    within = DaySpend(day=today, tokens=1200, cost_usd=0.04, tokens_per_day=50_000,
+                      cost_per_day_usd=5.0)  # fmt: skip
+    spent = within.model_copy(update={"cost_usd": 5.2})
+
+    ok = _project_status(spec=budgeted, queue=QueueView(configured=True, stages={}, budget=within))
+    over = _project_status(spec=budgeted, queue=QueueView(configured=True, stages={}, budget=spent))
+    unread = project_status(
+        over, generation=2, spec=budgeted, problem=None,
+        queue=QueueView(configured=True, error="ConnectionError: down"), pools=ALL_POOLS, now=NOW,
+    )  # fmt: skip
+    unlimited = _project_status()
+
+    assert _condition(ok.conditions, "BudgetExhausted") == ("False", "WithinBudget")
+    condition = find_condition(over.conditions, "BudgetExhausted")
+    assert condition is not None and condition.status is ConditionStatus.TRUE
+    assert condition.message == (
+        "$5.20 spent today, budgets.costPerDayUsd=5: no item is delivered until "
+        "2025-06-02T00:00Z; running items stop at their next model call and wait in the queue"
+    )
+    # The queue unreadable: the last known state stands (Degraded says why).
+    assert _condition(unread.conditions, "BudgetExhausted") == ("True", "DailyBudgetSpent")
+    assert _condition(unlimited.conditions, "BudgetExhausted") == ("False", "NoDailyBudget")

@@ -11,6 +11,7 @@ from agentfleet.core.api.project import ProjectStatus
 from agentfleet.core.api.workerpool import WorkerPoolConditionType, WorkerPoolSpec, WorkerPoolStatus
 from agentfleet.operator.intake import INTAKE
 from agentfleet.operator.logic import (
+    BUDGET_EXHAUSTED,
     DEGRADED,
     PAUSED,
     POOL_AUTOSCALER_FIELDS,
@@ -48,7 +49,7 @@ def test_every_project_status_field_has_exactly_one_owner() -> None:
     reconciler, intake = PROJECT_RECONCILER_FIELDS, PROJECT_INTAKE_FIELDS
     assert reconciler.fields | intake.fields == fields
     assert not reconciler.fields & intake.fields
-    assert reconciler.conditions == {READY, PAUSED, DEGRADED}
+    assert reconciler.conditions == {READY, PAUSED, DEGRADED, BUDGET_EXHAUSTED}
     assert intake.conditions == {INTAKE}
 
 

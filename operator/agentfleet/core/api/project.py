@@ -187,10 +187,14 @@ class BudgetSpec(ApiModel):
     """Input plus output tokens one work item may use across all its agent turns."""
 
     tokens_per_day: int | None = Field(default=None, ge=1)
-    """Tokens the whole project may use per UTC day; intake pauses once it is spent."""
+    """Tokens the whole project's agents may use per UTC day, across every worker. Once
+    spent, no item of the project is delivered until 00:00 UTC (queued work waits, none is
+    lost), running items stop at their next model call and wait too, and the Project's
+    BudgetExhausted condition says so."""
 
     cost_per_day_usd: float | None = Field(default=None, gt=0)
-    """Estimated model cost in US dollars the project may incur per UTC day."""
+    """Estimated model cost in US dollars (list prices) the project's agents may incur per
+    UTC day; enforced like tokensPerDay."""
 
 
 class ProjectSpec(ApiModel):

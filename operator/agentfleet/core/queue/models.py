@@ -8,7 +8,7 @@ callers.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -284,3 +284,37 @@ class Family(BaseModel):
 
     parent: int
     children: tuple[int, ...]
+
+
+class BudgetExhausted(Exception):
+    """A project's daily budget is spent: the item stops at its next model call and is
+    released, not failed (the queue delivers it again when the day turns)."""
+
+
+class DaySpend(BaseModel):
+    """A project's daily limits (`spec.budgets`) and what its agents spent on one UTC day,
+    across every worker (the queue's store keeps the count)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    day: date
+    tokens: int = 0
+    cost_usd: float = 0.0
+    tokens_per_day: int | None = None
+    cost_per_day_usd: float | None = None
+
+    @property
+    def exhausted(self) -> str | None:
+        """Why the day's budget is spent (one line), or None while it is not."""
+        if self.tokens_per_day is not None and self.tokens >= self.tokens_per_day:
+            return f"{self.tokens} tokens used today, budgets.tokensPerDay={self.tokens_per_day}"
+        if self.cost_per_day_usd is not None and self.cost_usd >= self.cost_per_day_usd:
+            return (
+                f"${self.cost_usd:.2f} spent today, budgets.costPerDayUsd={self.cost_per_day_usd:g}"
+            )
+        return None
+
+    @property
+    def resets_at(self) -> datetime:
+        """00:00 UTC after `day`, when a new day starts with nothing spent."""
+        return datetime.combine(self.day + timedelta(days=1), time(0), tzinfo=UTC)

@@ -24,6 +24,8 @@ SCRIPT_NAMES = (
     "holders",
     "in_flight",
     "requeue",
+    "spend",
+    "day_spend",
 )
 
 

@@ -17,13 +17,14 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import anthropic
 
 from agentfleet.core.podenv import AgentSettings
 from agentfleet.core.redaction import RedactingLogger, Redactor
 from agentfleet.worker.agents.metrics import AgentMetrics, PoolLabels, default_metrics
+from agentfleet.worker.agents.pricing import cost_usd
 from agentfleet.worker.agents.retry import RETRYABLE_STATUS, response_status, retry_delay
 from agentfleet.worker.agents.tools import TOOL_ERRORS, Tool
 
@@ -83,6 +84,16 @@ def _reason(status: int | None) -> str:
     return "server_error"
 
 
+class SpendGate(Protocol):
+    """The project's daily budget across every worker (`agentfleet.worker.budget`)."""
+
+    async def check(self) -> None:
+        """Raise `BudgetExhausted` once the project's day is spent."""
+
+    async def record(self, tokens: int, cost_usd: float) -> None:
+        """Add one model call's tokens and estimated cost to the project's day."""
+
+
 class AgentRunner:
     def __init__(
         self,
@@ -93,10 +104,14 @@ class AgentRunner:
         metrics: AgentMetrics | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         pool: PoolLabels = ("", ""),
+        budget: SpendGate | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
         self.redactor = redactor
+        self.budget = budget
+        """Checked before every model call (a spent day stops the run by raising
+        `BudgetExhausted`: the worker releases the item) and told what each call used."""
         self.pool = pool
         """(namespace, pool) the responses are counted under, for the autoscaler."""
         self.log = RedactingLogger(logger or logging.getLogger("agentfleet.agents"), redactor)
@@ -116,11 +131,15 @@ class AgentRunner:
             if remaining <= 0:
                 result.stop_reason = "token_budget"
                 break
+            if self.budget is not None:
+                await self.budget.check()
             response = await self._create(
                 system, messages, specs, min(self.settings.max_tokens, remaining)
             )
             result.turns += 1
-            self._account(result.usage, response.usage)
+            tokens, cost = self._account(result.usage, response.usage)
+            if self.budget is not None:
+                await self.budget.record(tokens, cost)
             content = [_block_dict(block) for block in response.content]
             # The history goes back to the model on every call: a secret the model was
             # somehow given or guessed must not be repeated back to it either.
@@ -180,7 +199,9 @@ class AgentRunner:
             answer["is_error"] = True
         return answer, ok and tool is not None and tool.terminal
 
-    def _account(self, total: Usage, usage: Any) -> None:
+    def _account(self, total: Usage, usage: Any) -> tuple[int, float]:
+        """Add one call's usage to the run's and the metrics; its tokens and estimated
+        cost (0 for a model without a known price)."""
         values = {
             "input_tokens": usage.input_tokens or 0,
             "output_tokens": usage.output_tokens or 0,
@@ -196,6 +217,14 @@ class AgentRunner:
             values["cache_creation_input_tokens"],
             values["cache_read_input_tokens"],
         )
+        cost = cost_usd(
+            self.settings.model,
+            values["input_tokens"],
+            values["output_tokens"],
+            values["cache_creation_input_tokens"],
+            values["cache_read_input_tokens"],
+        )
+        return sum(values.values()), cost or 0.0
 
     async def _create(
         self,

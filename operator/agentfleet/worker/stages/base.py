@@ -11,6 +11,7 @@ from typing import ClassVar
 from agentfleet.core.api import Stage
 from agentfleet.core.github import RepoClient, stage_permissions
 from agentfleet.core.pipeline import WorkItem
+from agentfleet.core.queue import BudgetExhausted
 from agentfleet.worker.agents import RedactingLogger
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages.environment import StageEnvironment
@@ -49,6 +50,8 @@ class StageHandler:
         try:
             async with self.env.github(item, stage_permissions(self.stage)) as repo:
                 return await self.process(item, context, log, repo)
+        except BudgetExhausted:
+            raise  # not a failure: the runtime releases the item until the day turns
         except Exception as exc:
             # The runtime would record repr(exc); errors from git, GitHub or the model can
             # quote credentials, so the text is redacted here first.

@@ -85,7 +85,7 @@ class ContentHandler(StageHandler):
             + "\n\nMerged pull requests:\n"
             + untrusted("pull request titles", listing, self.env.redactor)
         )
-        runner = self.env.runner(log, token_cap(item))
+        runner = self.env.runner(log, token_cap(item), context.budget)
         result = await runner.run(
             prompts.CONTENT, task, self.env.tools(Workspace(checkout.path), runner.settings)
         )

@@ -65,7 +65,7 @@ class DevelopmentHandler(StageHandler):
                 "read it and continue from there."
             )
         workspace = Workspace(checkout.path)
-        runner = self.env.runner(log, token_cap(item))
+        runner = self.env.runner(log, token_cap(item), context.budget)
         result = await runner.run(
             prompts.DEVELOPMENT, task, self.env.tools(workspace, runner.settings)
         )

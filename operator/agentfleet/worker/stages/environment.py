@@ -40,6 +40,7 @@ from agentfleet.worker.agents import (
     Redactor,
     default_metrics,
 )
+from agentfleet.worker.agents.loop import SpendGate
 from agentfleet.worker.agents.tools import Tool, WorkspaceTools
 from agentfleet.worker.agents.workspace import Workspace
 from agentfleet.worker.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
@@ -202,9 +203,13 @@ class StageEnvironment:
             return app
 
     def runner(
-        self, logger: logging.Logger | logging.LoggerAdapter[logging.Logger], tokens: int | None
+        self,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+        tokens: int | None,
+        budget: SpendGate | None = None,
     ) -> AgentRunner:
-        """An agent runner whose token budget is the pool's, lowered to `tokens` if set."""
+        """An agent runner whose token budget is the pool's, lowered to `tokens` if set,
+        held to the project's daily `budget` (the handler context's)."""
         return AgentRunner(
             self.model_client,
             self.agent_settings.with_budget_cap(tokens),
@@ -212,6 +217,7 @@ class StageEnvironment:
             logger=logger,
             metrics=self.metrics,
             pool=self.pool,
+            budget=budget,
         )
 
     def checkout(self, repo: RepoClient, directory: Path, git_dir: Path) -> GitCheckout:

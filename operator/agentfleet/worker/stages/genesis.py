@@ -161,7 +161,7 @@ class GenesisHandler(StageHandler):
         default = await asyncio.to_thread(lambda: repo.default_branch)
         checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
-        runner = self.env.runner(log, token_cap(item))
+        runner = self.env.runner(log, token_cap(item), context.budget)
         described = untrusted(
             f"issue #{number}", f"{issue.title}\n\n{issue.body}", self.env.redactor
         )

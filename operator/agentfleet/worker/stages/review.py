@@ -92,7 +92,7 @@ class ReviewHandler(StageHandler):
                 + untrusted(f"diff of #{number}", diff[:_PATCH_LIMIT], redactor)
             )
             target, key = number, f"pull-{number}"
-        runner = self.env.runner(log, token_cap(item))
+        runner = self.env.runner(log, token_cap(item), context.budget)
         tools = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
         result = await runner.run(prompts.REVIEW, task, [*tools, SUBMIT_REVIEW])
         if result.submission is None:

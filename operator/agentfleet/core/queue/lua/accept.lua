@@ -1,7 +1,7 @@
 -- Entries a waiting worker received from its blocking XREADGROUP (one per stream that
 -- got data while it waited), best lane first. The first deliverable one is the claim; the
--- others are handed back for the next claim, as is anything of a project put on hold
--- while the worker waited.
+-- others are handed back for the next claim, as is anything of a project put on hold,
+-- or that spent its daily budget, while the worker waited.
 -- ARGV: base, stage, now_ms, then (stream, entry id) pairs. Returns as claim.lua does.
 local stage, now = ARGV[2], ARGV[3]
 local claimed = nil
@@ -12,7 +12,8 @@ for i = 4, #ARGV, 2 do
   if not entry then
     redis.call('XACK', key, stage, entry_id)  -- completed or moved meanwhile
     unlease(key, entry_id)
-  elseif claimed or redis.call('SISMEMBER', HELD, project) == 1 then
+  elseif claimed or redis.call('SISMEMBER', HELD, project) == 1
+      or over_budget(project, now) then
     hand_back(key, stage, entry_id)
   else
     claimed = deliver(key, stage, entry, 0, now)

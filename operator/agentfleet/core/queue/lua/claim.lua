@@ -23,7 +23,9 @@ if #projects == 0 then
 end
 local open = {}
 for _, project in ipairs(projects) do
-  if redis.call('SISMEMBER', HELD, project) == 0 then open[#open + 1] = project end
+  if redis.call('SISMEMBER', HELD, project) == 0 and not over_budget(project, now) then
+    open[#open + 1] = project
+  end
 end
 
 -- A claim is stale once its lease is at least stale_ms old (or handed back).

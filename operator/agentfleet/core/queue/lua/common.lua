@@ -27,6 +27,10 @@ local ARRIVALS = base .. ':arrivals'  -- pub/sub: "project stage specialty" per 
 local DEADLINES = base .. ':deadlines' -- zset "<join id> <child id>" -> when it times out (ms)
 local PARENTS = base .. ':parents'    -- "project issue" -> the issue it was fanned out from
 local FAMILIES = base .. ':families'  -- "project issue" -> its sub-issues, "n n ..."
+local BUDGETS = base .. ':budgets'    -- project -> "<tokens per day> <cost per day>" ("-": none)
+local SPEND_PREFIX = base .. ':spend:' -- per UTC day (days since the epoch): "<project>
+                                       -- tokens" and "<project> cost" -> spent that day
+local DAY_MS = 86400000
 local LANES = {urgent = 1, high = 2, normal = 3, low = 4}
 -- Per child, `<base>:joinof:<child id>`: the set of joins it is open in (usually one; a
 -- retry comment during a run registers the running ones in its own join too).
@@ -299,4 +303,27 @@ local function join_expire(now)
       redis.call('ZREM', DEADLINES, member)
     end
   end
+end
+
+-- The key of the UTC day `now` (ms) falls in: a new day starts with nothing spent.
+local function spend_key(now)
+  return SPEND_PREFIX .. math.floor(tonumber(now) / DAY_MS)
+end
+
+-- Whether the project has spent its daily budget (tokens or estimated cost) by `now`:
+-- its items are then not delivered (they wait, as a held project's do) until the day
+-- turns at 00:00 UTC.
+local function over_budget(project, now)
+  local limits = redis.call('HGET', BUDGETS, project)
+  if not limits then return false end
+  local parts = split(limits, ' ')
+  local key = spend_key(now)
+  local tokens, cost = tonumber(parts[1]), tonumber(parts[2])
+  if tokens and tonumber(redis.call('HGET', key, project .. ' tokens') or '0') >= tokens then
+    return true
+  end
+  if cost and tonumber(redis.call('HGET', key, project .. ' cost') or '0') >= cost then
+    return true
+  end
+  return false
 end
