@@ -20,6 +20,7 @@ from agentfleet.core.api.project import Priority
 from agentfleet.core.fleetapi import (
     API_PREFIX,
     AlertReport,
+    DeadLetterReport,
     HeldItem,
     InFlightReport,
     QueueReport,
@@ -46,6 +47,7 @@ from agentfleet.ctl.views import (
     StageRow,
     WorkerRow,
     alert_rows,
+    dead_letter_rows,
     metrics_rows,
     pool_row,
     queue_rows,
@@ -406,18 +408,34 @@ def retry(
     item: list[str] = typer.Option(
         [], "--item", help="Only this dead-lettered item (repeatable); default: all of them."
     ),
+    list_only: bool = typer.Option(
+        False, "--list", help="Only list the Project's dead letters (reading is enough)."
+    ),
     kubeconfig: str | None = KUBECONFIG,
     context: str | None = CONTEXT,
     namespace: str | None = NAMESPACE,
+    output: Format = OUTPUT,
     operator_service: str | None = OPERATOR_SERVICE,
     operator_url: str | None = OPERATOR_URL,
 ) -> None:
     """Put a Project's dead-lettered items back in the queue (attempts reset). The
     operator checks that you may patch the Project (a SubjectAccessReview of your
-    identity)."""
+    identity). With --list, show them instead."""
     target = _target(kubeconfig, context, namespace, False)
     ns = target.require_namespace()
     api = OperatorApi.connect(target, operator_service, operator_url)
+    if list_only:
+        report = api.get(_path(ns, "projects", project, "deadletters"), DeadLetterReport)
+        _print_rows(
+            output, dead_letter_rows(report), "DeadLetter",
+            ["NAMESPACE", "PROJECT", "ITEM", "STAGE", "ATTEMPTS", "ERROR"],
+            lambda d: [
+                d.namespace, d.project, d.item_id, d.stage or "(unreadable)", str(d.attempts),
+                d.error or "-",
+            ],
+            f"No dead-lettered item in project {ns}/{project}.",
+        )  # fmt: skip
+        return
     result = api.post(
         _path(ns, "projects", project, "retry"),
         RetryResult,

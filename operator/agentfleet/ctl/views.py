@@ -13,6 +13,7 @@ from pydantic.alias_generators import to_camel
 from agentfleet.core.api.base import Stage
 from agentfleet.core.fleetapi import (
     AlertReport,
+    DeadLetterReport,
     HeldItem,
     QueueReport,
     ThroughputReport,
@@ -144,6 +145,28 @@ class StageMetricsRow(Row):
     per_hour: float
     success_rate: float | None
     rework_rate: float | None
+
+
+class DeadLetterRow(Row):
+    """A dead-lettered item `agentfleet retry` can put back in the queue."""
+
+    namespace: str
+    project: str
+    item_id: str
+    stage: str | None
+    """None: the stored item cannot be read (it cannot be retried)."""
+    attempts: int
+    error: str | None
+
+
+def dead_letter_rows(report: DeadLetterReport) -> list[DeadLetterRow]:
+    return [
+        DeadLetterRow(
+            namespace=report.namespace, project=report.project, item_id=d.item_id,
+            stage=None if d.stage is None else d.stage.value, attempts=d.attempts, error=d.error,
+        )
+        for d in report.items
+    ]  # fmt: skip
 
 
 def queue_rows(report: QueueReport) -> Queues:

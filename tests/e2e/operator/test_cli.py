@@ -30,6 +30,7 @@ from agentfleet.core.queue import Lane, Subscription, WorkItem, WorkQueue
 from agentfleet.ctl.views import (
     AlertRow,
     Bottleneck,
+    DeadLetterRow,
     FleetStatus,
     Listing,
     PoolRow,
@@ -76,6 +77,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "workers": Listing[WorkerRow],
     "metrics": Listing[StageMetricsRow],
     "alerts": Listing[AlertRow],
+    "retry": Listing[DeadLetterRow],  # retry --list
 }
 
 
@@ -477,6 +479,10 @@ async def test_retry_is_authorised_by_the_operator_from_the_callers_identity(
     assert claim is not None
     await queue.fail(claim, "no such file", retryable=False)
     assert list(await queue.dead_letters(fleet, "widgets")) == ["issue-9"]
+    # Listing them is a read: the read-only user may.
+    (dead,) = as_json(viewer, "retry", "widgets", "--list", "-n", fleet)["items"]
+    assert (dead["itemId"], dead["stage"], dead["attempts"]) == ("issue-9", "content", 1)
+    assert dead["error"] == "no such file"
 
     # May reach the read API and send it actions, but not patch the Project: the
     # operator's SubjectAccessReview refuses it.

@@ -110,6 +110,8 @@ async def test_dead_letters_are_kept_and_requeued_exactly_once(queue: WorkQueue)
     dead = await queue.dead_letters(NAMESPACE, "shop")
     assert sorted(dead) == ["d1", "d2"]
     assert dead["d1"] is not None and dead["d1"].payload == {"issue": 7}
+    # As it last ran: its error and the attempts it took.
+    assert (dead["d1"].last_error, dead["d1"].attempts) == ("broken d1", 1)
     assert (await queue.stats(NAMESPACE, "shop")).stages[Stage.DEVELOPMENT] == StageQueueStats(
         completed=1, dead_lettered=2
     )

@@ -3,8 +3,9 @@
 -- a join (a master issue's sub-task) is counted there in the same step: the next held
 -- child is released, and the last one enqueues the summary.
 -- ARGV: base, id, stream, entry, consumer, stage, project, outcome, record_json,
--- require_owner, now_ms, log_maxlen, parked_json, then (id, route, json, attempts) per
--- follow-up. Returns {1, new follow-up ids...}, {0} if already completed, {-1} if the
+-- require_owner, now_ms, log_maxlen, parked_json, dead_json (a dead letter as it last ran,
+-- with its error and attempts; '' for the stored item), then (id, route, json, attempts)
+-- per follow-up. Returns {1, new follow-up ids...}, {0} if already completed, {-1} if the
 -- claim is not ours (only checked when require_owner is "1").
 local id, key, entry, consumer, stage = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local project, outcome, record = ARGV[7], ARGV[8], ARGV[9]
@@ -18,14 +19,15 @@ redis.call('XADD', LOG, 'MAXLEN', '~', ARGV[12], '*', 'id', id, 'project', proje
            'attempts', redis.call('HGET', ATTEMPTS, id) or '0', 'at', ARGV[11])
 if outcome == 'dead_lettered' then
   -- Kept for `agentfleet retry` (requeue.lua): the item as it last ran.
-  local json = redis.call('HGET', ITEMS, id)
+  local json = ARGV[14]
+  if json == '' then json = redis.call('HGET', ITEMS, id) end
   if json then redis.call('HSET', DEAD_PREFIX .. project, id, json) end
 end
 unplace(id, stage)
 forget(id)
 if ARGV[13] ~= '' then redis.call('HSET', PARKED, id, ARGV[13]) end
 local result = {1}
-for i = 14, #ARGV, 4 do
+for i = 15, #ARGV, 4 do
   if enqueue_one(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[11]) then
     result[#result + 1] = ARGV[i]
   end
