@@ -44,6 +44,7 @@ from agentfleet.core.queue.models import (
     CompleteResult,
     CompletionOutcome,
     CompletionRecord,
+    DaySpend,
     FailOutcome,
     FailResult,
     Family,
@@ -612,6 +613,46 @@ class WorkQueue:
     async def held_projects(self, namespace: str) -> set[str]:
         members: set[str] = await self.redis.smembers(f"{self._base(namespace)}:held")
         return members
+
+    # ---------------------------------------------------------------------- budgets
+
+    async def set_budget(
+        self,
+        namespace: str,
+        project: str,
+        tokens_per_day: int | None,
+        cost_per_day_usd: float | None,
+    ) -> None:
+        """A project's daily limits (`spec.budgets`), which claims enforce: once its agents
+        have spent either on a UTC day, its items wait until 00:00 UTC. None and None: no
+        limit."""
+        key = f"{self._base(namespace)}:budgets"
+        if tokens_per_day is None and cost_per_day_usd is None:
+            await self.redis.hdel(key, project)
+            return
+        limits = " ".join(
+            "-" if value is None else repr(value) for value in (tokens_per_day, cost_per_day_usd)
+        )
+        await self.redis.hset(key, project, limits)
+
+    async def spend(self, namespace: str, project: str, tokens: int, cost_usd: float) -> DaySpend:
+        """Add what one model call of the project's used to its day, and return the day."""
+        now = self.clock()
+        await self._run("spend", namespace, project, int(tokens), repr(float(cost_usd)), _ms(now))
+        return await self.day_spend(namespace, project)
+
+    async def day_spend(self, namespace: str, project: str) -> DaySpend:
+        """The project's limits and what it spent today (the queue clock's UTC day)."""
+        now = self.clock()
+        limits, tokens, cost = await self._run("day_spend", namespace, project, _ms(now))
+        per_day: list[str] = str(limits).split(" ") if limits else ["-", "-"]
+        return DaySpend(
+            day=now.astimezone(UTC).date(),
+            tokens=int(tokens),
+            cost_usd=float(cost),
+            tokens_per_day=None if per_day[0] == "-" else int(per_day[0]),
+            cost_per_day_usd=None if per_day[1] == "-" else float(per_day[1]),
+        )
 
     # ---------------------------------------------------------------- declared lanes
 
