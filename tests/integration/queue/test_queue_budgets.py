@@ -65,6 +65,7 @@ async def test_a_spent_project_waits_until_the_day_turns_and_others_go_on(
     await queue.enqueue(item("blog", 1))
     blog = await queue.claim(DEV)
     assert blog is not None and blog.item.project == "blog"
+    await queue.complete(blog, follow_ups=[])
 
     # 00:00 UTC: a new day with nothing spent, and the waiting items are delivered.
     clock.advance((spent.resets_at - clock()).total_seconds())
