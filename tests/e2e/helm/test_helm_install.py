@@ -20,13 +20,16 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 from agentfleet.ctl.views import AlertRow, Listing, QueuesOutput, WorkerRow
+from agentfleet.dev.localenv.controlplane import write_token_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.dev.testing import FakeAnthropic, FakeGitHub, scripted
 
@@ -36,7 +39,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 OPERATOR_METRICS_PORT = 8081  # the chart's operator.metricsPort
-API_SERVICE = "af-agentfleet-api"  # the chart's <fullname>-api for the release `af`
+RELEASE_FULLNAME = "af-agentfleet"  # the chart's fullname for the release `af`
+API_SERVICE = f"{RELEASE_FULLNAME}-api"
 DECISIONS = "agentfleet_scaling_decisions_total"
 # Slack for a shared two-core machine: Pods start in ~1-2 s, polls are 2 s apart.
 SLACK = 30
@@ -389,7 +393,7 @@ def test_every_pod_is_restricted_and_ready_and_redis_admits_only_its_clients(
 
 
 def test_the_cli_reads_the_queue_through_the_charts_read_api(
-    report_on_failure: Installation,
+    report_on_failure: Installation, tmp_path: Path
 ) -> None:
     """`agentfleet workers`, `queues` and `alerts` with only the admin kubeconfig: through
     the API server's service proxy to the chart's `<release>-api` Service, the operator
@@ -430,3 +434,54 @@ def test_the_cli_reads_the_queue_through_the_charts_read_api(
     assert alerts["items"] == []  # the release's Prometheus has no rule that fires
     name = worker["name"]
     inst.kubectl("exec", "-n", namespace, name, "-c", "worker", "--", "touch", "/tmp/release")
+
+    # The chart's Roles for people, by the names the proxy's RBAC check sees
+    # ("<service>:<port>"): the reader reads the queue but may not send an action; the
+    # api-user may send one, which the operator then refuses from its own RBAC check.
+    core = client.CoreV1Api(inst.api)
+    rbac = client.RbacAuthorizationV1Api(inst.api)
+    users = {}
+    for role in ("api-reader", "api-user"):
+        core.create_namespaced_service_account(namespace, {"metadata": {"name": role}})
+        rbac.create_namespaced_role_binding(
+            inst.system,
+            {
+                "metadata": {"name": f"{namespace}-{role}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": f"{RELEASE_FULLNAME}-{role}",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": role, "namespace": namespace}],
+            },
+        )
+        token = core.create_namespaced_service_account_token(
+            role, namespace, {"spec": {"audiences": [], "expirationSeconds": 3600}}
+        ).status.token
+        users[role] = write_token_kubeconfig(
+            tmp_path / f"{role}.kubeconfig", inst.cluster.server,
+            inst.cluster.controlplane.pki.ca.cert, token, role,
+        )  # fmt: skip
+
+    def as_user(role: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "agentfleet", *args, "-n", namespace,
+             "--kubeconfig", str(users[role]), "--operator-service", service],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    def readable() -> bool:
+        return as_user("api-reader", "queues", "-o", "json").returncode == 0
+
+    wait_for(readable, 30, "the api-reader Role in effect")  # RBAC caches catch up
+    refused = as_user("api-reader", "retry", "web")
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr.startswith(
+        f"error: forbidden: cannot create services/proxy '{API_SERVICE}'"
+    ), refused.stderr
+    refused = as_user("api-user", "retry", "web")
+    assert refused.returncode == 1, refused.stdout
+    assert refused.stderr.strip() == (
+        f'error: operator: user "system:serviceaccount:{namespace}:api-user" may not patch '
+        f'projects.agentfleet.dev "web" in namespace {namespace} (no RBAC rule allows it)'
+    ), refused.stderr

@@ -10,7 +10,6 @@ server's service proxy exactly as it reaches the chart's Service in a cluster.""
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import subprocess
@@ -40,7 +39,7 @@ from agentfleet.ctl.views import (
 )
 from agentfleet.dev.localenv import PrometheusServer, RedisServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
-from agentfleet.dev.localenv.controlplane import write_kubeconfig
+from agentfleet.dev.localenv.controlplane import write_kubeconfig, write_token_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -368,23 +367,9 @@ def service_account_kubeconfig(
     token = core.create_namespaced_service_account_token(
         name, namespace, {"spec": {"audiences": [], "expirationSeconds": 3600}}
     ).status.token
-    ca = base64.b64encode(local_cluster.controlplane.pki.ca.cert.read_bytes()).decode()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "local",
-                "cluster": {"server": local_cluster.server, "certificate-authority-data": ca},
-            }
-        ],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": "local", "context": {"cluster": "local", "user": name}}],
-        "current-context": "local",
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    return write_token_kubeconfig(
+        path, local_cluster.server, local_cluster.controlplane.pki.ca.cert, token, name
+    )
 
 
 READ_API_PROXY = {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get", "create"]}

@@ -63,6 +63,29 @@ def write_kubeconfig(path: Path, server: str, ca: Path, cert: Path, key: Path, u
     return path
 
 
+def write_token_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str) -> Path:
+    """A self-contained kubeconfig whose user authenticates with a bearer token (a
+    ServiceAccount's, from a TokenRequest), as OIDC and cloud exec-plugin users do."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "agentfleet-local",
+                "cluster": {"server": server, "certificate-authority-data": _b64(ca)},
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {"name": "agentfleet-local", "context": {"cluster": "agentfleet-local", "user": user}}
+        ],
+        "current-context": "agentfleet-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+    return path
+
+
 class ControlPlane(Service):
     """Start with `start()` (or as a context manager); `kubeconfig` is the admin config."""
 
