@@ -9,12 +9,16 @@ against the real parts.
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes import client, config
+from selenium import webdriver
+from selenium.common.exceptions import WebDriverException
+from selenium.webdriver.chrome.service import Service
 
 from agentfleet.dev.localenv import (
     BinaryNotFoundError,
@@ -121,3 +125,28 @@ def prometheus_server() -> Iterator[PrometheusServer]:
         _missing(exc)
     yield server
     server.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    """Debian's chromium, headless, through its chromedriver (the status page's tests)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if chromium is None or driver is None:
+        pytest.fail(
+            "chromium and chromedriver are needed (scripts/install-servers.sh installs "
+            "Debian's chromium and chromium-driver)",
+            pytrace=False,
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    try:
+        chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    except WebDriverException as exc:
+        pytest.fail(f"chromium did not start: {exc.msg}", pytrace=False)
+    try:
+        yield chrome
+    finally:
+        chrome.quit()

@@ -12,8 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,14 +22,13 @@ import httpx
 import pytest
 from lightkube import AsyncClient, KubeConfig
 from selenium import webdriver
-from selenium.common.exceptions import WebDriverException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from agentfleet.core.api import Stage
 from agentfleet.core.github import WebhookServer
 from agentfleet.core.queue import Subscription, WorkItem, WorkQueue
 from agentfleet.dev.localenv import free_port
+from agentfleet.dev.testing.browser import cell, wait_for_cell
 from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext
 from agentfleet.operator.events import EventRecorder
@@ -100,30 +98,6 @@ async def served(queue: WorkQueue) -> AsyncIterator[Served]:
     await kube.close()
 
 
-@pytest.fixture
-def browser() -> Iterator[webdriver.Chrome]:
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if chromium is None or driver is None:
-        pytest.fail(
-            "chromium and chromedriver are needed (scripts/install-servers.sh installs "
-            "Debian's chromium and chromium-driver)",
-            pytrace=False,
-        )
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1100,1000"):
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
-    try:
-        chrome = webdriver.Chrome(service=Service(executable_path=driver), options=options)
-    except WebDriverException as exc:
-        pytest.fail(f"chromium did not start: {exc.msg}", pytrace=False)
-    try:
-        yield chrome
-    finally:
-        chrome.quit()
-
-
 def item(number: int, stage: Stage) -> WorkItem:
     return WorkItem(
         id=f"web/issue-{number}/{stage.value}",
@@ -132,31 +106,6 @@ def item(number: int, stage: Stage) -> WorkItem:
         stage=stage,
         payload={"issue": number, "token": SECRET},
     )
-
-
-def cell(chrome: webdriver.Chrome, stage: str, field: str) -> str:
-    cards = chrome.find_elements(By.CSS_SELECTOR, f'[data-stage="{stage}"] [data-field="{field}"]')
-    return cards[0].text if cards else ""
-
-
-async def wait_in_browser(
-    chrome: webdriver.Chrome, stage: str, field: str, value: str, timeout: float
-) -> float:
-    """Seconds until the page shows `value` in the stage's `field` (the browser is
-    polled every 50 ms); fails after `timeout`."""
-    started = time.monotonic()
-    while True:
-        shown = await asyncio.to_thread(cell, chrome, stage, field)
-        if shown == value:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            console = await asyncio.to_thread(chrome.get_log, "browser")
-            state = await asyncio.to_thread(lambda: chrome.find_element(By.TAG_NAME, "body").text)
-            raise AssertionError(
-                f"{stage} {field} shows {shown!r}, not {value!r}, after {timeout}s; the page "
-                f"says {state!r}; its console: {console}"
-            )
-        await asyncio.sleep(0.05)
 
 
 async def test_the_page_renders_and_shows_a_queue_change_within_two_seconds(
@@ -187,7 +136,7 @@ async def test_the_page_renders_and_shows_a_queue_change_within_two_seconds(
     )
     page = f"{served.url}/v1/namespaces/{NAMESPACE}/status"
     await asyncio.to_thread(browser.get, page)
-    await wait_in_browser(browser, "development", "activeWorkers", "1", 10)
+    await wait_for_cell(browser, "development", "activeWorkers", "1", 10)
 
     # The rendered page: stages, pools, the scaling decision and no Prometheus.
     text = await asyncio.to_thread(lambda: browser.find_element(By.TAG_NAME, "main").text)
@@ -201,7 +150,7 @@ async def test_the_page_renders_and_shows_a_queue_change_within_two_seconds(
     before = cell(browser, "genesis", "waiting")
     assert before in ("", "0")
     await queue.enqueue(item(10, Stage.GENESIS), item(11, Stage.GENESIS))
-    took = await wait_in_browser(browser, "genesis", "waiting", "2", SHOWN_WITHIN_SECONDS)
+    took = await wait_for_cell(browser, "genesis", "waiting", "2", SHOWN_WITHIN_SECONDS)
     print(f"queue change shown in the browser {took:.2f}s after the enqueue")
 
     # Nothing was fetched from anywhere but the operator (no CDN: works air-gapped).

@@ -1,0 +1,35 @@
+"""Reading the live status page (`agentfleet/operator/status.html`) in a real browser
+driven by Selenium: the tests' shared helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+
+
+def cell(chrome: webdriver.Chrome, stage: str, field: str) -> str:
+    cards = chrome.find_elements(By.CSS_SELECTOR, f'[data-stage="{stage}"] [data-field="{field}"]')
+    return cards[0].text if cards else ""
+
+
+async def wait_for_cell(
+    chrome: webdriver.Chrome, stage: str, field: str, value: str, timeout: float
+) -> float:
+    """Seconds until the page shows `value` in the stage's `field` (the browser is
+    polled every 50 ms); fails after `timeout`."""
+    started = time.monotonic()
+    while True:
+        shown = await asyncio.to_thread(cell, chrome, stage, field)
+        if shown == value:
+            return time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            console = await asyncio.to_thread(chrome.get_log, "browser")
+            state = await asyncio.to_thread(lambda: chrome.find_element(By.TAG_NAME, "body").text)
+            raise AssertionError(
+                f"{stage} {field} shows {shown!r}, not {value!r}, after {timeout}s; the page "
+                f"says {state!r}; its console: {console}"
+            )
+        await asyncio.sleep(0.05)
