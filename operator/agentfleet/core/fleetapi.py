@@ -15,11 +15,14 @@ Paths (each under the Service's proxy path, or a port-forward's root):
 | GET | `/v1/namespaces/{ns}/projects/{project}/deadletters` | `DeadLetterReport` |
 | POST | `/v1/namespaces/{ns}/projects/{project}/retry` | `RetryResult` (needs `IDENTITY_HEADER`) |
 | GET | `/v1/alerts` | `AlertReport` |
+| GET | `/v1/scope` | `Scope`: which namespaces the operator serves |
 
 An error is `ApiError` with a 4xx or 5xx status.
 """
 
 from __future__ import annotations
+
+from fnmatch import fnmatchcase
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -167,6 +170,17 @@ class AlertReport(WireModel):
     prometheus: bool
     """False: the operator has no Prometheus URL, so no alerts can be read."""
     alerts: list[Alert]
+
+
+class Scope(WireModel):
+    """The namespaces the operator serves: every one, or those matching its patterns."""
+
+    all_namespaces: bool
+    namespaces: list[str]
+    """Names or globs (`team-*`), as given to `--namespace`."""
+
+    def serves(self, namespace: str) -> bool:
+        return self.all_namespaces or any(fnmatchcase(namespace, p) for p in self.namespaces)
 
 
 class ApiError(WireModel):

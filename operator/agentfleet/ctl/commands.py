@@ -26,6 +26,7 @@ from agentfleet.core.fleetapi import (
     QueueReport,
     RetryRequest,
     RetryResult,
+    Scope,
     ThroughputReport,
 )
 from agentfleet.ctl.kube import CliError, Target
@@ -190,11 +191,14 @@ def status(
     emit(console, output, machine(fleet, "FleetStatus"), table)
 
 
-def _namespaces(target: Target) -> list[str]:
-    """The namespace asked for, or with -A every namespace that has a Project."""
+def _namespaces(target: Target, api: OperatorApi) -> list[str]:
+    """The namespace asked for, or with -A every namespace with a Project that the
+    operator serves (a Project elsewhere has no queue this operator knows)."""
     if target.namespace is not None:
         return [target.namespace]
-    return sorted({p["metadata"]["namespace"] for p in target.objects("Project")})
+    scope = api.get(f"{API_PREFIX}/scope", Scope)
+    found = {p["metadata"]["namespace"] for p in target.objects("Project")}
+    return sorted(ns for ns in found if scope.serves(ns))
 
 
 def _path(namespace: str, *parts: str) -> str:
@@ -218,7 +222,7 @@ def queues(
     api = OperatorApi.connect(target, operator_service, operator_url)
     stages: list[StageRow] = []
     lanes: list[LaneRow] = []
-    for ns in _namespaces(target):
+    for ns in _namespaces(target, api):
         found = queue_rows(api.get(_path(ns, "queues"), QueueReport))
         stages += found.stages
         lanes += found.lanes
@@ -354,7 +358,7 @@ def metrics(
     api = OperatorApi.connect(target, operator_service, operator_url)
     rows = [
         row
-        for ns in _namespaces(target)
+        for ns in _namespaces(target, api)
         for row in metrics_rows(
             api.get(_path(ns, "throughput"), ThroughputReport, windowSeconds=str(seconds))
         )

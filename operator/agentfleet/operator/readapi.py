@@ -50,6 +50,7 @@ from agentfleet.core.fleetapi import (
     QueueReport,
     RetryRequest,
     RetryResult,
+    Scope,
     StageThroughput,
     StageTotals,
     ThroughputReport,
@@ -429,6 +430,13 @@ def create_app(api: ReadApi, routers: Sequence[APIRouter] = ()) -> FastAPI:
         )
         return RetryResult(
             namespace=namespace, project=project, requeued=requeued, user=user
+        ).wire()
+
+    @app.get(f"{API_PREFIX}/scope")
+    async def scope() -> dict[str, object]:
+        config = api.config
+        return Scope(
+            all_namespaces=config.all_namespaces, namespaces=list(config.namespaces)
         ).wire()
 
     @app.get(f"{API_PREFIX}/alerts")

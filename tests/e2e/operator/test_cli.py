@@ -389,7 +389,7 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 
 async def test_queues_workers_and_metrics_come_live_from_the_read_api(
-    fleet: str, kubeconfig: Path, viewer: Path, queue: WorkQueue
+    fleet: str, kubeconfig: Path, viewer: Path, queue: WorkQueue, api_client: client.ApiClient
 ) -> None:
     items = [
         WorkItem(id=f"issue-{n}", namespace=fleet, project="widgets", stage=Stage.CONTENT)
@@ -442,6 +442,24 @@ async def test_queues_workers_and_metrics_come_live_from_the_read_api(
     assert stage["successRate"] == 0.5 and stage["windowSeconds"] == 600
     assert stage["perHour"] == 12.0
     assert "PER HOUR" in ok(kubeconfig, "metrics", "-n", fleet)
+
+    # -A: every namespace with a Project that the operator serves; a Project in a
+    # namespace it does not serve (no queue it knows) is left out, not an error.
+    elsewhere = f"unserved-{uuid.uuid4().hex[:6]}"
+    core = client.CoreV1Api(api_client)
+    core.create_namespace({"metadata": {"name": elsewhere}})
+    try:
+        client.CustomObjectsApi(api_client).create_namespaced_custom_object(
+            "agentfleet.dev", "v1alpha1", elsewhere, "projects",
+            {"apiVersion": "agentfleet.dev/v1alpha1", "kind": "Project",
+             "metadata": {"name": "stray"},
+             "spec": {"repository": "acme/stray", "credentialsSecretRef": {"name": "none"}}},
+        )  # fmt: skip
+        everywhere = as_json(kubeconfig, "queues", "-A")
+        assert {s["namespace"] for s in everywhere["stages"]} >= {fleet}
+        assert elsewhere not in {s["namespace"] for s in everywhere["stages"]}
+    finally:
+        core.delete_namespace(elsewhere)
 
     # A read-only user reads the queue too: `get` on services/proxy is all it takes.
     assert as_json(viewer, "queues", "-n", fleet)["stages"] == queues["stages"]

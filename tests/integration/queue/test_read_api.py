@@ -94,6 +94,9 @@ async def test_the_reads_answer_from_the_queue_and_carry_no_secret(served: Serve
     (stage,) = ThroughputReport.model_validate(answers["throughput"].json()).stages
     assert (stage.stage, stage.succeeded) == (Stage.GENESIS, 1)
     assert alerts.json() == {"prometheus": False, "alerts": []}
+    async with httpx.AsyncClient(base_url=served.url) as http:
+        scope = (await http.get("/v1/scope")).json()
+    assert scope == {"allNamespaces": False, "namespaces": ["team-*"]}
 
 
 async def test_refusals_are_one_line_json(served: Served) -> None:

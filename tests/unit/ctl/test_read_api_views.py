@@ -13,6 +13,7 @@ from agentfleet.core.fleetapi import (
     HeldItem,
     LaneReport,
     QueueReport,
+    Scope,
     StageThroughput,
     StageTotals,
     ThroughputReport,
@@ -145,3 +146,13 @@ def test_error_answers_are_one_line_naming_the_cause() -> None:
     assert "is unreachable" in down and "--api-port" in down
     assert "\n" not in proxy._failure("GET", 500, b"<html>\nboom\n</html>")
     assert api("http://127.0.0.1:1").where == "the operator's read API at http://127.0.0.1:1"
+
+
+def test_the_scope_says_which_namespaces_the_operator_serves() -> None:
+    scope = Scope(all_namespaces=False, namespaces=["team-*", "ops"])
+    assert [ns for ns in ("team-a", "ops", "opsx", "default") if scope.serves(ns)] == [
+        "team-a",
+        "ops",
+    ]
+    assert Scope(all_namespaces=True, namespaces=[]).serves("anything")
+    assert Scope.model_validate(scope.wire()) == scope
