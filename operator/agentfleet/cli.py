@@ -11,6 +11,7 @@ from agentfleet.core.queue.cli import queue_exporter
 from agentfleet.ctl.commands import register as register_fleet_commands
 from agentfleet.operator.cli import operator
 from agentfleet.simulator.cli import simulate
+from agentfleet.simulator.forecast_command import forecast
 from agentfleet.worker.cli import worker
 from agentfleet.worker.sandbox.cli import sandbox
 
@@ -32,6 +33,7 @@ app.command("queue-exporter")(queue_exporter)
 app.command("operator")(operator)
 app.command("sandbox")(sandbox)
 app.command("simulate")(simulate)
+app.command("forecast")(forecast)
 
 
 @app.command()

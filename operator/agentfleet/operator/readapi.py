@@ -456,12 +456,13 @@ def install_read_api(registry: kopf.OperatorRegistry, config: OperatorConfig) ->
         if not config.api_port:
             return
         # Here, not at the top: the status page builds on this module's reports.
+        from agentfleet.operator.forecastapi import forecast_router
         from agentfleet.operator.statuspage import StatusPage, status_router
 
         api = ReadApi(context_of(memo))
         pool_index: kopf.Index[PoolIndexKey, PoolEntry] = kwargs["pool_index"]
         page = StatusPage(api, lambda namespace: namespace_pools(pool_index, namespace))
-        app = create_app(api, routers=[status_router(page)])
+        app = create_app(api, routers=[status_router(page), forecast_router(api, page.pools)])
         # Every interface: the API server's proxy reaches the Pod on its IP.
         server = WebhookServer(app, host="0.0.0.0", port=config.api_port)
         try:

@@ -1,0 +1,313 @@
+"""`GET /v1/namespaces/{ns}/forecast`: what the drain forecast of `agentfleet forecast`
+starts from, per WorkerPool of the namespace and per Project it serves: the items queued
+and in progress in the lanes the pool reads, the arrival rate and the pool's mean service
+time over a window, its current and maximum replicas (`ForecastObservations`).
+
+The rates come from Prometheus when the operator has a URL that answers (the queue
+exporter's `agentfleet_queue_enqueued_total`, the workers'
+`agentfleet_worker_processing_seconds`), else from the queue's completion log over the
+window: the finished items per second stand for the arrivals (true when the queue is in
+a steady state), and the gaps between one worker's consecutive completions for the
+service time (an upper bound: a worker's idle time between items counts in). The answer
+says which.
+
+The command runs the simulator's engine on these observations (`agentfleet.simulator.live`):
+the import contracts keep the simulator out of the operator, and its seeded runs would
+hold up the operator's event loop. The builders here are pure; the router gathers.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Query
+
+from agentfleet.core.api.base import Stage
+from agentfleet.core.fleetapi import API_PREFIX, DEFAULT_WINDOW_SECONDS
+from agentfleet.core.forecastapi import (
+    ForecastObservations,
+    PoolObservation,
+    ProjectObservation,
+    RateSource,
+)
+from agentfleet.core.queue import InFlight, NamespaceSnapshot
+from agentfleet.core.queue.models import GENERAL_SPECIALTY
+from agentfleet.operator.index import PoolEntry
+from agentfleet.operator.readapi import PROMETHEUS_TIMEOUT_SECONDS, ReadApi
+
+ArrivalKey = tuple[str, Stage, str | None]
+"""(project, stage, specialty); specialty None: every specialty of the stage (the
+completion log does not record it)."""
+Service = tuple[float, int]
+"""Mean seconds per item and how many items it is the mean of."""
+
+
+# --------------------------------------------------------------- pure builders
+
+
+def arrivals_query(namespace: str, window_seconds: float) -> str:
+    return (
+        "sum by (project, stage, specialty) (increase(agentfleet_queue_enqueued_total"
+        f'{{namespace="{namespace}"}}[{window_seconds:g}s]))'
+    )
+
+
+def service_queries(namespace: str, window_seconds: float) -> tuple[str, str]:
+    """Processing seconds and items finished per pool over the window."""
+
+    def query(part: str) -> str:
+        return (
+            f"sum by (pool) (increase(agentfleet_worker_processing_seconds_{part}"
+            f'{{namespace="{namespace}"}}[{window_seconds:g}s]))'
+        )
+
+    return query("sum"), query("count")
+
+
+def _vector(payload: Mapping[str, Any]) -> list[tuple[dict[str, str], float]]:
+    """An instant vector's (labels, value) rows; NaN and malformed rows left out."""
+    if payload.get("status") != "success":
+        raise ValueError(f"{payload.get('errorType', 'error')}: {payload.get('error', payload)}")
+    rows = []
+    for row in (payload.get("data") or {}).get("result") or []:
+        try:
+            value = float(row["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if not math.isnan(value):
+            rows.append(({str(k): str(v) for k, v in (row.get("metric") or {}).items()}, value))
+    return rows
+
+
+def _stage(value: str) -> Stage | None:
+    return next((s for s in Stage if s.value == value), None)
+
+
+def arrivals_from_prometheus(
+    payload: Mapping[str, Any], window_seconds: float
+) -> dict[ArrivalKey, float]:
+    """`arrivals_query`'s answer: items per second per (project, stage, specialty)."""
+    rates: dict[ArrivalKey, float] = {}
+    for labels, value in _vector(payload):
+        stage = _stage(labels.get("stage", ""))
+        if stage is not None and labels.get("project"):
+            key = (labels["project"], stage, labels.get("specialty") or GENERAL_SPECIALTY)
+            rates[key] = rates.get(key, 0.0) + max(value, 0.0) / window_seconds
+    return rates
+
+
+def service_from_prometheus(
+    seconds: Mapping[str, Any], counts: Mapping[str, Any]
+) -> dict[str, Service]:
+    """`service_queries`' answers: pool -> (mean seconds, items); pools that finished no
+    item in the window left out."""
+    totals = {labels.get("pool", ""): value for labels, value in _vector(seconds)}
+    found: dict[str, Service] = {}
+    for labels, count in _vector(counts):
+        pool = labels.get("pool", "")
+        if pool in totals and count >= 0.5:
+            found[pool] = (totals[pool] / count, round(count))
+    return found
+
+
+def arrivals_from_log(
+    events: Iterable[Mapping[str, str]], window_seconds: float
+) -> dict[ArrivalKey, float]:
+    """Items finished per second per (project, stage): the arrival rate of a queue in a
+    steady state (what goes out came in)."""
+    rates: dict[ArrivalKey, float] = defaultdict(float)
+    for event in events:
+        stage = _stage(event.get("stage", ""))
+        if stage is not None and event.get("project"):
+            rates[event["project"], stage, None] += 1 / window_seconds
+    return dict(rates)
+
+
+def _pool_of(worker: str, pools: Sequence[str]) -> str | None:
+    """The pool a worker Pod belongs to (`<pool>-<hash>-<id>`): the longest name that
+    prefixes it."""
+    matches = [p for p in pools if worker.startswith(f"{p}-")]
+    return max(matches, key=len) if matches else None
+
+
+def service_from_log(
+    events: Iterable[Mapping[str, str]], pools: Sequence[str]
+) -> dict[str, Service]:
+    """Per pool, the mean gap between one worker's consecutive completions: each is an
+    item's processing time plus whatever the worker waited for it (an upper bound)."""
+    times: dict[str, list[int]] = defaultdict(list)
+    for event in events:
+        worker = event.get("worker", "")
+        at = event.get("at")
+        if worker and at:
+            times[worker].append(int(at))
+    gaps: dict[str, list[float]] = defaultdict(list)
+    for worker, stamps in times.items():
+        pool = _pool_of(worker, pools)
+        if pool is None:
+            continue
+        stamps.sort()
+        gaps[pool] += [(b - a) / 1000 for a, b in itertools.pairwise(stamps) if b > a]
+    return {pool: (sum(found) / len(found), len(found)) for pool, found in gaps.items() if found}
+
+
+def pool_observation(
+    pool: PoolEntry,
+    snapshot: NamespaceSnapshot,
+    held: Sequence[InFlight],
+    arrivals: Mapping[ArrivalKey, float],
+    service: Service | None,
+) -> PoolObservation:
+    """What the forecast needs of one pool: per Project it serves (its `project`, else
+    every Project with a lane, an item or arrivals in the pool's stage) the items queued
+    and in progress in the lanes it reads, and the arrival rate; the pool's replicas."""
+    spec = pool.spec
+    replicas = pool.status.replicas or 0
+    if spec is None:
+        return PoolObservation(
+            pool=pool.name, stage=None, replicas=replicas, max_replicas=replicas, pinned=True,
+            poll_seconds=15.0, service_seconds=None, service_samples=0, projects=[],
+        )  # fmt: skip
+    reads = {*spec.specialties, GENERAL_SPECIALTY}
+
+    def mine(project: str, stage: Stage, specialty: str | None) -> bool:
+        return (
+            stage == spec.stage
+            and (specialty is None or specialty in reads)
+            and (spec.project is None or project == spec.project)
+        )
+
+    queued: dict[str, int] = defaultdict(int)
+    busy: dict[str, int] = defaultdict(int)
+    rate: dict[str, float] = defaultdict(float)
+    for lane in snapshot.lanes:
+        if mine(lane.project, lane.stage, lane.specialty):
+            queued[lane.project] += lane.waiting
+    for item in held:
+        if mine(item.project, item.stage, item.specialty):
+            busy[item.project] += 1
+    for (project, stage, specialty), value in arrivals.items():
+        if mine(project, stage, specialty):
+            rate[project] += value
+    pinned = not spec.autoscaling.enabled or pool.paused_replicas is not None
+    return PoolObservation(
+        pool=pool.name,
+        stage=spec.stage,
+        replicas=replicas,
+        max_replicas=replicas if pinned else max(spec.max_replicas, replicas),
+        pinned=pinned,
+        poll_seconds=float(spec.autoscaling.poll_interval_seconds),
+        service_seconds=None if service is None else round(service[0], 3),
+        service_samples=0 if service is None else service[1],
+        projects=[
+            ProjectObservation(
+                project=project,
+                queued=queued[project],
+                in_progress=busy[project],
+                held=project in snapshot.held_projects,
+                arrival_rate=round(rate[project], 9),
+            )
+            for project in sorted(set(queued) | set(busy) | set(rate))
+        ],
+    )
+
+
+def observations(
+    *,
+    namespace: str,
+    now: datetime,
+    window_seconds: float,
+    pools: Iterable[PoolEntry],
+    snapshot: NamespaceSnapshot,
+    held: Sequence[InFlight],
+    arrivals: Mapping[ArrivalKey, float],
+    service: Mapping[str, Service],
+    source: RateSource,
+    source_note: str,
+) -> ForecastObservations:
+    return ForecastObservations(
+        namespace=namespace,
+        generated_at=now,
+        window_seconds=window_seconds,
+        source=source,
+        source_note=source_note,
+        pools=[
+            pool_observation(p, snapshot, held, arrivals, service.get(p.name))
+            for p in sorted(pools, key=lambda p: p.name)
+        ],
+    )
+
+
+# -------------------------------------------------------------------- serving
+
+
+async def _prometheus(
+    url: str, namespace: str, window_seconds: float
+) -> tuple[dict[ArrivalKey, float], dict[str, Service]]:
+    answers = []
+    async with httpx.AsyncClient(timeout=PROMETHEUS_TIMEOUT_SECONDS) as client:
+        for query in (arrivals_query(namespace, window_seconds), *service_queries(
+            namespace, window_seconds
+        )):  # fmt: skip
+            response = await client.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query})
+            response.raise_for_status()
+            answers.append(response.json())
+    return (
+        arrivals_from_prometheus(answers[0], window_seconds),
+        service_from_prometheus(answers[1], answers[2]),
+    )
+
+
+def forecast_router(api: ReadApi, pools: Callable[[str], Sequence[PoolEntry]]) -> APIRouter:
+    """`pools`: the namespace's WorkerPools, from the operator's index."""
+    router = APIRouter()
+
+    @router.get(f"{API_PREFIX}/namespaces/{{namespace}}/forecast")
+    async def forecast(
+        namespace: str,
+        window_seconds: float = Query(
+            DEFAULT_WINDOW_SECONDS, alias="windowSeconds", gt=0, le=30 * 86400
+        ),
+    ) -> dict[str, object]:
+        api.served(namespace)
+        queue = api.queue()
+        now = queue.clock()
+        entries = list(pools(namespace))
+        snapshot = await queue.snapshot(namespace)
+        held = await queue.in_flight(namespace)
+        url = api.config.prometheus_url
+        source: RateSource = "completionLog"
+        note = "the operator has no Prometheus URL"
+        if url is not None:
+            try:
+                arrivals, service = await _prometheus(url, namespace, window_seconds)
+                source = "prometheus"
+                note = (
+                    "arrivals: increase of agentfleet_queue_enqueued_total; service time: "
+                    "agentfleet_worker_processing_seconds sum/count"
+                )
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                note = f"Prometheus at {url} did not answer ({exc})"
+        if source == "completionLog":
+            events = await queue.completions_since(
+                namespace, now - timedelta(seconds=window_seconds)
+            )
+            arrivals = arrivals_from_log(events, window_seconds)
+            service = service_from_log(events, [p.name for p in entries])
+            note += (
+                "; from the completion log: arrivals = items finished per second (steady "
+                "state), service time = gaps between a worker's completions (an upper bound)"
+            )
+        return observations(
+            namespace=namespace, now=now, window_seconds=window_seconds, pools=entries,
+            snapshot=snapshot, held=held, arrivals=arrivals, service=service, source=source,
+            source_note=note,
+        ).wire()  # fmt: skip
+
+    return router

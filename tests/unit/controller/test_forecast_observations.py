@@ -1,0 +1,183 @@
+"""What the read API's forecast endpoint observes per pool and Project (pure): the lanes a
+pool reads, its replicas, and the rates from Prometheus' answers or the completion log."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from agentfleet.core.api import Stage
+from agentfleet.core.forecastapi import ForecastObservations
+from agentfleet.core.pipeline.lanes import Lane
+from agentfleet.core.queue import InFlight, NamespaceSnapshot
+from agentfleet.core.queue.snapshot import LaneFigures
+from agentfleet.operator.forecastapi import (
+    ArrivalKey,
+    arrivals_from_log,
+    arrivals_from_prometheus,
+    arrivals_query,
+    observations,
+    pool_observation,
+    service_from_log,
+    service_from_prometheus,
+    service_queries,
+)
+from agentfleet.operator.index import PAUSED_REPLICAS_ANNOTATION, PoolEntry
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+NS = "team-a"
+
+
+def pool(
+    name: str, stage: str, *, replicas: int = 2, annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> PoolEntry:  # fmt: skip
+    return PoolEntry.from_body(
+        {
+            "metadata": {
+                "namespace": NS, "name": name, "uid": name, "annotations": annotations or {},
+            },
+            "spec": {"stage": stage, "minReplicas": 1, "maxReplicas": 6, **spec},
+            "status": {"replicas": replicas},
+        }
+    )  # fmt: skip
+
+
+def lane(project: str, stage: Stage, specialty: str, waiting: int) -> LaneFigures:
+    return LaneFigures(project, stage, specialty, Lane.NORMAL, waiting, 0, None)
+
+
+def holding(project: str, stage: Stage, specialty: str = "general") -> InFlight:
+    return InFlight(
+        worker="w", item_id=f"{project}-{stage}-{specialty}", project=project, stage=stage,
+        specialty=specialty, lane=Lane.NORMAL, heartbeat_at=NOW, deliveries=1,
+    )  # fmt: skip
+
+
+SNAPSHOT = NamespaceSnapshot(
+    namespace=NS,
+    lanes=(
+        lane("shop", Stage.DEVELOPMENT, "general", 5),
+        lane("shop", Stage.DEVELOPMENT, "tdd", 3),
+        lane("shop", Stage.GENESIS, "general", 40),
+        lane("blog", Stage.DEVELOPMENT, "general", 2),
+        lane("blog", Stage.DEVELOPMENT, "ai-ml", 7),
+    ),
+    held_projects=frozenset({"blog"}),
+)
+HELD = [holding("shop", Stage.DEVELOPMENT), holding("shop", Stage.DEVELOPMENT, "tdd"),
+        holding("shop", Stage.GENESIS)]  # fmt: skip
+
+
+def test_a_pool_counts_the_lanes_it_reads_per_project() -> None:
+    arrivals: dict[ArrivalKey, float] = {
+        ("shop", Stage.DEVELOPMENT, "general"): 0.01,
+        ("shop", Stage.DEVELOPMENT, "tdd"): 0.002,
+        ("shop", Stage.GENESIS, "general"): 5.0,
+        ("blog", Stage.DEVELOPMENT, "ai-ml"): 1.0,
+    }
+    seen = pool_observation(
+        pool("devs", "development", specialties=["tdd"]), SNAPSHOT, HELD, arrivals, (120.0, 30)
+    )
+    assert (seen.pool, seen.stage, seen.replicas, seen.max_replicas) == (
+        "devs", Stage.DEVELOPMENT, 2, 6,
+    )  # fmt: skip
+    assert not seen.pinned
+    assert (seen.service_seconds, seen.service_samples, seen.poll_seconds) == (120.0, 30, 15.0)
+    by_project = {p.project: p for p in seen.projects}
+    assert list(by_project) == ["blog", "shop"]
+    # tdd and general are read, genesis and the ai-ml specialty are not
+    assert (by_project["shop"].queued, by_project["shop"].in_progress) == (8, 2)
+    assert by_project["shop"].arrival_rate == pytest.approx(0.012)
+    assert (by_project["blog"].queued, by_project["blog"].held) == (2, True)
+    assert by_project["blog"].arrival_rate == 0.0
+
+
+def test_a_dedicated_pool_serves_only_its_project_and_a_pinned_one_has_no_headroom() -> None:
+    seen = pool_observation(
+        pool("shop-devs", "development", project="shop", autoscaling={"enabled": False}),
+        SNAPSHOT, HELD, {}, None,
+    )  # fmt: skip
+    assert [p.project for p in seen.projects] == ["shop"]
+    assert (seen.pinned, seen.max_replicas, seen.service_seconds, seen.service_samples) == (
+        True, 2, None, 0,
+    )  # fmt: skip
+    annotated = pool_observation(
+        pool("devs", "development", annotations={PAUSED_REPLICAS_ANNOTATION: "2"}),
+        SNAPSHOT, HELD, {}, None,
+    )  # fmt: skip
+    assert (annotated.pinned, annotated.max_replicas) == (True, 2)
+
+
+def test_log_arrivals_are_not_split_by_specialty_and_reach_every_pool_of_the_stage() -> None:
+    events = [
+        {"project": "shop", "stage": "development", "worker": "devs-1-a", "at": "1000"},
+        {"project": "shop", "stage": "development", "worker": "devs-1-a", "at": "2000"},
+        {"project": "shop", "stage": "bogus", "worker": "devs-1-a", "at": "3000"},
+    ]
+    rates = arrivals_from_log(events, 100.0)
+    assert rates == {("shop", Stage.DEVELOPMENT, None): pytest.approx(0.02)}
+    seen = pool_observation(pool("devs", "development"), SNAPSHOT, [], rates, None)
+    assert {p.project: p.arrival_rate for p in seen.projects}["shop"] == pytest.approx(0.02)
+
+
+def test_log_service_time_is_the_mean_gap_between_a_workers_completions() -> None:
+    events = [
+        {"worker": "devs-7f9-a", "at": "10000"},
+        {"worker": "devs-7f9-a", "at": "40000"},
+        {"worker": "devs-7f9-a", "at": "100000"},
+        {"worker": "devs-tdd-55-b", "at": "0"},
+        {"worker": "devs-tdd-55-b", "at": "5000"},
+        {"worker": "devs-7f9-c", "at": "50000"},  # one completion: no gap
+        {"worker": "stranger-1", "at": "1"},
+        {"worker": "stranger-1", "at": "9"},
+    ]
+    found = service_from_log(events, ["devs", "devs-tdd"])
+    assert found == {"devs": (45.0, 2), "devs-tdd": (5.0, 1)}
+
+
+def test_prometheus_answers_become_rates_and_means() -> None:
+    assert 'namespace="team-a"' in arrivals_query(NS, 3600)
+    assert all("[3600s]" in q for q in service_queries(NS, 3600))
+
+    def vector(*rows: tuple[dict[str, str], str]) -> dict[str, object]:
+        return {
+            "status": "success",
+            "data": {"resultType": "vector", "result": [
+                {"metric": labels, "value": [0, value]} for labels, value in rows
+            ]},
+        }  # fmt: skip
+
+    arrivals = arrivals_from_prometheus(
+        vector(
+            ({"project": "shop", "stage": "development", "specialty": "tdd"}, "36"),
+            ({"project": "shop", "stage": "development"}, "NaN"),
+            ({"project": "shop", "stage": "nope"}, "5"),
+        ),
+        3600.0,
+    )
+    assert arrivals == {("shop", Stage.DEVELOPMENT, "tdd"): pytest.approx(0.01)}
+    service = service_from_prometheus(
+        vector(({"pool": "devs"}, "600"), ({"pool": "idle"}, "0")),
+        vector(({"pool": "devs"}, "4.0"), ({"pool": "idle"}, "0")),
+    )
+    assert service == {"devs": (150.0, 4)}
+    with pytest.raises(ValueError, match="bad_data"):
+        service_from_prometheus({"status": "error", "errorType": "bad_data"}, vector())
+
+
+def test_the_answer_reads_back_strictly() -> None:
+    answer = observations(
+        namespace=NS, now=NOW, window_seconds=3600.0,
+        pools=[pool("b-devs", "development"), pool("a-gen", "genesis")],
+        snapshot=SNAPSHOT, held=HELD, arrivals={}, service={"a-gen": (30.0, 21)},
+        source="completionLog", source_note="no Prometheus",
+    )  # fmt: skip
+    wire = answer.wire()
+    assert [p.pool for p in answer.pools] == ["a-gen", "b-devs"]
+    assert (wire["source"], wire["generatedAt"]) == ("completionLog", "2026-11-30T15:00:00Z")
+    assert ForecastObservations.model_validate(wire) == answer

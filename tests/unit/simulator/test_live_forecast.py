@@ -1,0 +1,105 @@
+"""`agentfleet forecast`'s pure part: the operator's observations to the engine's loads, and
+its answer to rows (with why a Project cannot be forecast)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from agentfleet.core.api import Stage
+from agentfleet.core.forecastapi import (
+    ForecastObservations,
+    ForecastRow,
+    PoolObservation,
+    ProjectObservation,
+)
+from agentfleet.simulator.live import forecast_rows, project_load, why_not
+
+pytestmark = pytest.mark.unit
+
+NOW = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
+
+
+def project(name: str, queued: int, in_progress: int = 0, rate: float = 0.0, held: bool = False
+            ) -> ProjectObservation:  # fmt: skip
+    return ProjectObservation(
+        project=name, queued=queued, in_progress=in_progress, held=held, arrival_rate=rate
+    )
+
+
+def pool(*projects: ProjectObservation, **changes: object) -> PoolObservation:
+    fields: dict[str, object] = {
+        "pool": "devs", "stage": Stage.DEVELOPMENT, "replicas": 2, "max_replicas": 6,
+        "pinned": False, "poll_seconds": 15.0, "service_seconds": 60.0, "service_samples": 40,
+        "projects": list(projects),
+    }  # fmt: skip
+    return PoolObservation.model_validate({**fields, **changes})
+
+
+def observed(*pools: PoolObservation) -> ForecastObservations:
+    return ForecastObservations(
+        namespace="team-a", generated_at=NOW, window_seconds=3600.0, source="prometheus",
+        source_note="test", pools=list(pools),
+    )  # fmt: skip
+
+
+def test_a_load_carries_the_pools_service_time() -> None:
+    load = project_load(pool(), project("shop", 20, 2, 0.01))
+    assert load is not None
+    assert (load.project, load.queued, load.in_progress, load.arrival_rate) == (
+        "shop", 20, 2, 0.01,
+    )  # fmt: skip
+    assert (load.service_seconds, load.service_samples) == (60.0, 40)
+    assert project_load(pool(service_seconds=None), project("shop", 20)) is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "held", "reason"),
+    [
+        ({"service_seconds": None, "service_samples": 0}, False, "no service time observed"),
+        ({}, True, "the Project is paused"),
+        ({"replicas": 0, "max_replicas": 0, "pinned": True}, False, "pinned at 0 replicas"),
+        ({"stage": None}, False, "spec does not parse"),
+    ],
+)
+def test_what_cannot_be_forecast_says_why(
+    changes: dict[str, object], held: bool, reason: str
+) -> None:
+    seen = pool(project("shop", 20, held=held), **changes)
+    assert reason in (why_not(seen, seen.projects[0]) or "")
+    (row,) = forecast_rows(observed(seen))
+    assert (row.current, row.maximum) == (None, None)
+    assert reason in (row.cannot_forecast or "")
+
+
+def test_queued_work_drains_sooner_at_the_maximum() -> None:
+    rows = forecast_rows(observed(pool(project("shop", 40, 2), project("blog", 0, 0))))
+    shop = next(r for r in rows if r.project == "shop")
+    assert shop.cannot_forecast is None
+    assert shop.current is not None and shop.maximum is not None
+    assert (shop.current.replicas, shop.maximum.replicas) == (2, 6)
+    # 42 items of 60 s on two workers: about 21 minutes
+    done, done_at_max = shop.current.done_seconds, shop.maximum.done_seconds
+    assert done == pytest.approx(42 * 60 / 2, rel=0.3)
+    assert done is not None and done_at_max is not None
+    assert done_at_max < 0.6 * done
+    assert shop.current.done_at == NOW + timedelta(seconds=done)
+    assert shop.current.drained_seconds is not None and shop.current.drained_at is not None
+    blog = next(r for r in rows if r.project == "blog")
+    assert blog.current is not None and blog.current.done_seconds == 0.0
+    assert ForecastRow.model_validate(shop.wire()) == shop
+
+
+def test_arrivals_that_outrun_the_capacity_leave_no_drain_time() -> None:
+    # 10 items a minute of 60 s each need 10 workers: 2 and 6 never empty the queue
+    (row,) = forecast_rows(observed(pool(project("shop", 10, 2, rate=10 / 60))))
+    assert row.current is not None and row.maximum is not None
+    assert (row.current.drained_seconds, row.maximum.drained_seconds) == (None, None)
+    assert row.current.drained_at is None
+    assert "outrun even the maximum capacity (6 replicas)" in (row.cannot_forecast or "")
+    # 3 a minute: 2 workers fall behind, 6 catch up
+    (row,) = forecast_rows(observed(pool(project("shop", 10, 2, rate=3 / 60))))
+    assert row.maximum is not None and row.maximum.drained_seconds is not None
+    assert "outrun the current capacity (2 replicas)" in (row.cannot_forecast or "")
+    assert row.arrivals_per_hour == 180.0
