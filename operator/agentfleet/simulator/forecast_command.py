@@ -39,6 +39,9 @@ from agentfleet.ctl.output import (
 )
 from agentfleet.simulator.live import forecast_rows
 
+NOT_SERVED = "is not served by this operator"
+"""The end of the read API's answer for a namespace the operator does not serve."""
+
 HEADERS = [
     "NAMESPACE", "POOL", "PROJECT", "QUEUED", "RUNNING", "ARRIVALS/H", "SERVICE", "REPLICAS",
     "DONE NOW", "DRAINED NOW", "DONE AT MAX", "DRAINED AT MAX", "NOTE",
@@ -59,11 +62,10 @@ def _when(figures: DrainFigures | None, done: bool) -> str:
 
 
 def _clock(at: datetime) -> str:
-    return (
-        at.strftime("%H:%M")
-        if at.date() == datetime.now(at.tzinfo).date()
-        else at.strftime("%m-%d %H:%M")
-    )
+    """The moment in local time: the hour today, else the date too."""
+    local = at.astimezone()
+    today = datetime.now(local.tzinfo).date()
+    return local.strftime("%H:%M" if local.date() == today else "%m-%d %H:%M")
 
 
 def cells(row: ForecastRow, observed_pools: dict[tuple[str, str], tuple[int, int]]) -> list[str]:
@@ -109,11 +111,18 @@ def forecast(
     pools: dict[tuple[str, str], tuple[int, int]] = {}
     sources: set[str] = set()
     for ns in namespaces:
-        observed = api.get(
-            f"{API_PREFIX}/namespaces/{ns}/forecast",
-            ForecastObservations,
-            windowSeconds=str(seconds),
-        )
+        try:
+            observed = api.get(
+                f"{API_PREFIX}/namespaces/{ns}/forecast",
+                ForecastObservations,
+                windowSeconds=str(seconds),
+            )
+        except CliError as error:
+            # -A: a namespace with pools that this operator does not serve is not its to
+            # forecast (another operator's, or none).
+            if target.namespace is None and str(error).endswith(NOT_SERVED):
+                continue
+            raise
         sources.add(observed.source_note)
         for pool in observed.pools:
             pools[ns, pool.pool] = (pool.replicas, pool.max_replicas)
@@ -129,6 +138,6 @@ def forecast(
             out.add_row(*cells(row, pools))
         console.print(out)
         for note in sorted(sources):
-            console.print(f"rates over the last {duration(seconds)}: {note}", highlight=False)
+            console.print(f"rates over the last {window}: {note}", highlight=False)
 
     emit(console, output, machine(rows, "Forecast"), table)

@@ -14,6 +14,7 @@ from agentfleet.core.forecastapi import (
     PoolObservation,
     ProjectObservation,
 )
+from agentfleet.simulator.forecast_command import cells
 from agentfleet.simulator.live import forecast_rows, project_load, why_not
 
 pytestmark = pytest.mark.unit
@@ -103,3 +104,14 @@ def test_arrivals_that_outrun_the_capacity_leave_no_drain_time() -> None:
     assert row.maximum is not None and row.maximum.drained_seconds is not None
     assert "outrun the current capacity (2 replicas)" in (row.cannot_forecast or "")
     assert row.arrivals_per_hour == 180.0
+
+
+def test_the_table_shows_durations_and_never_for_a_queue_that_does_not_empty() -> None:
+    (row,) = forecast_rows(observed(pool(project("shop", 10, 2, rate=3 / 60))))
+    shown = cells(row, {("team-a", "devs"): (2, 6)})
+    assert shown[:8] == ["team-a", "devs", "shop", "10", "2", "180.0", "60s", "2/6"]
+    assert shown[9] == "never"  # drained at the current capacity
+    assert shown[8].endswith(")") and "(" in shown[8]  # done: a duration and the moment
+    assert shown[12].startswith("the arrivals outrun the current capacity")
+    (blocked,) = forecast_rows(observed(pool(project("shop", 10, held=True))))
+    assert cells(blocked, {("team-a", "devs"): (2, 6)})[8:12] == ["-", "-", "-", "-"]
