@@ -230,11 +230,19 @@ class AgentSettings(PodSettings):
     """A retry-after longer than this fails the call: the work queue retries the item later
     instead of a worker sleeping on it."""
 
-    def with_budget_cap(self, tokens: int | None) -> AgentSettings:
-        """These settings with the token budget lowered to `tokens` (a project's limit)."""
-        if tokens is None or tokens >= self.token_budget:
-            return self
-        return self.model_copy(update={"token_budget": tokens})
+    cost_budget_usd: float | None = Field(default=None, gt=0)
+    """Estimated cost (USD, list prices) one item's agent run may reach: the Project's
+    `budgets.costPerItemUsd`, carried by the item (`with_budget_cap`); None: no cap."""
+
+    def with_budget_cap(self, tokens: int | None, cost_usd: float | None = None) -> AgentSettings:
+        """These settings with the token budget lowered to `tokens` and the cost capped at
+        `cost_usd` (a project's per-item limits)."""
+        update: dict[str, object] = {}
+        if tokens is not None and tokens < self.token_budget:
+            update["token_budget"] = tokens
+        if cost_usd is not None:
+            update["cost_budget_usd"] = cost_usd
+        return self.model_copy(update=update) if update else self
 
 
 class StageConfig(PodSettings):

@@ -316,6 +316,28 @@ async def test_token_budget_ends_the_run(
     assert [c.request["max_tokens"] for c in fake_anthropic.calls] == [1500, 800, 100]
 
 
+async def test_a_cost_cap_ends_the_run_before_the_call_that_would_pass_it(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    registry: CollectorRegistry,
+    workspace: Workspace,
+) -> None:
+    # claude-sonnet-4-6 at list prices: 600 input + 100 output tokens cost $0.0033.
+    turn = Turn(tool_calls=(ToolCall("list_files", {}),), input_tokens=600, output_tokens=100)
+    fake_anthropic.add_script("cost", lambda conversation: turn)
+    settings = AgentSettings(model=MODEL, token_budget=100_000).with_budget_cap(None, 0.005)
+    result = await runner(client, settings, redactor, metrics).run(
+        "cost", "go", WorkspaceTools(workspace, settings).tools()
+    )
+    assert result.stop_reason == "cost_budget" and result.budget_exhausted
+    assert (result.turns, len(fake_anthropic.calls)) == (2, 2)
+    assert result.cost_usd == pytest.approx(0.0066)
+    assert sample(registry, "agentfleet_agent_runs_total", model=MODEL,
+                  stop_reason="cost_budget") == 1  # fmt: skip
+
+
 async def test_max_turns_ends_the_run(
     fake_anthropic: FakeAnthropic,
     client: anthropic.AsyncAnthropic,

@@ -219,3 +219,29 @@ async def test_development_refuses_implementation_written_before_its_tests(
     )
     assert pipeline.fake_github.pull_heads("acme/shop") == []
     assert "agentfleet/issue-1" not in pipeline.fake_github.branches("acme/shop")
+
+
+async def test_a_spent_item_budget_ends_the_item_for_review_and_says_so_on_its_issue(
+    pipeline: Pipeline,
+) -> None:
+    """budgets.costPerItemUsd, carried by the item: the agent stops at the cap, the item
+    is not retried (a retry would spend as much again), and its issue says what was spent,
+    once, however often the item is redelivered."""
+    pipeline.fake_anthropic.add_script(
+        agents.DEVELOPMENT, lambda conversation: call("list_files", path=".")
+    )
+    repo = pipeline.human.get_repo("acme/shop")
+    repo.create_issue("Add f()", body="f returns 1")
+    item = shop_item(Stage.DEVELOPMENT, "issue-1", {"issue": 1, "cost_budget_usd": 0.01})
+
+    first = await pipeline.redeliver(item)
+    again = await pipeline.redeliver(item)
+
+    for result in (first, again):
+        assert (result.outcome, result.retryable) == ("failed", False)
+        assert result.error is not None
+        assert result.error.startswith("budget exhausted: a cost cap of $0.01")
+    comments = [c for c in repo.get_issue(1).get_comments() if "budget exhausted" in c.body]
+    assert len(comments) == 1
+    assert "raise the budget and run it again with `agentfleet retry`" in comments[0].body
+    assert pipeline.fake_github.pull_heads("acme/shop") == []

@@ -76,6 +76,7 @@ projects = st.builds(
     api_url=st.none() | st.just("https://git.corp.example/api/v3"),
     lane=st.sampled_from(list(Lane)),
     tokens_per_item=st.none() | st.integers(min_value=1, max_value=10**6),
+    cost_per_item_usd=st.none() | st.floats(min_value=0.01, max_value=1000),
     parallelism=st.just({"maxWorkers": 3}),
 )
 titles = st.text(max_size=40)
@@ -349,6 +350,13 @@ def test_payloads_are_read_as_the_stages_always_read_them() -> None:
         )
     )
     assert carried == ProjectCarried(repository="acme/shop", api_url=None, token_budget=None)
+    costs = [
+        ProjectCarried.of(
+            _item(Stage.GENESIS, {"repository": "acme/shop", "cost_budget_usd": value})
+        ).cost_budget_usd
+        for value in (2.5, "0.75", "lots", -1, 0, float("nan"), float("inf"), True, None)
+    ]
+    assert costs == [2.5, 0.75, None, None, None, None, None, None, None]
     review = review_payload(_item(Stage.REVIEW, {"dead_letter": "not an object", "pull": 7}))
     assert review == PullPayload(pull=7)
     dead = review_payload(_item(Stage.REVIEW, {"dead_letter": {"item_id": "a"}, "issue": 5}))

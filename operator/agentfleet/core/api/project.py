@@ -186,6 +186,11 @@ class BudgetSpec(ApiModel):
     tokens_per_item: int | None = Field(default=None, ge=1)
     """Input plus output tokens one work item may use across all its agent turns."""
 
+    cost_per_item_usd: float | None = Field(default=None, gt=0)
+    """Estimated model cost in US dollars (list prices) one work item may incur across all
+    its agent turns. The run stops there: the item ends as budget exhausted (not retried:
+    it goes to review), with a comment on its issue saying what was spent."""
+
     tokens_per_day: int | None = Field(default=None, ge=1)
     """Tokens the whole project's agents may use per UTC day, across every worker. Once
     spent, no item of the project is delivered until 00:00 UTC (queued work waits, none is

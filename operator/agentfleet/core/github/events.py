@@ -66,6 +66,7 @@ class ProjectIntake(BaseModel):
     parallelism: dict[str, float] = Field(default_factory=dict)
     """`spec.parallelism` (camelCase), handed to master issues' items."""
     tokens_per_item: int | None = None
+    cost_per_item_usd: float | None = None
     """`spec.budgets.tokensPerItem`, handed to every item as `token_budget`."""
 
     @property
@@ -85,6 +86,7 @@ class ProjectIntake(BaseModel):
             paused=spec.paused,
             parallelism=spec.parallelism.model_dump(by_alias=True),
             tokens_per_item=spec.budgets.tokens_per_item,
+            cost_per_item_usd=spec.budgets.cost_per_item_usd,
         )
 
 

@@ -25,6 +25,7 @@ from agentfleet.core.pipeline.items import WorkItem
 from agentfleet.core.pipeline.lanes import Lane
 from agentfleet.core.pipeline.payloads import (
     API_URL_KEY,
+    COST_BUDGET_KEY,
     INHERITED_PAYLOAD_KEYS,
     REPOSITORY_KEY,
     TOKEN_BUDGET_KEY,
@@ -50,6 +51,8 @@ class ProjectSettings(Protocol):
     @property
     def tokens_per_item(self) -> int | None: ...
     @property
+    def cost_per_item_usd(self) -> float | None: ...
+    @property
     def lane(self) -> Lane: ...
     @property
     def stages(self) -> tuple[Stage, ...]: ...
@@ -62,6 +65,8 @@ def project_payload(project: ProjectSettings) -> dict[str, Any]:
         carried[API_URL_KEY] = project.api_url
     if project.tokens_per_item:
         carried[TOKEN_BUDGET_KEY] = project.tokens_per_item
+    if project.cost_per_item_usd:
+        carried[COST_BUDGET_KEY] = project.cost_per_item_usd
     return carried
 
 

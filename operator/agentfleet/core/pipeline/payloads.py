@@ -12,6 +12,7 @@ know.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Self
 
@@ -27,7 +28,9 @@ API_URL_KEY = "github_api_url"
 item."""
 TOKEN_BUDGET_KEY = "token_budget"
 """The Project's `spec.budgets.tokensPerItem`, when it sets one."""
-INHERITED_PAYLOAD_KEYS = (REPOSITORY_KEY, API_URL_KEY, TOKEN_BUDGET_KEY)
+COST_BUDGET_KEY = "cost_budget_usd"
+"""The Project's `spec.budgets.costPerItemUsd`, when it sets one."""
+INHERITED_PAYLOAD_KEYS = (REPOSITORY_KEY, API_URL_KEY, TOKEN_BUDGET_KEY, COST_BUDGET_KEY)
 """Payload keys every item made from another one (follow-ups, sub-tasks) keeps."""
 DEAD_LETTER_KEY = "dead_letter"
 MASTER_SUMMARY_KEY = "master_summary"
@@ -73,6 +76,7 @@ class ProjectCarried(BaseModel):
     repository: str
     api_url: str | None = None
     token_budget: int | None = None
+    cost_budget_usd: float | None = None
 
     @classmethod
     def of(cls, item: WorkItem) -> ProjectCarried:
@@ -86,6 +90,7 @@ class ProjectCarried(BaseModel):
             repository=str(payload[REPOSITORY_KEY]),
             api_url=str(payload.get(API_URL_KEY) or "") or None,
             token_budget=_budget(payload.get(TOKEN_BUDGET_KEY)),
+            cost_budget_usd=cost_cap(item),
         )
 
 
@@ -96,6 +101,19 @@ def _budget(value: object) -> int | None:
 def token_cap(item: WorkItem) -> int | None:
     """The Project's per-item token budget, when intake put it in the payload."""
     return _budget(item.payload.get(TOKEN_BUDGET_KEY))
+
+
+def cost_cap(item: WorkItem) -> float | None:
+    """The Project's per-item cost budget (USD), when intake put it in the payload; a value
+    that is not a positive number is no budget."""
+    value = item.payload.get(COST_BUDGET_KEY)
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        cap = float(value)
+    except ValueError:
+        return None
+    return cap if math.isfinite(cap) and cap > 0 else None
 
 
 class IssuePayload(StagePayload):

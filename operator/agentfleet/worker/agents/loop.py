@@ -28,7 +28,11 @@ from agentfleet.worker.agents.pricing import cost_usd
 from agentfleet.worker.agents.retry import RETRYABLE_STATUS, response_status, retry_delay
 from agentfleet.worker.agents.tools import TOOL_ERRORS, Tool
 
-StopReason = Literal["end_turn", "submitted", "max_turns", "token_budget", "max_tokens"]
+StopReason = Literal[
+    "end_turn", "submitted", "max_turns", "token_budget", "cost_budget", "max_tokens"
+]
+BUDGET_STOPS = frozenset({"token_budget", "cost_budget"})
+"""The item's own budget ended the run: a retry would spend as much again."""
 
 
 class AgentError(RuntimeError):
@@ -67,11 +71,17 @@ class AgentResult:
     final_text: str = ""
     submission: dict[str, Any] | None = None
     tool_calls: list[ToolCallRecord] = field(default_factory=list)
+    cost_usd: float = 0.0
+    """Estimated at list prices (0 for a model without a known price)."""
 
     @property
     def finished(self) -> bool:
         """The model ended the work itself (rather than running out of turns or tokens)."""
         return self.stop_reason in {"end_turn", "submitted"}
+
+    @property
+    def budget_exhausted(self) -> bool:
+        return self.stop_reason in BUDGET_STOPS
 
 
 def _reason(status: int | None) -> str:
@@ -131,6 +141,10 @@ class AgentRunner:
             if remaining <= 0:
                 result.stop_reason = "token_budget"
                 break
+            cap = self.settings.cost_budget_usd
+            if cap is not None and result.cost_usd >= cap:
+                result.stop_reason = "cost_budget"
+                break
             if self.budget is not None:
                 await self.budget.check()
             response = await self._create(
@@ -138,6 +152,7 @@ class AgentRunner:
             )
             result.turns += 1
             tokens, cost = self._account(result.usage, response.usage)
+            result.cost_usd += cost
             if self.budget is not None:
                 await self.budget.record(tokens, cost)
             content = [_block_dict(block) for block in response.content]
@@ -166,10 +181,11 @@ class AgentRunner:
             messages.append({"role": "user", "content": answers})
         self.metrics.runs.labels(model=model, stop_reason=result.stop_reason).inc()
         self.log.info(
-            "agent run ended: %s after %d turns, %d tokens",
+            "agent run ended: %s after %d turns, %d tokens, $%.4f",
             result.stop_reason,
             result.turns,
             result.usage.total,
+            result.cost_usd,
         )
         return result
 

@@ -4,6 +4,7 @@ Item ids, payloads and branch names are `agentfleet.core.pipeline`'s."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import PurePosixPath
 from typing import ClassVar
@@ -13,6 +14,7 @@ from agentfleet.core.github import RepoClient, stage_permissions
 from agentfleet.core.pipeline import WorkItem
 from agentfleet.core.queue import BudgetExhausted
 from agentfleet.worker.agents import RedactingLogger
+from agentfleet.worker.agents.loop import AgentResult
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages.environment import StageEnvironment
 
@@ -67,3 +69,33 @@ class StageHandler:
         repo: RepoClient,
     ) -> HandlerResult:
         raise NotImplementedError
+
+    async def stopped_by_budget(
+        self,
+        item: WorkItem,
+        repo: RepoClient,
+        log: logging.LoggerAdapter[logging.Logger],
+        result: AgentResult,
+        number: int,
+    ) -> HandlerResult:
+        """The item's own budget (`budgets.tokensPerItem`, `costPerItemUsd` or the pool's
+        `agent.tokenBudget`) ended the agent's run. Not retried, since a retry would spend
+        as much again: the item is dead-lettered to review, and issue or pull request
+        `number` says what was spent (one comment per item, edited in place)."""
+        settings = self.env.agent_settings
+        limit = (
+            f"a cost cap of ${result.cost_usd:.2f} reached (budgets.costPerItemUsd)"
+            if result.stop_reason == "cost_budget"
+            else "its token budget used up (budgets.tokensPerItem or the pool's agent.tokenBudget)"
+        )
+        reason = (
+            f"budget exhausted: {limit} after {result.turns} turns, {result.usage.total} tokens, "
+            f"${result.cost_usd:.2f} (model {settings.model})"
+        )
+        body = (
+            f"agentfleet stopped its {item.stage.value} work on this: {reason}. Nothing is "
+            "retried on its own; raise the budget and run it again with `agentfleet retry`."
+        )
+        await asyncio.to_thread(repo.upsert_comment, number, body, "budget", item=item.id)
+        log.warning("%s: %s", item.id, reason)
+        return HandlerResult.failed(reason, retryable=False)

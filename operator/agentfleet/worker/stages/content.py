@@ -19,6 +19,7 @@ from agentfleet.core.github import RepoClient, marker
 from agentfleet.core.pipeline import (
     PullPayload,
     WorkItem,
+    cost_cap,
     docs_branch,
     issue_branch,
     issue_of_branch,
@@ -85,10 +86,12 @@ class ContentHandler(StageHandler):
             + "\n\nMerged pull requests:\n"
             + untrusted("pull request titles", listing, self.env.redactor)
         )
-        runner = self.env.runner(log, token_cap(item), context.budget)
+        runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         result = await runner.run(
             prompts.CONTENT, task, self.env.tools(Workspace(checkout.path), runner.settings)
         )
+        if result.budget_exhausted:
+            return await self.stopped_by_budget(item, repo, log, result, target)
         if not result.finished:
             return HandlerResult.failed(f"agent stopped before finishing: {result.stop_reason}")
         await checkout.commit_all(f"Document {issue.title} (#{target})")

@@ -14,7 +14,7 @@ import logging
 
 from agentfleet.core.api import Stage
 from agentfleet.core.github import RepoClient, marker
-from agentfleet.core.pipeline import IssuePayload, WorkItem, issue_branch, token_cap
+from agentfleet.core.pipeline import IssuePayload, WorkItem, cost_cap, issue_branch, token_cap
 from agentfleet.worker.agents import AgentResult, Workspace, untrusted
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.sandbox.protocol import cut_tail
@@ -65,10 +65,12 @@ class DevelopmentHandler(StageHandler):
                 "read it and continue from there."
             )
         workspace = Workspace(checkout.path)
-        runner = self.env.runner(log, token_cap(item), context.budget)
+        runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         result = await runner.run(
             prompts.DEVELOPMENT, task, self.env.tools(workspace, runner.settings)
         )
+        if result.budget_exhausted:
+            return await self.stopped_by_budget(item, repo, log, result, number)
         if not result.finished:
             return HandlerResult.failed(f"agent stopped before finishing: {result.stop_reason}")
         committed = await checkout.commit_all(f"{issue.title} (#{number})")

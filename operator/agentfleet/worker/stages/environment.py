@@ -207,12 +207,14 @@ class StageEnvironment:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
         tokens: int | None,
         budget: SpendGate | None = None,
+        cost_usd: float | None = None,
     ) -> AgentRunner:
         """An agent runner whose token budget is the pool's, lowered to `tokens` if set,
-        held to the project's daily `budget` (the handler context's)."""
+        its cost capped at `cost_usd` if set (the item's), held to the project's daily
+        `budget` (the handler context's)."""
         return AgentRunner(
             self.model_client,
-            self.agent_settings.with_budget_cap(tokens),
+            self.agent_settings.with_budget_cap(tokens, cost_usd),
             self.redactor,
             logger=logger,
             metrics=self.metrics,

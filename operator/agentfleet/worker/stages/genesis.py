@@ -25,6 +25,7 @@ from agentfleet.core.github.markers import embed_state, extract_state
 from agentfleet.core.pipeline import (
     MasterSummaryPayload,
     WorkItem,
+    cost_cap,
     genesis_payload,
     stage_item,
     token_cap,
@@ -161,7 +162,7 @@ class GenesisHandler(StageHandler):
         default = await asyncio.to_thread(lambda: repo.default_branch)
         checkout = self.env.checkout(repo, context.workspace / "repo", context.private / "repo.git")
         await checkout.clone()
-        runner = self.env.runner(log, token_cap(item), context.budget)
+        runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         described = untrusted(
             f"issue #{number}", f"{issue.title}\n\n{issue.body}", self.env.redactor
         )
@@ -171,6 +172,8 @@ class GenesisHandler(StageHandler):
             writable = self.env.tools(Workspace(checkout.path), runner.settings)
             request = f"Scaffold {repo.full_name} for this issue.\n\n{described}"
             result = await runner.run(prompts.GENESIS_SCAFFOLD, request, writable)
+            if result.budget_exhausted:
+                return await self.stopped_by_budget(item, repo, log, result, number)
             if not result.finished:
                 return HandlerResult.failed(f"scaffolding stopped: {result.stop_reason}")
             if not await checkout.commit_all(f"Scaffold the repository (#{number})"):
@@ -193,6 +196,8 @@ class GenesisHandler(StageHandler):
                 readable = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
                 request = f"Plan issue #{number} of {repo.full_name}.\n\n{described}"
                 result = await runner.run(prompts.GENESIS_PLAN, request, [*readable, SUBMIT_PLAN])
+                if result.submission is None and result.budget_exhausted:
+                    return await self.stopped_by_budget(item, repo, log, result, number)
                 if result.submission is None:
                     return HandlerResult.failed(f"no plan submitted ({result.stop_reason})")
                 summary, tasks = plan_from_submission(result.submission)

@@ -12,6 +12,7 @@ from agentfleet.core.github import RepoClient
 from agentfleet.core.pipeline import (
     DeadLetterReview,
     WorkItem,
+    cost_cap,
     issue_branch,
     review_payload,
     token_cap,
@@ -92,9 +93,11 @@ class ReviewHandler(StageHandler):
                 + untrusted(f"diff of #{number}", diff[:_PATCH_LIMIT], redactor)
             )
             target, key = number, f"pull-{number}"
-        runner = self.env.runner(log, token_cap(item), context.budget)
+        runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         tools = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
         result = await runner.run(prompts.REVIEW, task, [*tools, SUBMIT_REVIEW])
+        if result.submission is None and result.budget_exhausted:
+            return await self.stopped_by_budget(item, repo, log, result, target)
         if result.submission is None:
             return HandlerResult.failed(f"no review submitted ({result.stop_reason})")
         text = redactor.redact(render_review(result.submission, subject))
