@@ -37,7 +37,8 @@ class ProjectObservation(WireModel):
     held: bool
     """The Project is paused: its queued items are not delivered."""
     arrival_rate: float
-    """New items per second over the window."""
+    """New items per second over the window, counted per quarter hour with a burst damped
+    (each quarter at most twice the median one)."""
 
 
 class PoolObservation(WireModel):

@@ -6,10 +6,12 @@ time over a window, its current and maximum replicas (`ForecastObservations`).
 The rates come from Prometheus when the operator has a URL that answers (the queue
 exporter's `agentfleet_queue_enqueued_total`, the workers'
 `agentfleet_worker_processing_seconds`), else from the queue's completion log over the
-window: the finished items per second stand for the arrivals (true when the queue is in
-a steady state), and the gaps between one worker's consecutive completions for the
-service time (an upper bound: a worker's idle time between items counts in). The answer
-says which.
+window: the finished items stand for the arrivals (true when the queue is in a steady
+state), and the gaps between one worker's consecutive completions for the service time
+(an upper bound: a worker's idle time between items counts in). The answer says which.
+Arrivals are counted per quarter hour and made a rate with a burst damped
+(`agentfleet.operator.autoscaler.rates`, as the autoscaler's prediction and the
+simulator's replay do): a burst already queued is not extrapolated into the future.
 
 The command runs the simulator's engine on these observations (`agentfleet.simulator.live`):
 the import contracts keep the simulator out of the operator, and its seeded runs would
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -38,12 +41,15 @@ from agentfleet.core.forecastapi import (
 )
 from agentfleet.core.queue import InFlight, NamespaceSnapshot
 from agentfleet.core.queue.models import GENERAL_SPECIALTY
+from agentfleet.operator.autoscaler.rates import buckets, regular_rate
 from agentfleet.operator.index import PoolEntry
 from agentfleet.operator.readapi import PROMETHEUS_TIMEOUT_SECONDS, ReadApi
 
 ArrivalKey = tuple[str, Stage, str | None]
 """(project, stage, specialty); specialty None: every specialty of the stage (the
 completion log does not record it)."""
+Arrivals = Mapping[ArrivalKey, Sequence[float]]
+"""Items arrived per bucket of the window, oldest first, per `ArrivalKey`."""
 Service = tuple[float, int]
 """Mean seconds per item and how many items it is the mean of."""
 
@@ -51,10 +57,19 @@ Service = tuple[float, int]
 # --------------------------------------------------------------- pure builders
 
 
-def arrivals_query(namespace: str, window_seconds: float) -> str:
+def bucketing(window_seconds: float) -> tuple[int, float]:
+    """How many buckets the window is counted in (quarter hours, at least one), and their
+    width."""
+    count = buckets(window_seconds)
+    return count, window_seconds / count
+
+
+def arrivals_query(namespace: str, bucket_seconds: float) -> str:
+    """New items per queue per bucket: a range query stepping one bucket, each point
+    counting the bucket before it."""
     return (
         "sum by (project, stage, specialty) (increase(agentfleet_queue_enqueued_total"
-        f'{{namespace="{namespace}"}}[{window_seconds:g}s]))'
+        f'{{namespace="{namespace}"}}[{bucket_seconds:g}s]))'
     )
 
 
@@ -90,16 +105,31 @@ def _stage(value: str) -> Stage | None:
 
 
 def arrivals_from_prometheus(
-    payload: Mapping[str, Any], window_seconds: float
-) -> dict[ArrivalKey, float]:
-    """`arrivals_query`'s answer: items per second per (project, stage, specialty)."""
-    rates: dict[ArrivalKey, float] = {}
-    for labels, value in _vector(payload):
+    payload: Mapping[str, Any], end: float, window_seconds: float
+) -> dict[ArrivalKey, list[float]]:
+    """`arrivals_query`'s range answer ending at `end` (epoch seconds): per (project,
+    stage, specialty) the items of each bucket, oldest first; a bucket without a point
+    (the series did not exist yet) counts none."""
+    if payload.get("status") != "success":
+        raise ValueError(f"{payload.get('errorType', 'error')}: {payload.get('error', payload)}")
+    count, width = bucketing(window_seconds)
+    found: dict[ArrivalKey, list[float]] = {}
+    for row in (payload.get("data") or {}).get("result") or []:
+        labels = {str(k): str(v) for k, v in (row.get("metric") or {}).items()}
         stage = _stage(labels.get("stage", ""))
-        if stage is not None and labels.get("project"):
-            key = (labels["project"], stage, labels.get("specialty") or GENERAL_SPECIALTY)
-            rates[key] = rates.get(key, 0.0) + max(value, 0.0) / window_seconds
-    return rates
+        if stage is None or not labels.get("project"):
+            continue
+        key = (labels["project"], stage, labels.get("specialty") or GENERAL_SPECIALTY)
+        counts = found.setdefault(key, [0.0] * count)
+        for at, raw in row.get("values") or []:
+            back = round((end - float(at)) / width)  # 0: the latest bucket
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                continue
+            if 0 <= back < count and math.isfinite(value):
+                counts[count - 1 - back] += max(value, 0.0)
+    return found
 
 
 def service_from_prometheus(
@@ -117,16 +147,22 @@ def service_from_prometheus(
 
 
 def arrivals_from_log(
-    events: Iterable[Mapping[str, str]], window_seconds: float
-) -> dict[ArrivalKey, float]:
-    """Items finished per second per (project, stage): the arrival rate of a queue in a
-    steady state (what goes out came in)."""
-    rates: dict[ArrivalKey, float] = defaultdict(float)
+    events: Iterable[Mapping[str, str]], end_ms: float, window_seconds: float
+) -> dict[ArrivalKey, list[float]]:
+    """Items finished per bucket of the window ending at `end_ms` (epoch milliseconds),
+    per (project, stage): the arrivals of a queue in a steady state (what goes out came
+    in)."""
+    count, width = bucketing(window_seconds)
+    found: dict[ArrivalKey, list[float]] = {}
     for event in events:
         stage = _stage(event.get("stage", ""))
-        if stage is not None and event.get("project"):
-            rates[event["project"], stage, None] += 1 / window_seconds
-    return dict(rates)
+        at = event.get("at")
+        if stage is None or not event.get("project") or not at:
+            continue
+        back = int(max(0.0, end_ms - int(at)) / 1000 // width)  # 0: the latest bucket
+        if back < count:
+            found.setdefault((event["project"], stage, None), [0.0] * count)[count - 1 - back] += 1
+    return found
 
 
 def _pool_of(worker: str, pools: Sequence[str]) -> str | None:
@@ -161,12 +197,14 @@ def pool_observation(
     pool: PoolEntry,
     snapshot: NamespaceSnapshot,
     held: Sequence[InFlight],
-    arrivals: Mapping[ArrivalKey, float],
+    arrivals: Arrivals,
+    bucket_seconds: float,
     service: Service | None,
 ) -> PoolObservation:
     """What the forecast needs of one pool: per Project it serves (its `project`, else
-    every Project with a lane, an item or arrivals in the pool's stage) the items queued
-    and in progress in the lanes it reads, and the arrival rate; the pool's replicas."""
+        every Project with a lane, an item or arrivals in the pool's stage) the items queued
+        and in progress in the lanes it reads, and the arrival rate (its lanes' buckets added
+    up, a burst damped: `regular_rate`); the pool's replicas."""
     spec = pool.spec
     replicas = pool.status.replicas or 0
     if spec is None:
@@ -185,16 +223,18 @@ def pool_observation(
 
     queued: dict[str, int] = defaultdict(int)
     busy: dict[str, int] = defaultdict(int)
-    rate: dict[str, float] = defaultdict(float)
+    counts: dict[str, list[float]] = {}
     for lane in snapshot.lanes:
         if mine(lane.project, lane.stage, lane.specialty):
             queued[lane.project] += lane.waiting
     for item in held:
         if mine(item.project, item.stage, item.specialty):
             busy[item.project] += 1
-    for (project, stage, specialty), value in arrivals.items():
+    for (project, stage, specialty), found in arrivals.items():
         if mine(project, stage, specialty):
-            rate[project] += value
+            total = counts.setdefault(project, [0.0] * len(found))
+            for i, value in enumerate(found):
+                total[i] += value
     pinned = not spec.autoscaling.enabled or pool.paused_replicas is not None
     return PoolObservation(
         pool=pool.name,
@@ -211,9 +251,13 @@ def pool_observation(
                 queued=queued[project],
                 in_progress=busy[project],
                 held=project in snapshot.held_projects,
-                arrival_rate=round(rate[project], 9),
+                arrival_rate=(
+                    round(regular_rate(counts[project], bucket_seconds), 9)
+                    if counts.get(project)
+                    else 0.0
+                ),
             )
-            for project in sorted(set(queued) | set(busy) | set(rate))
+            for project in sorted(set(queued) | set(busy) | set(counts))
         ],
     )
 
@@ -226,7 +270,7 @@ def observations(
     pools: Iterable[PoolEntry],
     snapshot: NamespaceSnapshot,
     held: Sequence[InFlight],
-    arrivals: Mapping[ArrivalKey, float],
+    arrivals: Arrivals,
     service: Mapping[str, Service],
     source: RateSource,
     source_note: str,
@@ -238,7 +282,9 @@ def observations(
         source=source,
         source_note=source_note,
         pools=[
-            pool_observation(p, snapshot, held, arrivals, service.get(p.name))
+            pool_observation(
+                p, snapshot, held, arrivals, bucketing(window_seconds)[1], service.get(p.name)
+            )
             for p in sorted(pools, key=lambda p: p.name)
         ],
     )
@@ -248,20 +294,28 @@ def observations(
 
 
 async def _prometheus(
-    url: str, namespace: str, window_seconds: float
-) -> tuple[dict[ArrivalKey, float], dict[str, Service]]:
-    answers = []
+    url: str, namespace: str, end: float, window_seconds: float
+) -> tuple[dict[ArrivalKey, list[float]], dict[str, Service]]:
+    _, width = bucketing(window_seconds)
+    base = url.rstrip("/")
     async with httpx.AsyncClient(timeout=PROMETHEUS_TIMEOUT_SECONDS) as client:
-        for query in (arrivals_query(namespace, window_seconds), *service_queries(
-            namespace, window_seconds
-        )):  # fmt: skip
-            response = await client.get(f"{url.rstrip('/')}/api/v1/query", params={"query": query})
+        response = await client.get(
+            f"{base}/api/v1/query_range",
+            params={
+                "query": arrivals_query(namespace, width),
+                "start": f"{end - window_seconds + width:.3f}",
+                "end": f"{end:.3f}",
+                "step": f"{width:g}",
+            },
+        )
+        response.raise_for_status()
+        arrivals = arrivals_from_prometheus(response.json(), end, window_seconds)
+        answers = []
+        for query in service_queries(namespace, window_seconds):
+            response = await client.get(f"{base}/api/v1/query", params={"query": query})
             response.raise_for_status()
             answers.append(response.json())
-    return (
-        arrivals_from_prometheus(answers[0], window_seconds),
-        service_from_prometheus(answers[1], answers[2]),
-    )
+    return arrivals, service_from_prometheus(answers[0], answers[1])
 
 
 def forecast_router(api: ReadApi, pools: Callable[[str], Sequence[PoolEntry]]) -> APIRouter:
@@ -286,10 +340,10 @@ def forecast_router(api: ReadApi, pools: Callable[[str], Sequence[PoolEntry]]) -
         note = "the operator has no Prometheus URL"
         if url is not None:
             try:
-                arrivals, service = await _prometheus(url, namespace, window_seconds)
+                arrivals, service = await _prometheus(url, namespace, time.time(), window_seconds)
                 source = "prometheus"
                 note = (
-                    "arrivals: increase of agentfleet_queue_enqueued_total; service time: "
+                    "arrivals: agentfleet_queue_enqueued_total per quarter hour; service time: "
                     "agentfleet_worker_processing_seconds sum/count"
                 )
             except (httpx.HTTPError, ValueError, KeyError) as exc:
@@ -298,11 +352,11 @@ def forecast_router(api: ReadApi, pools: Callable[[str], Sequence[PoolEntry]]) -
             events = await queue.completions_since(
                 namespace, now - timedelta(seconds=window_seconds)
             )
-            arrivals = arrivals_from_log(events, window_seconds)
+            arrivals = arrivals_from_log(events, now.timestamp() * 1000, window_seconds)
             service = service_from_log(events, [p.name for p in entries])
             note += (
-                "; from the completion log: arrivals = items finished per second (steady "
-                "state), service time = gaps between a worker's completions (an upper bound)"
+                "; from the completion log: arrivals = items finished (steady state), "
+                "service time = gaps between a worker's completions (an upper bound)"
             )
         return observations(
             namespace=namespace, now=now, window_seconds=window_seconds, pools=entries,

@@ -74,15 +74,17 @@ HELD = [holding("shop", Stage.DEVELOPMENT), holding("shop", Stage.DEVELOPMENT, "
 
 
 def test_a_pool_counts_the_lanes_it_reads_per_project() -> None:
-    arrivals: dict[ArrivalKey, float] = {
-        ("shop", Stage.DEVELOPMENT, "general"): 0.01,
-        ("shop", Stage.DEVELOPMENT, "tdd"): 0.002,
-        ("shop", Stage.GENESIS, "general"): 5.0,
-        ("blog", Stage.DEVELOPMENT, "ai-ml"): 1.0,
+    # per quarter hour, oldest first
+    arrivals: dict[ArrivalKey, list[float]] = {
+        ("shop", Stage.DEVELOPMENT, "general"): [3, 3, 3, 3],
+        ("shop", Stage.DEVELOPMENT, "tdd"): [1, 1, 1, 1],
+        ("shop", Stage.GENESIS, "general"): [100, 100, 100, 100],
+        ("blog", Stage.DEVELOPMENT, "ai-ml"): [9, 9, 9, 9],
     }
     seen = pool_observation(
-        pool("devs", "development", specialties=["tdd"]), SNAPSHOT, HELD, arrivals, (120.0, 30)
-    )
+        pool("devs", "development", specialties=["tdd"]), SNAPSHOT, HELD, arrivals, 900.0,
+        (120.0, 30),
+    )  # fmt: skip
     assert (seen.pool, seen.stage, seen.replicas, seen.max_replicas) == (
         "devs", Stage.DEVELOPMENT, 2, 6,
     )  # fmt: skip
@@ -92,7 +94,7 @@ def test_a_pool_counts_the_lanes_it_reads_per_project() -> None:
     assert list(by_project) == ["blog", "shop"]
     # tdd and general are read, genesis and the ai-ml specialty are not
     assert (by_project["shop"].queued, by_project["shop"].in_progress) == (8, 2)
-    assert by_project["shop"].arrival_rate == pytest.approx(0.012)
+    assert by_project["shop"].arrival_rate == pytest.approx(16 / 3600)
     assert (by_project["blog"].queued, by_project["blog"].held) == (2, True)
     assert by_project["blog"].arrival_rate == 0.0
 
@@ -100,7 +102,7 @@ def test_a_pool_counts_the_lanes_it_reads_per_project() -> None:
 def test_a_dedicated_pool_serves_only_its_project_and_a_pinned_one_has_no_headroom() -> None:
     seen = pool_observation(
         pool("shop-devs", "development", project="shop", autoscaling={"enabled": False}),
-        SNAPSHOT, HELD, {}, None,
+        SNAPSHOT, HELD, {}, 900.0, None,
     )  # fmt: skip
     assert [p.project for p in seen.projects] == ["shop"]
     assert (seen.pinned, seen.max_replicas, seen.service_seconds, seen.service_samples) == (
@@ -108,21 +110,41 @@ def test_a_dedicated_pool_serves_only_its_project_and_a_pinned_one_has_no_headro
     )  # fmt: skip
     annotated = pool_observation(
         pool("devs", "development", annotations={PAUSED_REPLICAS_ANNOTATION: "2"}),
-        SNAPSHOT, HELD, {}, None,
+        SNAPSHOT, HELD, {}, 900.0, None,
     )  # fmt: skip
     assert (annotated.pinned, annotated.max_replicas) == (True, 2)
 
 
-def test_log_arrivals_are_not_split_by_specialty_and_reach_every_pool_of_the_stage() -> None:
+def test_a_burst_already_queued_is_not_extrapolated() -> None:
+    burst: dict[ArrivalKey, list[float]] = {("shop", Stage.DEVELOPMENT, "general"): [2, 2, 2, 40]}
+    seen = pool_observation(pool("devs", "development"), SNAPSHOT, [], burst, 900.0, None)
+    # the last quarter counts at most twice the median quarter
+    shop = next(p for p in seen.projects if p.project == "shop")
+    assert shop.arrival_rate == pytest.approx((2 + 2 + 2 + 4) / 3600)
+
+
+def test_log_arrivals_are_counted_per_quarter_hour_for_every_pool_of_the_stage() -> None:
+    end_ms = 10_000_000.0
     events = [
-        {"project": "shop", "stage": "development", "worker": "devs-1-a", "at": "1000"},
-        {"project": "shop", "stage": "development", "worker": "devs-1-a", "at": "2000"},
-        {"project": "shop", "stage": "bogus", "worker": "devs-1-a", "at": "3000"},
+        {"project": "shop", "stage": "development", "at": str(int(end_ms) - 1_000)},
+        {"project": "shop", "stage": "development", "at": str(int(end_ms) - 600_000)},
+        {"project": "shop", "stage": "development", "at": str(int(end_ms) - 2_600_000)},
+        {"project": "shop", "stage": "development", "at": str(int(end_ms) - 3_601_000)},  # before
+        {"project": "shop", "stage": "bogus", "at": str(int(end_ms))},
+        {"project": "shop", "stage": "development"},  # no time
     ]
-    rates = arrivals_from_log(events, 100.0)
-    assert rates == {("shop", Stage.DEVELOPMENT, None): pytest.approx(0.02)}
-    seen = pool_observation(pool("devs", "development"), SNAPSHOT, [], rates, None)
-    assert {p.project: p.arrival_rate for p in seen.projects}["shop"] == pytest.approx(0.02)
+    counts = arrivals_from_log(events, end_ms, 3600.0)
+    # the log does not record the specialty: the stage's every pool counts them
+    assert counts == {("shop", Stage.DEVELOPMENT, None): [0.0, 1.0, 0.0, 2.0]}
+    seen = pool_observation(
+        pool("devs", "development", specialties=["tdd"]), SNAPSHOT, [], counts, 900.0, None
+    )
+    shop = next(p for p in seen.projects if p.project == "shop")
+    assert shop.arrival_rate == pytest.approx(3 / 3600)
+    # a window shorter than a quarter hour is one bucket
+    assert arrivals_from_log(events[:2], end_ms, 600.0) == {
+        ("shop", Stage.DEVELOPMENT, None): [1.0]
+    }
 
 
 def test_log_service_time_is_the_mean_gap_between_a_workers_completions() -> None:
@@ -141,7 +163,7 @@ def test_log_service_time_is_the_mean_gap_between_a_workers_completions() -> Non
 
 
 def test_prometheus_answers_become_rates_and_means() -> None:
-    assert 'namespace="team-a"' in arrivals_query(NS, 3600)
+    assert 'namespace="team-a"' in arrivals_query(NS, 900) and "[900s]" in arrivals_query(NS, 900)
     assert all("[3600s]" in q for q in service_queries(NS, 3600))
 
     def vector(*rows: tuple[dict[str, str], str]) -> dict[str, object]:
@@ -152,15 +174,34 @@ def test_prometheus_answers_become_rates_and_means() -> None:
             ]},
         }  # fmt: skip
 
+    end = 1_800_000_000.0
+
+    def matrix(*rows: tuple[dict[str, str], list[tuple[float, str]]]) -> dict[str, object]:
+        return {
+            "status": "success",
+            "data": {"resultType": "matrix", "result": [
+                {"metric": labels, "values": [[at, value] for at, value in points]}
+                for labels, points in rows
+            ]},
+        }  # fmt: skip
+
     arrivals = arrivals_from_prometheus(
-        vector(
-            ({"project": "shop", "stage": "development", "specialty": "tdd"}, "36"),
-            ({"project": "shop", "stage": "development"}, "NaN"),
-            ({"project": "shop", "stage": "nope"}, "5"),
+        matrix(
+            # no point for the oldest quarter: the series did not exist yet
+            ({"project": "shop", "stage": "development", "specialty": "tdd"},
+             [(end - 1800, "4"), (end - 900, "NaN"), (end, "7.5")]),
+            ({"project": "shop", "stage": "development"}, [(end, "2")]),
+            ({"project": "shop", "stage": "nope"}, [(end, "5")]),
         ),
+        end,
         3600.0,
-    )
-    assert arrivals == {("shop", Stage.DEVELOPMENT, "tdd"): pytest.approx(0.01)}
+    )  # fmt: skip
+    assert arrivals == {
+        ("shop", Stage.DEVELOPMENT, "tdd"): [0.0, 4.0, 0.0, 7.5],
+        ("shop", Stage.DEVELOPMENT, "general"): [0.0, 0.0, 0.0, 2.0],
+    }
+    with pytest.raises(ValueError, match="bad_data"):
+        arrivals_from_prometheus({"status": "error", "errorType": "bad_data"}, end, 3600.0)
     service = service_from_prometheus(
         vector(({"pool": "devs"}, "600"), ({"pool": "idle"}, "0")),
         vector(({"pool": "devs"}, "4.0"), ({"pool": "idle"}, "0")),
