@@ -8,14 +8,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from agentfleet.core.api import Stage
+from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.core.forecastapi import (
     ForecastObservations,
     ForecastRow,
     PoolObservation,
     ProjectObservation,
 )
+from agentfleet.simulator.forecast import replay
 from agentfleet.simulator.forecast_command import cells
-from agentfleet.simulator.live import forecast_rows, project_load, why_not
+from agentfleet.simulator.live import STARTUP_SECONDS, forecast_rows, project_load, why_not
+from agentfleet.simulator.trace import bursty_trace
 
 pytestmark = pytest.mark.unit
 
@@ -115,3 +118,34 @@ def test_the_table_shows_durations_and_never_for_a_queue_that_does_not_empty() -
     assert shown[12].startswith("the arrivals outrun the current capacity")
     (blocked,) = forecast_rows(observed(pool(project("shop", 10, held=True))))
     assert cells(blocked, {("team-a", "devs"): (2, 6)})[8:12] == ["-", "-", "-", "-"]
+
+
+def test_on_a_replayed_trace_it_forecasts_as_the_simulator_and_within_20_percent() -> None:
+    """The bursty trace through a pool held at 2 replicas (maximum 5), observed two hours
+    in (as `benchmarks/policy_quality.py` section 3 does): the command's path from the
+    observations gives the engine's forecast, and that is within 20 % of the drain the
+    simulation then measures, at both capacities."""
+    result = replay(
+        bursty_trace(seed=7), AutoscalingSpec(), min_replicas=1, max_replicas=5,
+        start_replicas=2, at_seconds=7200.0, startup_seconds=STARTUP_SECONDS,
+        fixed_replicas=2, runs=15,
+    )  # fmt: skip
+    (engine,) = result.forecasts
+    load = engine.load
+    assert load.queued >= 20 and (load.service_samples or 0) >= 20
+    seen = pool(
+        project(load.project, load.queued, load.in_progress, load.arrival_rate),
+        replicas=result.replicas, max_replicas=5, service_seconds=load.service_seconds,
+        service_samples=load.service_samples,
+    )  # fmt: skip
+    (row,) = forecast_rows(observed(seen), runs=15)
+    assert row.current is not None and row.maximum is not None
+    for figures, drain, measured in (
+        (row.current, engine.current, result.measured_current[load.project]),
+        (row.maximum, engine.maximum, result.measured_maximum[load.project]),
+    ):
+        assert drain.done_seconds is not None and measured.done_seconds is not None
+        assert figures.replicas == drain.replicas
+        assert figures.done_seconds == round(drain.done_seconds, 1)
+        assert figures.done_seconds == pytest.approx(measured.done_seconds, rel=0.2)
+    assert (row.current.replicas, row.maximum.replicas) == (2, 5)
