@@ -193,6 +193,12 @@ def service_from_log(
     return {pool: (sum(found) / len(found), len(found)) for pool, found in gaps.items() if found}
 
 
+def working(held: Sequence[InFlight], now: datetime, heartbeat_timeout: float) -> list[InFlight]:
+    """The items a live worker holds: one whose claim was not renewed within the heartbeat
+    timeout is waiting again (the queue's snapshot counts it with the waiting ones)."""
+    return [h for h in held if (now - h.heartbeat_at).total_seconds() <= heartbeat_timeout]
+
+
 def pool_observation(
     pool: PoolEntry,
     snapshot: NamespaceSnapshot,
@@ -334,7 +340,7 @@ def forecast_router(api: ReadApi, pools: Callable[[str], Sequence[PoolEntry]]) -
         now = queue.clock()
         entries = list(pools(namespace))
         snapshot = await queue.snapshot(namespace)
-        held = await queue.in_flight(namespace)
+        held = working(await queue.in_flight(namespace), now, queue.heartbeat_timeout)
         url = api.config.prometheus_url
         source: RateSource = "completionLog"
         note = "the operator has no Prometheus URL"

@@ -3,7 +3,7 @@ pool reads, its replicas, and the rates from Prometheus' answers or the completi
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from agentfleet.operator.forecastapi import (
     service_from_log,
     service_from_prometheus,
     service_queries,
+    working,
 )
 from agentfleet.operator.index import PAUSED_REPLICAS_ANNOTATION, PoolEntry
 
@@ -222,3 +223,9 @@ def test_the_answer_reads_back_strictly() -> None:
     assert [p.pool for p in answer.pools] == ["a-gen", "b-devs"]
     assert (wire["source"], wire["generatedAt"]) == ("completionLog", "2026-11-30T15:00:00Z")
     assert ForecastObservations.model_validate(wire) == answer
+
+
+def test_an_item_whose_worker_stopped_heartbeating_is_waiting_not_in_progress() -> None:
+    fresh = holding("shop", Stage.DEVELOPMENT)
+    stale = fresh.model_copy(update={"item_id": "old", "heartbeat_at": NOW - timedelta(seconds=31)})
+    assert working([fresh, stale], NOW + timedelta(seconds=30), 30.0) == [fresh]
