@@ -19,12 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
+import yaml
 from pydantic import BaseModel, ConfigDict
 
 from agentfleet.core.api import Stage
 from agentfleet.core.forecastapi import ForecastRow
 from agentfleet.core.queue import ManualClock, Subscription, WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer, free_port
+from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.controlplane import write_kubeconfig
 
 if TYPE_CHECKING:
     from .conftest import ExposeReadApi, Kubectl, Objects, RunningOperator
@@ -102,8 +105,45 @@ def fleet(
     return ns
 
 
+@pytest.fixture
+def reader(local_cluster: LocalCluster, kubectl: Kubectl, fleet: str, tmp_path: Path) -> Path:
+    """A kubeconfig for a user who may read agentfleet's resources and the read API (the
+    chart's `api-reader` Role), and change nothing."""
+    user = f"reader-{fleet[-8:]}"
+    pki = local_cluster.controlplane.pki
+    pair = pki.client(user, user)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": user, "namespace": fleet},
+        "rules": [
+            {
+                "apiGroups": ["agentfleet.dev"],
+                "resources": ["projects", "workerpools"],
+                "verbs": ["get", "list", "watch"],
+            },
+            {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": user, "namespace": fleet},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
+    return write_kubeconfig(
+        tmp_path / "reader.kubeconfig", local_cluster.server, pki.ca.cert, pair.cert, pair.key,
+        user,
+    )  # fmt: skip
+
+
 async def test_forecast_reads_the_operators_observations_and_forecasts_the_drain(
-    fleet: str, kubeconfig: Path, queues: tuple[WorkQueue, WorkQueue, ManualClock]
+    fleet: str,
+    kubeconfig: Path,
+    reader: Path,
+    queues: tuple[WorkQueue, WorkQueue, ManualClock],
 ) -> None:
     queue, played, clock = queues
     await queue.enqueue(
@@ -156,6 +196,14 @@ async def test_forecast_reads_the_operators_observations_and_forecasts_the_drain
     assert "widgets-content" in table and "DONE AT MAX" in table
     assert "rates over the last 1h: the operator has no Prometheus URL" in table
     assert json.loads(ok(kubeconfig, "forecast", "-A", "-o", "json"))["kind"] == "ForecastList"
+
+    # a read: the read-only user forecasts the same (the figures are deterministic)
+    read = ForecastList.model_validate(
+        json.loads(ok(reader, "forecast", "-n", fleet, "-o", "json"))
+    )
+    (again,) = [row for row in read.items if row.pool == "widgets-content"]
+    assert (again.queued, again.in_progress, again.service_seconds) == (5, 1, SERVICE_SECONDS)
+    assert again.current is not None and again.current.done_seconds == done
 
     gone = f"http://127.0.0.1:{free_port()}"
     line = one_line_error(cli(kubeconfig, "forecast", "-n", fleet, "--operator-url", gone))
