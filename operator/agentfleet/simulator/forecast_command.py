@@ -14,7 +14,7 @@ from datetime import datetime
 import typer
 from rich.console import Console
 
-from agentfleet.core.fleetapi import API_PREFIX
+from agentfleet.core.fleetapi import API_PREFIX, Scope
 from agentfleet.core.forecastapi import DrainFigures, ForecastObservations, ForecastRow
 from agentfleet.ctl.commands import (
     ALL_NAMESPACES,
@@ -38,9 +38,6 @@ from agentfleet.ctl.output import (
     parse_duration,
 )
 from agentfleet.simulator.live import forecast_rows
-
-NOT_SERVED = "is not served by this operator"
-"""The end of the read API's answer for a namespace the operator does not serve."""
 
 HEADERS = [
     "NAMESPACE", "POOL", "PROJECT", "QUEUED", "RUNNING", "ARRIVALS/H", "SERVICE", "REPLICAS",
@@ -106,23 +103,20 @@ def forecast(
     if target.namespace is not None:
         namespaces = [target.namespace]
     else:
-        namespaces = sorted({p["metadata"]["namespace"] for p in target.objects("WorkerPool")})
+        # Every namespace with a WorkerPool that the operator serves (`/v1/scope`): a pool
+        # elsewhere has no queue this operator knows.
+        scope = api.get(f"{API_PREFIX}/scope", Scope)
+        found = {p["metadata"]["namespace"] for p in target.objects("WorkerPool")}
+        namespaces = sorted(ns for ns in found if scope.serves(ns))
     rows: list[ForecastRow] = []
     pools: dict[tuple[str, str], tuple[int, int]] = {}
     sources: set[str] = set()
     for ns in namespaces:
-        try:
-            observed = api.get(
-                f"{API_PREFIX}/namespaces/{ns}/forecast",
-                ForecastObservations,
-                windowSeconds=str(seconds),
-            )
-        except CliError as error:
-            # -A: a namespace with pools that this operator does not serve is not its to
-            # forecast (another operator's, or none).
-            if target.namespace is None and str(error).endswith(NOT_SERVED):
-                continue
-            raise
+        observed = api.get(
+            f"{API_PREFIX}/namespaces/{ns}/forecast",
+            ForecastObservations,
+            windowSeconds=str(seconds),
+        )
         sources.add(observed.source_note)
         for pool in observed.pools:
             pools[ns, pool.pool] = (pool.replicas, pool.max_replicas)

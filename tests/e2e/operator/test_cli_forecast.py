@@ -142,6 +142,7 @@ def reader(local_cluster: LocalCluster, kubectl: Kubectl, fleet: str, tmp_path: 
 async def test_forecast_reads_the_operators_observations_and_forecasts_the_drain(
     fleet: str,
     kubeconfig: Path,
+    kubectl: Kubectl,
     reader: Path,
     queues: tuple[WorkQueue, WorkQueue, ManualClock],
 ) -> None:
@@ -195,7 +196,24 @@ async def test_forecast_reads_the_operators_observations_and_forecasts_the_drain
     table = ok(kubeconfig, "forecast", "-n", fleet)
     assert "widgets-content" in table and "DONE AT MAX" in table
     assert "rates over the last 1h: the operator has no Prometheus URL" in table
-    assert json.loads(ok(kubeconfig, "forecast", "-A", "-o", "json"))["kind"] == "ForecastList"
+    # -A: every namespace with a pool that the operator serves; a pool in a namespace it
+    # does not serve (no queue it knows) is left out, not an error
+    elsewhere = f"unserved-{fleet[-8:]}"
+    kubectl("create", "namespace", elsewhere)
+    try:
+        stray = {
+            "apiVersion": "agentfleet.dev/v1alpha1", "kind": "WorkerPool",
+            "metadata": {"name": "stray", "namespace": elsewhere}, "spec": {"stage": "content"},
+        }  # fmt: skip
+        kubectl("apply", "-f", "-", stdin=json.dumps(stray))
+        everywhere = ForecastList.model_validate(
+            json.loads(ok(kubeconfig, "forecast", "-A", "-o", "json"))
+        )
+        seen = {(row.namespace, row.pool) for row in everywhere.items}
+        assert (fleet, "widgets-content") in seen
+        assert elsewhere not in {namespace for namespace, _ in seen}
+    finally:
+        kubectl("delete", "namespace", elsewhere, "--wait=false")
 
     # a read: the read-only user forecasts the same (the figures are deterministic)
     read = ForecastList.model_validate(
