@@ -10,9 +10,14 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from lightkube import AsyncClient, KubeConfig
 
 from agentfleet.core.queue import ManualClock, RetryPolicy, WorkQueue
 from agentfleet.dev.localenv import RedisServer
+from agentfleet.operator.config import OperatorConfig
+from agentfleet.operator.context import OperatorContext
+from agentfleet.operator.events import EventRecorder
+from agentfleet.operator.kube import Kube
 
 FAST_RETRIES = RetryPolicy(default_max_attempts=3, base_delay_seconds=0.02, max_delay_seconds=0.1)
 
@@ -61,3 +66,19 @@ def queue(make_queue: QueueFactory, clock: ManualClock) -> WorkQueue:
 def fast_queue(make_queue: QueueFactory, clock: ManualClock) -> WorkQueue:
     """Heartbeat timeout of 1 s on the manual `clock`, for reclaim tests."""
     return make_queue(heartbeat_timeout=1.0, clock=clock)
+
+
+@pytest.fixture
+async def read_api_context(queue: WorkQueue) -> AsyncIterator[OperatorContext]:
+    """The operator's context as the read API sees it, on the test's `queue`, serving
+    `team-*`. Reads need no API server: its client points nowhere and is never called."""
+    nowhere = {
+        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
+        "users": [{"name": "none", "user": {"token": "unused"}}],
+        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
+        "current-context": "none",
+    }
+    kube = Kube(AsyncClient(KubeConfig.from_dict(nowhere)))
+    config = OperatorConfig(namespaces=("team-*",), redis_url="redis://unused")
+    yield OperatorContext(config=config, kube=kube, queue=queue, events=EventRecorder(kube, "test"))
+    await kube.close()

@@ -5,6 +5,7 @@ back strictly by the CLI's client, and the forecast `agentfleet forecast` makes 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from kubernetes import client
-from lightkube import AsyncClient, KubeConfig
 
 from agentfleet.core.api import Stage
 from agentfleet.core.forecastapi import ForecastObservations
@@ -23,12 +23,9 @@ from agentfleet.ctl.kube import CliError, Target
 from agentfleet.ctl.operatorapi import OperatorApi
 from agentfleet.dev.localenv import PrometheusServer, free_port
 from agentfleet.operator.autoscaler.synthetic import SyntheticQueueMetrics
-from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext
-from agentfleet.operator.events import EventRecorder
 from agentfleet.operator.forecastapi import forecast_router
 from agentfleet.operator.index import PoolEntry
-from agentfleet.operator.kube import Kube
 from agentfleet.operator.readapi import ReadApi, create_app
 from agentfleet.simulator.live import forecast_rows
 
@@ -62,34 +59,22 @@ def namespace() -> str:
 
 
 async def serve(
-    queue: WorkQueue, namespace: str, prometheus_url: str | None
+    context: OperatorContext, namespace: str, prometheus_url: str | None
 ) -> AsyncIterator[Served]:
-    # Reads need no API server: the client points nowhere and is never called.
-    nowhere = {
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "none", "user": {"token": "unused"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "current-context": "none",
-    }
-    kube = Kube(AsyncClient(KubeConfig.from_dict(nowhere)))
-    config = OperatorConfig(
-        namespaces=("team-*",), redis_url="redis://unused", prometheus_url=prometheus_url
-    )
-    context = OperatorContext(
-        config=config, kube=kube, queue=queue, events=EventRecorder(kube, "test")
-    )
-    api = ReadApi(context)
+    config = context.config.model_copy(update={"prometheus_url": prometheus_url})
+    api = ReadApi(dataclasses.replace(context, config=config))
     pools = [pool(namespace, "devs", "development", 2), pool(namespace, "writers", "content", 1)]
     router = forecast_router(api, lambda ns: [p for p in pools if p.namespace == ns])
     port = free_port()
+    if context.queue is None:
+        raise RuntimeError("the read API's context has no queue")
     async with WebhookServer(create_app(api, routers=[router]), port=port):
-        yield Served(f"http://127.0.0.1:{port}", namespace, queue)
-    await kube.close()
+        yield Served(f"http://127.0.0.1:{port}", namespace, context.queue)
 
 
 @pytest.fixture
-async def served(queue: WorkQueue, namespace: str) -> AsyncIterator[Served]:
-    async for found in serve(queue, namespace, None):
+async def served(read_api_context: OperatorContext, namespace: str) -> AsyncIterator[Served]:
+    async for found in serve(read_api_context, namespace, None):
         yield found
 
 
@@ -171,6 +156,7 @@ def exporter(prometheus_server: PrometheusServer) -> Iterator[SyntheticQueueMetr
 
 async def test_with_prometheus_its_counters_give_the_rates(
     queue: WorkQueue,
+    read_api_context: OperatorContext,
     clock: ManualClock,
     namespace: str,
     prometheus_server: PrometheusServer,
@@ -189,7 +175,7 @@ async def test_with_prometheus_its_counters_give_the_rates(
     # What the queue exporter and the workers then publish: 30 arrivals, 8 items of 90 s.
     exporter.enqueued(namespace, "development", 30, project="shop")
     exporter.processed(namespace, "devs", "development", *[90.0] * 8)
-    async for served in serve(queue, namespace, prometheus_server.url):
+    async for served in serve(read_api_context, namespace, prometheus_server.url):
         path = f"/v1/namespaces/{namespace}/forecast"
         while True:
             observed = await asyncio.to_thread(read, served.url, path)

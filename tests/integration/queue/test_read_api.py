@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import httpx
 import pytest
 from kubernetes import client
-from lightkube import AsyncClient, KubeConfig
 
 from agentfleet.core.api import Stage
 from agentfleet.core.fleetapi import InFlightReport, QueueReport, ThroughputReport
@@ -22,10 +21,7 @@ from agentfleet.core.queue import Subscription, WorkItem, WorkQueue
 from agentfleet.ctl.kube import CliError, Target
 from agentfleet.ctl.operatorapi import OperatorApi
 from agentfleet.dev.localenv import free_port
-from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext
-from agentfleet.operator.events import EventRecorder
-from agentfleet.operator.kube import Kube
 from agentfleet.operator.readapi import ReadApi, create_app
 
 pytestmark = pytest.mark.integration
@@ -41,23 +37,10 @@ class Served:
 
 
 @pytest.fixture
-async def served(queue: WorkQueue) -> AsyncIterator[Served]:
-    # No API server is needed for reads: the client points nowhere and is never called.
-    nowhere = {
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "none", "user": {"token": "unused"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "current-context": "none",
-    }
-    kube = Kube(AsyncClient(KubeConfig.from_dict(nowhere)))
-    config = OperatorConfig(namespaces=("team-*",), redis_url="redis://unused")
-    context = OperatorContext(
-        config=config, kube=kube, queue=queue, events=EventRecorder(kube, "test")
-    )
+async def served(queue: WorkQueue, read_api_context: OperatorContext) -> AsyncIterator[Served]:
     port = free_port()
-    async with WebhookServer(create_app(ReadApi(context)), port=port):
+    async with WebhookServer(create_app(ReadApi(read_api_context)), port=port):
         yield Served(f"http://127.0.0.1:{port}", queue)
-    await kube.close()
 
 
 async def test_the_reads_answer_from_the_queue_and_carry_no_secret(served: Served) -> None:

@@ -20,7 +20,6 @@ from typing import Any
 
 import httpx
 import pytest
-from lightkube import AsyncClient, KubeConfig
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
@@ -29,11 +28,8 @@ from agentfleet.core.github import WebhookServer
 from agentfleet.core.queue import Subscription, WorkItem, WorkQueue
 from agentfleet.dev.localenv import free_port
 from agentfleet.dev.testing.browser import cell, wait_for_cell
-from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext
-from agentfleet.operator.events import EventRecorder
 from agentfleet.operator.index import PoolEntry
-from agentfleet.operator.kube import Kube
 from agentfleet.operator.logic import ScalingRecord
 from agentfleet.operator.readapi import ReadApi, create_app
 from agentfleet.operator.statuspage import StatusPage, StatusSnapshot, status_router
@@ -77,25 +73,12 @@ class Served:
 
 
 @pytest.fixture
-async def served(queue: WorkQueue) -> AsyncIterator[Served]:
-    # Reads need no API server: the client points nowhere and is never called.
-    nowhere = {
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:9"}}],
-        "users": [{"name": "none", "user": {"token": "unused"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}],
-        "current-context": "none",
-    }
-    kube = Kube(AsyncClient(KubeConfig.from_dict(nowhere)))
-    config = OperatorConfig(namespaces=("team-*",), redis_url="redis://unused")
-    context = OperatorContext(
-        config=config, kube=kube, queue=queue, events=EventRecorder(kube, "test")
-    )
-    api = ReadApi(context)
+async def served(queue: WorkQueue, read_api_context: OperatorContext) -> AsyncIterator[Served]:
+    api = ReadApi(read_api_context)
     page = StatusPage(api, lambda namespace: [p for p in POOLS if p.namespace == namespace])
     port = free_port()
     async with WebhookServer(create_app(api, routers=[status_router(page)]), port=port):
-        yield Served(f"http://127.0.0.1:{port}", queue, context)
-    await kube.close()
+        yield Served(f"http://127.0.0.1:{port}", queue, read_api_context)
 
 
 def item(number: int, stage: Stage) -> WorkItem:
