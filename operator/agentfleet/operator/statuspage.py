@@ -55,6 +55,9 @@ KEEPALIVE_SECONDS = 15.0
 """A comment line on a quiet stream, so proxies keep it open."""
 SLOW_PARTS_SECONDS = 10.0
 """Alerts and processing times come from Prometheus: read at most this often."""
+COMPLETIONS_SECONDS = 5.0
+"""What finished today and in the last hour comes from the queue's completion log, read
+(a day of it) at most this often per namespace, however many pages stream it."""
 TIMELINE_LENGTH = 30
 
 
@@ -240,11 +243,15 @@ def processing_from_prometheus(payload: Mapping[str, Any]) -> dict[Stage, float]
 
 @dataclass
 class _Slow:
-    """The Prometheus parts of a namespace's snapshot, with when they were read."""
+    """The parts of a namespace's snapshot that are read less often than the queue, with
+    when they were read: Prometheus' and the completion log's."""
 
     read_at: float = 0.0
     alerts: AlertReport = field(default_factory=lambda: AlertReport(prometheus=False, alerts=[]))
     processing: dict[Stage, float] = field(default_factory=dict)
+    finished_at: float = 0.0
+    today: ThroughputReport | None = None
+    last_hour: ThroughputReport | None = None
 
 
 @dataclass
@@ -277,28 +284,44 @@ class StatusPage:
                 slow.processing = {}
         return slow
 
+    async def _finished(
+        self, namespace: str, now: datetime
+    ) -> tuple[ThroughputReport, ThroughputReport]:
+        """What finished since 00:00 UTC and in the last hour (the completion log)."""
+        slow = self._slow.setdefault(namespace, _Slow())
+        if (
+            slow.today is None
+            or slow.last_hour is None
+            or time.monotonic() - slow.finished_at >= COMPLETIONS_SECONDS
+        ):
+            midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+            hour_ago = now - timedelta(hours=1)
+            events = await self.api.queue().completions_since(namespace, min(midnight, hour_ago))
+            today_ms, hour_ago_ms = midnight.timestamp() * 1000, hour_ago.timestamp() * 1000
+            slow.today = throughput_report(
+                namespace, [e for e in events if _at_ms(e) >= today_ms], 86400.0
+            )
+            slow.last_hour = throughput_report(
+                namespace, [e for e in events if _at_ms(e) >= hour_ago_ms], 3600.0
+            )
+            slow.finished_at = time.monotonic()
+        return slow.today, slow.last_hour
+
     async def snapshot(self, namespace: str) -> StatusSnapshot:
         self.api.served(namespace)
         queue = self.api.queue()
         now = queue.clock()
-        midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         queues_now = await queue.snapshot(namespace)
         held = await queue.in_flight(namespace)
-        events = await queue.completions_since(namespace, min(midnight, now - timedelta(hours=1)))
-        hour_ago_ms = (now - timedelta(hours=1)).timestamp() * 1000
-        today_ms = midnight.timestamp() * 1000
+        today, last_hour = await self._finished(namespace, now)
         slow = await self._prometheus_parts(namespace)
         return build_snapshot(
             namespace=namespace,
             now=now,
             queues=queue_report(queues_now, now),
             held=in_flight_report(namespace, held, now, queue.heartbeat_timeout),
-            today=throughput_report(
-                namespace, [e for e in events if _at_ms(e) >= today_ms], 86400.0
-            ),
-            last_hour=throughput_report(
-                namespace, [e for e in events if _at_ms(e) >= hour_ago_ms], 3600.0
-            ),
+            today=today,
+            last_hour=last_hour,
             pools=self.pools(namespace),
             scaling=list(self.api.context.scaling_log),
             alerts=slow.alerts,
