@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from agentfleet.core.api.workerpool import DEFAULT_WORKER_IMAGE
 from agentfleet.dev.localenv import ManagedProcess, RedisServer, find_binary, free_port
 from agentfleet.dev.localenv.cluster import LocalCluster
+from agentfleet.dev.localenv.controlplane import write_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -452,3 +454,58 @@ def expose(api_client: client.ApiClient, local_cluster: LocalCluster) -> ExposeR
 @pytest.fixture
 def objects_factory(api_client: client.ApiClient) -> Callable[[str], Objects]:
     return lambda namespace: Objects(api_client, namespace)
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+@pytest.fixture
+def fleet(
+    objects: Objects,
+    kubectl: Kubectl,
+    operator: RunningOperator,
+    expose: ExposeReadApi,
+    monkeypatch: pytest.MonkeyPatch,
+) -> str:
+    """The examples (Secrets, Project `widgets`, its pools) in a fresh namespace, and every
+    `agentfleet` the test runs pointed at the operator's read API there."""
+    ns = objects.namespace
+    monkeypatch.setenv(
+        "AGENTFLEET_OPERATOR_SERVICE", expose(ns, "agentfleet-api", operator.api_port)
+    )
+    for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
+        kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
+    # The first test of the session also waits for kopf to find the pattern-matched
+    # namespace (--namespace afop-*), which has taken over 30 s on a loaded machine.
+    for pool in ("widgets-dev-tdd", "widgets-content"):
+        objects.wait_condition("workerpools", pool, "Ready", "True", timeout=90)
+    return ns
+
+
+def role_kubeconfig(
+    local_cluster: LocalCluster,
+    kubectl: Kubectl,
+    namespace: str,
+    user: str,
+    rules: list[dict[str, Any]],
+    path: Path,
+) -> Path:
+    """A kubeconfig (client certificate) for `user`, bound in `namespace` to a Role of
+    `rules` and nothing else."""
+    pki = local_cluster.controlplane.pki
+    pair = pki.client(user, user)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": {"name": user, "namespace": namespace},
+        "rules": rules,
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": user, "namespace": namespace},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+    }
+    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
+    return write_kubeconfig(path, local_cluster.server, pki.ca.cert, pair.cert, pair.key, user)

@@ -39,11 +39,13 @@ from agentfleet.ctl.views import (
 )
 from agentfleet.dev.localenv import PrometheusServer, RedisServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
-from agentfleet.dev.localenv.controlplane import write_kubeconfig, write_token_kubeconfig
+from agentfleet.dev.localenv.controlplane import write_token_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
 
+from .conftest import role_kubeconfig
+
 if TYPE_CHECKING:
-    from .conftest import ExposeReadApi, Kubectl, Objects, RunningOperator
+    from .conftest import ExposeReadApi, Kubectl, Objects
 
 pytestmark = pytest.mark.e2e
 
@@ -96,63 +98,22 @@ async def queue(redis_server: RedisServer) -> AsyncIterator[WorkQueue]:
 
 
 @pytest.fixture
-def fleet(
-    objects: Objects,
-    kubectl: Kubectl,
-    operator: RunningOperator,
-    expose: ExposeReadApi,
-    monkeypatch: pytest.MonkeyPatch,
-) -> str:
-    ns = objects.namespace
-    # Where every `agentfleet` the test runs finds the operator's read API.
-    monkeypatch.setenv(
-        "AGENTFLEET_OPERATOR_SERVICE", expose(ns, "agentfleet-api", operator.api_port)
-    )
-    for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
-        kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
-    # The first test of the session also waits for kopf to find the pattern-matched
-    # namespace (--namespace afop-*), which has taken over 30 s on a loaded machine.
-    objects.wait_condition("workerpools", "widgets-dev-tdd", "Ready", "True", timeout=90)
-    return ns
-
-
-@pytest.fixture
 def viewer(local_cluster: LocalCluster, kubectl: Kubectl, fleet: str, tmp_path: Path) -> Path:
     """A kubeconfig for a user who may read agentfleet's resources and Pods, not change
     them."""
+    rules = [
+        {
+            "apiGroups": ["agentfleet.dev"],
+            "resources": ["projects", "workerpools"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+        # Reading the queue through the operator's read API.
+        {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
+    ]
     user = f"viewer-{uuid.uuid4().hex[:6]}"
-    pki = local_cluster.controlplane.pki
-    pair = pki.client(user, user)
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": user, "namespace": fleet},
-        "rules": [
-            {
-                "apiGroups": ["agentfleet.dev"],
-                "resources": ["projects", "workerpools"],
-                "verbs": ["get", "list", "watch"],
-            },
-            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
-            # Reading the queue through the operator's read API.
-            {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": user, "namespace": fleet},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
-    return write_kubeconfig(
-        tmp_path / "viewer.kubeconfig",
-        local_cluster.server,
-        pki.ca.cert,
-        pair.cert,
-        pair.key,
-        user,
+    return role_kubeconfig(
+        local_cluster, kubectl, fleet, user, rules, tmp_path / "viewer.kubeconfig"
     )
 
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
-import yaml
 from pydantic import BaseModel, ConfigDict
 
 from agentfleet.core.api import Stage
@@ -27,10 +26,11 @@ from agentfleet.core.forecastapi import ForecastRow
 from agentfleet.core.queue import ManualClock, Subscription, WorkItem, WorkQueue
 from agentfleet.dev.localenv import RedisServer, free_port
 from agentfleet.dev.localenv.cluster import LocalCluster
-from agentfleet.dev.localenv.controlplane import write_kubeconfig
+
+from .conftest import role_kubeconfig
 
 if TYPE_CHECKING:
-    from .conftest import ExposeReadApi, Kubectl, Objects, RunningOperator
+    from .conftest import Kubectl
 
 pytestmark = pytest.mark.e2e
 
@@ -88,55 +88,21 @@ async def queues(
 
 
 @pytest.fixture
-def fleet(
-    objects: Objects,
-    kubectl: Kubectl,
-    operator: RunningOperator,
-    expose: ExposeReadApi,
-    monkeypatch: pytest.MonkeyPatch,
-) -> str:
-    ns = objects.namespace
-    monkeypatch.setenv(
-        "AGENTFLEET_OPERATOR_SERVICE", expose(ns, "agentfleet-api", operator.api_port)
-    )
-    for name in ("secrets.yaml", "project.yaml", "workerpools.yaml"):
-        kubectl("apply", "-n", ns, "-f", str(EXAMPLES / name))
-    objects.wait_condition("workerpools", "widgets-content", "Ready", "True", timeout=90)
-    return ns
-
-
-@pytest.fixture
 def reader(local_cluster: LocalCluster, kubectl: Kubectl, fleet: str, tmp_path: Path) -> Path:
     """A kubeconfig for a user who may read agentfleet's resources and the read API (the
     chart's `api-reader` Role), and change nothing."""
+    rules = [
+        {
+            "apiGroups": ["agentfleet.dev"],
+            "resources": ["projects", "workerpools"],
+            "verbs": ["get", "list", "watch"],
+        },
+        {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
+    ]
     user = f"reader-{fleet[-8:]}"
-    pki = local_cluster.controlplane.pki
-    pair = pki.client(user, user)
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "Role",
-        "metadata": {"name": user, "namespace": fleet},
-        "rules": [
-            {
-                "apiGroups": ["agentfleet.dev"],
-                "resources": ["projects", "workerpools"],
-                "verbs": ["get", "list", "watch"],
-            },
-            {"apiGroups": [""], "resources": ["services/proxy"], "verbs": ["get"]},
-        ],
-    }
-    binding = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "RoleBinding",
-        "metadata": {"name": user, "namespace": fleet},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": user},
-        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-    }
-    kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all([role, binding]))
-    return write_kubeconfig(
-        tmp_path / "reader.kubeconfig", local_cluster.server, pki.ca.cert, pair.cert, pair.key,
-        user,
-    )  # fmt: skip
+    return role_kubeconfig(
+        local_cluster, kubectl, fleet, user, rules, tmp_path / "reader.kubeconfig"
+    )
 
 
 async def test_forecast_reads_the_operators_observations_and_forecasts_the_drain(
