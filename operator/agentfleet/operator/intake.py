@@ -49,6 +49,7 @@ from agentfleet.core.github import (
     Pacing,
     ProjectIntake,
     RepoClient,
+    TriggerUnanswerable,
     WebhookServer,
     WebhookTarget,
     create_webhook_app,
@@ -279,18 +280,10 @@ class Intake:
             return PAUSED, "paused"
         if self.queue is None:
             return NO_QUEUE, "failed"
-        secret_name = spec.credentials_secret_ref.name
-        lookup, secret = await self.kube.read_secret(namespace, secret_name)
-        credentials = secret_credentials(secret_name, lookup, secret)
-        if isinstance(credentials, Problem):
-            return IntakeState.failed(credentials), "failed"
-        if secret is None:
-            raise RuntimeError("the credentials Secret was found missing after it was read")
-        fingerprint = (
-            secret["metadata"].get("resourceVersion"),
-            spec.repository,
-            spec.github_api_url,
-        )
+        found = await self._credentials(namespace, spec)
+        if isinstance(found, Problem):
+            return IntakeState.failed(found), "failed"
+        fingerprint, credentials = found
         project = ProjectIntake.from_spec(namespace, name, spec)
         try:
             async with self._gate:
@@ -311,6 +304,48 @@ class Intake:
         if new:
             log.info("intake of %s/%s enqueued %s", namespace, name, ", ".join(new))
         return polling_state(namespace, name, spec, self.config.webhook_port), "ok"
+
+    async def _credentials(
+        self, namespace: str, spec: ProjectSpec
+    ) -> tuple[tuple[Any, ...], GitHubCredentials] | Problem:
+        """The Project's GitHub credentials and what its cached client is keyed by."""
+        secret_name = spec.credentials_secret_ref.name
+        lookup, secret = await self.kube.read_secret(namespace, secret_name)
+        credentials = secret_credentials(secret_name, lookup, secret)
+        if isinstance(credentials, Problem):
+            return credentials
+        if secret is None:
+            raise RuntimeError("the credentials Secret was found missing after it was read")
+        fingerprint = (
+            secret["metadata"].get("resourceVersion"),
+            spec.repository,
+            spec.github_api_url,
+        )
+        return fingerprint, credentials
+
+    async def repo_for(self, namespace: str, name: str) -> RepoClient:
+        """The Project's GitHub client, for answering a webhook trigger (the one polling
+        uses; raises TriggerUnanswerable when the Project or its credentials are unusable)."""
+        try:
+            body = await self.kube.get_custom(namespace, "projects", name)
+        except KUBERNETES_ERRORS as error:
+            raise TriggerUnanswerable(f"Kubernetes API: {error}") from error
+        if body is None:
+            raise TriggerUnanswerable(f"Project {namespace}/{name} is gone")
+        try:
+            spec = ProjectSpec.model_validate(body.get("spec") or {})
+            found = await self._credentials(namespace, spec)
+        except ValidationError as error:
+            raise TriggerUnanswerable(f"Project {namespace}/{name} is invalid") from error
+        except KUBERNETES_ERRORS as error:
+            raise TriggerUnanswerable(f"Kubernetes API: {error}") from error
+        if isinstance(found, Problem):
+            raise TriggerUnanswerable(found.message)
+        fingerprint, credentials = found
+        async with self._gate:
+            return await asyncio.to_thread(
+                self._client, (namespace, name), fingerprint, credentials, spec
+            )
 
     def _client(
         self,
@@ -430,7 +465,11 @@ def install_intake(registry: kopf.OperatorRegistry, config: OperatorConfig) -> N
         if service.queue is None:
             log.error("--webhook-port needs --redis-url: webhook deliveries are not served")
             return
-        app = create_webhook_app(service.webhook_target, partial(service.enqueue, "webhook"))
+        app = create_webhook_app(
+            service.webhook_target,
+            partial(service.enqueue, "webhook"),
+            repo_for=service.repo_for,
+        )
         # Every interface: in a pod, the Service reaches the operator on the pod's IP.
         server = WebhookServer(app, host="0.0.0.0", port=config.webhook_port)
         await server.start()

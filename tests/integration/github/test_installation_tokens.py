@@ -242,9 +242,10 @@ async def test_a_token_near_its_expiry_is_replaced_before_use(
     assert not fake_github.token_is_valid(second)
 
 
-def test_the_intake_token_only_reads(
-    fake_github: FakeGitHub, app_credentials: GitHubCredentials
+def test_the_intake_token_reads_and_answers_triggers_only(
+    fake_github: FakeGitHub, app_credentials: GitHubCredentials, human: Github
 ) -> None:
+    issue = human.get_repo("acme/shop").create_issue("Add a cart")
     intake = RepoClient(
         app_credentials,
         "acme/shop",
@@ -254,52 +255,17 @@ def test_the_intake_token_only_reads(
     )
     try:
         assert intake.open_issues_labelled("agentfleet") == []
-        with pytest.raises(GithubException) as refused:
-            intake.ensure_issue("no", "body", [SUB_TASK_LABEL], "probe", n=1)
-        assert refused.value.status == 403
+        # What answering a trigger takes: a permission lookup, a reaction, a reply.
+        assert intake.permission("acme") == "admin"
+        intake.react(issue.number, "eyes")
+        intake.upsert_comment(issue.number, "refused", "refusal", trigger=1)
+        # Nothing else: no code, no branches, no pull requests.
+        for attempt in (
+            lambda: intake.branch_exists("main"),
+            lambda: intake.repo.create_pull(title="x", body="", head="main", base="main"),
+        ):
+            with pytest.raises(GithubException) as refused:
+                attempt()
+            assert refused.value.status == 403
     finally:
         intake.close()
-
-
-def test_a_token_is_never_granted_beyond_the_installation(
-    fake_github: FakeGitHub, app_keys: AppKeys
-) -> None:
-    # An App installed on acme/shop only, without contents: it cannot mint more.
-    fake_github.create_repo("acme", "other")
-    fake_github.register_app(
-        5, "narrow-app", app_keys.public_pem, 9, {"issues": "write"}, ["acme/shop"]
-    )
-    credentials = GitHubCredentials(app_id="5", private_key=SecretStr(app_keys.private_pem))
-    for repository, permissions in [
-        ("acme/other", stage_permissions(Stage.GENESIS)),
-        ("acme/shop", stage_permissions(Stage.DEVELOPMENT)),
-    ]:
-        client = RepoClient(
-            credentials,
-            repository,
-            fake_github.base_url,
-            Pacing.none(),
-            permissions=permissions,
-        )
-        try:
-            with pytest.raises(GithubException) as refused:
-                client.git_token()
-            assert refused.value.status in {404, 422}
-        finally:
-            client.close()
-    assert fake_github.minted == []
-
-
-async def test_a_personal_access_token_still_works(fake_github: FakeGitHub, tmp_path: Path) -> None:
-    env = _environment(fake_github, GitHubCredentials(token=SecretStr(BOT_TOKEN)))
-    async with env.github(_item(1), stage_permissions(Stage.REVIEW)) as first:
-        assert first.login == "agentfleet-bot"
-        # A personal access token cannot be narrowed: even a review item's client pushes.
-        await _push_a_branch(_checkout(tmp_path, "pat", first), "agentfleet/issue-1")
-    async with env.github(_item(2), stage_permissions(Stage.DEVELOPMENT)) as second:
-        assert second is first  # one client per project, as there is one token
-        assert second.git_token() == BOT_TOKEN
-    assert "agentfleet/issue-1" in fake_github.branches("acme/shop")
-    assert fake_github.minted == []
-    assert fake_github.token_is_valid(BOT_TOKEN)  # nothing revokes a user's token
-    assert env.redactor.redact(BOT_TOKEN) == REDACTED

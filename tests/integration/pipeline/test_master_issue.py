@@ -19,6 +19,7 @@ from agentfleet.core.github import (
     poll_project,
 )
 from agentfleet.core.github.events import command_work
+from agentfleet.core.pipeline import QualifierKind
 from agentfleet.core.queue import CompletionOutcome
 from agentfleet.dev.localenv.waiting import async_wait_for
 from agentfleet.dev.testing import Conversation, agents
@@ -142,8 +143,7 @@ async def test_ten_sub_tasks_with_one_failure_succeed_and_retry_reruns_only_it(
     # "/agentfleet retry": only the failed sub-task runs again, continuing its branch.
     comment = master.create_comment("/agentfleet retry")
     facts = IssueFacts(number=master.number, title=master.title, labels=("agentfleet:master",))
-    retry = command_work(pipeline.project, facts, comment.id, comment.body, "OWNER")
-    assert retry is not None
+    retry = command_work(pipeline.project, facts, comment.id, QualifierKind.RETRY_FAILED)
     assert await pipeline.queue.enqueue(retry) == [retry.id]
     retried = await pipeline.completion(retry.id, timeout=60)
     assert retried.outcome is CompletionOutcome.SUCCEEDED, retried.error

@@ -152,6 +152,25 @@ def test_model_names(model: str, valid: bool) -> None:
 
 
 @pytest.mark.parametrize(
+    ("login", "valid"),
+    [
+        ("octocat", True),
+        ("dependabot[bot]", True),
+        ("renovate-bot", True),
+        ("a" * 39, True),
+        ("a" * 40, False),
+        ("-dash", False),
+        ("two words", False),
+        ("bot[bot][bot]", False),
+        ("@octocat", False),
+        ("", False),
+    ],
+)
+def test_github_logins(login: str, valid: bool) -> None:
+    assert matches(grammar.GITHUB_LOGIN_PATTERN, login) is valid
+
+
+@pytest.mark.parametrize(
     ("quantity", "valid"),
     [
         *[(good, True) for good in ("500m", "2Gi", "1", "+1.5", "1e3", 4)],

@@ -27,6 +27,7 @@ from agentfleet.core.github import (
     webhook_work,
 )
 from agentfleet.core.github.events import DeliveryError, command_work, merged_pull_work
+from agentfleet.core.pipeline import QualifierKind
 from agentfleet.core.queue import Lane
 
 pytestmark = pytest.mark.unit
@@ -194,17 +195,13 @@ def test_merged_agentfleet_pull_requests_queue_content() -> None:
     assert merged_pull_work(no_content, pull("agentfleet/issue-3")) is None
 
 
-def test_comment_commands_need_a_master_issue_and_a_trusted_author() -> None:
+def test_a_command_item_is_one_per_comment() -> None:
     master = facts(labels=("agentfleet:master",))
-    retry = command_work(PROJECT, master, 99, "/agentfleet retry\nplease", "COLLABORATOR")
-    assert retry is not None
+    retry = command_work(PROJECT, master, 99, QualifierKind.RETRY_FAILED)
     assert retry.id == "team-a/shop/issue-5/genesis/retry-failed-99"
     assert retry.payload["retry_failed"] is True
-    dry = command_work(PROJECT, master, 100, " /agentfleet dry-run ", "OWNER")
-    assert dry is not None and dry.payload["dry_run"] is True
-    assert command_work(PROJECT, master, 99, "/agentfleet retry", "NONE") is None
-    assert command_work(PROJECT, master, 99, "looks good! /agentfleet retry", "OWNER") is None
-    assert command_work(PROJECT, facts(), 99, "/agentfleet retry", "OWNER") is None
+    dry = command_work(PROJECT, master, 100, QualifierKind.DRY_RUN)
+    assert dry.payload["dry_run"] is True and dry.id.endswith("/dry-run-100")
 
 
 def test_webhook_payloads_map_to_items() -> None:

@@ -64,9 +64,10 @@ def test_stage_permissions_are_exactly_what_each_stage_does() -> None:
         "pull_requests": "read",
     }
     assert dict(SCAFFOLD_PERMISSIONS) == {"metadata": "read", "contents": "write"}
+    # Intake reacts to accepted triggers and replies to refused ones.
     assert dict(INTAKE_PERMISSIONS) == {
         "metadata": "read",
-        "issues": "read",
+        "issues": "write",
         "pull_requests": "read",
     }
 

@@ -185,9 +185,7 @@ def test_a_command_and_a_merged_pull_make_one_item_each(
     project: ProjectIntake, number: int, comment: int
 ) -> None:
     master = IssueFacts(number=number, title="m", labels=("agentfleet:master",))
-    made = [
-        command_work(project, master, comment, "/agentfleet dry-run", "OWNER") for _ in range(2)
-    ]
+    made = [command_work(project, master, comment, QualifierKind.DRY_RUN) for _ in range(2)]
     assert made[0] is not None and made[1] is not None
     assert made[0].id == made[1].id
     assert (

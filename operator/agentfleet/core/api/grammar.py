@@ -87,6 +87,10 @@ REPOSITORY_PATTERN = (
 GITHUB_API_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*/?$"
 """An http(s) URL without credentials, query or fragment."""
 
+GITHUB_LOGIN_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,38})(\[bot\])?$"
+"""A GitHub user or bot login (`octocat`, `dependabot[bot]`): letters, digits and hyphens,
+at most 39, not starting with a hyphen; apps act as `<slug>[bot]`."""
+
 # ------------------------------------------------------------------- image references
 # github.com/distribution/reference (regexp.go), the grammar the kubelet and containerd
 # parse image references with, spelled with explicit classes: `\w` is [0-9A-Za-z_] in Go.

@@ -15,6 +15,7 @@ from agentfleet.core.api.conditions import Condition
 from agentfleet.core.api.grammar import (
     DNS_SUBDOMAIN_PATTERN,
     GITHUB_API_URL_PATTERN,
+    GITHUB_LOGIN_PATTERN,
     REPOSITORY_PATTERN,
     SINGLE_LINE_PATTERN,
     matches_rule,
@@ -106,6 +107,15 @@ class IntakeSpec(ApiModel):
         default_factory=WebhookSpec, json_schema_extra=_EMPTY_OBJECT_DEFAULT
     )
     """Webhook intake, in addition to polling."""
+
+    allowed_bots: list[
+        Annotated[str, Field(min_length=1, max_length=44, pattern=GITHUB_LOGIN_PATTERN)]
+    ] = Field(
+        default_factory=list, max_length=20, json_schema_extra={"x-kubernetes-list-type": "set"}
+    )
+    """Bot accounts (such as `dependabot[bot]`) whose `@agentfleet` mentions, `/agentfleet`
+    commands and assignments are taken; every other bot is refused. People need write
+    access to the repository instead."""
 
 
 class StageAttempts(ApiModel):

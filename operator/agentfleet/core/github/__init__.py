@@ -38,7 +38,14 @@ from agentfleet.core.github.permissions import (
     stage_permissions,
 )
 from agentfleet.core.github.tokens import GitHubApp, InstallationToken, TokenError
+from agentfleet.core.github.triggers import (
+    Trigger,
+    TriggerKind,
+    decide,
+    read_trigger,
+)
 from agentfleet.core.github.webhook import (
+    TriggerUnanswerable,
     WebhookServer,
     WebhookTarget,
     create_webhook_app,
@@ -72,17 +79,22 @@ __all__ = [
     "PullInfo",
     "RepoClient",
     "TokenError",
+    "Trigger",
+    "TriggerKind",
+    "TriggerUnanswerable",
     "WebhookServer",
     "WebhookTarget",
     "create_webhook_app",
     "credentials_from_directory",
     "credentials_from_secret_data",
+    "decide",
     "find_markers",
     "has_marker",
     "issue_work",
     "marker",
     "marker_field",
     "poll_project",
+    "read_trigger",
     "repository_endpoint",
     "signature_matches",
     "stage_permissions",

@@ -232,6 +232,17 @@ class RepoClient:
         issues = self.repo.get_issues(state="all", labels=[label], creator=self.login)
         return [info for info in map(_issue_info, issues) if not info.is_pull]
 
+    def permission(self, login: str) -> str:
+        """`login`'s permission on the repository (`admin`, `maintain`, `write`, `triage`,
+        `read` or `none`), as GitHub's collaborator-permission endpoint answers."""
+        try:
+            level: str = self.repo.get_collaborator_permission(login)
+        except GithubException as error:
+            if error.status == 404:  # no such user, or one GitHub will not show
+                return "none"
+            raise
+        return level
+
     def merged_pulls(self, head_prefix: str, limit: int = 100) -> list[PullInfo]:
         """Recently updated merged pull requests whose head branch starts with `head_prefix`."""
         found: list[PullInfo] = []
@@ -316,6 +327,16 @@ class RepoClient:
         if existing.body != text:
             issue.get_comment(existing.id).edit(text)
         return CommentInfo(existing.id, text, existing.author), False
+
+    def react(self, number: int, content: str, comment_id: int | None = None) -> None:
+        """Add reaction `content` (`eyes`, `+1`, ...) to comment `comment_id` of issue
+        `number`, or to the issue itself; GitHub keeps one per user and content, so
+        reacting again changes nothing."""
+        issue = self.repo.get_issue(number)
+        if comment_id is None:
+            issue.create_reaction(content)
+        else:
+            issue.get_comment(comment_id).create_reaction(content)
 
     def find_pull(self, head: str) -> PullInfo | None:
         """The open pull request from `head`, else the most recent merged one."""

@@ -39,10 +39,6 @@ DIAGNOSTIC_LABEL = "agentfleet:diagnostic"
 DOCS_LABEL = "agentfleet:docs"
 GENERATED_LABELS = (SUB_TASK_LABEL, DIAGNOSTIC_LABEL, DOCS_LABEL)
 """Labels of issues agentfleet opens itself; intake never takes those in again."""
-TRUSTED_ASSOCIATIONS = frozenset({"OWNER", "MEMBER", "COLLABORATOR"})
-"""Who may command agentfleet in issue comments."""
-RETRY_COMMAND = "/agentfleet retry"
-DRY_RUN_COMMAND = "/agentfleet dry-run"
 
 Enqueue = Callable[[Sequence[WorkItem]], Awaitable[list[str]]]
 
@@ -68,6 +64,8 @@ class ProjectIntake(BaseModel):
     tokens_per_item: int | None = None
     cost_per_item_usd: float | None = None
     """`spec.budgets.tokensPerItem`, handed to every item as `token_budget`."""
+    allowed_bots: tuple[str, ...] = ()
+    """`spec.intake.allowedBots`: bots that may trigger (`agentfleet.core.github.triggers`)."""
 
     @property
     def full_name(self) -> str:
@@ -87,6 +85,7 @@ class ProjectIntake(BaseModel):
             parallelism=spec.parallelism.model_dump(by_alias=True),
             tokens_per_item=spec.budgets.tokens_per_item,
             cost_per_item_usd=spec.budgets.cost_per_item_usd,
+            allowed_bots=tuple(spec.intake.allowed_bots),
         )
 
 
@@ -133,24 +132,10 @@ def merged_pull_work(project: ProjectIntake, pull: PullInfo) -> WorkItem | None:
 
 
 def command_work(
-    project: ProjectIntake,
-    issue: IssueFacts,
-    comment_id: int,
-    body: str,
-    author_association: str,
-) -> WorkItem | None:
-    """`/agentfleet retry` or `/agentfleet dry-run` as the first line of a comment on a
-    master issue, from someone with write access; one item per comment."""
-    if project.paused or issue.is_pull or MASTER_LABEL not in issue.labels:
-        return None
-    if author_association not in TRUSTED_ASSOCIATIONS:
-        return None
-    lines = body.strip().splitlines()
-    command = lines[0].strip() if lines else ""
-    commands = {RETRY_COMMAND: QualifierKind.RETRY_FAILED, DRY_RUN_COMMAND: QualifierKind.DRY_RUN}
-    if command not in commands:
-        return None
-    kind = commands[command]
+    project: ProjectIntake, issue: IssueFacts, comment_id: int, kind: QualifierKind
+) -> WorkItem:
+    """The item of a `/agentfleet retry` or `/agentfleet dry-run` comment on a master issue:
+    one per comment (who may command is `agentfleet.core.github.triggers.decide`'s call)."""
     payload = IssuePayload(
         issue=issue.number,
         title=issue.title,
@@ -176,6 +161,7 @@ class _Named(_Payload):
 
 class _User(_Payload):
     login: str
+    type: str = "User"
 
 
 class _Issue(_Payload):
@@ -203,7 +189,6 @@ class _Comment(_Payload):
     id: int
     body: str
     user: _User
-    author_association: str
 
 
 class _Ref(_Payload):
@@ -226,6 +211,8 @@ class IssuesEvent(_Payload):
     action: str
     issue: _Issue
     repository: _Repository
+    assignee: _User | None = None
+    sender: _User | None = None
 
 
 class IssueCommentEvent(_Payload):
@@ -264,11 +251,6 @@ def webhook_work(project: ProjectIntake, event: str, payload: object) -> list[Wo
     item: WorkItem | None = None
     if isinstance(parsed, IssuesEvent) and parsed.action in {"opened", "labeled", "reopened"}:
         item = issue_work(project, parsed.issue.facts())
-    elif isinstance(parsed, IssueCommentEvent) and parsed.action == "created":
-        comment = parsed.comment
-        item = command_work(
-            project, parsed.issue.facts(), comment.id, comment.body, comment.author_association
-        )
     elif isinstance(parsed, PullRequestEvent) and parsed.action == "closed":
         pull = parsed.pull_request
         merged = pull.merged or pull.merged_at is not None

@@ -52,8 +52,10 @@ SCAFFOLD_PERMISSIONS: Permissions = _frozen({"contents": "write"})
 """Genesis pushing the first commit of an empty repository: the one time genesis writes
 code, with a token minted for that push alone."""
 
-INTAKE_PERMISSIONS: Permissions = _frozen({"issues": "read", "pull_requests": "read"})
-"""The operator's intake only lists issues and merged pull requests."""
+INTAKE_PERMISSIONS: Permissions = _frozen({"issues": "write", "pull_requests": "read"})
+"""The operator's intake lists issues and merged pull requests, and answers triggers: a
+reaction on an accepted mention, command or assignment, a reply to a refused one, and the
+actor's permission (`metadata: read`)."""
 
 READ_ONLY: Permissions = _frozen({"contents": "read", "issues": "read", "pull_requests": "read"})
 """What a client gets unless it asks for a stage's permissions."""

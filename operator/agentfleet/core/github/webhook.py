@@ -5,6 +5,11 @@ size is checked before anything is parsed (Content-Length, then while streaming)
 `X-Hub-Signature-256` HMAC is compared in constant time; unsigned, forged, oversized or
 malformed deliveries get a 4xx and enqueue nothing. Enqueue is idempotent on item ids, so
 redeliveries and duplicate events do not duplicate work.
+
+Mentions, `/agentfleet` commands and assignments (`agentfleet.core.github.triggers`) are
+answered here, through the Project's GitHub client: the actor's permission is asked for,
+an accepted trigger is enqueued and acknowledged with a reaction, a refused one gets one
+short reply (an upsert keyed by the trigger, so a redelivery does not post it twice).
 """
 
 from __future__ import annotations
@@ -21,10 +26,23 @@ from types import TracebackType
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from github import GithubException
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from pydantic import ValidationError
 
+from agentfleet.core.github.client import RepoClient
+from agentfleet.core.github.credentials import CredentialsError
 from agentfleet.core.github.events import DeliveryError, Enqueue, ProjectIntake, webhook_work
+from agentfleet.core.github.triggers import (
+    ACKNOWLEDGEMENT,
+    Accept,
+    Refuse,
+    Trigger,
+    Verdict,
+    decide,
+    needs_permission,
+    read_trigger,
+)
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """GitHub caps payloads at 25 MB; the events agentfleet handles are a few KB."""
@@ -39,6 +57,43 @@ class WebhookTarget:
 
 
 Resolve = Callable[[str, str], Awaitable[WebhookTarget | None]]
+RepoFor = Callable[[str, str], Awaitable[RepoClient]]
+"""The GitHub client of a Project (namespace, name) that answers its triggers."""
+
+REFUSAL_MARKER = "refusal"
+"""The marker kind of a refused trigger's reply (`trigger=<comment id>` or
+`trigger=assigned-<actor>`)."""
+
+
+class TriggerUnanswerable(Exception):
+    """The Project's GitHub client cannot be had, or GitHub could not be asked what a
+    trigger needs; the delivery is answered 503 (GitHub shows it failed; redeliver it)."""
+
+
+async def answer_trigger(
+    project: ProjectIntake, trigger: Trigger, repo: RepoClient, enqueue: Enqueue
+) -> tuple[Verdict, list[str]]:
+    """Decide a trigger with what GitHub says, then act on it: enqueue and react, or reply.
+    Returns the verdict and the ids that were new to the queue."""
+    try:
+        self_login = await asyncio.to_thread(lambda: repo.login)
+        permission = None
+        if needs_permission(project, trigger, self_login):
+            permission = await asyncio.to_thread(repo.permission, trigger.actor)
+        verdict = decide(project, trigger, self_login, permission)
+        new: list[str] = []
+        number = trigger.issue.number
+        if isinstance(verdict, Accept):
+            new = await enqueue([verdict.item])
+            await asyncio.to_thread(repo.react, number, ACKNOWLEDGEMENT, trigger.comment_id)
+        elif isinstance(verdict, Refuse):
+            key = trigger.comment_id or f"assigned-{trigger.actor}"
+            await asyncio.to_thread(
+                repo.upsert_comment, number, verdict.reply, REFUSAL_MARKER, trigger=key
+            )
+    except (GithubException, CredentialsError, OSError) as error:
+        raise TriggerUnanswerable(f"{type(error).__name__}: {error}") from error
+    return verdict, new
 
 
 def signature_matches(secret: bytes, body: bytes, header: str | None) -> bool:
@@ -70,11 +125,21 @@ def create_webhook_app(
     enqueue: Enqueue,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     registry: CollectorRegistry = REGISTRY,
+    repo_for: RepoFor | None = None,
 ) -> FastAPI:
+    """The receiver. Without `repo_for`, triggers (mentions, commands, assignments) cannot
+    be answered and are ignored; labels and merged pull requests still work."""
     deliveries = Counter(
         "agentfleet_webhook_deliveries",
         "GitHub webhook deliveries by event and outcome (accepted, ignored, rejected_*).",
         ["event", "outcome"],
+        registry=registry,
+    )
+    triggers = Counter(
+        "agentfleet_webhook_triggers",
+        "Mentions, /agentfleet commands and assignments by kind, verdict (accepted, "
+        "refused, ignored) and reason.",
+        ["kind", "verdict", "reason"],
         registry=registry,
     )
     app = FastAPI(title="agentfleet GitHub webhooks", docs_url=None, redoc_url=None)
@@ -112,20 +177,40 @@ def create_webhook_app(
             return JSONResponse({"pong": True})
         try:
             items = webhook_work(target.project, event, payload)
+            trigger = read_trigger(target.project, event, payload)
         except (ValidationError, DeliveryError) as exc:
             return reject(label, 422, "malformed", f"unusable {event} payload: {exc}")
         new = await enqueue(items) if items else []
+        answer: dict[str, str] | None = None
+        if trigger is not None and repo_for is None:
+            log.warning(
+                "webhook %s: a %s trigger, but no GitHub client answers", event, trigger.kind
+            )
+        elif trigger is not None and repo_for is not None:
+            try:
+                repo = await repo_for(namespace, project)
+                verdict, fresh = await answer_trigger(target.project, trigger, repo, enqueue)
+            except (TriggerUnanswerable, CredentialsError) as exc:
+                return reject(label, 503, "github", f"GitHub could not be asked: {exc}")
+            reason = getattr(verdict, "reason", "")
+            triggers.labels(kind=trigger.kind, verdict=verdict.verdict, reason=reason).inc()
+            answer = {"kind": trigger.kind.value, "verdict": verdict.verdict, "reason": reason}
+            if isinstance(verdict, Accept):
+                items.append(verdict.item)
+                new += fresh
         deliveries.labels(event=label, outcome="accepted" if items else "ignored").inc()
         log.info(
-            "webhook %s (%s): %d item(s), %d new",
+            "webhook %s (%s): %d item(s), %d new%s",
             event,
             request.headers.get("x-github-delivery", "?"),
             len(items),
             len(new),
+            f", {answer['kind']} {answer['verdict']} {answer['reason']}".rstrip() if answer else "",
         )
-        return JSONResponse(
-            {"items": [item.id for item in items], "enqueued": new}, status_code=202
-        )
+        answered: dict[str, object] = {"items": [item.id for item in items], "enqueued": new}
+        if answer is not None:
+            answered["trigger"] = answer
+        return JSONResponse(answered, status_code=202)
 
     return app
 

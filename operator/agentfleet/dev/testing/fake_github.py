@@ -109,6 +109,9 @@ class _Issue:
     closed_at: str | None = None
     comment_ids: list[int] = field(default_factory=list)
     pull: _Pull | None = None
+    assignees: list[str] = field(default_factory=list)
+    reactions: list[tuple[str, str]] = field(default_factory=list)
+    """(login, content), one per pair, as GitHub keeps them."""
 
 
 @dataclass
@@ -129,6 +132,7 @@ class _Comment:
     author: str
     created_at: str
     updated_at: str
+    reactions: list[tuple[str, str]] = field(default_factory=list)
 
 
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
@@ -210,7 +214,8 @@ class _Repo:
     issues: dict[int, _Issue] = field(default_factory=dict)
     comments: dict[int, _Comment] = field(default_factory=dict)
     hooks: dict[int, _Hook] = field(default_factory=dict)
-    collaborators: set[str] = field(default_factory=set)
+    collaborators: dict[str, str] = field(default_factory=dict)
+    """login: permission (`admin`, `maintain`, `write`, `triage`, `read`)."""
 
     @property
     def full_name(self) -> str:
@@ -325,9 +330,19 @@ class FakeGitHub(FakeHTTPServer):
             self.repos[repo.full_name] = repo
         return git_dir
 
-    def add_collaborator(self, full_name: str, login: str) -> None:
+    def add_collaborator(self, full_name: str, login: str, permission: str = "write") -> None:
         with self._lock:
-            self.repos[full_name].collaborators.add(login)
+            self.repos[full_name].collaborators[login] = permission
+
+    def reactions(
+        self, full_name: str, number: int, comment_id: int | None = None
+    ) -> list[tuple[str, str]]:
+        """(login, content) of the reactions on an issue, or on one of its comments."""
+        with self._lock:
+            repo = self.repos[full_name]
+            if comment_id is None:
+                return list(repo.issues[number].reactions)
+            return list(repo.comments[comment_id].reactions)
 
     def issue_titles(self, full_name: str) -> list[str]:
         with self._lock:
@@ -412,6 +427,25 @@ class FakeGitHub(FakeHTTPServer):
                 r"/issues/(?P<number>\d+)/labels/(?P<label>[^/]+)",
                 self._remove_label,
                 issue_write,
+            ),
+            (
+                "POST",
+                r"/issues/(?P<number>\d+)/assignees",
+                self._add_assignees,
+                issue_write,
+            ),
+            ("POST", r"/issues/(?P<number>\d+)/reactions", self._react_issue, issue_write),
+            (
+                "POST",
+                r"/issues/comments/(?P<comment>\d+)/reactions",
+                self._react_comment,
+                issue_write,
+            ),
+            (
+                "GET",
+                r"/collaborators/(?P<login>[^/]+)/permission",
+                self._collaborator_permission,
+                _need("metadata:read"),
             ),
             ("GET", r"/labels", self._list_labels, issue_read),
             ("POST", r"/labels", self._create_label, issue_write),
@@ -690,6 +724,13 @@ class FakeGitHub(FakeHTTPServer):
             return "OWNER"
         return "COLLABORATOR" if login in repo.collaborators else "NONE"
 
+    def _permission(self, repo: _Repo, login: str) -> str:
+        """GitHub's answer for a public repository: the owner is admin, collaborators have
+        what they were given, everyone else can read."""
+        if login == repo.owner:
+            return "admin"
+        return repo.collaborators.get(login, "read")
+
     def _issue_json(self, repo: _Repo, issue: _Issue) -> dict[str, Any]:
         url = f"{self.base_url}/repos/{repo.full_name}/issues/{issue.number}"
         data: dict[str, Any] = {
@@ -708,8 +749,8 @@ class FakeGitHub(FakeHTTPServer):
             "body": issue.body,
             "user": self._user_json(issue.author),
             "labels": [self._label_json(repo, name) for name in issue.labels],
-            "assignee": None,
-            "assignees": [],
+            "assignee": self._user_json(issue.assignees[0]) if issue.assignees else None,
+            "assignees": [self._user_json(login) for login in issue.assignees],
             "milestone": None,
             "locked": False,
             "comments": len(issue.comment_ids),
@@ -1131,6 +1172,63 @@ class FakeGitHub(FakeHTTPServer):
         del repo.comments[comment.id]
         repo.issues[comment.issue_number].comment_ids.remove(comment.id)
         return Response(204)
+
+    def _add_assignees(self, request: Request) -> Response:
+        """`POST .../issues/{n}/assignees`; each new assignee is an `assigned` event."""
+        repo = self._repo(request)
+        issue = self._issue(repo, request.params["number"])
+        logins = (request.json() or {}).get("assignees")
+        if not isinstance(logins, list) or not all(isinstance(x, str) for x in logins):
+            raise _validation_failed("Issue", "assignees must be a list of logins", "assignees")
+        for login in logins:
+            if login in issue.assignees:
+                continue
+            issue.assignees.append(login)
+            issue.updated_at = _now()
+            payload = {
+                "action": "assigned",
+                "issue": self._issue_json(repo, issue),
+                "assignee": self._user_json(login),
+            }
+            self._emit(repo, "issues", payload, request)
+        return Response(201, self._issue_json(repo, issue))
+
+    def _reaction(self, reactions: list[tuple[str, str]], request: Request) -> Response:
+        content = (request.json() or {}).get("content")
+        if content not in _REACTIONS:
+            raise _validation_failed("Reaction", f"content {content!r} is not valid", "content")
+        pair = (request.principal, content)
+        created = pair not in reactions
+        if created:
+            reactions.append(pair)
+        reaction_id = 1 + [*reactions].index(pair)
+        data = {
+            "id": reaction_id,
+            "node_id": f"REA_{reaction_id}",
+            "user": self._user_json(request.principal),
+            "content": content,
+            "created_at": _now(),
+        }
+        return Response(201 if created else 200, data)
+
+    def _react_issue(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return self._reaction(self._issue(repo, request.params["number"]).reactions, request)
+
+    def _react_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        return self._reaction(self._comment(repo, request.params["comment"]).reactions, request)
+
+    def _collaborator_permission(self, request: Request) -> Response:
+        repo = self._repo(request)
+        login = request.params["login"]
+        permission = self._permission(repo, login)
+        # GitHub's legacy `permission` folds maintain into write and triage into read.
+        legacy = {"maintain": "write", "triage": "read"}.get(permission, permission)
+        return Response(
+            200,
+            {"permission": legacy, "role_name": permission, "user": self._user_json(login)},
+        )
 
     def _list_issue_labels(self, request: Request) -> Response:
         repo = self._repo(request)
@@ -1573,6 +1671,9 @@ class FakeGitHub(FakeHTTPServer):
                     delivery.error = str(exc)
                 with self._lock:
                     self.deliveries.append(delivery)
+
+
+_REACTIONS = frozenset({"+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes"})
 
 
 def _allows(granted: str | None, level: str) -> bool:
