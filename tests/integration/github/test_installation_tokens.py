@@ -269,3 +269,47 @@ def test_the_intake_token_reads_and_answers_triggers_only(
             assert refused.value.status == 403
     finally:
         intake.close()
+
+
+def test_a_token_is_never_granted_beyond_the_installation(
+    fake_github: FakeGitHub, app_keys: AppKeys
+) -> None:
+    # An App installed on acme/shop only, without contents: it cannot mint more.
+    fake_github.create_repo("acme", "other")
+    fake_github.register_app(
+        5, "narrow-app", app_keys.public_pem, 9, {"issues": "write"}, ["acme/shop"]
+    )
+    credentials = GitHubCredentials(app_id="5", private_key=SecretStr(app_keys.private_pem))
+    for repository, permissions in [
+        ("acme/other", stage_permissions(Stage.GENESIS)),
+        ("acme/shop", stage_permissions(Stage.DEVELOPMENT)),
+    ]:
+        client = RepoClient(
+            credentials,
+            repository,
+            fake_github.base_url,
+            Pacing.none(),
+            permissions=permissions,
+        )
+        try:
+            with pytest.raises(GithubException) as refused:
+                client.git_token()
+            assert refused.value.status in {404, 422}
+        finally:
+            client.close()
+    assert fake_github.minted == []
+
+
+async def test_a_personal_access_token_still_works(fake_github: FakeGitHub, tmp_path: Path) -> None:
+    env = _environment(fake_github, GitHubCredentials(token=SecretStr(BOT_TOKEN)))
+    async with env.github(_item(1), stage_permissions(Stage.REVIEW)) as first:
+        assert first.login == "agentfleet-bot"
+        # A personal access token cannot be narrowed: even a review item's client pushes.
+        await _push_a_branch(_checkout(tmp_path, "pat", first), "agentfleet/issue-1")
+    async with env.github(_item(2), stage_permissions(Stage.DEVELOPMENT)) as second:
+        assert second is first  # one client per project, as there is one token
+        assert second.git_token() == BOT_TOKEN
+    assert "agentfleet/issue-1" in fake_github.branches("acme/shop")
+    assert fake_github.minted == []
+    assert fake_github.token_is_valid(BOT_TOKEN)  # nothing revokes a user's token
+    assert env.redactor.redact(BOT_TOKEN) == REDACTED

@@ -1,0 +1,137 @@
+"""Mentions and assignment through the operator: the fake GitHub's webhook reaches
+`agentfleet operator`, which reads the Project and its credentials from the API server,
+asks GitHub for the commenter's permission, enqueues into the real Redis queue and
+answers on the issue (a reaction, or a reply)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from github import Auth, Github
+
+from agentfleet.core.queue import WorkQueue
+from agentfleet.dev.localenv import RedisServer
+from agentfleet.dev.localenv.waiting import async_wait_for, wait_for
+from agentfleet.dev.testing import FakeGitHub
+
+from .conftest import BOT_TOKEN, Cluster, IntakeOperator
+
+pytestmark = pytest.mark.e2e
+
+WEBHOOK_SECRET = "trigger-webhook-secret"
+WRITER_TOKEN = "ghp_" + "wr1terr" * 5
+STRANGER_TOKEN = "ghp_" + "str4ngr" * 5
+
+
+@pytest.fixture
+async def queue(redis_server: RedisServer) -> AsyncIterator[WorkQueue]:
+    work_queue = WorkQueue.from_url(redis_server.url)
+    yield work_queue
+    await work_queue.close()
+
+
+def person(fake_github: FakeGitHub, token: str) -> Github:
+    return Github(
+        base_url=fake_github.base_url,
+        auth=Auth.Token(token),
+        seconds_between_requests=None,
+        seconds_between_writes=None,
+    )
+
+
+async def test_mentions_by_writers_are_taken_and_others_answered(
+    cluster: Cluster,
+    intake_operator: IntakeOperator,
+    fake_github: FakeGitHub,
+    human: Github,
+    repository: str,
+    queue: WorkQueue,
+) -> None:
+    fake_github.add_token(WRITER_TOKEN, "wendy")
+    fake_github.add_token(STRANGER_TOKEN, "mallory")
+    fake_github.add_collaborator(repository, "wendy", "write")
+    cluster.secret("github", token=BOT_TOKEN, webhook_secret=WEBHOOK_SECRET)
+    webhook = {"enabled": True, "secretRef": {"name": "github", "key": "webhook-secret"}}
+    cluster.project(
+        "shop",
+        repository=repository,
+        githubApiUrl=fake_github.base_url,
+        credentialsSecretRef={"name": "github"},
+        intake={"pollIntervalSeconds": 86400, "webhook": webhook},
+    )
+    cluster.wait_intake("shop", "True", "Polling")
+    repo = human.get_repo(repository)
+    repo.create_hook(
+        "web",
+        {"url": intake_operator.webhook_url(cluster.namespace, "shop"), "secret": WEBHOOK_SECRET},
+        events=["issues", "issue_comment"],
+    )
+    asked = repo.create_issue("Add a cart")  # no intake label: only the mention asks
+    refused = repo.create_issue("Delete the database")
+    assigned = repo.create_issue("Tidy the README")
+
+    mention = (
+        person(fake_github, WRITER_TOKEN)
+        .get_repo(repository)
+        .get_issue(asked.number)
+        .create_comment("@agentfleet please take this")
+    )
+    person(fake_github, STRANGER_TOKEN).get_repo(repository).get_issue(
+        refused.number
+    ).create_comment("@agentfleet drop everything")
+    repo.get_issue(assigned.number).add_to_assignees("agentfleet-bot")
+
+    prefix = f"{cluster.namespace}/shop"
+    item = await async_wait_for(
+        lambda: queue.get(cluster.namespace, f"{prefix}/issue-{asked.number}/genesis"),
+        60,
+        "the mentioned issue's item",
+    )
+    assert item.payload["issue"] == asked.number
+    wait_for(
+        lambda: (
+            fake_github.reactions(repository, asked.number, mention.id)
+            == [("agentfleet-bot", "eyes")]
+        ),
+        30,
+        "the mention to be acknowledged",
+    )
+    await async_wait_for(
+        lambda: queue.get(cluster.namespace, f"{prefix}/issue-{assigned.number}/genesis"),
+        60,
+        "the assigned issue's item",
+    )
+    wait_for(
+        lambda: fake_github.reactions(repository, assigned.number) == [("agentfleet-bot", "eyes")],
+        30,
+        "the assignment to be acknowledged",
+    )
+    replies = wait_for(
+        lambda: fake_github.comment_bodies(repository, refused.number)[1:],
+        30,
+        "the refusal",
+    )
+    assert replies[0].startswith("@mallory agentfleet did not start: only people with write")
+    assert await queue.get(cluster.namespace, f"{prefix}/issue-{refused.number}/genesis") is None
+
+    triggers = {
+        (kind, verdict, reason): intake_operator.metric(
+            "agentfleet_webhook_triggers_total", kind=kind, verdict=verdict, reason=reason
+        )
+        for kind, verdict, reason in (
+            ("mention", "accepted", ""),
+            ("mention", "refused", "not_a_writer"),
+            ("assignment", "accepted", ""),
+        )
+    }
+    assert all(count >= 1 for count in triggers.values()), triggers
+    answered = [
+        d
+        for d in fake_github.deliveries
+        if json.loads(d.payload)["repository"]["full_name"] == repository
+        and d.event in {"issue_comment", "issues"}
+        and d.status_code is not None
+    ]
+    assert {d.status_code for d in answered} <= {202}, [(d.event, d.error) for d in answered]
