@@ -122,6 +122,8 @@ class _Pull:
     merged_at: str | None = None
     merge_commit_sha: str | None = None
     merged_by: str | None = None
+    draft: bool = False
+    reviewers: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -467,6 +469,12 @@ class FakeGitHub(FakeHTTPServer):
                 _need("pull_requests:read"),
             ),
             ("PUT", r"/pulls/(?P<number>\d+)/merge", self._merge_pull, _need("contents:write")),
+            (
+                "POST",
+                r"/pulls/(?P<number>\d+)/requested_reviewers",
+                self._request_reviewers,
+                _need("pull_requests:write"),
+            ),
             ("GET", r"/branches", self._list_branches, _need("contents:read")),
             ("GET", r"/branches/(?P<branch>.+)", self._get_branch, _need("contents:read")),
             ("GET", r"/git/ref/(?P<ref>.+)", self._get_ref, _need("contents:read")),
@@ -829,7 +837,8 @@ class FakeGitHub(FakeHTTPServer):
             "merge_commit_sha": pull.merge_commit_sha,
             "head": self._branch_end(repo, pull.head, head_sha),
             "base": self._branch_end(repo, pull.base, base_sha),
-            "draft": False,
+            "draft": pull.draft,
+            "requested_reviewers": [self._user_json(login) for login in pull.reviewers],
             "author_association": self._association(repo, issue.author),
         }
         if not full:
@@ -1355,7 +1364,7 @@ class FakeGitHub(FakeHTTPServer):
             labels=[],
             created_at=_now(),
             updated_at=_now(),
-            pull=_Pull(id=next(self._ids), head=head, base=base),
+            pull=_Pull(id=next(self._ids), head=head, base=base, draft=body.get("draft") is True),
         )
         repo.issues[issue.number] = issue
         data = self._pull_json(repo, issue, mergeable_known=False)
@@ -1366,6 +1375,29 @@ class FakeGitHub(FakeHTTPServer):
             request,
         )
         return Response(201, data)
+
+    def _request_reviewers(self, request: Request) -> Response:
+        """As GitHub: not from the author, and only from people with access."""
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        assert issue.pull is not None
+        logins = (request.json() or {}).get("reviewers") or []
+        if not isinstance(logins, list) or not all(isinstance(x, str) for x in logins):
+            raise _validation_failed("PullRequest", "reviewers must be logins", "reviewers")
+        for login in logins:
+            if login == issue.author:
+                raise ApiError(422, "Review cannot be requested from pull request author.")
+            if login != repo.owner and login not in repo.collaborators:
+                raise ApiError(
+                    422,
+                    "Reviews may only be requested from collaborators. One or more of the "
+                    f"users or teams you specified is not a collaborator of the "
+                    f"{repo.full_name} repository.",
+                )
+        for login in logins:
+            if login not in issue.pull.reviewers:
+                issue.pull.reviewers.append(login)
+        return Response(201, self._pull_json(repo, issue))
 
     def _get_pull(self, request: Request) -> Response:
         repo = self._repo(request)
