@@ -107,7 +107,13 @@ async def test_a_labelled_issue_is_enqueued_once_however_often_it_is_delivered(
     assert [d.status_code for d in fake_github.deliveries] == [200, 202, 202, 202]
     item = await receiver.queued(item_id)
     assert item is not None
-    assert item.payload == {"repository": "acme/shop", "issue": 1, "title": "Add a shopping cart"}
+    # Who labelled it (the delivery's sender) is asked to review its pull requests.
+    assert item.payload == {
+        "repository": "acme/shop",
+        "issue": 1,
+        "title": "Add a shopping cart",
+        "requested_by": "acme",
+    }
 
     labelled = next(d for d in fake_github.deliveries if d.action == "labeled")
     fake_github.redeliver(labelled)

@@ -247,7 +247,12 @@ async def pipeline(
         fake_github=fake_github,
         fake_anthropic=fake_anthropic,
         env=env,
-        project=ProjectIntake(namespace=NAMESPACE, name="shop", repository="acme/shop"),
+        project=ProjectIntake(
+            namespace=NAMESPACE,
+            name="shop",
+            repository="acme/shop",
+            draft_pulls=options.get("draft", False),
+        ),
         human=human,
         workdir=tmp_path,
         retry_policy=retry_policy,

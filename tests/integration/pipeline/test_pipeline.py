@@ -38,7 +38,10 @@ PLAN: list[dict[str, object]] = [
 
 
 @pytest.mark.parametrize(
-    "pipeline", [{}, {"app": True}], ids=["personal-token", "github-app"], indirect=True
+    "pipeline",
+    [{}, {"app": True, "draft": True}],
+    ids=["personal-token", "github-app-draft-pulls"],
+    indirect=True,
 )
 async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: Pipeline) -> None:
     fake, repo = pipeline.fake_github, pipeline.human.get_repo("acme/shop")
@@ -97,6 +100,9 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         for number in (2, 3):
             pull = pulls[f"agentfleet/issue-{number}"]
             assert pull.body.startswith(f"Closes #{number}")
+            # Drafts when the Project says so; review asked of whoever labelled the issue.
+            assert pull.draft is pipeline.project.draft_pulls
+            assert [user.login for user in pull.requested_reviewers] == ["acme"]
             assert sorted(f.filename for f in pull.get_files()) == [
                 f"feature_{number}.py",
                 f"tests/test_issue_{number}.py",
@@ -118,6 +124,9 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         )
         assert sorted(f.filename for f in docs.get_files()) == ["CHANGELOG.md", "docs/issue-1.md"]
         assert "#4" in docs.body and "#5" in docs.body
+        # The docs pull request asks whoever merged the work to review it.
+        assert docs.draft is pipeline.project.draft_pulls
+        assert [user.login for user in docs.requested_reviewers] == ["acme"]
         assert fake.pull_heads("acme/shop").count("agentfleet/docs-issue-1") == 1
 
         # Token usage reached the metrics, by model.

@@ -206,3 +206,17 @@ def test_master_issue_commands_are_one_item_per_comment() -> None:
     fan_out = PROJECT.model_copy(update={"parallelism": {"maxConcurrent": 3}})
     run = decide(fan_out, trigger("@agentfleet", labels=master), SELF, "write")
     assert isinstance(run, Accept) and run.item.payload["parallelism"] == {"maxConcurrent": 3}
+
+
+def test_accepted_work_records_who_asked_unless_a_bot_or_the_project_says_not_to() -> None:
+    verdict = decide(PROJECT, trigger("@agentfleet please"), SELF, "write")
+    assert isinstance(verdict, Accept) and verdict.item.payload["requested_by"] == "alice"
+    quiet = PROJECT.model_copy(update={"request_review": False})
+    verdict = decide(quiet, trigger("@agentfleet please"), SELF, "write")
+    assert isinstance(verdict, Accept) and "requested_by" not in verdict.item.payload
+    bots = PROJECT.model_copy(update={"allowed_bots": ("renovate[bot]",)})
+    verdict = decide(bots, trigger("/agentfleet", login="renovate[bot]"), SELF, None)
+    assert isinstance(verdict, Accept) and "requested_by" not in verdict.item.payload
+    drafts = PROJECT.model_copy(update={"draft_pulls": True})
+    verdict = decide(drafts, trigger("@agentfleet"), SELF, "write")
+    assert isinstance(verdict, Accept) and verdict.item.payload["draft_pulls"] is True

@@ -212,6 +212,18 @@ class BudgetSpec(ApiModel):
     UTC day; enforced like tokensPerDay."""
 
 
+class PullRequestSpec(ApiModel):
+    """How agentfleet's pull requests are opened."""
+
+    draft: bool = False
+    """Open pull requests (code and docs) as drafts: a person marks them ready for review."""
+
+    request_review: bool = True
+    """Request a review from the person who asked for the work (their `@agentfleet`
+    mention, `/agentfleet` command, assignment, or a label added while webhooks are on).
+    Work taken in by polling has no known asker and requests no review."""
+
+
 class ProjectSpec(ApiModel):
     """Desired state of a Project."""
 
@@ -270,6 +282,11 @@ class ProjectSpec(ApiModel):
 
     budgets: BudgetSpec = Field(default_factory=BudgetSpec, json_schema_extra=_EMPTY_OBJECT_DEFAULT)
     """Token and cost limits."""
+
+    pull_requests: PullRequestSpec = Field(
+        default_factory=PullRequestSpec, json_schema_extra=_EMPTY_OBJECT_DEFAULT
+    )
+    """Draft pull requests, and review requests to whoever asked for the work."""
 
 
 class ProjectPhase(StrEnum):

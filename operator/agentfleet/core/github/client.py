@@ -55,6 +55,7 @@ class PullInfo:
     base: str
     html_url: str
     author: str
+    draft: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _pull_info(pull: Any) -> PullInfo:
         base=pull.base.ref,
         html_url=pull.html_url,
         author=pull.user.login,
+        draft=bool(pull.draft),
     )
 
 
@@ -328,6 +330,19 @@ class RepoClient:
             issue.get_comment(existing.id).edit(text)
         return CommentInfo(existing.id, text, existing.author), False
 
+    def request_review(self, number: int, login: str) -> str | None:
+        """Ask `login` to review pull request `number`; GitHub's reason when it refuses
+        (the author cannot review their own pull request; only collaborators can be
+        asked), None when asked."""
+        try:
+            self.repo.get_pull(number).create_review_request(reviewers=[login])
+        except GithubException as error:
+            if error.status != 422:
+                raise
+            data = error.data if isinstance(error.data, dict) else {}
+            return str(data.get("message") or error)
+        return None
+
     def react(self, number: int, content: str, comment_id: int | None = None) -> None:
         """Add reaction `content` (`eyes`, `+1`, ...) to comment `comment_id` of issue
         `number`, or to the issue itself; GitHub keeps one per user and content, so
@@ -347,12 +362,16 @@ class RepoClient:
         candidates = open_pulls or merged
         return candidates[0] if candidates else None
 
-    def ensure_pull(self, head: str, base: str, title: str, body: str) -> tuple[PullInfo, bool]:
+    def ensure_pull(
+        self, head: str, base: str, title: str, body: str, draft: bool = False
+    ) -> tuple[PullInfo, bool]:
         existing = self.find_pull(head)
         if existing is not None:
             return existing, False
         try:
-            created = self.repo.create_pull(title=title, body=body, head=head, base=base)
+            created = self.repo.create_pull(
+                title=title, body=body, head=head, base=base, draft=draft
+            )
         except GithubException as exc:
             # Another attempt opened it between our lookup and create.
             again = self.find_pull(head) if exc.status == 422 else None

@@ -64,6 +64,10 @@ class ProjectIntake(BaseModel):
     tokens_per_item: int | None = None
     cost_per_item_usd: float | None = None
     """`spec.budgets.tokensPerItem`, handed to every item as `token_budget`."""
+    draft_pulls: bool = False
+    """`spec.pullRequests.draft`, handed to every item."""
+    request_review: bool = True
+    """`spec.pullRequests.requestReview`: items record who asked (`requested_by`)."""
     allowed_bots: tuple[str, ...] = ()
     """`spec.intake.allowedBots`: bots that may trigger (`agentfleet.core.github.triggers`)."""
 
@@ -86,7 +90,16 @@ class ProjectIntake(BaseModel):
             tokens_per_item=spec.budgets.tokens_per_item,
             cost_per_item_usd=spec.budgets.cost_per_item_usd,
             allowed_bots=tuple(spec.intake.allowed_bots),
+            draft_pulls=spec.pull_requests.draft,
+            request_review=spec.pull_requests.request_review,
         )
+
+    def asker(self, login: str | None, is_bot: bool = False) -> str | None:
+        """Whom the work's pull requests ask to review: the person who asked, when known
+        and this Project requests reviews (never a bot)."""
+        if not self.request_review or not login or is_bot or login.lower().endswith("[bot]"):
+            return None
+        return login
 
 
 class IssueFacts(BaseModel):
@@ -109,8 +122,11 @@ class IssueFacts(BaseModel):
         )
 
 
-def issue_work(project: ProjectIntake, issue: IssueFacts) -> WorkItem | None:
-    """The first-stage item for an open issue carrying an intake (or master) label."""
+def issue_work(
+    project: ProjectIntake, issue: IssueFacts, requested_by: str | None = None
+) -> WorkItem | None:
+    """The first-stage item for an open issue carrying an intake (or master) label
+    (`requested_by`: who labelled it, when a webhook says)."""
     if issue.is_pull or issue.state != "open" or project.paused:
         return None
     if any(label in GENERATED_LABELS for label in issue.labels):
@@ -119,20 +135,27 @@ def issue_work(project: ProjectIntake, issue: IssueFacts) -> WorkItem | None:
         return None
     parallelism = project.parallelism if MASTER_LABEL in issue.labels else None
     payload = IssuePayload(issue=issue.number, title=issue.title, parallelism=parallelism or None)
-    return issue_item(project, project.stages[0], payload)
+    return issue_item(project, project.stages[0], payload, requested_by=requested_by)
 
 
-def merged_pull_work(project: ProjectIntake, pull: PullInfo) -> WorkItem | None:
-    """A content item for merged agentfleet work (docs pull requests excluded)."""
+def merged_pull_work(
+    project: ProjectIntake, pull: PullInfo, requested_by: str | None = None
+) -> WorkItem | None:
+    """A content item for merged agentfleet work (docs pull requests excluded;
+    `requested_by`: who merged it, when a webhook says)."""
     if Stage.CONTENT not in project.stages or project.paused or not pull.merged:
         return None
     if not is_work_branch(pull.head):
         return None
-    return pull_item(project, Stage.CONTENT, pull.number)
+    return pull_item(project, Stage.CONTENT, pull.number, requested_by)
 
 
 def command_work(
-    project: ProjectIntake, issue: IssueFacts, comment_id: int, kind: QualifierKind
+    project: ProjectIntake,
+    issue: IssueFacts,
+    comment_id: int,
+    kind: QualifierKind,
+    requested_by: str | None = None,
 ) -> WorkItem:
     """The item of a `/agentfleet retry` or `/agentfleet dry-run` comment on a master issue:
     one per comment (who may command is `agentfleet.core.github.triggers.decide`'s call)."""
@@ -143,7 +166,7 @@ def command_work(
         dry_run=kind is QualifierKind.DRY_RUN,
         parallelism=project.parallelism or None,
     )
-    return issue_item(project, project.stages[0], payload, kind, comment_id)
+    return issue_item(project, project.stages[0], payload, kind, comment_id, requested_by)
 
 
 # ---- webhook payloads ----------------------------------------------------------------
@@ -226,6 +249,7 @@ class PullRequestEvent(_Payload):
     action: str
     pull_request: _Pull
     repository: _Repository
+    sender: _User | None = None
 
 
 class DeliveryError(ValueError):
@@ -250,7 +274,9 @@ def webhook_work(project: ProjectIntake, event: str, payload: object) -> list[Wo
         )
     item: WorkItem | None = None
     if isinstance(parsed, IssuesEvent) and parsed.action in {"opened", "labeled", "reopened"}:
-        item = issue_work(project, parsed.issue.facts())
+        sender = parsed.sender
+        asker = project.asker(sender.login, sender.type == "Bot") if sender else None
+        item = issue_work(project, parsed.issue.facts(), asker)
     elif isinstance(parsed, PullRequestEvent) and parsed.action == "closed":
         pull = parsed.pull_request
         merged = pull.merged or pull.merged_at is not None
@@ -265,7 +291,9 @@ def webhook_work(project: ProjectIntake, event: str, payload: object) -> list[Wo
             html_url=pull.html_url,
             author=pull.user.login,
         )
-        item = merged_pull_work(project, info)
+        sender = parsed.sender
+        asker = project.asker(sender.login, sender.type == "Bot") if sender else None
+        item = merged_pull_work(project, info, asker)
     return [item] if item is not None else []
 
 

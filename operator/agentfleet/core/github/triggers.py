@@ -245,6 +245,7 @@ def decide(
             "agentfleet opened this issue itself; ask on the issue it was planned from.",
         )
     command = trigger.command or Command.RUN.value
+    asker = project.asker(trigger.actor, trigger.actor_is_bot)
     if command == Command.RUN.value:
         master = MASTER_LABEL in issue.labels
         payload = IssuePayload(
@@ -252,7 +253,7 @@ def decide(
             title=issue.title,
             parallelism=(project.parallelism or None) if master else None,
         )
-        return Accept(item=issue_item(project, project.stages[0], payload))
+        return Accept(item=issue_item(project, project.stages[0], payload, requested_by=asker))
     kinds = {
         Command.RETRY.value: QualifierKind.RETRY_FAILED,
         Command.DRY_RUN.value: QualifierKind.DRY_RUN,
@@ -267,4 +268,5 @@ def decide(
             "not_a_master_issue",
             f"`{COMMAND_PREFIX} {command}` works on master issues (label `{MASTER_LABEL}`).",
         )
-    return Accept(item=command_work(project, issue, trigger.comment_id or 0, kinds[command]))
+    kind = kinds[command]
+    return Accept(item=command_work(project, issue, trigger.comment_id or 0, kind, asker))

@@ -26,8 +26,10 @@ from agentfleet.core.pipeline.lanes import Lane
 from agentfleet.core.pipeline.payloads import (
     API_URL_KEY,
     COST_BUDGET_KEY,
+    DRAFT_PULLS_KEY,
     INHERITED_PAYLOAD_KEYS,
     REPOSITORY_KEY,
+    REQUESTED_BY_KEY,
     TOKEN_BUDGET_KEY,
     IssuePayload,
     MasterSummary,
@@ -53,6 +55,8 @@ class ProjectSettings(Protocol):
     @property
     def cost_per_item_usd(self) -> float | None: ...
     @property
+    def draft_pulls(self) -> bool: ...
+    @property
     def lane(self) -> Lane: ...
     @property
     def stages(self) -> tuple[Stage, ...]: ...
@@ -67,6 +71,8 @@ def project_payload(project: ProjectSettings) -> dict[str, Any]:
         carried[TOKEN_BUDGET_KEY] = project.tokens_per_item
     if project.cost_per_item_usd:
         carried[COST_BUDGET_KEY] = project.cost_per_item_usd
+    if project.draft_pulls:
+        carried[DRAFT_PULLS_KEY] = True
     return carried
 
 
@@ -76,15 +82,20 @@ def inherited_payload(parent: WorkItem) -> dict[str, Any]:
 
 
 def _project_item(
-    project: ProjectSettings, item_id: str, stage: Stage, payload: StagePayload
+    project: ProjectSettings,
+    item_id: str,
+    stage: Stage,
+    payload: StagePayload,
+    requested_by: str | None = None,
 ) -> WorkItem:
+    asked = {REQUESTED_BY_KEY: requested_by} if requested_by else {}
     return WorkItem(
         id=item_id,
         namespace=project.namespace,
         project=project.name,
         stage=stage,
         lane=project.lane,
-        payload={**project_payload(project), **payload.dump()},
+        payload={**project_payload(project), **asked, **payload.dump()},
         pipeline=project.stages,
     )
 
@@ -95,18 +106,22 @@ def issue_item(
     payload: IssuePayload,
     command: QualifierKind | None = None,
     comment_id: int = 0,
+    requested_by: str | None = None,
 ) -> WorkItem:
     """An issue's item for `stage` of its Project; with a `command`, the one item of that
-    command in comment `comment_id`."""
+    command in comment `comment_id`; `requested_by` is who asked for it, when known."""
     qualifier = Qualifier(kind=command, number=comment_id) if command is not None else None
     item_id = issue_item_id(project.namespace, project.name, payload.issue, stage, qualifier)
-    return _project_item(project, item_id, stage, payload)
+    return _project_item(project, item_id, stage, payload, requested_by)
 
 
-def pull_item(project: ProjectSettings, stage: Stage, pull: int) -> WorkItem:
-    """A merged pull request's item for `stage` of its Project."""
+def pull_item(
+    project: ProjectSettings, stage: Stage, pull: int, requested_by: str | None = None
+) -> WorkItem:
+    """A merged pull request's item for `stage` of its Project (`requested_by`: who merged
+    it, when known)."""
     item_id = pull_item_id(project.namespace, project.name, pull, stage)
-    return _project_item(project, item_id, stage, PullPayload(pull=pull))
+    return _project_item(project, item_id, stage, PullPayload(pull=pull), requested_by)
 
 
 def _derived_item(parent: WorkItem, item_id: str, stage: Stage, payload: StagePayload) -> WorkItem:

@@ -30,7 +30,19 @@ TOKEN_BUDGET_KEY = "token_budget"
 """The Project's `spec.budgets.tokensPerItem`, when it sets one."""
 COST_BUDGET_KEY = "cost_budget_usd"
 """The Project's `spec.budgets.costPerItemUsd`, when it sets one."""
-INHERITED_PAYLOAD_KEYS = (REPOSITORY_KEY, API_URL_KEY, TOKEN_BUDGET_KEY, COST_BUDGET_KEY)
+DRAFT_PULLS_KEY = "draft_pulls"
+"""The Project's `spec.pullRequests.draft`, when true: pull requests open as drafts."""
+REQUESTED_BY_KEY = "requested_by"
+"""The login of the person whose trigger took the issue in, when intake knows it and the
+Project's `spec.pullRequests.requestReview` is on: its pull requests ask them to review."""
+INHERITED_PAYLOAD_KEYS = (
+    REPOSITORY_KEY,
+    API_URL_KEY,
+    TOKEN_BUDGET_KEY,
+    COST_BUDGET_KEY,
+    DRAFT_PULLS_KEY,
+    REQUESTED_BY_KEY,
+)
 """Payload keys every item made from another one (follow-ups, sub-tasks) keeps."""
 DEAD_LETTER_KEY = "dead_letter"
 MASTER_SUMMARY_KEY = "master_summary"
@@ -77,6 +89,8 @@ class ProjectCarried(BaseModel):
     api_url: str | None = None
     token_budget: int | None = None
     cost_budget_usd: float | None = None
+    draft_pulls: bool = False
+    requested_by: str | None = None
 
     @classmethod
     def of(cls, item: WorkItem) -> ProjectCarried:
@@ -91,7 +105,13 @@ class ProjectCarried(BaseModel):
             api_url=str(payload.get(API_URL_KEY) or "") or None,
             token_budget=_budget(payload.get(TOKEN_BUDGET_KEY)),
             cost_budget_usd=cost_cap(item),
+            draft_pulls=payload.get(DRAFT_PULLS_KEY) is True,
+            requested_by=_login(payload.get(REQUESTED_BY_KEY)),
         )
+
+
+def _login(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
 
 
 def _budget(value: object) -> int | None:

@@ -10,8 +10,8 @@ from pathlib import PurePosixPath
 from typing import ClassVar
 
 from agentfleet.core.api import Stage
-from agentfleet.core.github import RepoClient, stage_permissions
-from agentfleet.core.pipeline import WorkItem
+from agentfleet.core.github import PullInfo, RepoClient, stage_permissions
+from agentfleet.core.pipeline import ProjectCarried, WorkItem
 from agentfleet.core.queue import BudgetExhausted
 from agentfleet.worker.agents import RedactingLogger
 from agentfleet.worker.agents.loop import AgentResult
@@ -69,6 +69,37 @@ class StageHandler:
         repo: RepoClient,
     ) -> HandlerResult:
         raise NotImplementedError
+
+    async def open_pull(
+        self,
+        item: WorkItem,
+        repo: RepoClient,
+        log: logging.LoggerAdapter[logging.Logger],
+        head: str,
+        base: str,
+        title: str,
+        body: str,
+    ) -> tuple[PullInfo, bool]:
+        """The pull request from `head` (found, or opened: as a draft when the Project says
+        `pullRequests.draft`), with a review requested from whoever asked for the work
+        (`requested_by`) when it was opened now. GitHub refuses some reviewers (the
+        author, someone without access): that is logged, and the pull request stands."""
+        carried = ProjectCarried.of(item)
+        pull, created = await asyncio.to_thread(
+            repo.ensure_pull, head, base, title, body, carried.draft_pulls
+        )
+        if created and carried.requested_by:
+            refused = await asyncio.to_thread(
+                repo.request_review, pull.number, carried.requested_by
+            )
+            if refused is not None:
+                log.warning(
+                    "pull request #%d: no review requested from %s: %s",
+                    pull.number,
+                    carried.requested_by,
+                    refused,
+                )
+        return pull, created
 
     async def stopped_by_budget(
         self,

@@ -106,7 +106,7 @@ class ContentHandler(StageHandler):
             + "\n".join(f"- `{path}`" for path in changed)
             + f"\n\n{marker('docs', issue=target)}"
         )
-        pull, _ = await asyncio.to_thread(
-            repo.ensure_pull, branch, default, f"Docs: {issue.title} (#{target})", body
+        pull, _ = await self.open_pull(
+            item, repo, log, branch, default, f"Docs: {issue.title} (#{target})", body
         )
         return HandlerResult.succeeded({"pull": pull.number}, follow_ups=())

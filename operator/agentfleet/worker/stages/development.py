@@ -94,8 +94,8 @@ class DevelopmentHandler(StageHandler):
             + "\n".join(f"- `{path}`" for path in changed)
             + f"\n\n{marker('pull', issue=number)}"
         )
-        pull, created = await asyncio.to_thread(
-            repo.ensure_pull, branch, default, f"{issue.title} (#{number})", body
+        pull, created = await self.open_pull(
+            item, repo, log, branch, default, f"{issue.title} (#{number})", body
         )
         log.info(
             "%s pull request #%d for issue #%d",
