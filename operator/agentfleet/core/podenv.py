@@ -29,7 +29,7 @@ from pydantic_settings import (
 )
 
 from agentfleet.core.api import Stage
-from agentfleet.core.api.workerpool import DEFAULT_MODEL
+from agentfleet.core.api.workerpool import DEFAULT_MODEL, AgentRuntime
 from agentfleet.core.queue.models import Name
 
 PROJECTS_DIR = "/var/run/agentfleet/projects"
@@ -188,6 +188,9 @@ class AgentSettings(PodSettings):
 
     model_config = SettingsConfigDict(env_prefix="AGENTFLEET_AGENT_")
 
+    runtime: AgentRuntime = AgentRuntime.BUILTIN
+    """What drives the model: the builtin loop or Claude Code (the WorkerPool's
+    `spec.agent.runtime`)."""
     model: str = Field(
         default=DEFAULT_MODEL, validation_alias=AliasChoices("model", "AGENTFLEET_MODEL")
     )
@@ -299,8 +302,8 @@ ENV_VARS: dict[str, str] = env_names(WorkerSettings)
 """WorkerSettings field -> environment variable."""
 
 AGENT_ENV_VARS: dict[str, str] = env_names(AgentSettings)
-"""AgentSettings field -> environment variable (the operator writes `model`, `max_turns`
-and `token_budget` from the WorkerPool's `spec.agent`)."""
+"""AgentSettings field -> environment variable (the operator writes `runtime`, `model`,
+`max_turns` and `token_budget` from the WorkerPool's `spec.agent`)."""
 
 STAGE_ENV_VARS: dict[str, str] = env_names(StageConfig)
 """StageConfig field -> environment variable."""

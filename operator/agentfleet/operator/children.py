@@ -203,6 +203,7 @@ def worker_env(
         PROJECTS_DIR_ENV: PROJECTS_DIR,
         ENV_VARS["handler"]: spec.handler,
         ENV_VARS["metrics_port"]: str(METRICS_PORT),
+        AGENT_ENV_VARS["runtime"]: spec.agent.runtime.value,
         AGENT_ENV_VARS["model"]: spec.agent.model,
         AGENT_ENV_VARS["max_turns"]: str(spec.agent.max_turns),
         AGENT_ENV_VARS["token_budget"]: str(spec.agent.token_budget),

@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from agentfleet.core.api import Stage
+from agentfleet.core.api.workerpool import AgentRuntime
 from agentfleet.core.github import GitHubCredentials, ProjectIntake
 from agentfleet.core.podenv import WorkerSettings
 from agentfleet.core.queue import RetryPolicy, WorkItem, WorkQueue
@@ -194,9 +195,19 @@ def _next(item: WorkItem) -> Stage | None:
     return item.pipeline[position + 1] if 0 <= position < len(item.pipeline) - 1 else None
 
 
+@pytest.fixture(params=list(AgentRuntime), ids=[runtime.value for runtime in AgentRuntime])
+def runtime(request: pytest.FixtureRequest) -> AgentRuntime:
+    """Every pipeline test runs once per agent runtime: the builtin loop and Claude Code."""
+    chosen: AgentRuntime = request.param
+    return chosen
+
+
 @pytest.fixture
 async def pipeline(
-    redis_server: RedisServer, tmp_path: Path, request: pytest.FixtureRequest
+    redis_server: RedisServer,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    runtime: AgentRuntime,
 ) -> AsyncIterator[Pipeline]:
     options = getattr(request, "param", {})
     fake_github = FakeGitHub(tmp_path / "github").start()
@@ -232,7 +243,12 @@ async def pipeline(
             max_workers=options.get("max_workers", 5),
             task_timeout_seconds=60,
         ),
-        agent_settings=AgentSettings(model=MODEL, max_turns=12, token_budget=200_000),
+        agent_settings=AgentSettings(
+            model=MODEL,
+            max_turns=12,
+            token_budget=200_000,
+            runtime=runtime,
+        ),
         model_client=anthropic.AsyncAnthropic(
             api_key=fake_anthropic.api_key, base_url=fake_anthropic.base_url, max_retries=0
         ),

@@ -351,8 +351,22 @@ class EnvVar(ApiModel):
         return self
 
 
+class AgentRuntime(StrEnum):
+    """What drives the model on a work item (docs/agents.md, "Runtimes")."""
+
+    BUILTIN = "builtin"
+    """agentfleet's own tool-use loop on the `anthropic` SDK."""
+    CLAUDE_CODE = "claude-code"
+    """Claude Code, through `claude-agent-sdk` (Anthropic's proprietary CLI, bundled in
+    the SDK's wheel), with agentfleet's tools as its only tools."""
+
+
 class AgentSpec(ApiModel):
     """Settings of the Claude agent each worker runs per work item."""
+
+    runtime: AgentRuntime = AgentRuntime.BUILTIN
+    """`builtin` (the default: open source end to end, one process per worker) or
+    `claude-code` (Claude Code's agent loop, with the same tools and confinement)."""
 
     model: str = Field(
         default=DEFAULT_MODEL,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
@@ -44,6 +44,9 @@ class Response:
     body: Any = None
     """JSON-serialisable, or bytes sent as they are."""
     headers: dict[str, str] = field(default_factory=dict)
+    stream: Iterable[bytes] | None = None
+    """Sent chunk by chunk (`Transfer-Encoding: chunked`) instead of `body`: server-sent
+    events, for example."""
 
     def encoded(self) -> bytes:
         if self.body is None:
@@ -139,9 +142,18 @@ class FakeHTTPServer:
                     self.send_header("Content-Type", "application/json; charset=utf-8")
                 for name, value in response.headers.items():
                     self.send_header(name, value)
+                if response.stream is not None:
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for chunk in response.stream:
+                        self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                        self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
+                    return
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                self.wfile.write(payload)
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
 
             def _body(self) -> bytes:
                 if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
@@ -155,7 +167,7 @@ class FakeHTTPServer:
                 self.rfile.readline()
                 return b"".join(chunks)
 
-            do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+            do_GET = do_HEAD = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass

@@ -7,6 +7,18 @@ already in the request) and a retried request gets the same answer. Requests are
 the way the API checks them (authentication, version header, alternating roles, every
 `tool_use` answered by a `tool_result`), and can be answered with 429/529 errors carrying
 `retry-after` on demand. An optional fixed latency per turn stands in for model time.
+
+`stream: true` is answered with server-sent events as the API sends them
+(`message_start`, `ping`, `content_block_start`, `content_block_delta` with `text_delta` and
+`input_json_delta` split across events, `content_block_stop`, `message_delta` with the stop
+reason and usage, `message_stop`), which is what Claude Code (`claude-agent-sdk`) asks
+for at `POST /v1/messages?beta=true`; its `HEAD /api/hello` probe gets 404.
+
+Scripts name agentfleet's tools (`write_file`, `submit_plan`, ...). A request that offers
+them as MCP tools (`mcp__agentfleet__write_file`: how the claude-code runtime serves them)
+gets its calls under those names, and a `submit_*` call becomes `StructuredOutput` when
+the request offers that tool (Claude Code's structured output), so one script drives
+either runtime.
 """
 
 from __future__ import annotations
@@ -144,6 +156,7 @@ class FakeAnthropic(FakeHTTPServer):
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.route("POST", r"/v1/messages", self._messages)
+        self.route("HEAD", r"/api/hello", lambda request: Response(404))
 
     @property
     def base_url(self) -> str:
@@ -262,11 +275,13 @@ class FakeAnthropic(FakeHTTPServer):
         turn = script(conversation)
         if self.latency:
             time.sleep(self.latency)
-        return Response(
-            200,
-            self._message(body, turn),
-            {"request-id": _request_id(), **self._rate_limit_headers()},
-        )
+        message = self._message(body, turn, conversation.tool_names)
+        headers = {"request-id": _request_id(), **self._rate_limit_headers()}
+        if body.get("stream") is True:
+            headers["Content-Type"] = "text/event-stream; charset=utf-8"
+            headers["Cache-Control"] = "no-cache"
+            return Response(200, message, headers, stream=_events(message))
+        return Response(200, message, headers)
 
     def _fault_response(self, fault: _Fault) -> Response:
         headers = {"x-should-retry": "true"}
@@ -288,7 +303,7 @@ class FakeAnthropic(FakeHTTPServer):
             scripts = list(self._scripts)
         return next((script for match, script in scripts if match in haystack), None)
 
-    def _message(self, request: dict[str, Any], turn: Turn) -> dict[str, Any]:
+    def _message(self, request: dict[str, Any], turn: Turn, offered: list[str]) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
         if turn.text:
             content.append({"type": "text", "text": turn.text})
@@ -297,7 +312,7 @@ class FakeAnthropic(FakeHTTPServer):
                 {
                     "type": "tool_use",
                     "id": f"toolu_{next(self._ids):06d}{uuid.uuid4().hex[:18]}",
-                    "name": tool_call.name,
+                    "name": offered_name(tool_call.name, offered),
                     "input": tool_call.input,
                 }
             )
@@ -322,6 +337,83 @@ class FakeAnthropic(FakeHTTPServer):
                 "cache_read_input_tokens": 0,
             },
         }
+
+
+MCP_PREFIX = "mcp__agentfleet__"
+"""How the claude-code runtime offers agentfleet's tools (an in-process MCP server)."""
+STRUCTURED_OUTPUT = "StructuredOutput"
+
+
+def offered_name(name: str, offered: list[str]) -> str:
+    """A script's tool name as this request offers the tool."""
+    if name in offered:
+        return name
+    if MCP_PREFIX + name in offered:
+        return MCP_PREFIX + name
+    if name.startswith("submit_") and STRUCTURED_OUTPUT in offered:
+        return STRUCTURED_OUTPUT
+    return name
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _pieces(text: str, size: int = 24) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _events(message: dict[str, Any]) -> list[bytes]:
+    """`message` as the API streams it."""
+    usage = message["usage"]
+    start = {
+        **message,
+        "content": [],
+        "stop_reason": None,
+        "usage": {**usage, "output_tokens": 1},
+    }
+    events = [
+        _sse("message_start", {"type": "message_start", "message": start}),
+        _sse("ping", {"type": "ping"}),
+    ]
+    for index, block in enumerate(message["content"]):
+        opened: dict[str, Any]
+        if block["type"] == "text":
+            opened = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": part} for part in _pieces(block["text"])]
+        else:
+            opened = {**block, "input": {}}
+            encoded = json.dumps(block["input"])
+            deltas = [
+                {"type": "input_json_delta", "partial_json": part}
+                for part in _pieces(encoded, max(1, len(encoded) // 3 + 1))
+            ]
+        events.append(
+            _sse(
+                "content_block_start",
+                {"type": "content_block_start", "index": index, "content_block": opened},
+            )
+        )
+        for delta in deltas:
+            events.append(
+                _sse(
+                    "content_block_delta",
+                    {"type": "content_block_delta", "index": index, "delta": delta},
+                )
+            )
+        events.append(_sse("content_block_stop", {"type": "content_block_stop", "index": index}))
+    events.append(
+        _sse(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                "usage": {"output_tokens": usage["output_tokens"]},
+            },
+        )
+    )
+    events.append(_sse("message_stop", {"type": "message_stop"}))
+    return events
 
 
 def _request_id() -> str:

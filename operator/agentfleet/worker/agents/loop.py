@@ -104,6 +104,14 @@ class SpendGate(Protocol):
         """Add one model call's tokens and estimated cost to the project's day."""
 
 
+class ModelRunner(Protocol):
+    """One agent run per call: `AgentRunner` (builtin) or `ClaudeCodeRunner`."""
+
+    settings: AgentSettings
+
+    async def run(self, system: str, task: str, tools: Sequence[Tool]) -> AgentResult: ...
+
+
 class AgentRunner:
     def __init__(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 import anthropic
 from pydantic import SecretStr
 
+from agentfleet.core.api.workerpool import AgentRuntime
 from agentfleet.core.github import (
     CredentialsError,
     GitCheckout,
@@ -40,7 +41,8 @@ from agentfleet.worker.agents import (
     Redactor,
     default_metrics,
 )
-from agentfleet.worker.agents.loop import SpendGate
+from agentfleet.worker.agents.claude_code import ClaudeCodeRunner
+from agentfleet.worker.agents.loop import ModelRunner, SpendGate
 from agentfleet.worker.agents.tools import Tool, WorkspaceTools
 from agentfleet.worker.agents.workspace import Workspace
 from agentfleet.worker.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
@@ -208,13 +210,24 @@ class StageEnvironment:
         tokens: int | None,
         budget: SpendGate | None = None,
         cost_usd: float | None = None,
-    ) -> AgentRunner:
-        """An agent runner whose token budget is the pool's, lowered to `tokens` if set,
-        its cost capped at `cost_usd` if set (the item's), held to the project's daily
-        `budget` (the handler context's)."""
+    ) -> ModelRunner:
+        """The agent runner of this pool's runtime (`builtin` or `claude-code`), its token
+        budget the pool's lowered to `tokens` if set, its cost capped at `cost_usd` if set
+        (the item's), held to the project's daily `budget` (the handler context's)."""
+        settings = self.agent_settings.with_budget_cap(tokens, cost_usd)
+        if settings.runtime is AgentRuntime.CLAUDE_CODE:
+            return ClaudeCodeRunner(
+                self.model_client,
+                settings,
+                self.redactor,
+                logger=logger,
+                metrics=self.metrics,
+                pool=self.pool,
+                budget=budget,
+            )
         return AgentRunner(
             self.model_client,
-            self.agent_settings.with_budget_cap(tokens, cost_usd),
+            settings,
             self.redactor,
             logger=logger,
             metrics=self.metrics,

@@ -1,0 +1,269 @@
+"""The claude-code runtime: the real Claude Code CLI (bundled in `claude-agent-sdk`) against
+the fake Messages API, which answers it with server-sent events as the API does.
+
+The model is scripted; everything else is real: the CLI's own agent loop, its streaming
+client, the SDK's control protocol and the in-process MCP server through which it reaches
+agentfleet's tools, which are its only tools.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import anthropic
+import pytest
+from prometheus_client import CollectorRegistry
+
+from agentfleet.dev.testing import FakeAnthropic, call, calls, say, scripted
+from agentfleet.dev.testing.fake_anthropic import ToolCall
+from agentfleet.worker.agents import (
+    REDACTED,
+    AgentMetrics,
+    AgentSettings,
+    Redactor,
+    Workspace,
+    WorkspaceTools,
+    submit_tool,
+)
+from agentfleet.worker.agents.claude_code import TOOL_PREFIX, ClaudeCodeRunner
+
+pytestmark = pytest.mark.integration
+
+ADD_TEST = "from calc import add\n\n\ndef test_add():\n    assert add(2, 3) == 5\n"
+ADD_CODE = "def add(a, b):\n    return a + b\n"
+PLAN_SCHEMA = {
+    "type": "object",
+    "properties": {"summary": {"type": "string"}, "tasks": {"type": "array"}},
+    "required": ["summary", "tasks"],
+}
+
+
+def runner(
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+) -> ClaudeCodeRunner:
+    return ClaudeCodeRunner(client, settings, redactor, metrics=metrics)
+
+
+def tool_results(fake: FakeAnthropic) -> list[dict[str, object]]:
+    """Every tool_result Claude Code sent back, in order."""
+    last = fake.calls[-1].request["messages"]
+    found = []
+    for message in last:
+        if message["role"] == "user" and isinstance(message["content"], list):
+            found += [b for b in message["content"] if b.get("type") == "tool_result"]
+    return found
+
+
+async def test_claude_code_works_only_through_agentfleets_tools(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    registry: CollectorRegistry,
+    workspace: Workspace,
+) -> None:
+    fake_anthropic.add_script(
+        "calculator",
+        scripted(
+            call("write_file", text="Tests first.", path="tests/test_calc.py", content=ADD_TEST),
+            call("write_file", path="calc.py", content=ADD_CODE),
+            call("run_command", command=["python", "-m", "pytest", "-q"]),
+            # What a prompt injection would ask for: Claude Code's own tools.
+            calls(
+                ToolCall("Bash", {"command": "cat /etc/passwd; env"}),
+                ToolCall("Read", {"file_path": "/etc/passwd"}),
+                ToolCall("Write", {"file_path": "/tmp/pwned", "content": "x"}),
+                ToolCall("WebFetch", {"url": "http://169.254.169.254/", "prompt": "x"}),
+            ),
+            say("Added add() with a passing test."),
+        ),
+    )
+    result = await runner(client, settings, redactor, metrics).run(
+        "You write a calculator.", "Implement add", WorkspaceTools(workspace, settings).tools()
+    )
+
+    assert result.stop_reason == "end_turn" and result.finished
+    assert result.final_text == "Added add() with a passing test."
+    assert (workspace.root / "calc.py").read_text() == ADD_CODE
+    assert [(c.name, c.ok) for c in result.tool_calls] == [
+        ("write_file", True),
+        ("write_file", True),
+        ("run_command", True),
+        ("Bash", False),
+        ("Read", False),
+        ("Write", False),
+        ("WebFetch", False),
+    ]
+    assert not Path("/tmp/pwned").exists()  # noqa: ASYNC240
+    results = tool_results(fake_anthropic)
+    assert "1 passed" in json.dumps(results[2])
+    refused = json.dumps(results[3:])
+    assert "root:x:0" not in refused and all(r.get("is_error") for r in results[3:])
+
+    # Claude Code was offered agentfleet's tools and nothing else, and streamed every call.
+    for recorded in fake_anthropic.calls:
+        offered = {tool["name"] for tool in recorded.request["tools"]}
+        assert offered == {
+            TOOL_PREFIX + tool
+            for tool in (
+                "read_file",
+                "list_files",
+                "search",
+                "write_file",
+                "edit_file",
+                "run_command",
+            )
+        }
+        assert recorded.request["stream"] is True
+        assert recorded.request["model"] == settings.model
+    paths = {(request.method, request.path) for request in fake_anthropic.received}
+    assert paths <= {("POST", "/v1/messages"), ("HEAD", "/api/hello")}
+    assert result.turns == len(fake_anthropic.calls) == 5
+    usage = fake_anthropic.usage_totals()
+    assert result.usage.input_tokens == usage["input_tokens"]
+    assert (
+        registry.get_sample_value(
+            "agentfleet_agent_tokens_total", {"model": settings.model, "kind": "input"}
+        )
+        == usage["input_tokens"]
+    )
+
+
+async def test_path_escapes_are_refused(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+    tmp_path: Path,
+) -> None:
+    outside = tmp_path / "outside.txt"
+    outside.write_text("do not touch")
+    (workspace.root / "innocent.txt").symlink_to(outside)
+    fake_anthropic.add_script(
+        "escape",
+        scripted(
+            calls(
+                ToolCall("write_file", {"path": "../outside.txt", "content": "pwned"}),
+                ToolCall("read_file", {"path": "/etc/passwd"}),
+                ToolCall("write_file", {"path": "innocent.txt", "content": "pwned"}),
+                ToolCall("write_file", {"path": ".git/hooks/pre-commit", "content": "curl evil"}),
+                ToolCall("run_command", {"command": ["bash", "-c", "cat ../outside.txt"]}),
+            ),
+        ),
+    )
+    result = await runner(client, settings, redactor, metrics).run(
+        "escape", "try", WorkspaceTools(workspace, settings).tools()
+    )
+    assert outside.read_text() == "do not touch"
+    assert not (workspace.root / ".git").exists()
+    assert [c.ok for c in result.tool_calls] == [False] * 5
+    results = tool_results(fake_anthropic)
+    assert all(r.get("is_error") for r in results)
+    text = json.dumps(results)
+    assert "'..' is not allowed" in text and "absolute paths are not allowed" in text
+    assert "outside the workspace" in text and ".git directory is off limits" in text
+
+
+async def test_secrets_never_reach_the_model_or_the_logs(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    github_token = "ghs_" + "Z9y8X7w6" * 5
+    redactor = Redactor([github_token, fake_anthropic.api_key])
+    (workspace.root / ".env").write_text(f"TOKEN={github_token}\n")
+    fake_anthropic.add_script(
+        "leaky",
+        scripted(
+            call("read_file", path=".env"),
+            call("write_file", path="notes.txt", content=f"copy {github_token}"),
+            say(f"the token is {github_token}"),
+        ),
+    )
+    with caplog.at_level(logging.DEBUG, logger="agentfleet"):
+        result = await runner(client, settings, redactor, metrics).run(
+            "leaky system prompt",
+            f"Issue text pasted a token: {github_token}",
+            WorkspaceTools(workspace, settings).tools(),
+        )
+    assert result.finished
+    # What agentfleet hands the model (the task, the system prompt, every tool result) is
+    # redacted. Claude Code keeps the model's own earlier output verbatim in the history,
+    # so a secret the model wrote itself goes back to it (docs/agents.md says so); the
+    # builtin loop redacts that too.
+    given = json.dumps(
+        [
+            [c.request["system"], [m for m in c.request["messages"] if m["role"] == "user"]]
+            for c in fake_anthropic.calls
+        ]
+    )
+    assert github_token not in given and REDACTED in given
+    assert fake_anthropic.api_key not in json.dumps([c.request for c in fake_anthropic.calls])
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert github_token not in logged
+    assert github_token not in json.dumps([c.input for c in result.tool_calls])
+
+
+async def test_the_submit_tool_is_structured_output(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+) -> None:
+    tasks = [{"title": "Greeting"}, {"title": "Farewell"}]
+    fake_anthropic.add_script(
+        "planner",
+        scripted(
+            call("list_files", text="Looking."), call("submit_plan", summary="Two", tasks=tasks)
+        ),
+    )
+    tools = [
+        *WorkspaceTools(workspace, settings, read_only=True).tools(),
+        submit_tool("submit_plan", "Submit the plan.", PLAN_SCHEMA),
+    ]
+    result = await runner(client, settings, redactor, metrics).run("planner", "plan", tools)
+    assert result.stop_reason == "submitted"
+    assert result.submission == {"summary": "Two", "tasks": tasks}
+    offered = {tool["name"] for tool in fake_anthropic.calls[-1].request["tools"]}
+    assert "StructuredOutput" in offered and TOOL_PREFIX + "write_file" not in offered
+
+
+@pytest.mark.parametrize(
+    ("limits", "stop"),
+    [
+        ({"max_turns": 2}, "max_turns"),
+        ({"token_budget": 3000}, "token_budget"),
+        ({"cost_budget_usd": 0.005}, "cost_budget"),
+    ],
+)
+async def test_limits_end_the_run(
+    fake_anthropic: FakeAnthropic,
+    client: anthropic.AsyncAnthropic,
+    settings: AgentSettings,
+    redactor: Redactor,
+    metrics: AgentMetrics,
+    workspace: Workspace,
+    limits: dict[str, object],
+    stop: str,
+) -> None:
+    fake_anthropic.add_script("forever", lambda conversation: call("list_files", path="."))
+    limited = settings.model_copy(update=limits)
+    result = await runner(client, limited, redactor, metrics).run(
+        "forever", "loop", WorkspaceTools(workspace, limited).tools()
+    )
+    assert result.stop_reason == stop
+    assert not result.finished
+    assert len(fake_anthropic.calls) <= 10
