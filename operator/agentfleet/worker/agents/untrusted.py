@@ -143,13 +143,18 @@ def sanitise(text: str) -> Sanitised:
     return Sanitised(text.replace("<!--", "&lt;!--"), comments, characters)
 
 
+def neutralise_tags(text: str) -> str:
+    """`text` with every `<untrusted_input` and `</untrusted_input` tag made inert."""
+    return _TAG.sub(lambda m: f"&lt;{m.group(1)}untrusted_input", text)
+
+
 def untrusted(source: str, text: str, redactor: Redactor) -> str:
     """`text` as an untrusted block labelled with where it came from: redacted, sanitised,
     redacted again, then with the block's tags neutralised (see the module's docstring for why in
     this order). The block says what was removed, so the model knows that something hidden
     was there without seeing it."""
     clean = sanitise(redactor.redact(text))
-    neutral = _TAG.sub(lambda m: f"&lt;{m.group(1)}untrusted_input", redactor.redact(clean.text))
+    neutral = neutralise_tags(redactor.redact(clean.text))
     label = re.sub(r"[^A-Za-z0-9 #._:/-]", "", source)[:120]
     removed = f' removed="{clean.removed}"' if clean.removed else ""
     return f'<untrusted_input source="{label}"{removed}>\n{neutral}\n</untrusted_input>'

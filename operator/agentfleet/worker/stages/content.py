@@ -27,6 +27,7 @@ from agentfleet.core.pipeline import (
 )
 from agentfleet.core.queue import Family
 from agentfleet.worker.agents import Workspace, untrusted
+from agentfleet.worker.agents.instructions import repository_instructions
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages import prompts
 from agentfleet.worker.stages.base import StageHandler
@@ -85,6 +86,7 @@ class ContentHandler(StageHandler):
             + untrusted(f"issue #{target}", f"{issue.title}\n\n{issue.body}", self.env.redactor)
             + "\n\nMerged pull requests:\n"
             + untrusted("pull request titles", listing, self.env.redactor)
+            + repository_instructions(checkout.path, self.env.redactor)
         )
         runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         result = await runner.run(

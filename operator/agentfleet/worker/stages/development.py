@@ -16,6 +16,7 @@ from agentfleet.core.api import Stage
 from agentfleet.core.github import RepoClient, marker
 from agentfleet.core.pipeline import IssuePayload, WorkItem, cost_cap, issue_branch, token_cap
 from agentfleet.worker.agents import AgentResult, Workspace, untrusted
+from agentfleet.worker.agents.instructions import repository_instructions
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.sandbox.protocol import cut_tail
 from agentfleet.worker.stages import prompts
@@ -64,6 +65,7 @@ class DevelopmentHandler(StageHandler):
                 f"\n\nThe branch {branch} already holds work from an earlier attempt: "
                 "read it and continue from there."
             )
+        task += repository_instructions(checkout.path, self.env.redactor)
         workspace = Workspace(checkout.path)
         runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         result = await runner.run(

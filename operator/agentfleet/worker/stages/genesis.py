@@ -32,6 +32,7 @@ from agentfleet.core.pipeline import (
 )
 from agentfleet.core.queue import WorkQueue
 from agentfleet.worker.agents import Workspace, submit_tool, untrusted
+from agentfleet.worker.agents.instructions import repository_instructions
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages import prompts
 from agentfleet.worker.stages.base import StageHandler
@@ -195,6 +196,7 @@ class GenesisHandler(StageHandler):
             if not tasks:
                 readable = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
                 request = f"Plan issue #{number} of {repo.full_name}.\n\n{described}"
+                request += repository_instructions(checkout.path, self.env.redactor)
                 result = await runner.run(prompts.GENESIS_PLAN, request, [*readable, SUBMIT_PLAN])
                 if result.submission is None and result.budget_exhausted:
                     return await self.stopped_by_budget(item, repo, log, result, number)

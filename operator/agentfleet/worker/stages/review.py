@@ -18,6 +18,7 @@ from agentfleet.core.pipeline import (
     token_cap,
 )
 from agentfleet.worker.agents import Workspace, submit_tool, untrusted
+from agentfleet.worker.agents.instructions import repository_instructions
 from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.stages import prompts
 from agentfleet.worker.stages.base import StageHandler
@@ -93,6 +94,7 @@ class ReviewHandler(StageHandler):
                 + untrusted(f"diff of #{number}", diff[:_PATCH_LIMIT], redactor)
             )
             target, key = number, f"pull-{number}"
+        task += repository_instructions(checkout.path, redactor)
         runner = self.env.runner(log, token_cap(item), context.budget, cost_cap(item))
         tools = self.env.tools(Workspace(checkout.path), runner.settings, read_only=True)
         result = await runner.run(prompts.REVIEW, task, [*tools, SUBMIT_REVIEW])
