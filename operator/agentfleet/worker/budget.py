@@ -25,7 +25,7 @@ class ProjectBudget:
         if spent is not None:
             raise BudgetExhausted(f"project {self.project}'s daily budget is spent: {spent}")
 
-    async def record(self, tokens: int, cost_usd: float) -> None:
+    async def record(self, tokens: int, cost_usd: float, turns: int = 1) -> None:
         day = await self.queue.spend(self.namespace, self.project, tokens, cost_usd)
         if day.exhausted is not None:
             log.info("project %s: %s; its items wait until 00:00 UTC", self.project, day.exhausted)

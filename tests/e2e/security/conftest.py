@@ -123,6 +123,8 @@ class World:
     private: Page
     canaries: Canaries
     workdir: Path
+    runtime: str = "builtin"
+    """The development pool's `spec.agent.runtime`: the whole corpus runs once per runtime."""
     main_sha: str = ""
     """beta's main branch as seeded: nothing may move it."""
 
@@ -224,8 +226,8 @@ class World:
         )
 
 
-@pytest.fixture(scope="module")
-def world(local_cluster: LocalCluster) -> Iterator[World]:
+@pytest.fixture(scope="module", params=["builtin", "claude-code"])
+def world(local_cluster: LocalCluster, request: pytest.FixtureRequest) -> Iterator[World]:
     network = local_cluster.network
     assert network is not None, "the agent boundary tests need the local node"
     namespace = f"sec-{uuid.uuid4().hex[:6]}"
@@ -243,7 +245,7 @@ def world(local_cluster: LocalCluster) -> Iterator[World]:
     world = World(
         stack=stack, api=stack.api, namespace=namespace, host_ip=network.host_ip,
         node_ip=network.node_ip, github=github, model=model, allowed=allowed,
-        private=private, canaries=canaries, workdir=workdir,
+        private=private, canaries=canaries, workdir=workdir, runtime=request.param,
     )  # fmt: skip
     try:
         # Pods of this namespace must pass the `restricted` profile to be admitted at all.

@@ -7,6 +7,9 @@ in the worker), exactly as a model steered by the issue would. The issues go thr
 real pipeline: the operator's intake, the Redis queue, worker Pods admitted under the
 Pod Security `restricted` profile, the GitHub and Anthropic test servers.
 
+The whole corpus runs twice: with the builtin agent loop and with Claude Code (WorkerPool
+`spec.agent.runtime: claude-code`, the CLI inside the worker image).
+
 Proved here:
 - every attack fails and the model is told so as a tool error; the allowed destination
   (WorkerPool `spec.egress`) is reachable from the sandbox, so the policy is not "deny
@@ -414,6 +417,7 @@ def attacked(world: World) -> dict[tuple[str, int], Attack]:
         "metadata": {"name": POOL},
         "spec": {
             "stage": "development", "handler": "development",
+            "agent": {"runtime": world.runtime},
             "minReplicas": 2, "maxReplicas": 2,
             "terminationGracePeriodSeconds": 10,
             "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}},

@@ -9,6 +9,7 @@ look exactly the same.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -92,8 +93,9 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
             "[#1] Greeting function",
         ]
         assert "main" in fake.branches("acme/shop")
-        plan_comments = fake.comment_bodies("acme/shop", 1)
+        plan_comments, tracking = _split_tracking(fake.comment_bodies("acme/shop", 1))
         assert len(plan_comments) == 1 and plan_comments[0].startswith("## agentfleet plan for #1")
+        assert "- [x] planned: 2 sub-issue(s), #2, #3" in tracking
 
         # Development opened one pull request per sub-issue, each with its tests.
         pulls = {p.head.ref: p for p in repo.get_pulls(state="open")}
@@ -125,6 +127,20 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
         )
         assert sorted(f.filename for f in docs.get_files()) == ["CHANGELOG.md", "docs/issue-1.md"]
         assert "#4" in docs.body and "#5" in docs.body
+        # Each issue's tracking comment shows its whole path, and what it cost.
+        _, planned = _split_tracking(fake.comment_bodies("acme/shop", 1))
+        assert "- [x] queued\n- [x] planned: 2 sub-issue(s), #2, #3" in planned
+        assert f"- [x] documented: {repo.html_url}/pull/{docs.number}" in planned
+        for number in (2, 3):
+            pull_number = pulls[f"agentfleet/issue-{number}"].number
+            _, developed = _split_tracking(fake.comment_bodies("acme/shop", number))
+            assert "- [x] planned: part of the plan for #1" in developed
+            assert "- [x] in development\n" in developed
+            assert f"- [x] pull request open: {repo.html_url}/pull/{pull_number}" in developed
+            totals = re.search(r"(\d+) turns, ([\d,]+) tokens, \$([\d.]+), ", developed)
+            assert totals is not None, developed
+            assert int(totals[1]) >= 3 and int(totals[2].replace(",", "")) > 0
+            assert float(totals[3]) > 0
         # The docs pull request asks whoever merged the work to review it.
         assert docs.draft is pipeline.project.draft_pulls
         assert [user.login for user in docs.requested_reviewers] == ["acme"]
@@ -193,6 +209,13 @@ def _assert_narrow_tokens(pipeline: Pipeline) -> None:
     assert authors == {"agentfleet-app[bot]"}
 
 
+def _split_tracking(bodies: list[str]) -> tuple[list[str], str]:
+    """An issue's comments but its tracking comment, and that one (exactly one)."""
+    tracking = [body for body in bodies if body.startswith("## agentfleet is tracking")]
+    assert len(tracking) == 1, bodies
+    return [body for body in bodies if body not in tracking], tracking[0]
+
+
 async def _all_answered(fake: FakeGitHub, times: int) -> bool:
     counts: dict[str, int] = {}
     for delivery in fake.deliveries:
@@ -251,9 +274,14 @@ async def test_a_spent_item_budget_ends_the_item_for_review_and_says_so_on_its_i
         assert (result.outcome, result.retryable) == ("failed", False)
         assert result.error is not None
         assert result.error.startswith("budget exhausted: a cost cap of $0.01")
-    comments = [c for c in repo.get_issue(1).get_comments() if "budget exhausted" in c.body]
+    bodies = [c.body for c in repo.get_issue(1).get_comments()]
+    others, tracking = _split_tracking(bodies)
+    comments = [body for body in others if "budget exhausted" in body]
     assert len(comments) == 1
-    assert "raise the budget and run it again with `agentfleet retry`" in comments[0].body
+    assert "raise the budget and run it again with `agentfleet retry`" in comments[0]
+    # The tracking comment says it too, with what both deliveries spent and how to retry.
+    assert "**development ran out of budget** (`team-a/shop/issue-1/development`)" in tracking
+    assert "agentfleet retry shop --item team-a/shop/issue-1/development -n team-a" in tracking
     assert pipeline.fake_github.pull_heads("acme/shop") == []
 
 

@@ -45,16 +45,17 @@ def test_stage_permissions_are_exactly_what_each_stage_does() -> None:
         "issues": "write",
         "pull_requests": "read",
     }
+    # Development and content keep their issue's tracking comment.
     assert dict(stage_permissions(Stage.DEVELOPMENT)) == {
         "metadata": "read",
         "contents": "write",
-        "issues": "read",
+        "issues": "write",
         "pull_requests": "write",
     }
     assert dict(stage_permissions(Stage.CONTENT)) == {
         "metadata": "read",
         "contents": "write",
-        "issues": "read",
+        "issues": "write",
         "pull_requests": "write",
     }
     assert dict(stage_permissions(Stage.REVIEW)) == {
@@ -101,7 +102,7 @@ def test_token_request_names_one_repository_and_the_permissions() -> None:
         "repositories": ["shop"],
         "permissions": {
             "contents": "write",
-            "issues": "read",
+            "issues": "write",
             "metadata": "read",
             "pull_requests": "write",
         },

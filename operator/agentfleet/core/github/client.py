@@ -214,6 +214,12 @@ class RepoClient:
         return branch
 
     @property
+    def html_url(self) -> str:
+        """The repository's web address (links in comments)."""
+        url: str = self.repo.html_url
+        return url
+
+    @property
     def clone_url(self) -> str:
         url: str = self.repo.clone_url
         return url

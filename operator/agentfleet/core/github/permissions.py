@@ -35,13 +35,15 @@ STAGE_PERMISSIONS: Mapping[Stage, Permissions] = MappingProxyType(
         # up. (Scaffolding an empty repository pushes with a token of its own:
         # `SCAFFOLD_PERMISSIONS`.)
         Stage.GENESIS: _frozen({"contents": "read", "issues": "write", "pull_requests": "read"}),
-        # Reads the issue; pushes agentfleet/issue-<n>; opens the pull request.
+        # Reads the issue and keeps its tracking comment; pushes agentfleet/issue-<n>; opens
+        # the pull request.
         Stage.DEVELOPMENT: _frozen(
-            {"contents": "write", "issues": "read", "pull_requests": "write"}
+            {"contents": "write", "issues": "write", "pull_requests": "write"}
         ),
-        # Reads the merged pull request and the planned issue with its sub-issues; pushes
-        # agentfleet/docs-issue-<n>; opens the docs pull request.
-        Stage.CONTENT: _frozen({"contents": "write", "issues": "read", "pull_requests": "write"}),
+        # Reads the merged pull request and the planned issue with its sub-issues, and keeps
+        # that issue's tracking comment; pushes agentfleet/docs-issue-<n>; opens the docs
+        # pull request.
+        Stage.CONTENT: _frozen({"contents": "write", "issues": "write", "pull_requests": "write"}),
         # Reads the pull request, its diff and the checkout; writes one comment on the pull
         # request or the failed item's issue (issue comments need `issues: write`).
         Stage.REVIEW: _frozen({"contents": "read", "issues": "write", "pull_requests": "read"}),

@@ -273,7 +273,7 @@ class ClaudeCodeRunner:
             extra_tokens = max(0, result.usage.total - streamed_tokens)
             extra_cost = max(0.0, result.cost_usd - streamed_cost)
             if extra_tokens or extra_cost:
-                await self.budget.record(extra_tokens, extra_cost)
+                await self.budget.record(extra_tokens, extra_cost, turns=0)
         if message.result:
             result.final_text = message.result
         stop = _RESULT_STOPS.get(message.subtype)

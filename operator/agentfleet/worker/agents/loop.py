@@ -100,8 +100,9 @@ class SpendGate(Protocol):
     async def check(self) -> None:
         """Raise `BudgetExhausted` once the project's day is spent."""
 
-    async def record(self, tokens: int, cost_usd: float) -> None:
-        """Add one model call's tokens and estimated cost to the project's day."""
+    async def record(self, tokens: int, cost_usd: float, turns: int = 1) -> None:
+        """Add one model call's tokens and estimated cost to the project's day (`turns`:
+        the model calls they come from; 0 for a correction of earlier figures)."""
 
 
 class ModelRunner(Protocol):

@@ -111,4 +111,4 @@ class ContentHandler(StageHandler):
         pull, _ = await self.open_pull(
             item, repo, log, branch, default, f"Docs: {issue.title} (#{target})", body
         )
-        return HandlerResult.succeeded({"pull": pull.number}, follow_ups=())
+        return HandlerResult.succeeded({"pull": pull.number, "issue": target}, follow_ups=())
