@@ -45,6 +45,9 @@ class QualifierKind(StrEnum):
     """`/agentfleet retry` on a master issue; the number is the comment's id."""
     DRY_RUN = "dry-run"
     """`/agentfleet dry-run` on a master issue; the number is the comment's id."""
+    ROUND = "round"
+    """A pull request's feedback round (review comments, mentions, failing checks); the
+    number counts the rounds, from 1."""
 
 
 class Qualifier(BaseModel):
@@ -161,11 +164,18 @@ def attempt_qualifier(attempt: int) -> Qualifier | None:
     return None if attempt == 1 else Qualifier(kind=QualifierKind.ATTEMPT, number=attempt)
 
 
-def pull_item_id(namespace: str, project: str, number: int, stage: Stage) -> str:
-    """`<namespace>/<project>/pull-<n>/<stage>`."""
+def pull_item_id(
+    namespace: str, project: str, number: int, stage: Stage, qualifier: Qualifier | None = None
+) -> str:
+    """`<namespace>/<project>/pull-<n>/<stage>[/<qualifier>]`."""
     return str(
         ItemKey(
-            namespace=namespace, project=project, subject=Subject.PULL, number=number, stage=stage
+            namespace=namespace,
+            project=project,
+            subject=Subject.PULL,
+            number=number,
+            stage=stage,
+            qualifier=qualifier,
         )
     )
 

@@ -31,6 +31,7 @@ from agentfleet.core.pipeline.payloads import (
     REPOSITORY_KEY,
     REQUESTED_BY_KEY,
     TOKEN_BUDGET_KEY,
+    FeedbackPayload,
     IssuePayload,
     MasterSummary,
     MasterSummaryPayload,
@@ -122,6 +123,32 @@ def pull_item(
     it, when known)."""
     item_id = pull_item_id(project.namespace, project.name, pull, stage)
     return _project_item(project, item_id, stage, PullPayload(pull=pull), requested_by)
+
+
+def feedback_item(
+    project: ProjectSettings,
+    pull: int,
+    branch: str,
+    round_number: int,
+    max_rounds: int,
+    requested_by: str | None = None,
+) -> WorkItem:
+    """Feedback round `round_number` on pull request `pull` (a development item that
+    pushes to `branch`): one id per round, so feedback that arrives while the round is
+    queued is coalesced into it."""
+    qualifier = Qualifier(kind=QualifierKind.ROUND, number=round_number)
+    item_id = pull_item_id(project.namespace, project.name, pull, Stage.DEVELOPMENT, qualifier)
+    payload = FeedbackPayload(pull=pull, branch=branch, round=round_number, max_rounds=max_rounds)
+    return _project_item(project, item_id, Stage.DEVELOPMENT, payload, requested_by)
+
+
+def next_round_item(parent: WorkItem) -> WorkItem:
+    """The round after `parent`'s (feedback that arrived while it ran)."""
+    payload = FeedbackPayload.of(parent)
+    following = payload.model_copy(update={"round": payload.round + 1})
+    qualifier = Qualifier(kind=QualifierKind.ROUND, number=following.round)
+    item_id = pull_item_id(parent.namespace, parent.project, payload.pull, parent.stage, qualifier)
+    return _derived_item(parent, item_id, parent.stage, following)
 
 
 def _derived_item(parent: WorkItem, item_id: str, stage: Stage, payload: StagePayload) -> WorkItem:

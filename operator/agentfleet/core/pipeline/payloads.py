@@ -16,7 +16,7 @@ import math
 from collections.abc import Callable
 from typing import Any, Self
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from agentfleet.core.api import Stage
 from agentfleet.core.pipeline.items import WorkItem
@@ -134,6 +134,17 @@ def cost_cap(item: WorkItem) -> float | None:
     except ValueError:
         return None
     return cap if math.isfinite(cap) and cap > 0 else None
+
+
+class FeedbackPayload(StagePayload):
+    """A feedback round on a pull request: development pushes to its branch what the
+    round's feedback asks for (the feedback itself is kept in the queue, not here)."""
+
+    pull: int
+    branch: str
+    round: int = Field(ge=1)
+    max_rounds: int = Field(default=3, ge=1)
+    """The Project's `spec.pullRequests.maxFixRounds`."""
 
 
 class IssuePayload(StagePayload):

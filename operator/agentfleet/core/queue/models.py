@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -284,6 +285,22 @@ class Family(BaseModel):
 
     parent: int
     children: tuple[int, ...]
+
+
+class PendingFeedback(BaseModel):
+    """A pull request's feedback not yet addressed by a finished round."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: int
+    """Position of the first entry (rounds finish up to `end`)."""
+    rounds: int
+    """Rounds finished so far."""
+    entries: tuple[dict[str, Any], ...] = ()
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.entries)
 
 
 class BudgetExhausted(Exception):

@@ -26,6 +26,7 @@ SCRIPT_NAMES = (
     "requeue",
     "spend",
     "day_spend",
+    "feedback",
 )
 
 

@@ -54,6 +54,7 @@ from agentfleet.core.queue.models import (
     JoinChild,
     JoinState,
     Lane,
+    PendingFeedback,
     ProjectQueueStats,
     RetryPolicy,
     Subscription,
@@ -313,6 +314,30 @@ class WorkQueue:
             return None
         children = await self.redis.hget(f"{base}:families", f"{project} {parent}") or ""
         return Family(parent=int(parent), children=tuple(int(n) for n in children.split()))
+
+    async def add_feedback(
+        self, namespace: str, project: str, pull: int, key: str, entry: dict[str, Any]
+    ) -> bool:
+        """Keep `entry` for pull request `pull`'s next feedback round; False when an entry
+        with `key` was kept before (a redelivered event)."""
+        added = await self._run(
+            "feedback", namespace, "add", project, pull, key, json.dumps(entry, sort_keys=True)
+        )
+        return bool(added)
+
+    async def pending_feedback(self, namespace: str, project: str, pull: int) -> PendingFeedback:
+        """What no finished round has addressed yet, and the rounds finished so far."""
+        raw = await self._run("feedback", namespace, "read", project, pull)
+        return PendingFeedback(
+            start=int(raw[0]),
+            rounds=int(raw[1]),
+            entries=tuple(json.loads(entry) for entry in raw[2:]),
+        )
+
+    async def finish_feedback_round(self, namespace: str, project: str, pull: int, end: int) -> int:
+        """Mark the entries before `end` addressed and count the round; returns the rounds
+        finished so far."""
+        return int(await self._run("feedback", namespace, "finish", project, pull, end))
 
     # ---------------------------------------------------------------- consuming work
 
