@@ -469,6 +469,7 @@ def install_intake(registry: kopf.OperatorRegistry, config: OperatorConfig) -> N
             service.webhook_target,
             partial(service.enqueue, "webhook"),
             repo_for=service.repo_for,
+            feedback_store=service.queue,
         )
         # Every interface: in a pod, the Service reaches the operator on the pod's IP.
         server = WebhookServer(app, host="0.0.0.0", port=config.webhook_port)

@@ -223,6 +223,10 @@ class PullRequestSpec(ApiModel):
     mention, `/agentfleet` command, assignment, or a label added while webhooks are on).
     Work taken in by polling has no known asker and requests no review."""
 
+    max_fix_rounds: int = Field(default=3, ge=1, le=20)
+    """Feedback rounds (review comments, mentions, failing checks) agentfleet works on one
+    pull request before it stops and asks a person instead."""
+
 
 class ProjectSpec(ApiModel):
     """Desired state of a Project."""

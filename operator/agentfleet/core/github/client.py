@@ -56,6 +56,8 @@ class PullInfo:
     html_url: str
     author: str
     draft: bool = False
+    fork: bool = False
+    """The head branch is in another repository (agentfleet cannot push there)."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,15 @@ def _pull_info(pull: Any) -> PullInfo:
         html_url=pull.html_url,
         author=pull.user.login,
         draft=bool(pull.draft),
+        fork=_is_fork(pull),
     )
+
+
+def _is_fork(pull: Any) -> bool:
+    head_repo, base_repo = pull.head.repo, pull.base.repo
+    if head_repo is None:  # a deleted fork
+        return True
+    return bool(head_repo.full_name != base_repo.full_name)
 
 
 class RepoClient:
@@ -348,6 +358,13 @@ class RepoClient:
             data = error.data if isinstance(error.data, dict) else {}
             return str(data.get("message") or error)
         return None
+
+    def reply_to_review_comment(self, pull: int, comment_id: int, body: str) -> None:
+        """Answer review comment `comment_id` in its thread on pull request `pull`."""
+        self.repo.get_pull(pull).create_review_comment_reply(comment_id, body)
+
+    def react_to_review_comment(self, pull: int, comment_id: int, content: str) -> None:
+        self.repo.get_pull(pull).get_review_comment(comment_id).create_reaction(content)
 
     def react(self, number: int, content: str, comment_id: int | None = None) -> None:
         """Add reaction `content` (`eyes`, `+1`, ...) to comment `comment_id` of issue

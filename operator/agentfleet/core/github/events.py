@@ -68,6 +68,8 @@ class ProjectIntake(BaseModel):
     """`spec.pullRequests.draft`, handed to every item."""
     request_review: bool = True
     """`spec.pullRequests.requestReview`: items record who asked (`requested_by`)."""
+    max_fix_rounds: int = 3
+    """`spec.pullRequests.maxFixRounds`: the loop guard of pull-request feedback."""
     allowed_bots: tuple[str, ...] = ()
     """`spec.intake.allowedBots`: bots that may trigger (`agentfleet.core.github.triggers`)."""
 
@@ -92,6 +94,7 @@ class ProjectIntake(BaseModel):
             allowed_bots=tuple(spec.intake.allowed_bots),
             draft_pulls=spec.pull_requests.draft,
             request_review=spec.pull_requests.request_review,
+            max_fix_rounds=spec.pull_requests.max_fix_rounds,
         )
 
     def asker(self, login: str | None, is_bot: bool = False) -> str | None:
@@ -254,6 +257,22 @@ class PullRequestEvent(_Payload):
 
 class DeliveryError(ValueError):
     """A signed delivery whose content cannot be used (wrong repository, bad shape)."""
+
+
+class _Delivery(_Payload):
+    repository: _Repository
+
+
+def check_repository(project: ProjectIntake, payload: object) -> None:
+    """Raise DeliveryError unless the delivery is about the Project's repository (every
+    event agentfleet reads names it)."""
+    if not isinstance(payload, dict) or "repository" not in payload:
+        return
+    delivery = _Delivery.model_validate(payload)
+    if delivery.repository.full_name.lower() != project.full_name.lower():
+        raise DeliveryError(
+            f"delivery for {delivery.repository.full_name}, project is {project.full_name}"
+        )
 
 
 def webhook_work(project: ProjectIntake, event: str, payload: object) -> list[WorkItem]:

@@ -22,6 +22,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -32,7 +33,21 @@ from pydantic import ValidationError
 
 from agentfleet.core.github.client import RepoClient
 from agentfleet.core.github.credentials import CredentialsError
-from agentfleet.core.github.events import DeliveryError, Enqueue, ProjectIntake, webhook_work
+from agentfleet.core.github.events import (
+    DeliveryError,
+    Enqueue,
+    ProjectIntake,
+    check_repository,
+    webhook_work,
+)
+from agentfleet.core.github.feedback import (
+    LOOP_GUARD_MARKER,
+    Feedback,
+    FeedbackKind,
+    decide_feedback,
+    read_feedback,
+)
+from agentfleet.core.github.feedback import needs_permission as feedback_needs_permission
 from agentfleet.core.github.triggers import (
     ACKNOWLEDGEMENT,
     Accept,
@@ -43,6 +58,7 @@ from agentfleet.core.github.triggers import (
     needs_permission,
     read_trigger,
 )
+from agentfleet.core.queue.models import PendingFeedback
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 """GitHub caps payloads at 25 MB; the events agentfleet handles are a few KB."""
@@ -63,6 +79,18 @@ RepoFor = Callable[[str, str], Awaitable[RepoClient]]
 REFUSAL_MARKER = "refusal"
 """The marker kind of a refused trigger's reply (`trigger=<comment id>` or
 `trigger=assigned-<actor>`)."""
+
+
+class FeedbackStore(Protocol):
+    """Where a pull request's feedback waits for its round (`WorkQueue` is one)."""
+
+    async def add_feedback(
+        self, namespace: str, project: str, pull: int, key: str, entry: dict[str, Any]
+    ) -> bool: ...
+
+    async def pending_feedback(
+        self, namespace: str, project: str, pull: int
+    ) -> PendingFeedback: ...
 
 
 class TriggerUnanswerable(Exception):
@@ -91,6 +119,56 @@ async def answer_trigger(
             await asyncio.to_thread(
                 repo.upsert_comment, number, verdict.reply, REFUSAL_MARKER, trigger=key
             )
+    except (GithubException, CredentialsError, OSError) as error:
+        raise TriggerUnanswerable(f"{type(error).__name__}: {error}") from error
+    return verdict, new
+
+
+async def answer_feedback(
+    project: ProjectIntake,
+    feedback: Feedback,
+    repo: RepoClient,
+    enqueue: Enqueue,
+    store: FeedbackStore,
+) -> tuple[Verdict, list[str]]:
+    """Decide feedback on a pull request with what GitHub and the queue say, then act: keep
+    it for the next round, enqueue that round and react; or reply (in the review thread,
+    or on the pull request)."""
+    namespace, name, pull = project.namespace, project.name, feedback.pull
+    try:
+        self_login = await asyncio.to_thread(lambda: repo.login)
+        if feedback.branch is None and feedback.actor.lower() != self_login.lower():
+            info = await asyncio.to_thread(repo.pull, pull)
+            feedback = feedback.model_copy(update={"branch": info.head, "fork": info.fork})
+        permission = None
+        if feedback_needs_permission(feedback, self_login):
+            permission = await asyncio.to_thread(repo.permission, feedback.actor)
+        pending = await store.pending_feedback(namespace, name, pull)
+        verdict = decide_feedback(project, feedback, self_login, permission, pending.rounds)
+        new: list[str] = []
+        if isinstance(verdict, Accept):
+            await store.add_feedback(namespace, name, pull, feedback.key, feedback.entry)
+            new = await enqueue([verdict.item])
+            if feedback.comment_id is not None:
+                if feedback.kind is FeedbackKind.REVIEW_COMMENT:
+                    await asyncio.to_thread(
+                        repo.react_to_review_comment, pull, feedback.comment_id, ACKNOWLEDGEMENT
+                    )
+                else:
+                    await asyncio.to_thread(repo.react, pull, ACKNOWLEDGEMENT, feedback.comment_id)
+        elif isinstance(verdict, Refuse):
+            if verdict.reason == "loop_guard":
+                await asyncio.to_thread(
+                    repo.upsert_comment, pull, verdict.reply, LOOP_GUARD_MARKER, pull=pull
+                )
+            elif feedback.kind is FeedbackKind.REVIEW_COMMENT and feedback.comment_id:
+                await asyncio.to_thread(
+                    repo.reply_to_review_comment, pull, feedback.comment_id, verdict.reply
+                )
+            else:
+                await asyncio.to_thread(
+                    repo.upsert_comment, pull, verdict.reply, REFUSAL_MARKER, trigger=feedback.key
+                )
     except (GithubException, CredentialsError, OSError) as error:
         raise TriggerUnanswerable(f"{type(error).__name__}: {error}") from error
     return verdict, new
@@ -126,6 +204,7 @@ def create_webhook_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     registry: CollectorRegistry = REGISTRY,
     repo_for: RepoFor | None = None,
+    feedback_store: FeedbackStore | None = None,
 ) -> FastAPI:
     """The receiver. Without `repo_for`, triggers (mentions, commands, assignments) cannot
     be answered and are ignored; labels and merged pull requests still work."""
@@ -156,7 +235,15 @@ def create_webhook_app(
     @app.post("/webhooks/github/{namespace}/{project}")
     async def receive(namespace: str, project: str, request: Request) -> JSONResponse:
         event = request.headers.get("x-github-event", "")
-        label = event if event in {"issues", "issue_comment", "pull_request", "ping"} else "other"
+        known = {
+            "issues",
+            "issue_comment",
+            "pull_request",
+            "pull_request_review_comment",
+            "check_run",
+            "ping",
+        }
+        label = event if event in known else "other"
         try:
             body = await _read_limited(request, max_body_bytes)
         except _TooLarge:
@@ -176,8 +263,10 @@ def create_webhook_app(
             deliveries.labels(event=label, outcome="accepted").inc()
             return JSONResponse({"pong": True})
         try:
+            check_repository(target.project, payload)
             items = webhook_work(target.project, event, payload)
             trigger = read_trigger(target.project, event, payload)
+            feedbacks = read_feedback(event, payload)
         except (ValidationError, DeliveryError) as exc:
             return reject(label, 422, "malformed", f"unusable {event} payload: {exc}")
         new = await enqueue(items) if items else []
@@ -198,6 +287,29 @@ def create_webhook_app(
             if isinstance(verdict, Accept):
                 items.append(verdict.item)
                 new += fresh
+        if feedbacks and (repo_for is None or feedback_store is None):
+            log.warning("webhook %s: pull request feedback, but nothing answers it", event)
+        elif feedbacks and repo_for is not None and feedback_store is not None:
+            try:
+                repo = await repo_for(namespace, project)
+                for feedback in feedbacks:
+                    verdict, fresh = await answer_feedback(
+                        target.project, feedback, repo, enqueue, feedback_store
+                    )
+                    reason = getattr(verdict, "reason", "")
+                    triggers.labels(
+                        kind=feedback.kind, verdict=verdict.verdict, reason=reason
+                    ).inc()
+                    answer = {
+                        "kind": feedback.kind.value,
+                        "verdict": verdict.verdict,
+                        "reason": reason,
+                    }
+                    if isinstance(verdict, Accept):
+                        items.append(verdict.item)
+                        new += fresh
+            except (TriggerUnanswerable, CredentialsError) as exc:
+                return reject(label, 503, "github", f"GitHub could not be asked: {exc}")
         deliveries.labels(event=label, outcome="accepted" if items else "ignored").inc()
         log.info(
             "webhook %s (%s): %d item(s), %d new%s",

@@ -16,6 +16,7 @@ GENESIS_PLAN = "agentfleet's genesis agent: you plan"
 GENESIS_SCAFFOLD = "agentfleet's genesis agent: you scaffold"
 DEVELOPMENT = "agentfleet's development agent"
 CONTENT = "agentfleet's content agent"
+FEEDBACK = "agentfleet's feedback agent"
 REVIEW = "agentfleet's review agent"
 
 _ISSUE = re.compile(r"issue #(\d+)")
@@ -143,5 +144,32 @@ def reviewer(verdict: str = "diagnosis") -> Callable[[Conversation], Turn]:
             summary="The implementation returns the wrong value; its own test says so.",
             findings=["feature module: return value does not match the test"],
         )
+
+    return script
+
+
+_ROUND = re.compile(r"pull request #(\d+) .*fix round (\d+)")
+
+
+def fixer() -> Callable[[Conversation], Turn]:
+    """Addresses a pull request's feedback: writes `notes/pull-<n>-round-<k>.md` quoting
+    what it was asked (so tests can see which feedback a round got), then summarises."""
+
+    def script(conversation: Conversation) -> Turn:
+        match = _ROUND.search(conversation.first_user_text)
+        if match is None:
+            raise ValueError("the task names no pull request round")
+        pull, round_number = match.groups()
+        asked = conversation.first_user_text.split("fix round", 1)[1]
+        steps = [
+            call(
+                "write_file",
+                text="Addressing the feedback.",
+                path=f"notes/pull-{pull}-round-{round_number}.md",
+                content=asked,
+            ),
+            say(f"Round {round_number}: addressed every piece of feedback."),
+        ]
+        return steps[min(conversation.turn, len(steps) - 1)]
 
     return script

@@ -205,6 +205,21 @@ class Delivery:
 
 
 @dataclass
+class _ReviewComment:
+    id: int
+    pull: int
+    body: str
+    author: str
+    path: str
+    line: int | None
+    commit_id: str
+    diff_hunk: str
+    in_reply_to: int | None
+    created_at: str
+    reactions: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
 class _Repo:
     id: int
     owner: str
@@ -218,6 +233,8 @@ class _Repo:
     hooks: dict[int, _Hook] = field(default_factory=dict)
     collaborators: dict[str, str] = field(default_factory=dict)
     """login: permission (`admin`, `maintain`, `write`, `triage`, `read`)."""
+    review_comments: dict[int, _ReviewComment] = field(default_factory=dict)
+    check_runs: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def full_name(self) -> str:
@@ -437,6 +454,39 @@ class FakeGitHub(FakeHTTPServer):
                 issue_write,
             ),
             ("POST", r"/issues/(?P<number>\d+)/reactions", self._react_issue, issue_write),
+            (
+                "GET",
+                r"/pulls/(?P<number>\d+)/comments",
+                self._list_review_comments,
+                _need("pull_requests:read"),
+            ),
+            (
+                "POST",
+                r"/pulls/(?P<number>\d+)/comments",
+                self._create_review_comment,
+                _need("pull_requests:write"),
+            ),
+            (
+                "POST",
+                r"/pulls/(?P<number>\d+)/comments/(?P<comment>\d+)/replies",
+                self._reply_review_comment,
+                _need("pull_requests:write"),
+            ),
+            (
+                "GET",
+                r"/pulls/comments/(?P<comment>\d+)",
+                self._get_review_comment,
+                _need("pull_requests:read"),
+            ),
+            (
+                "POST",
+                r"/pulls/comments/(?P<comment>\d+)/reactions",
+                self._react_review_comment,
+                _need("pull_requests:write"),
+            ),
+            ("GET", r"/commits/(?P<sha>[0-9a-f]{40})", self._get_commit, _need("contents:read")),
+            ("POST", r"/check-runs", self._create_check_run, _need("checks:write")),
+            ("GET", r"/check-runs/(?P<run>\d+)", self._get_check_run, _need("checks:read")),
             (
                 "POST",
                 r"/issues/comments/(?P<comment>\d+)/reactions",
@@ -1227,6 +1277,211 @@ class FakeGitHub(FakeHTTPServer):
     def _react_comment(self, request: Request) -> Response:
         repo = self._repo(request)
         return self._reaction(self._comment(repo, request.params["comment"]).reactions, request)
+
+    # ---- review comments and check runs ----------------------------------------------
+
+    def _review_comment_json(self, repo: _Repo, comment: _ReviewComment) -> dict[str, Any]:
+        base = f"{self.base_url}/repos/{repo.full_name}"
+        data: dict[str, Any] = {
+            "id": comment.id,
+            "node_id": f"PRRC_{comment.id}",
+            "url": f"{base}/pulls/comments/{comment.id}",
+            "html_url": f"{self.origin}/{repo.full_name}/pull/{comment.pull}"
+            f"#discussion_r{comment.id}",
+            "pull_request_url": f"{base}/pulls/{comment.pull}",
+            "body": comment.body,
+            "path": comment.path,
+            "line": comment.line,
+            "original_line": comment.line,
+            "side": "RIGHT",
+            "commit_id": comment.commit_id,
+            "original_commit_id": comment.commit_id,
+            "diff_hunk": comment.diff_hunk,
+            "user": self._user_json(comment.author),
+            "created_at": comment.created_at,
+            "updated_at": comment.created_at,
+            "author_association": self._association(repo, comment.author),
+        }
+        if comment.in_reply_to is not None:
+            data["in_reply_to_id"] = comment.in_reply_to
+        return data
+
+    def _review_comment(self, repo: _Repo, comment_id: str) -> _ReviewComment:
+        comment = repo.review_comments.get(int(comment_id))
+        if comment is None:
+            raise ApiError(404, "Not Found")
+        return comment
+
+    def _add_review_comment(
+        self, repo: _Repo, issue: _Issue, request: Request, **fields: Any
+    ) -> Response:
+        comment = _ReviewComment(
+            id=next(self._ids), pull=issue.number, author=request.principal, created_at=_now(),
+            **fields,
+        )  # fmt: skip
+        repo.review_comments[comment.id] = comment
+        data = self._review_comment_json(repo, comment)
+        self._emit(
+            repo,
+            "pull_request_review_comment",
+            {
+                "action": "created",
+                "comment": data,
+                "pull_request": self._pull_json(repo, issue, full=False),
+            },
+            request,
+        )
+        return Response(201, data)
+
+    def _create_review_comment(self, request: Request) -> Response:
+        """`POST .../pulls/{n}/comments`: a comment on a line of the diff."""
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        assert issue.pull is not None
+        body = request.json() or {}
+        text, path = body.get("body"), body.get("path")
+        if not isinstance(text, str) or not text or not isinstance(path, str):
+            raise _validation_failed("PullRequestReviewComment", "body and path are required")
+        line = body.get("line")
+        files = {f: patch for f, (_, patch) in self._pull_patches(repo, issue).items()}
+        if path not in files:
+            raise _validation_failed(
+                "PullRequestReviewComment", f"path {path!r} is not part of the diff", "path"
+            )
+        head = _branches(repo.git_dir).get(issue.pull.head, "")
+        return self._add_review_comment(
+            repo, issue, request, body=text, path=path,
+            line=line if isinstance(line, int) else None,
+            commit_id=str(body.get("commit_id") or head), diff_hunk=files[path],
+            in_reply_to=None,
+        )  # fmt: skip
+
+    def _pull_patches(self, repo: _Repo, issue: _Issue) -> dict[str, tuple[str, str]]:
+        assert issue.pull is not None
+        branches = _branches(repo.git_dir)
+        base, head = branches.get(issue.pull.base), branches.get(issue.pull.head)
+        return _file_details(repo.git_dir, base, head) if base and head else {}
+
+    def _reply_review_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        issue = self._pull_issue(repo, request.params["number"])
+        parent = self._review_comment(repo, request.params["comment"])
+        if parent.pull != issue.number:
+            raise ApiError(404, "Not Found")
+        text = (request.json() or {}).get("body")
+        if not isinstance(text, str) or not text:
+            raise _validation_failed("PullRequestReviewComment", "body is missing", "body")
+        return self._add_review_comment(
+            repo, issue, request, body=text, path=parent.path, line=parent.line,
+            commit_id=parent.commit_id, diff_hunk=parent.diff_hunk, in_reply_to=parent.id,
+        )  # fmt: skip
+
+    def _list_review_comments(self, request: Request) -> Response:
+        repo = self._repo(request)
+        number = int(request.params["number"])
+        return self._page(
+            request,
+            [
+                self._review_comment_json(repo, c)
+                for c in repo.review_comments.values()
+                if c.pull == number
+            ],
+        )
+
+    def _get_review_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        comment = self._review_comment(repo, request.params["comment"])
+        return Response(200, self._review_comment_json(repo, comment))
+
+    def _react_review_comment(self, request: Request) -> Response:
+        repo = self._repo(request)
+        comment = self._review_comment(repo, request.params["comment"])
+        return self._reaction(comment.reactions, request)
+
+    def review_comment_bodies(self, full_name: str, pull: int) -> list[tuple[int | None, str, str]]:
+        """(in reply to, author, body) of a pull request's review comments, in order."""
+        with self._lock:
+            return [
+                (c.in_reply_to, c.author, c.body)
+                for c in self.repos[full_name].review_comments.values()
+                if c.pull == pull
+            ]
+
+    def _create_check_run(self, request: Request) -> Response:
+        """`POST .../check-runs`, as CI reports a result; a completed run is a `check_run`
+        `completed` event naming the open pull requests whose head is `head_sha`."""
+        repo = self._repo(request)
+        body = request.json() or {}
+        name, sha = body.get("name"), body.get("head_sha")
+        if not isinstance(name, str) or not isinstance(sha, str):
+            raise _validation_failed("CheckRun", "name and head_sha are required")
+        branches = _branches(repo.git_dir)
+        pulls = [
+            {
+                "id": issue.pull.id,
+                "number": issue.number,
+                "url": f"{self.base_url}/repos/{repo.full_name}/pulls/{issue.number}",
+                "head": {"ref": issue.pull.head, "sha": sha},
+                "base": {"ref": issue.pull.base, "sha": branches.get(issue.pull.base, "")},
+            }
+            for issue in repo.issues.values()
+            if issue.pull is not None
+            and issue.state == "open"
+            and branches.get(issue.pull.head) == sha
+        ]
+        run_id = next(self._ids)
+        output = body.get("output") or {}
+        data = {
+            "id": run_id,
+            "node_id": f"CR_{run_id}",
+            "name": name,
+            "head_sha": sha,
+            "status": body.get("status", "queued"),
+            "conclusion": body.get("conclusion"),
+            "url": f"{self.base_url}/repos/{repo.full_name}/check-runs/{run_id}",
+            "html_url": f"{self.origin}/{repo.full_name}/runs/{run_id}",
+            "details_url": body.get("details_url"),
+            "started_at": _now(),
+            "completed_at": _now() if body.get("status") == "completed" else None,
+            "output": {
+                "title": output.get("title"),
+                "summary": output.get("summary"),
+                "text": output.get("text"),
+                "annotations_count": 0,
+            },
+            "pull_requests": pulls,
+            "app": {"id": 15368, "slug": "github-actions", "name": "GitHub Actions"},
+        }
+        repo.check_runs[run_id] = data
+        if data["status"] == "completed":
+            self._emit(repo, "check_run", {"action": "completed", "check_run": data}, request)
+        return Response(201, data)
+
+    def _get_commit(self, request: Request) -> Response:
+        """`GET .../commits/{sha}`: the commit's identity and message (no file list)."""
+        repo = self._repo(request)
+        sha = request.params["sha"]
+        if not _commit_exists(repo.git_dir, sha):
+            raise _validation_failed("Commit", f"No commit found for SHA: {sha}")
+        message = _git(repo.git_dir, "log", "-1", "--format=%B", sha).strip()
+        url = f"{self.base_url}/repos/{repo.full_name}/commits/{sha}"
+        return Response(
+            200,
+            {
+                "sha": sha,
+                "node_id": f"C_{sha[:12]}",
+                "url": url,
+                "html_url": f"{self.origin}/{repo.full_name}/commit/{sha}",
+                "commit": {"message": message, "url": url},
+            },
+        )
+
+    def _get_check_run(self, request: Request) -> Response:
+        repo = self._repo(request)
+        found = repo.check_runs.get(int(request.params["run"]))
+        if found is None:
+            raise ApiError(404, "Not Found")
+        return Response(200, found)
 
     def _collaborator_permission(self, request: Request) -> Response:
         repo = self._repo(request)

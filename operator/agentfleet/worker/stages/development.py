@@ -21,6 +21,7 @@ from agentfleet.worker.handlers import HandlerContext, HandlerResult
 from agentfleet.worker.sandbox.protocol import cut_tail
 from agentfleet.worker.stages import prompts
 from agentfleet.worker.stages.base import StageHandler, is_test_path
+from agentfleet.worker.stages.feedback import FeedbackRound
 
 _WRITES = {"write_file", "edit_file"}
 
@@ -43,6 +44,10 @@ class DevelopmentHandler(StageHandler):
         log: logging.LoggerAdapter[logging.Logger],
         repo: RepoClient,
     ) -> HandlerResult:
+        if "round" in item.payload:
+            if self.env.queue is None:
+                raise RuntimeError("feedback rounds need the work queue")
+            return await FeedbackRound(self, self.env.queue).run(item, context, log, repo)
         number = IssuePayload.of(item).issue
         branch = issue_branch(number)
         existing = await asyncio.to_thread(repo.find_pull, branch)

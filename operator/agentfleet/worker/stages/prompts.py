@@ -35,6 +35,16 @@ DEVELOPMENT = (
     "you changed and how it is tested (no tool call).\n" + COMMON
 )
 
+FEEDBACK = (
+    "You are agentfleet's feedback agent: you address review comments and failing checks on "
+    "a pull request agentfleet works on, on its branch.\n"
+    "1. Read the feedback below and the code it points at.\n"
+    "2. Change what it asks for, keeping tests with the code (add or fix tests under tests/); "
+    "run them with run_command.\n"
+    "3. When done, reply with a short summary of what you changed, one line per piece of "
+    "feedback (no tool call).\n" + COMMON
+)
+
 CONTENT = (
     "You are agentfleet's content agent: you document merged work.\n"
     "Write or update the user documentation under docs/ for the feature described below and "
