@@ -1398,6 +1398,11 @@ class FakeGitHub(FakeHTTPServer):
         comment = self._review_comment(repo, request.params["comment"])
         return self._reaction(comment.reactions, request)
 
+    def review_reactions(self, full_name: str, comment_id: int) -> list[tuple[str, str]]:
+        """(login, content) of the reactions on a review comment."""
+        with self._lock:
+            return list(self.repos[full_name].review_comments[comment_id].reactions)
+
     def review_comment_bodies(self, full_name: str, pull: int) -> list[tuple[int | None, str, str]]:
         """(in reply to, author, body) of a pull request's review comments, in order."""
         with self._lock:
