@@ -267,3 +267,36 @@ async def test_limits_end_the_run(
     assert result.stop_reason == stop
     assert not result.finished
     assert len(fake_anthropic.calls) <= 10
+
+
+async def test_the_fake_streams_what_the_anthropic_sdk_parses(
+    fake_anthropic: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    """The streaming protocol checked with the official SDK's own parser as well: text and
+    tool input split across events arrive whole, with the stop reason and usage."""
+    long_text = "A reply long enough to be split across several text deltas. " * 3
+    fake_anthropic.add_script(
+        "stream me",
+        scripted(
+            calls(
+                ToolCall("write_file", {"path": "a.py", "content": "x = 1\n" * 20}), text=long_text
+            ),
+        ),
+    )
+    async with client.messages.stream(
+        model="claude-sonnet-4-6",
+        max_tokens=1000,
+        system="stream me",
+        messages=[{"role": "user", "content": "go"}],
+        tools=[{"name": "write_file", "input_schema": {"type": "object"}}],
+    ) as stream:
+        events = [event.type async for event in stream]
+        message = await stream.get_final_message()
+    assert events.count("text") > 1 and events.count("input_json") > 1
+    assert message.stop_reason == "tool_use"
+    assert message.content[0].type == "text" and message.content[0].text == long_text
+    tool = message.content[1]
+    assert tool.type == "tool_use" and tool.input == {"path": "a.py", "content": "x = 1\n" * 20}
+    assert message.usage.output_tokens > 1
+    recorded = fake_anthropic.calls[-1]
+    assert recorded.request["stream"] is True and recorded.status == 200
