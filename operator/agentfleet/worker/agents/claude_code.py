@@ -3,9 +3,11 @@
 Claude Code (Anthropic's proprietary CLI, bundled in the SDK's wheel and used under
 Anthropic's terms) runs as a subprocess per agent run, with:
 
-- **no built-in tool** (`tools=[]`: no Bash, Read, Write, Edit, web or agent tools), and
+- **no built-in tool** (`tools=[]`: no Bash, Read, Write, Edit, web or agent tools) and
+  permission mode `dontAsk` (whatever is not allowed is refused without a prompt), and
   agentfleet's workspace tools served to it in-process as the MCP server `agentfleet`
-  (`mcp__agentfleet__read_file`, `..._write_file`, `..._run_command`, ...). So the
+  (`mcp__agentfleet__read_file`, `..._write_file`, `..._run_command`, ...), the stage's
+  tools only (planning and review get the read-only ones), all allowed. So the
   confinement is the builtin runtime's, tool for tool: paths resolve inside the checkout
   and commands run through the sandbox boundary (`agentfleet.worker.sandbox`);
 - the stage's `submit_*` tool as **structured output** (`output_format`, a JSON schema;
@@ -140,6 +142,8 @@ class ClaudeCodeRunner:
             mcp_servers={SERVER: server},
             strict_mcp_config=True,
             allowed_tools=[TOOL_PREFIX + tool.name for tool in tools],
+            # Anything not allowed above is refused without asking (nobody could answer).
+            permission_mode="dontAsk",
             system_prompt=system,
             model=self.settings.model,
             max_turns=self.settings.max_turns,
