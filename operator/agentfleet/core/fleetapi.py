@@ -14,6 +14,7 @@ Paths (each under the Service's proxy path, or a port-forward's root):
 | GET | `/v1/namespaces/{ns}/throughput?windowSeconds=3600` | `ThroughputReport` |
 | GET | `/v1/namespaces/{ns}/projects/{project}/deadletters` | `DeadLetterReport` |
 | POST | `/v1/namespaces/{ns}/projects/{project}/retry` | `RetryResult` (needs `IDENTITY_HEADER`) |
+| POST | `/v1/namespaces/{ns}/projects/{project}/dispatch` | `DispatchResult` (idem) |
 | GET | `/v1/alerts` | `AlertReport` |
 | GET | `/v1/scope` | `Scope`: which namespaces the operator serves |
 
@@ -152,6 +153,40 @@ class RetryResult(WireModel):
     requeued: list[str]
     user: str
     """Who asked (the TokenReview's username), as the operator logged it."""
+
+
+class Requirement(WireModel):
+    """Work described in text: becomes a GitHub issue with the Project's intake label."""
+
+    title: str = Field(min_length=1, max_length=256)
+    body: str = Field(default="", max_length=65536)
+
+
+class DispatchRequest(WireModel):
+    """Genesis work to start now: existing issues by number, and new ones from text."""
+
+    issues: list[int] = Field(default_factory=list, max_length=100)
+    requirements: list[Requirement] = Field(default_factory=list, max_length=100)
+
+
+class Dispatched(WireModel):
+    """One issue of a dispatch: its first-stage item, or why there is none."""
+
+    issue: int | None = None
+    title: str
+    created: bool = False
+    """The issue was opened by this dispatch (from a requirement)."""
+    item_id: str | None = None
+    new: bool = False
+    """The item was new to the queue (False: it was queued or done before)."""
+    error: str | None = None
+
+
+class DispatchResult(WireModel):
+    namespace: str
+    project: str
+    user: str
+    dispatched: list[Dispatched]
 
 
 class Alert(WireModel):

@@ -1,18 +1,21 @@
 """The fleet commands, wired into the `agentfleet` command line (and `kubectl agentfleet`).
 
 `status`, `pools`, `bottlenecks` and the actions on resources read and change the custom
-resources and Pods; `queues`, `workers`, `metrics`, `alerts` and `retry` need the
+resources and Pods; `queues`, `workers`, `metrics`, `alerts`, `retry` and `dispatch` need the
 operator's read API too (queue and Prometheus data live inside the cluster), and fail
 with one line when it cannot be reached rather than print partial data."""
 
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
 
 from agentfleet.core.api.base import LABEL_POOL
@@ -21,9 +24,12 @@ from agentfleet.core.fleetapi import (
     API_PREFIX,
     AlertReport,
     DeadLetterReport,
+    DispatchRequest,
+    DispatchResult,
     HeldItem,
     InFlightReport,
     QueueReport,
+    Requirement,
     RetryRequest,
     RetryResult,
     Scope,
@@ -49,6 +55,7 @@ from agentfleet.ctl.views import (
     WorkerRow,
     alert_rows,
     dead_letter_rows,
+    dispatch_rows,
     metrics_rows,
     pool_row,
     queue_rows,
@@ -454,6 +461,95 @@ def retry(
     )
 
 
+def requirements_from(text: str, name: str) -> list[Requirement]:
+    """A batch file's requirements: a YAML or JSON list of `{title, body}` objects or of
+    strings, or plain text with one requirement per paragraph (its first line the title)."""
+    if name.endswith((".yaml", ".yml", ".json")):
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise CliError(f"{name}: not YAML or JSON: {exc}") from exc
+        if not isinstance(loaded, list):
+            raise CliError(f"{name}: expected a list of requirements")
+        found = []
+        for index, entry in enumerate(loaded, 1):
+            raw = {"title": entry} if isinstance(entry, str) else entry
+            try:
+                found.append(Requirement.model_validate(raw))
+            except ValueError as exc:
+                raise CliError(f"{name}: requirement {index} is not {{title, body}}") from exc
+        return found
+    paragraphs = [p.strip() for p in text.replace("\r\n", "\n").split("\n\n") if p.strip()]
+    return [_requirement(p) for p in paragraphs]
+
+
+def _requirement(text: str) -> Requirement:
+    """A requirement from text: its first line is the title, the rest the body."""
+    lines = text.strip().splitlines()
+    return Requirement(title=lines[0].strip()[:256], body="\n".join(lines[1:]).strip())
+
+
+@one_line_errors
+def dispatch(
+    project: str = typer.Argument(..., help="The Project to start work in."),
+    issue: list[int] = typer.Option(
+        [], "--issue", help="An existing GitHub issue to start (repeatable)."
+    ),
+    text: list[str] = typer.Option(
+        [], "--text", help="A requirement: its first line is the new issue's title (repeatable)."
+    ),
+    file: str | None = typer.Option(
+        None,
+        "--file",
+        "-f",
+        help="A batch of requirements: YAML/JSON list, or one paragraph each ('-': stdin).",
+    ),
+    kubeconfig: str | None = KUBECONFIG,
+    context: str | None = CONTEXT,
+    namespace: str | None = NAMESPACE,
+    output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
+) -> None:
+    """Start genesis work now: existing issues by number, new ones from text (opened with
+    the Project's intake label, once: the same text again finds its issue). The operator
+    checks that you may patch the Project, as for retry."""
+    requirements = [
+        Requirement(
+            title=t.strip().splitlines()[0][:256], body="\n".join(t.strip().splitlines()[1:])
+        )
+        for t in text
+        if t.strip()
+    ]
+    if file is not None:
+        try:
+            content = sys.stdin.read() if file == "-" else Path(file).read_text()
+        except OSError as exc:
+            raise CliError(f"{file}: {exc.strerror or exc}") from exc
+        requirements += requirements_from(content, file)
+    if not issue and not requirements:
+        raise CliError("nothing to dispatch: give --issue, --text or --file")
+    target = _target(kubeconfig, context, namespace, False)
+    ns = target.require_namespace()
+    api = OperatorApi.connect(target, operator_service, operator_url)
+    result = api.post(
+        _path(ns, "projects", project, "dispatch"),
+        DispatchResult,
+        DispatchRequest(issues=list(issue), requirements=requirements),
+    )
+    _print_rows(
+        output, dispatch_rows(result), "Dispatch",
+        ["ISSUE", "TITLE", "ITEM", "QUEUED"],
+        lambda d: [
+            f"#{d.issue}" if d.issue is not None else "-", d.title[:60] or "-",
+            d.item_id or "-",
+            d.error or ("new" if d.new else "already queued or done")
+            + (" (issue opened)" if d.created else ""),
+        ],
+        f"Nothing dispatched in project {ns}/{project}.",
+    )  # fmt: skip
+
+
 def _act(
     kind: str, name: str, patch: dict[str, Any], done: str, kubeconfig: str | None,
     context: str | None, namespace: str | None,
@@ -558,6 +654,6 @@ def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentfleet` command line."""
     for command in (
         status, queues, bottlenecks, pools, workers, metrics, alerts, pause, resume, priority,
-        scale, restart, retry,
+        scale, restart, retry, dispatch,
     ):  # fmt: skip
         app.command(command.__name__)(command)

@@ -14,6 +14,7 @@ from agentfleet.core.api.base import Stage
 from agentfleet.core.fleetapi import (
     AlertReport,
     DeadLetterReport,
+    DispatchResult,
     HeldItem,
     QueueReport,
     ThroughputReport,
@@ -166,6 +167,31 @@ def dead_letter_rows(report: DeadLetterReport) -> list[DeadLetterRow]:
             stage=None if d.stage is None else d.stage.value, attempts=d.attempts, error=d.error,
         )
         for d in report.items
+    ]  # fmt: skip
+
+
+class DispatchRow(Row):
+    """One issue `agentfleet dispatch` started, or why it did not."""
+
+    namespace: str
+    project: str
+    issue: int | None
+    title: str
+    item_id: str | None
+    created: bool
+    """Opened by this dispatch, from a requirement."""
+    new: bool
+    """New to the queue (False: it was queued or done before)."""
+    error: str | None
+
+
+def dispatch_rows(result: DispatchResult) -> list[DispatchRow]:
+    return [
+        DispatchRow(
+            namespace=result.namespace, project=result.project, issue=d.issue, title=d.title,
+            item_id=d.item_id, created=d.created, new=d.new, error=d.error,
+        )
+        for d in result.dispatched
     ]  # fmt: skip
 
 

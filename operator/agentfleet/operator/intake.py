@@ -62,7 +62,7 @@ from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext, context_of
 from agentfleet.operator.events import ObjectRef
 from agentfleet.operator.kube import INTAKE as INTAKE_MANAGER
-from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError
+from agentfleet.operator.kube import TRANSPORT_ERRORS, Kube, KubeError
 from agentfleet.operator.logic import (
     PROJECT_INTAKE_FIELDS,
     Problem,
@@ -210,6 +210,38 @@ def _status(raw: Mapping[str, Any] | None) -> ProjectStatus:
 # --------------------------------------------------------------------------- shell
 
 
+async def project_credentials(
+    kube: Kube, namespace: str, spec: ProjectSpec
+) -> tuple[tuple[Any, ...], GitHubCredentials] | Problem:
+    """The Project's GitHub credentials, read from its Secret, and what a client made from
+    them is keyed by (the Secret's version, the repository, the API URL); or why not."""
+    secret_name = spec.credentials_secret_ref.name
+    lookup, secret = await kube.read_secret(namespace, secret_name)
+    credentials = secret_credentials(secret_name, lookup, secret)
+    if isinstance(credentials, Problem):
+        return credentials
+    if secret is None:
+        raise RuntimeError("the credentials Secret was found missing after it was read")
+    fingerprint = (
+        secret["metadata"].get("resourceVersion"),
+        spec.repository,
+        spec.github_api_url,
+    )
+    return fingerprint, credentials
+
+
+def project_client(credentials: GitHubCredentials, spec: ProjectSpec) -> RepoClient:
+    """A client of the Project's repository as intake uses it (`INTAKE_PERMISSIONS`: reads
+    issues and pull requests, writes issues and comments)."""
+    return RepoClient(
+        credentials,
+        spec.repository,
+        spec.github_api_url,
+        Pacing(),
+        permissions=INTAKE_PERMISSIONS,
+    )
+
+
 class _QueueUnavailable(Exception):
     """Redis refused the enqueue (told apart from GitHub's connection errors)."""
 
@@ -308,20 +340,7 @@ class Intake:
     async def _credentials(
         self, namespace: str, spec: ProjectSpec
     ) -> tuple[tuple[Any, ...], GitHubCredentials] | Problem:
-        """The Project's GitHub credentials and what its cached client is keyed by."""
-        secret_name = spec.credentials_secret_ref.name
-        lookup, secret = await self.kube.read_secret(namespace, secret_name)
-        credentials = secret_credentials(secret_name, lookup, secret)
-        if isinstance(credentials, Problem):
-            return credentials
-        if secret is None:
-            raise RuntimeError("the credentials Secret was found missing after it was read")
-        fingerprint = (
-            secret["metadata"].get("resourceVersion"),
-            spec.repository,
-            spec.github_api_url,
-        )
-        return fingerprint, credentials
+        return await project_credentials(self.kube, namespace, spec)
 
     async def repo_for(self, namespace: str, name: str) -> RepoClient:
         """The Project's GitHub client, for answering a webhook trigger (the one polling
@@ -361,13 +380,7 @@ class Intake:
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         self._forget_client(key)
-        client = RepoClient(
-            credentials,
-            spec.repository,
-            spec.github_api_url,
-            Pacing(),
-            permissions=INTAKE_PERMISSIONS,
-        )
+        client = project_client(credentials, spec)
         self._clients[key] = (fingerprint, client)
         return client
 

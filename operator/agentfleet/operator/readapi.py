@@ -19,6 +19,8 @@ pure and unit-tested; the app only fetches and hands over.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -31,10 +33,12 @@ import kopf
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from github import GithubException
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
 from agentfleet.core.api.base import API_GROUP, Stage
+from agentfleet.core.api.project import ProjectSpec
 from agentfleet.core.fleetapi import (
     API_PREFIX,
     DEFAULT_WINDOW_SECONDS,
@@ -44,6 +48,9 @@ from agentfleet.core.fleetapi import (
     ApiError,
     DeadLetter,
     DeadLetterReport,
+    Dispatched,
+    DispatchRequest,
+    DispatchResult,
     HeldItem,
     InFlightReport,
     LaneReport,
@@ -55,7 +62,14 @@ from agentfleet.core.fleetapi import (
     StageTotals,
     ThroughputReport,
 )
-from agentfleet.core.github import WebhookServer
+from agentfleet.core.github import (
+    MASTER_LABEL,
+    CredentialsError,
+    ProjectIntake,
+    RepoClient,
+    WebhookServer,
+)
+from agentfleet.core.pipeline import IssuePayload, issue_item
 from agentfleet.core.queue import (
     CompletionOutcome,
     InFlight,
@@ -67,7 +81,11 @@ from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext, context_of
 from agentfleet.operator.events import ObjectRef
 from agentfleet.operator.index import PoolEntry, PoolIndexKey, namespace_pools
-from agentfleet.operator.intake import serves_namespace
+from agentfleet.operator.intake import (
+    project_client,
+    project_credentials,
+    serves_namespace,
+)
 from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError, api_message
 
 log = logging.getLogger("agentfleet.readapi")
@@ -335,6 +353,56 @@ class ReadApi:
         return AlertReport(prometheus=True, alerts=alerts_from_prometheus(payload, namespace))
 
 
+DISPATCH_MARKER = "dispatch"
+"""The marker kind of an issue opened by `agentfleet dispatch` (`key=<hash of its text>`):
+dispatching the same requirement again finds it instead of opening another."""
+
+
+def _dispatch_on_github(
+    repo: RepoClient, project: ProjectIntake, request: DispatchRequest
+) -> list[tuple[Dispatched, WorkItem | None]]:
+    """The issues of a dispatch, found or opened, with their first-stage items (blocking:
+    PyGithub)."""
+    found: list[tuple[Dispatched, WorkItem | None]] = []
+    label = project.labels[0]
+    for number in request.issues:
+        try:
+            issue = repo.issue(number)
+        except GithubException as exc:
+            status = exc.status
+            reason = "no such issue" if status == 404 else f"GitHub answered {status}"
+            found.append((Dispatched(issue=number, title="", error=reason), None))
+            continue
+        if issue.is_pull:
+            found.append(
+                (Dispatched(issue=number, title=issue.title, error="a pull request"), None)
+            )
+        elif issue.state != "open":
+            closed = Dispatched(issue=number, title=issue.title, error="the issue is closed")
+            found.append((closed, None))
+        else:
+            found.append(_item_for(project, issue.number, issue.title, issue.labels))
+    for requirement in request.requirements:
+        key = hashlib.sha256(f"{requirement.title}\n{requirement.body}".encode()).hexdigest()[:16]
+        issue, created = repo.ensure_issue(
+            requirement.title, requirement.body, [label], DISPATCH_MARKER, key=key
+        )
+        entry, item = _item_for(project, issue.number, issue.title, issue.labels)
+        found.append((entry.model_copy(update={"created": created}), item))
+    return found
+
+
+def _item_for(
+    project: ProjectIntake, number: int, title: str, labels: tuple[str, ...]
+) -> tuple[Dispatched, WorkItem]:
+    master = MASTER_LABEL in labels
+    payload = IssuePayload(
+        issue=number, title=title, parallelism=(project.parallelism or None) if master else None
+    )
+    item = issue_item(project, project.stages[0], payload)
+    return Dispatched(issue=number, title=title, item_id=item.id), item
+
+
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse(ApiError(error=message).wire(), status_code=status)
 
@@ -430,6 +498,59 @@ def create_app(api: ReadApi, routers: Sequence[APIRouter] = ()) -> FastAPI:
         )
         return RetryResult(
             namespace=namespace, project=project, requeued=requeued, user=user
+        ).wire()
+
+    @app.post(f"{ns_path}/projects/{{project}}/dispatch")
+    async def dispatch(namespace: str, project: str, request: Request) -> dict[str, object]:
+        api.served(namespace)
+        user = await api.caller(request.headers.get(IDENTITY_HEADER), namespace, project)
+        try:
+            body = DispatchRequest.model_validate_json((await request.body()) or b"{}")
+        except ValueError as exc:
+            raise Refused(400, f"the dispatch request is malformed: {exc}") from exc
+        if not body.issues and not body.requirements:
+            raise Refused(400, "nothing to dispatch: name issues or requirements")
+        try:
+            found = await api.context.kube.get_custom(namespace, "projects", project)
+        except API_FAILURES as exc:
+            raise Refused(503, f"the Project could not be read: {exc}") from exc
+        if found is None:
+            raise Refused(404, f"project {namespace}/{project} not found")
+        try:
+            spec = ProjectSpec.model_validate(found.get("spec") or {})
+        except ValueError as exc:
+            raise Refused(409, f"project {namespace}/{project} is invalid: {exc}") from exc
+        if spec.paused:
+            raise Refused(409, f"project {namespace}/{project} is paused: resume it first")
+        queue = api.queue()
+        try:
+            credentials = await project_credentials(api.context.kube, namespace, spec)
+        except API_FAILURES as exc:
+            raise Refused(503, f"the Project's credentials could not be read: {exc}") from exc
+        if not isinstance(credentials, tuple):
+            raise Refused(409, f"project {namespace}/{project}: {credentials.message}")
+        intake = ProjectIntake.from_spec(namespace, project, spec)
+        repo = project_client(credentials[1], spec)
+        try:
+            dispatched = await asyncio.to_thread(_dispatch_on_github, repo, intake, body)
+        except (GithubException, CredentialsError, OSError) as exc:
+            raise Refused(502, f"GitHub refused the dispatch: {exc}") from exc
+        finally:
+            await asyncio.to_thread(repo.close)
+        items = [item for _, item in dispatched if item is not None]
+        fresh = set(await queue.enqueue(*items)) if items else set()
+        report = [d.model_copy(update={"new": d.item_id in fresh}) for d, _ in dispatched]
+        meta = found["metadata"]
+        message = f"{user} dispatched {len(items)} issue(s), {len(fresh)} new to the queue"
+        log.info("%s in %s/%s", message, namespace, project)
+        api.context.events.normal(
+            ObjectRef("Project", namespace, project, meta.get("uid", "")),
+            "WorkDispatched",
+            message,
+            COMPONENT,
+        )
+        return DispatchResult(
+            namespace=namespace, project=project, user=user, dispatched=report
         ).wire()
 
     @app.get(f"{API_PREFIX}/scope")

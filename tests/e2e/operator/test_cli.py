@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 import yaml
+from github import Auth, Github
 from kubernetes import client
 from pydantic import BaseModel
 
@@ -41,6 +42,7 @@ from agentfleet.dev.localenv import PrometheusServer, RedisServer, find_binary
 from agentfleet.dev.localenv.cluster import LocalCluster
 from agentfleet.dev.localenv.controlplane import write_token_kubeconfig
 from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.dev.testing import FakeGitHub
 
 from .conftest import role_kubeconfig
 
@@ -50,6 +52,9 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+
+
+HUMAN_TOKEN = "ghp_" + "acmeperson" * 4
 
 
 def cli(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -573,3 +578,70 @@ def test_an_unreachable_read_api_is_one_line(
     assert "is unreachable" in line and "--api-port" in line, line
     line = one_line_error(cli(kubeconfig, "metrics", "-n", fleet, "--window", "soon"))
     assert line.startswith("error: --window: 'soon' is not a positive duration"), line
+
+
+async def test_dispatch_starts_issues_and_requirements_once(
+    fleet: str,
+    kubeconfig: Path,
+    api_client: client.ApiClient,
+    local_cluster: LocalCluster,
+    objects: Objects,
+    queue: WorkQueue,
+    tmp_path: Path,
+) -> None:
+    """`dispatch` through the operator: an existing issue by number, new issues from text
+    and from a batch file (opened with the intake label), each once, whoever may patch
+    the Project; a closed issue and a missing one are reported, not queued."""
+    with FakeGitHub(tmp_path / "github") as github:
+        github.create_repo("acme", "widgets")
+        github.add_token("replace-with-a-github-token", "agentfleet-bot")
+        github.add_token(HUMAN_TOKEN, "acme")
+        human = Github(base_url=github.base_url, auth=Auth.Token(HUMAN_TOKEN))
+        repo = human.get_repo("acme/widgets")
+        existing = repo.create_issue("Export to CSV", body="As a file")
+        closed = repo.create_issue("Old idea")
+        closed.edit(state="closed")
+        objects.custom.patch_namespaced_custom_object(
+            "agentfleet.dev", "v1alpha1", fleet, "projects", "widgets",
+            {"spec": {"githubApiUrl": github.base_url, "intake": {"pollIntervalSeconds": 86400}}},
+            _content_type="application/merge-patch+json",
+        )  # fmt: skip
+        actor = service_account_kubeconfig(
+            api_client, local_cluster, fleet, "dispatcher",
+            [READ_API_PROXY,
+             {"apiGroups": ["agentfleet.dev"], "resources": ["projects"], "verbs": ["patch"]}],
+            tmp_path / "dispatcher.kubeconfig",
+        )  # fmt: skip
+        batch = tmp_path / "requirements.yaml"
+        batch.write_text(yaml.safe_dump([{"title": "Dark mode", "body": "Toggle"}, "Search"]))
+        args = [
+            "dispatch", "widgets", "-n", fleet, "--issue", str(existing.number),
+            "--issue", str(closed.number), "--issue", "999",
+            "--text", "Add a cart\n\nUsers keep what they pick.", "--file", str(batch),
+        ]  # fmt: skip
+        first = as_json(actor, *args, "-o", "json")["items"]
+        by_title = {row["title"]: row for row in first}
+        assert by_title["Export to CSV"]["new"] and not by_title["Export to CSV"]["created"]
+        assert by_title["Old idea"]["error"] == "the issue is closed"
+        assert by_title[""]["error"] == "no such issue" and by_title[""]["issue"] == 999
+        for title in ("Add a cart", "Dark mode", "Search"):
+            row = by_title[title]
+            assert row["created"] and row["new"], row
+            opened = repo.get_issue(row["issue"])
+            assert [label.name for label in opened.labels] == ["agentfleet"]
+            assert row["itemId"] == f"{fleet}/widgets/issue-{row['issue']}/genesis"
+            item = await queue.get(fleet, row["itemId"])
+            assert item is not None and item.payload["title"] == title
+        assert repo.get_issue(by_title["Add a cart"]["issue"]).body.startswith(
+            "Users keep what they pick."
+        )
+        # The same dispatch again opens nothing and queues nothing new.
+        again = as_json(actor, *args, "-o", "json")["items"]
+        assert [(r["issue"], r["created"], r["new"]) for r in again if not r["error"]] == [
+            (r["issue"], False, False) for r in first if not r["error"]
+        ]
+        assert len(github.issue_titles("acme/widgets")) == 5
+        objects.wait_event("widgets", "WorkDispatched")
+        line = one_line_error(cli(actor, "dispatch", "widgets", "-n", fleet))
+        assert line == "error: nothing to dispatch: give --issue, --text or --file", line
+        human.close()
