@@ -8,7 +8,9 @@ with one line when it cannot be reached rather than print partial data."""
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -650,10 +652,57 @@ def restart(
     )
 
 
+def watchable(command: Callable[..., None]) -> Callable[..., None]:
+    """`command` with `--watch/-w` and `--interval`: run again every interval until Ctrl-C
+    (a table redrawn in place; with -o json or yaml, one document per interval)."""
+    signature = inspect.signature(command)
+    extra = [
+        inspect.Parameter(
+            "watch", inspect.Parameter.KEYWORD_ONLY, annotation=bool,
+            default=typer.Option(False, "--watch", "-w", help="Show it again every interval."),
+        ),
+        inspect.Parameter(
+            "interval", inspect.Parameter.KEYWORD_ONLY, annotation=float,
+            default=typer.Option(2.0, "--interval", min=0.5, help="Seconds between two views."),
+        ),
+    ]  # fmt: skip
+
+    @functools.wraps(command)
+    def run(*args: Any, watch: bool = False, interval: float = 2.0, **kwargs: Any) -> None:
+        if not watch:
+            command(*args, **kwargs)
+            return
+        console = Console()
+        table = kwargs.get("output", Format.TABLE) is Format.TABLE
+        try:
+            while True:
+                if table:
+                    console.clear()
+                command(*args, **kwargs)
+                if table:
+                    at = datetime.now(UTC).strftime("%H:%M:%S")
+                    console.print(f"[dim]{at} UTC, every {interval:g} s; Ctrl-C stops[/dim]")
+                elif kwargs.get("output") is Format.YAML:
+                    typer.echo("---")
+                sys.stdout.flush()
+                time.sleep(interval)
+        except KeyboardInterrupt:
+            return
+
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    run.__signature__ = signature.replace(parameters=[*params, *extra])  # type: ignore[attr-defined]
+    return run
+
+
+WATCHABLE = ("status", "queues", "pools", "workers", "bottlenecks", "metrics")
+"""Commands that take --watch: the ones that show state."""
+
+
 def register(app: typer.Typer) -> None:
     """Add the fleet commands to the `agentfleet` command line."""
     for command in (
         status, queues, bottlenecks, pools, workers, metrics, alerts, pause, resume, priority,
         scale, restart, retry, dispatch,
     ):  # fmt: skip
-        app.command(command.__name__)(command)
+        name = command.__name__
+        app.command(name)(watchable(command) if name in WATCHABLE else command)
