@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,6 +33,7 @@ from agentfleet.ctl.views import (
     AlertRow,
     Bottleneck,
     DeadLetterRow,
+    DispatchRow,
     FleetStatus,
     Listing,
     PoolRow,
@@ -84,6 +87,7 @@ SCHEMAS: dict[str, type[BaseModel]] = {
     "metrics": Listing[StageMetricsRow],
     "alerts": Listing[AlertRow],
     "retry": Listing[DeadLetterRow],  # retry --list
+    "dispatch": Listing[DispatchRow],
 }
 
 
@@ -619,7 +623,7 @@ async def test_dispatch_starts_issues_and_requirements_once(
             "--issue", str(closed.number), "--issue", "999",
             "--text", "Add a cart\n\nUsers keep what they pick.", "--file", str(batch),
         ]  # fmt: skip
-        first = as_json(actor, *args, "-o", "json")["items"]
+        first = as_json(actor, *args)["items"]
         by_title = {row["title"]: row for row in first}
         assert by_title["Export to CSV"]["new"] and not by_title["Export to CSV"]["created"]
         assert by_title["Old idea"]["error"] == "the issue is closed"
@@ -636,7 +640,7 @@ async def test_dispatch_starts_issues_and_requirements_once(
             "Users keep what they pick."
         )
         # The same dispatch again opens nothing and queues nothing new.
-        again = as_json(actor, *args, "-o", "json")["items"]
+        again = as_json(actor, *args)["items"]
         assert [(r["issue"], r["created"], r["new"]) for r in again if not r["error"]] == [
             (r["issue"], False, False) for r in first if not r["error"]
         ]
@@ -645,3 +649,29 @@ async def test_dispatch_starts_issues_and_requirements_once(
         line = one_line_error(cli(actor, "dispatch", "widgets", "-n", fleet))
         assert line == "error: nothing to dispatch: give --issue, --text or --file", line
         human.close()
+
+
+def test_watch_shows_the_pools_again_every_interval(fleet: str, kubeconfig: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    command = [
+        sys.executable, "-m", "agentfleet", "pools", "-n", fleet, "--watch", "--interval",
+        "0.5", "-o", "yaml", "--kubeconfig", str(kubeconfig),
+    ]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
+        assert process.stdout is not None
+        separators = 0
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while separators < 3 and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            separators += line.strip() == "---"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=20) == 0
+    documents = [d for d in yaml.safe_load_all("".join(lines)) if d]
+    assert len(documents) >= 3, lines
+    for document in documents:
+        pools = Listing[PoolRow].model_validate(document)
+        assert {row.name for row in pools.items} == {"widgets-dev-tdd", "widgets-content"}
