@@ -333,11 +333,18 @@ class RepoClient:
         return None
 
     def upsert_comment(
-        self, number: int, body: str, kind: str, **fields: object
+        self,
+        number: int,
+        body: str,
+        kind: str,
+        *,
+        found: CommentInfo | None = None,
+        **fields: object,
     ) -> tuple[CommentInfo, bool]:
-        """One comment per (issue, kind, fields): created once, then edited in place."""
+        """One comment per (issue, kind, fields): created once, then edited in place
+        (`found`: the caller's own lookup of it, saving another listing)."""
         text = f"{body}\n\n{marker(kind, **fields)}"
-        existing = self.find_own_comment(number, kind, **fields)
+        existing = found if found is not None else self.find_own_comment(number, kind, **fields)
         issue = self.repo.get_issue(number)
         if existing is None:
             comment = issue.create_comment(text)

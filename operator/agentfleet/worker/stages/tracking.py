@@ -55,7 +55,7 @@ def _update(repo: RepoClient, number: int, change: Callable[[Tracking], Tracking
     existing = repo.find_own_comment(number, TRACKING, issue=number)
     tracking = change(_read(existing.body if existing else None, number))
     body = f"{render(tracking, repo.html_url)}\n\n{embed_state(tracking.model_dump(mode='json'))}"
-    repo.upsert_comment(number, body, TRACKING, issue=number)
+    repo.upsert_comment(number, body, TRACKING, found=existing, issue=number)
 
 
 async def update_tracking(
