@@ -516,13 +516,7 @@ def dispatch(
     """Start genesis work now: existing issues by number, new ones from text (opened with
     the Project's intake label, once: the same text again finds its issue). The operator
     checks that you may patch the Project, as for retry."""
-    requirements = [
-        Requirement(
-            title=t.strip().splitlines()[0][:256], body="\n".join(t.strip().splitlines()[1:])
-        )
-        for t in text
-        if t.strip()
-    ]
+    requirements = [_requirement(t) for t in text if t.strip()]
     if file is not None:
         try:
             content = sys.stdin.read() if file == "-" else Path(file).read_text()

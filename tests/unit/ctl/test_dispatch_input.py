@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agentfleet.core.fleetapi import Requirement
-from agentfleet.ctl.commands import requirements_from
+from agentfleet.ctl.commands import _requirement, requirements_from
 from agentfleet.ctl.kube import CliError
 
 pytestmark = pytest.mark.unit
@@ -44,3 +44,9 @@ def test_bad_batch_files_are_one_line(text: str, message: str) -> None:
     with pytest.raises(CliError) as raised:
         requirements_from(text, "reqs.yaml")
     assert str(raised.value).startswith(message)
+
+
+def test_a_text_is_one_requirement_whatever_its_blank_lines() -> None:
+    assert _requirement("Add a cart\n\nUsers keep\n\nwhat they pick.\n") == Requirement(
+        title="Add a cart", body="Users keep\n\nwhat they pick."
+    )
