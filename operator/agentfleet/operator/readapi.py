@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import kopf
@@ -34,6 +34,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from github import GithubException
+from pydantic import BaseModel
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 
@@ -87,6 +88,8 @@ from agentfleet.operator.intake import (
     serves_namespace,
 )
 from agentfleet.operator.kube import TRANSPORT_ERRORS, KubeError, api_message
+
+WireT = TypeVar("WireT", bound=BaseModel)
 
 log = logging.getLogger("agentfleet.readapi")
 
@@ -309,6 +312,25 @@ class ReadApi:
             raise Refused(503, "the operator has no work queue (it runs without --redis-url)")
         return self.context.queue
 
+    async def action(
+        self, namespace: str, project: str, request: Request, model: type[WireT], name: str
+    ) -> tuple[str, WireT, dict[str, Any]]:
+        """What every action on a Project starts with: the namespace served, the caller
+        allowed (`caller`), the request read as `model`, the Project read; or Refused."""
+        self.served(namespace)
+        user = await self.caller(request.headers.get(IDENTITY_HEADER), namespace, project)
+        try:
+            body = model.model_validate_json((await request.body()) or b"{}")
+        except ValueError as exc:
+            raise Refused(400, f"the {name} request is malformed: {exc}") from exc
+        try:
+            found = await self.context.kube.get_custom(namespace, "projects", project)
+        except API_FAILURES as exc:
+            raise Refused(503, f"the Project could not be read: {exc}") from exc
+        if found is None:
+            raise Refused(404, f"project {namespace}/{project} not found")
+        return user, body, found
+
     async def caller(self, token: str | None, namespace: str, project: str) -> str:
         """The username of a caller allowed to act on the Project, else Refused."""
         if not token:
@@ -474,18 +496,7 @@ def create_app(api: ReadApi, routers: Sequence[APIRouter] = ()) -> FastAPI:
 
     @app.post(f"{ns_path}/projects/{{project}}/retry")
     async def retry(namespace: str, project: str, request: Request) -> dict[str, object]:
-        api.served(namespace)
-        user = await api.caller(request.headers.get(IDENTITY_HEADER), namespace, project)
-        try:
-            body = RetryRequest.model_validate_json((await request.body()) or b"{}")
-        except ValueError as exc:
-            raise Refused(400, f"the retry request is malformed: {exc}") from exc
-        try:
-            found = await api.context.kube.get_custom(namespace, "projects", project)
-        except API_FAILURES as exc:
-            raise Refused(503, f"the Project could not be read: {exc}") from exc
-        if found is None:
-            raise Refused(404, f"project {namespace}/{project} not found")
+        user, body, found = await api.action(namespace, project, request, RetryRequest, "retry")
         requeued = await api.queue().requeue_dead_letters(namespace, project, body.item_ids)
         meta = found["metadata"]
         message = f"{user} retried {len(requeued)} dead-lettered item(s)"
@@ -502,20 +513,11 @@ def create_app(api: ReadApi, routers: Sequence[APIRouter] = ()) -> FastAPI:
 
     @app.post(f"{ns_path}/projects/{{project}}/dispatch")
     async def dispatch(namespace: str, project: str, request: Request) -> dict[str, object]:
-        api.served(namespace)
-        user = await api.caller(request.headers.get(IDENTITY_HEADER), namespace, project)
-        try:
-            body = DispatchRequest.model_validate_json((await request.body()) or b"{}")
-        except ValueError as exc:
-            raise Refused(400, f"the dispatch request is malformed: {exc}") from exc
+        user, body, found = await api.action(
+            namespace, project, request, DispatchRequest, "dispatch"
+        )
         if not body.issues and not body.requirements:
             raise Refused(400, "nothing to dispatch: name issues or requirements")
-        try:
-            found = await api.context.kube.get_custom(namespace, "projects", project)
-        except API_FAILURES as exc:
-            raise Refused(503, f"the Project could not be read: {exc}") from exc
-        if found is None:
-            raise Refused(404, f"project {namespace}/{project} not found")
         try:
             spec = ProjectSpec.model_validate(found.get("spec") or {})
         except ValueError as exc:

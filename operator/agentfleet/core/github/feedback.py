@@ -31,7 +31,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from agentfleet.core.github.events import ProjectIntake, _Payload, _User
-from agentfleet.core.github.triggers import Accept, Ignore, Refuse, Verdict, mentions, parse_command
+from agentfleet.core.github.triggers import (
+    Accept,
+    Ignore,
+    Refuse,
+    Verdict,
+    may_not_ask,
+    mentions,
+    parse_command,
+    refusal,
+)
 from agentfleet.core.pipeline import BRANCH_PREFIX, feedback_item
 
 LOOP_GUARD_MARKER = "loop-guard"
@@ -39,7 +48,6 @@ LOOP_GUARD_MARKER = "loop-guard"
 MAX_CHECK_OUTPUT = 4000
 """Characters of a failing check's output kept (its end: where errors are)."""
 FAILED_CONCLUSIONS = frozenset({"failure", "timed_out"})
-WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
 
 class FeedbackKind(StrEnum):
@@ -264,26 +272,14 @@ def decide_feedback(
         return Ignore(reason="not_addressed")
     if not ours and not feedback.addressed:
         return Ignore(reason="not_agentfleets_pull_request")
-    who = f"@{feedback.actor}"
-
-    def refuse(reason: str, why: str) -> Refuse:
-        return Refuse(reason=reason, reply=f"{who} agentfleet did not start: {why}")
-
-    if feedback.kind is not FeedbackKind.FAILING_CHECK:
-        if feedback.actor_is_bot:
-            allowed = {bot.lower() for bot in project.allowed_bots}
-            if feedback.actor.lower() not in allowed:
-                return refuse(
-                    "bot_not_allowed",
-                    "bots may ask only when the Project lists them in `spec.intake.allowedBots`.",
-                )
-        elif permission not in WRITE_PERMISSIONS:
-            return refuse(
-                "not_a_writer",
-                f"only people with write access to {project.full_name} can ask for work.",
-            )
-    if project.paused:
-        return refuse("paused", "intake is paused for this repository (`spec.paused`).")
+    refuse = refusal(feedback.actor)
+    # A failing check is GitHub's own report (not a bot's): no permission to ask for.
+    check = feedback.kind is FeedbackKind.FAILING_CHECK
+    refused = may_not_ask(
+        project, feedback.actor, feedback.actor_is_bot, "write" if check else permission
+    )
+    if refused is not None:
+        return refused
     if feedback.fork or feedback.branch is None:
         return refuse("fork", "agentfleet cannot push to a branch of a fork.")
     if rounds_done >= project.max_fix_rounds:

@@ -24,6 +24,7 @@ never a second run on the same branch.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Literal
 
@@ -206,25 +207,23 @@ def needs_permission(project: ProjectIntake, trigger: Trigger, self_login: str) 
     return True
 
 
-def decide(
-    project: ProjectIntake, trigger: Trigger, self_login: str, permission: str | None
-) -> Verdict:
-    """Accept, refuse (with the reply) or ignore a trigger. `permission` is the actor's
-    collaborator permission (`admin`, `maintain`, `write`, `triage`, `read`, `none`)."""
-    if is_self(trigger, self_login):
-        return Ignore(reason="own_words")
-    if trigger.kind is TriggerKind.ASSIGNMENT and (
-        (trigger.assignee or "").lower() != self_login.lower()
-    ):
-        return Ignore(reason="assigned_to_someone_else")
-    who = f"@{trigger.actor}"
+def refusal(actor: str) -> Callable[[str, str], Refuse]:
+    """Makes refusals addressed to `actor`: `refuse(reason, why)`."""
 
     def refuse(reason: str, why: str) -> Refuse:
-        return Refuse(reason=reason, reply=f"{who} agentfleet did not start: {why}")
+        return Refuse(reason=reason, reply=f"@{actor} agentfleet did not start: {why}")
 
-    if trigger.actor_is_bot:
-        allowed = {bot.lower() for bot in project.allowed_bots}
-        if trigger.actor.lower() not in allowed:
+    return refuse
+
+
+def may_not_ask(
+    project: ProjectIntake, actor: str, actor_is_bot: bool, permission: str | None
+) -> Refuse | None:
+    """Why `actor` may not ask this Project for work (a bot the Project does not list,
+    a person without write access, a paused Project), or None when they may."""
+    refuse = refusal(actor)
+    if actor_is_bot:
+        if actor.lower() not in {bot.lower() for bot in project.allowed_bots}:
             return refuse(
                 "bot_not_allowed",
                 "bots may ask only when the Project lists them in `spec.intake.allowedBots`.",
@@ -236,6 +235,24 @@ def decide(
         )
     if project.paused:
         return refuse("paused", "intake is paused for this repository (`spec.paused`).")
+    return None
+
+
+def decide(
+    project: ProjectIntake, trigger: Trigger, self_login: str, permission: str | None
+) -> Verdict:
+    """Accept, refuse (with the reply) or ignore a trigger. `permission` is the actor's
+    collaborator permission (`admin`, `maintain`, `write`, `triage`, `read`, `none`)."""
+    if is_self(trigger, self_login):
+        return Ignore(reason="own_words")
+    if trigger.kind is TriggerKind.ASSIGNMENT and (
+        (trigger.assignee or "").lower() != self_login.lower()
+    ):
+        return Ignore(reason="assigned_to_someone_else")
+    refuse = refusal(trigger.actor)
+    refused = may_not_ask(project, trigger.actor, trigger.actor_is_bot, permission)
+    if refused is not None:
+        return refused
     issue = trigger.issue
     if issue.state != "open":
         return refuse("closed", "the issue is closed.")
