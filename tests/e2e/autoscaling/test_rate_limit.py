@@ -242,6 +242,9 @@ def test_429s_hold_the_scale_up_with_the_reason_and_it_resumes_when_they_stop(
         assert scaled and scaled[0].startswith("1→"), scaled
     except BaseException:
         print(f"the Anthropic test server answered {len(model.calls)} call(s)")
+        print(f"throttled share in Prometheus: {throttled_share(stack)}")
+        print("events on the pool:", *cluster.events(POOL), sep="\n  ")
+        print("the pool's status:", yaml.safe_dump(cluster.pool(POOL).get("status")))
         print(
             stack.kubectl(
                 "-n", stack.namespace, "logs", "-l", f"agentfleet.dev/pool={POOL}",

@@ -14,7 +14,13 @@ from agentfleet.core.api import Stage
 from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.core.queue import Arrival
 from agentfleet.dev.localenv.waiting import async_wait_for
-from agentfleet.operator.autoscaler.decision import Decision, Signals, Trigger
+from agentfleet.operator.autoscaler.decision import (
+    THROTTLED_WINDOW_SECONDS,
+    Decision,
+    Direction,
+    Signals,
+    Trigger,
+)
 from agentfleet.operator.autoscaler.loop import AutoscalerLoop
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 
@@ -377,3 +383,46 @@ async def test_activation_keeps_what_the_last_poll_knew_about_the_metrics(
     ((_, decision),) = await loop.activate([arrival()], now=5.0)
     assert decision.desired_replicas == 1
     assert not decision.metrics_available and decision.consecutive_failures == 1
+
+
+async def test_a_rate_limit_hold_outlasts_a_poll_without_the_throttled_share(
+    registry: CollectorRegistry,
+) -> None:
+    """A query that times out, or a worker's series that restarts, leaves one poll without
+    the throttled share; the 429s it counted are still in their two-minute window, so the
+    hold stays until a newer reading or the window says otherwise."""
+    pool = make_pool("a", replicas=1, interval=2)
+    table, scaler = SignalTable(), DictScaler(pool)
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    table.signals = {pool.key: BUSY.model_copy(update={"throttled_fraction": 1.0})}
+    [(_, held)] = await loop.run_once(now=1000)
+    assert held.trigger is Trigger.RATE_LIMITED and scaler.replicas(pool.key) == 1
+
+    table.signals = {pool.key: BUSY}  # no throttled share this poll
+    [(_, still)] = await loop.run_once(now=1002)
+    assert still.trigger is Trigger.RATE_LIMITED, still.reason
+    assert still.signals.throttled_fraction == 1.0
+    assert scaler.replicas(pool.key) == 1
+
+    # A newer reading wins at once: the limit cleared.
+    table.signals = {pool.key: BUSY.model_copy(update={"throttled_fraction": 0.0})}
+    [(_, cleared)] = await loop.run_once(now=1004)
+    assert cleared.direction is Direction.UP, cleared.reason
+
+
+async def test_a_remembered_throttled_share_expires_with_its_window(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("a", replicas=1, interval=2)
+    table, scaler = SignalTable(), DictScaler(pool)
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+    table.signals = {pool.key: BUSY.model_copy(update={"throttled_fraction": 1.0})}
+    await loop.run_once(now=1000)
+
+    table.signals = {pool.key: BUSY}
+    [(_, inside)] = await loop.run_once(now=1000 + THROTTLED_WINDOW_SECONDS - 2)
+    assert inside.trigger is Trigger.RATE_LIMITED
+    [(_, after)] = await loop.run_once(now=1000 + THROTTLED_WINDOW_SECONDS)
+    assert after.direction is Direction.UP, after.reason
+    assert after.signals.throttled_fraction is None

@@ -376,6 +376,37 @@ def _prediction_floor(
     )
 
 
+THROTTLED_WINDOW_SECONDS = 120
+"""The window of the throttled share: the share of model calls answered 429/529 is a rate
+over these seconds in Prometheus."""
+
+
+class ThrottledReading(BaseModel):
+    """The last throttled share Prometheus gave for a pool, and when."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float = Field(ge=0, le=1)
+    read_at: float
+
+
+def carry_throttled(
+    signals: Signals, last: ThrottledReading | None, now: float
+) -> tuple[Signals, ThrottledReading | None]:
+    """Fill a missing throttled share with the last one read, while it is younger than its
+    own window; return the signals to decide on and the reading to remember.
+
+    A failed or empty query says nothing about the 429s, and the 429s a share counted stay
+    in Prometheus' window for two minutes: a hold must not lapse for one poll because a
+    query timed out or a Pod's series restarted. A newer reading always wins, so a limit
+    that clears is seen at the first poll that reads it."""
+    if signals.throttled_fraction is not None:
+        return signals, ThrottledReading(value=signals.throttled_fraction, read_at=now)
+    if last is None or now - last.read_at >= THROTTLED_WINDOW_SECONDS:
+        return signals, None
+    return signals.model_copy(update={"throttled_fraction": last.value}), last
+
+
 def _rate_limited(policy: AutoscalingSpec, signals: Signals) -> str | None:
     """Why the model API is limiting the pool's throughput, or None."""
     limit = policy.rate_limit

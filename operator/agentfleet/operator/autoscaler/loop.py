@@ -29,7 +29,9 @@ from agentfleet.operator.autoscaler.decision import (
     Decision,
     Direction,
     Signals,
+    ThrottledReading,
     activate_on_arrival,
+    carry_throttled,
     decide,
 )
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
@@ -106,6 +108,7 @@ class _PoolMemory:
     next_due: float = 0.0
     decision_labels: set[tuple[str, str]] = field(default_factory=set)
     activated_at: float | None = None
+    throttled: ThrottledReading | None = None
 
 
 # An activation reaches the pool's listed replicas through the API server and the
@@ -244,6 +247,7 @@ class AutoscalerLoop:
         )
         interval = pool.autoscaling.poll_interval_seconds
         memory.next_due = (math.floor(now / interval) + 1) * interval
+        signals, memory.throttled = carry_throttled(signals, memory.throttled, now)
         return decide(pool.autoscaling, state, signals, now)
 
     async def _apply(self, pool: PoolTarget, decision: Decision, now: float) -> None:
@@ -263,7 +267,11 @@ class AutoscalerLoop:
             except Exception:
                 log.exception("applying %s to %s/%s failed", decision.summary, *pool.key)
                 return
-            if decision.changed:
+            previous = memory.last_decision
+            held_anew = decision.blocked_by is not None and (
+                previous is None or previous.blocked_by != decision.blocked_by
+            )
+            if decision.changed or held_anew:
                 log.info("%s/%s %s", pool.namespace, pool.name, decision.summary)
         memory.last_decision = decision
         if decision.direction is Direction.UP:

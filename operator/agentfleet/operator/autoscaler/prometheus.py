@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from agentfleet.core.queue.models import GENERAL_SPECIALTY
-from agentfleet.operator.autoscaler.decision import Signals
+from agentfleet.operator.autoscaler.decision import THROTTLED_WINDOW_SECONDS, Signals
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.operator.autoscaler.rates import buckets, regular_rate
 
@@ -41,7 +41,7 @@ OLDEST_WAIT_QUERY = (
 BUSY_WORKERS_QUERY = "sum by (namespace, pool) (agentfleet_worker_busy)"
 
 RESPONSES = "agentfleet_agent_model_responses_total"
-THROTTLED_WINDOW = "2m"
+THROTTLED_WINDOW = f"{THROTTLED_WINDOW_SECONDS // 60}m"
 THROTTLED_QUERY = (
     f'(sum by (namespace, pool) (rate({RESPONSES}{{status=~"rate_limited|overloaded"}}'
     f"[{THROTTLED_WINDOW}]))"
