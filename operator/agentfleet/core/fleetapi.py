@@ -120,6 +120,12 @@ class StageThroughput(WireModel):
     """Succeeded / finished; None when nothing finished."""
     rework_rate: float | None
     """Retried / finished; None when nothing finished."""
+    stage_seconds: float | None = None
+    """Mean seconds from queueing to success in this stage (waiting, attempts and
+    retries); None when no success of the window recorded its times."""
+    pipeline_seconds: float | None = None
+    """Mean seconds from the work entering the pipeline to its success in this stage: at
+    the last stage, the pipeline time; None when no success recorded its times."""
 
 
 class ThroughputReport(WireModel):

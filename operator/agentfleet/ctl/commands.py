@@ -12,6 +12,7 @@ import inspect
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -49,10 +50,12 @@ from agentfleet.ctl.output import (
     parse_duration,
 )
 from agentfleet.ctl.views import (
+    AlertRow,
     LaneRow,
     PoolRow,
     Queues,
     RowT,
+    StageMetricsRow,
     StageRow,
     WorkerRow,
     alert_rows,
@@ -155,6 +158,47 @@ POOL_HEADERS = [
 ]  # fmt: skip
 
 
+LIVE_WINDOW_SECONDS = 3600.0
+"""The window of the throughput `status` and `bottlenecks` show."""
+
+
+@dataclass(frozen=True)
+class Live:
+    """What `status` and `bottlenecks` add from the operator's read API when it answers."""
+
+    throughput: list[StageMetricsRow]
+    alerts: list[AlertRow]
+    error: str | None
+
+
+def _live(target: Target, service: str | None, url: str | None, alerts: bool = True) -> Live:
+    """The last hour's throughput per Project stage and the firing alerts, or why not:
+    `status` and `bottlenecks` still show the custom resources when the operator is down
+    (that is when they are needed most)."""
+    try:
+        api = OperatorApi.connect(target, service, url)
+        throughput = [
+            row
+            for ns in _namespaces(target, api)
+            for row in metrics_rows(
+                api.get(
+                    _path(ns, "throughput"),
+                    ThroughputReport,
+                    windowSeconds=str(LIVE_WINDOW_SECONDS),
+                )
+            )
+        ]
+        if not alerts:
+            return Live(throughput, [], None)
+        query = {} if target.namespace is None else {"namespace": target.namespace}
+        report = api.get(f"{API_PREFIX}/alerts", AlertReport, **query)
+    except CliError as exc:
+        return Live([], [], str(exc))
+    if not report.prometheus:
+        return Live(throughput, [], "alerts: the operator has no Prometheus to read them from")
+    return Live(throughput, alert_rows(report), None)
+
+
 @one_line_errors
 def status(
     kubeconfig: str | None = KUBECONFIG,
@@ -162,10 +206,16 @@ def status(
     namespace: str | None = NAMESPACE,
     all_namespaces: bool = ALL_NAMESPACES,
     output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
 ) -> None:
-    """The fleet at a glance: Projects, their stages' queues, pools, and what needs a look."""
+    """The fleet at a glance: Projects, their stages' queues, pools, the last hour's
+    throughput and success rate, firing alerts, and what needs a look."""
     target = _target(kubeconfig, context, namespace, all_namespaces)
-    fleet = summary(target.objects("Project"), target.objects("WorkerPool"))
+    live = _live(target, operator_service, operator_url)
+    fleet = summary(target.objects("Project"), target.objects("WorkerPool")).model_copy(
+        update={"throughput": live.throughput, "alerts": live.alerts, "live_error": live.error}
+    )
     console = Console()
 
     def table() -> None:
@@ -190,6 +240,34 @@ def status(
         for row in fleet.pools:
             pools.add_row(*_pool_columns(row))
         console.print(pools)
+        if fleet.throughput:
+            hour = make_table(
+                "Last hour",
+                ["NAMESPACE", "PROJECT", "STAGE", "FINISHED", "PER HOUR", "GOAL", "SUCCESS",
+                 "PIPELINE"],
+            )  # fmt: skip
+            for r in fleet.throughput:
+                hour.add_row(
+                    r.namespace, r.project, r.stage, str(r.finished), number(r.per_hour, 1),
+                    _goal(r), "-" if r.success_rate is None else f"{r.success_rate:.0%}",
+                    duration(r.pipeline_seconds),
+                )  # fmt: skip
+            console.print(hour)
+        elif fleet.live_error is None:
+            console.print("Nothing finished in the last hour.")
+        firing = [a for a in fleet.alerts if a.state == "firing"]
+        for a in fleet.alerts:
+            console.print(
+                f"[bold]{a.state.upper()}[/bold] {a.name}"
+                f"{f' ({a.namespace})' if a.namespace else ''}: {a.summary}"
+            )
+        if fleet.live_error is None and not firing:
+            console.print("No alert is firing.")
+        if fleet.live_error is not None:
+            console.print(
+                f"Throughput and alerts not shown: {fleet.live_error}", highlight=False,
+                markup=False,
+            )  # fmt: skip
         if fleet.attention:
             console.print("[bold]Needs a look[/bold]")
             for line in fleet.attention:
@@ -277,19 +355,33 @@ def bottlenecks(
     namespace: str | None = NAMESPACE,
     all_namespaces: bool = ALL_NAMESPACES,
     output: Format = OUTPUT,
+    operator_service: str | None = OPERATOR_SERVICE,
+    operator_url: str | None = OPERATOR_URL,
 ) -> None:
-    """Which stages have work waiting, what limits them, and what to do about it."""
+    """Which stages have work waiting, what limits them, and what to do about it; with
+    the operator's read API also the last hour's throughput, so failing and stalled
+    stages are told from short-handed ones."""
     target = _target(kubeconfig, context, namespace, all_namespaces)
-    rows = find_bottlenecks(target.objects("Project"), target.objects("WorkerPool"))
+    live = _live(target, operator_service, operator_url, alerts=False)
+    finished = (
+        None
+        if live.error is not None
+        else {(r.namespace, r.project, r.stage): r for r in live.throughput}
+    )
+    rows = find_bottlenecks(target.objects("Project"), target.objects("WorkerPool"), finished)
     _print_rows(
         output, rows, "Bottleneck",
-        ["NAMESPACE", "PROJECT", "STAGE", "WAITING", "POOLS", "CAUSE", "SUGGESTION"],
+        ["NAMESPACE", "PROJECT", "STAGE", "WAITING", "PER HOUR", "POOLS", "CAUSE", "SUGGESTION"],
         lambda b: [
-            b.namespace, b.project, b.stage, str(b.waiting), ", ".join(b.pools) or "-", b.cause,
-            b.suggestion,
+            b.namespace, b.project, b.stage, str(b.waiting), number(b.per_hour, 1),
+            ", ".join(b.pools) or "-", b.cause, b.suggestion,
         ],
         "Nothing waits: no bottleneck.",
     )  # fmt: skip
+    if live.error is not None and output is Format.TABLE:
+        Console(stderr=True).print(
+            f"Failures and stalls not judged: {live.error}", highlight=False, markup=False
+        )
 
 
 @one_line_errors
@@ -357,8 +449,10 @@ def metrics(
     operator_service: str | None = OPERATOR_SERVICE,
     operator_url: str | None = OPERATOR_URL,
 ) -> None:
-    """Throughput per Project stage over a window (finished per hour), success rate,
-    dead letters and rework (items that needed more than one attempt)."""
+    """Throughput per Project stage over a window (finished per hour) next to the seeds'
+    goal, success rate, dead letters, rework (items that needed more than one attempt),
+    the mean time in the stage and since the work entered the pipeline (at the last
+    stage: the pipeline time)."""
     try:
         seconds = parse_duration(window)
     except ValueError as exc:
@@ -374,14 +468,22 @@ def metrics(
     ]
     _print_rows(
         output, rows, "StageMetrics",
-        ["NAMESPACE", "PROJECT", "STAGE", "FINISHED", "PER HOUR", "SUCCESS", "DEAD", "REWORK"],
+        ["NAMESPACE", "PROJECT", "STAGE", "FINISHED", "PER HOUR", "GOAL", "SUCCESS", "DEAD",
+         "REWORK", "IN STAGE", "PIPELINE"],
         lambda r: [
             r.namespace, r.project, r.stage, str(r.finished), number(r.per_hour, 1),
-            "-" if r.success_rate is None else f"{r.success_rate:.0%}", str(r.dead_lettered),
-            "-" if r.rework_rate is None else f"{r.rework_rate:.0%}",
+            _goal(r), "-" if r.success_rate is None else f"{r.success_rate:.0%}",
+            str(r.dead_lettered), "-" if r.rework_rate is None else f"{r.rework_rate:.0%}",
+            duration(r.stage_seconds), duration(r.pipeline_seconds),
         ],
         f"Nothing finished in the last {duration(seconds)}.",
     )  # fmt: skip
+
+
+def _goal(row: StageMetricsRow) -> str:
+    if row.target_per_hour is None:
+        return "-"
+    return f">={row.target_per_hour:g}/h" + (" per worker" if row.target_per_worker else "")
 
 
 @one_line_errors

@@ -146,6 +146,24 @@ class StageMetricsRow(Row):
     per_hour: float
     success_rate: float | None
     rework_rate: float | None
+    stage_seconds: float | None
+    """Mean seconds from queueing to success in the stage."""
+    pipeline_seconds: float | None
+    """Mean seconds from entering the pipeline to success in the stage (at the last
+    stage: the pipeline time)."""
+    target_per_hour: float | None
+    """The seeds' throughput goal for the stage (None: the stage has none)."""
+    target_per_worker: bool
+    """Whether the goal is per worker (development) rather than for the stage."""
+
+
+THROUGHPUT_TARGETS: dict[Stage, tuple[float, bool]] = {
+    Stage.GENESIS: (8.0, False),
+    Stage.DEVELOPMENT: (3.0, True),
+    Stage.CONTENT: (5.0, False),
+}
+"""The origin documents' throughput goals, per hour: 8+ projects scaffolded, 3+ features
+per worker, 5+ content pieces across the pool; review has none."""
 
 
 class DeadLetterRow(Row):
@@ -246,6 +264,9 @@ def metrics_rows(report: ThroughputReport) -> list[StageMetricsRow]:
             window_seconds=report.window_seconds, finished=s.finished, succeeded=s.succeeded,
             dead_lettered=s.dead_lettered, retried=s.retried, per_hour=s.per_hour,
             success_rate=s.success_rate, rework_rate=s.rework_rate,
+            stage_seconds=s.stage_seconds, pipeline_seconds=s.pipeline_seconds,
+            target_per_hour=THROUGHPUT_TARGETS.get(s.stage, (None, False))[0],
+            target_per_worker=THROUGHPUT_TARGETS.get(s.stage, (None, False))[1],
         )
         for s in report.stages
     ]  # fmt: skip
@@ -385,6 +406,13 @@ class Summary(Row):
     attention: list[str]
     """What a person should look at: not Ready, paused with work waiting, a pool at its
     maximum with work waiting, a pool without metrics."""
+    throughput: list[StageMetricsRow] = []
+    """What each Project stage finished in the last hour (the operator's read API)."""
+    alerts: list[AlertRow] = []
+    """The fleet's firing and pending alerts (the operator's read API)."""
+    live_error: str | None = None
+    """Why throughput and alerts are missing (the read API could not be reached, or
+    the operator has no Prometheus); None when both were read."""
 
 
 class Listing(BaseModel, Generic[RowT]):
@@ -454,12 +482,25 @@ class Bottleneck(Row):
     """The pools serving this stage of the Project."""
     cause: str
     suggestion: str
+    per_hour: float | None = None
+    """Items of the stage finished per hour over the throughput window; None when the
+    read API was not asked."""
 
 
-def bottlenecks(projects: Sequence[Object], pools: Sequence[Object]) -> list[Bottleneck]:
+StageKey = tuple[str, str, str]
+"""(namespace, project, stage)."""
+
+
+def bottlenecks(
+    projects: Sequence[Object],
+    pools: Sequence[Object],
+    finished: Mapping[StageKey, StageMetricsRow] | None = None,
+) -> list[Bottleneck]:
     """Each Project stage with work waiting, most waiting first: which pools serve it and
-    what limits them (none serves it, the Project is paused, every pool is at its maximum,
-    pinned or paused, or the pools are still starting)."""
+    what limits them (none serves it, the Project is paused, most of its items fail,
+    workers run but nothing finished, every pool is at its maximum, pinned or paused, or
+    the pools are still starting). `finished`: the read API's throughput per stage, when
+    it could be read; without it the rules on failures and stalls are left out."""
     found: list[Bottleneck] = []
     rows = [(pool, pool_row(pool)) for pool in pools]
     for project in projects:
@@ -476,7 +517,12 @@ def bottlenecks(projects: Sequence[Object], pools: Sequence[Object]) -> list[Bot
                 and row.stage == stage.stage
                 and name in ((pool.get("status") or {}).get("projects") or [])
             ]
-            cause, suggestion = _limit(stage.stage, paused, serving, waiting)
+            done = None if finished is None else finished.get((namespace, name, stage.stage))
+            cause, suggestion = _limit(stage.stage, paused, serving, waiting, finished, done)
+            if finished is not None:
+                per_hour: float | None = 0.0 if done is None else done.per_hour
+            else:
+                per_hour = None
             found.append(
                 Bottleneck(
                     namespace=namespace,
@@ -486,12 +532,26 @@ def bottlenecks(projects: Sequence[Object], pools: Sequence[Object]) -> list[Bot
                     pools=[row.name for row in serving],
                     cause=cause,
                     suggestion=suggestion,
+                    per_hour=per_hour,
                 )
             )
     return sorted(found, key=lambda b: (-b.waiting, b.namespace, b.project, b.stage))
 
 
-def _limit(stage: str, paused: bool, serving: Sequence[PoolRow], waiting: int) -> tuple[str, str]:
+FAILING_BELOW = 0.5
+"""A stage whose success rate is below this, over at least FAILING_MIN_FINISHED items of
+the window, is limited by its failures rather than by its workers."""
+FAILING_MIN_FINISHED = 4
+
+
+def _limit(
+    stage: str,
+    paused: bool,
+    serving: Sequence[PoolRow],
+    waiting: int,
+    finished: Mapping[StageKey, StageMetricsRow] | None = None,
+    done: StageMetricsRow | None = None,
+) -> tuple[str, str]:
     if paused:
         return (
             f"the Project is paused: {waiting} item(s) held",
@@ -501,6 +561,25 @@ def _limit(stage: str, paused: bool, serving: Sequence[PoolRow], waiting: int) -
         return (
             f"no WorkerPool serves the {stage} stage of this Project",
             f"apply a WorkerPool with stage: {stage} whose projectSelector matches the Project",
+        )
+    if (
+        done is not None
+        and done.finished >= FAILING_MIN_FINISHED
+        and done.success_rate is not None
+        and done.success_rate < FAILING_BELOW
+    ):
+        return (
+            f"most items fail: {done.success_rate:.0%} of {done.finished} succeeded in the last"
+            f" {_window(done.window_seconds)} ({done.dead_lettered} dead-lettered)",
+            "read the dead letters' errors (agentfleet retry <project> --list), fix the cause,"
+            " then agentfleet retry <project>; more workers would fail faster",
+        )
+    ready = sum(row.ready_replicas or 0 for row in serving)
+    if finished is not None and done is None and ready > 0:
+        return (
+            f"{ready} worker(s) ready, but no {stage} item finished in the throughput window",
+            "agentfleet workers: look for stale heartbeats or an item held for long;"
+            " agentfleet alerts",
         )
     if all(row.mode == "pinned" for row in serving):
         total = sum(row.replicas or 0 for row in serving)
@@ -530,3 +609,7 @@ def _limit(stage: str, paused: bool, serving: Sequence[PoolRow], waiting: int) -
             "wait, or agentfleet workers to see why Pods do not start",
         )
     return ("the serving pools are below their maximum", "none: the autoscaler is adding workers")
+
+
+def _window(seconds: float) -> str:
+    return f"{seconds / 3600:g}h" if seconds >= 3600 else f"{seconds / 60:g}m"

@@ -201,16 +201,26 @@ def throughput_report(
     namespace: str, events: Iterable[Mapping[str, str]], window_seconds: float
 ) -> ThroughputReport:
     """Per project stage, from the completion events of the window: finished, succeeded,
-    dead-lettered, retried (more than one attempt), per hour and the rates."""
+    dead-lettered, retried (more than one attempt), per hour and the rates, and the mean
+    stage and pipeline times of the successes that recorded them."""
     counts: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    times: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(lambda: ([], []))
     for event in events:
         stage = event.get("stage", "")
         if stage not in {s.value for s in Stage}:
             continue
-        row = counts[event.get("project", ""), stage]
+        key = (event.get("project", ""), stage)
+        row = counts[key]
         row[0] += 1
         if event.get("outcome") == CompletionOutcome.SUCCEEDED.value:
             row[1] += 1
+            in_stage, since_start = times[key]
+            at = _millis(event.get("at"))
+            enqueued, started = _millis(event.get("enqueued")), _millis(event.get("started"))
+            if at is not None and enqueued is not None:
+                in_stage.append(max(0.0, (at - enqueued) / 1000))
+            if at is not None and started is not None:
+                since_start.append(max(0.0, (at - started) / 1000))
         else:
             row[2] += 1
         if int(event.get("attempts") or "0") > 1:
@@ -220,6 +230,7 @@ def throughput_report(
     for (project, stage), (finished, succeeded, dead, retried) in sorted(
         counts.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))
     ):
+        in_stage, since_start = times.get((project, stage), ([], []))
         stages.append(
             StageThroughput(
                 project=project,
@@ -231,9 +242,24 @@ def throughput_report(
                 per_hour=round(finished * 3600 / window_seconds, 3),
                 success_rate=round(succeeded / finished, 4) if finished else None,
                 rework_rate=round(retried / finished, 4) if finished else None,
+                stage_seconds=_mean(in_stage),
+                pipeline_seconds=_mean(since_start),
             )
         )
     return ThroughputReport(namespace=namespace, window_seconds=window_seconds, stages=stages)
+
+
+def _millis(value: str | None) -> int | None:
+    """A completion event's time field (milliseconds); None when absent or unreadable
+    (events logged before the field existed)."""
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def _mean(values: list[float]) -> float | None:
+    return round(sum(values) / len(values), 1) if values else None
 
 
 def dead_letter_report(

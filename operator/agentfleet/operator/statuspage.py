@@ -81,6 +81,9 @@ class StageStatus(WireModel):
     """Finished over the last hour."""
     average_seconds: float | None
     """Mean processing time of an item over the last hour (Prometheus), None unknown."""
+    pipeline_seconds: float | None = None
+    """Mean time from the work entering the pipeline to its success in this stage over the
+    last hour (the completion log; at the last stage, the pipeline time), None unknown."""
 
 
 class PoolStatusRow(WireModel):
@@ -152,8 +155,13 @@ def build_snapshot(
         counts[0] += row.finished
         counts[1] += row.succeeded
     hourly: dict[Stage, float] = {}
+    pipeline: dict[Stage, list[float]] = {}  # [sum of seconds, successes] over projects
     for row in last_hour.stages:
         hourly[row.stage] = hourly.get(row.stage, 0.0) + row.per_hour
+        if row.pipeline_seconds is not None and row.succeeded:
+            total = pipeline.setdefault(row.stage, [0.0, 0.0])
+            total[0] += row.pipeline_seconds * row.succeeded
+            total[1] += row.succeeded
     entries = sorted(pools, key=lambda p: p.name)
     served = {p.spec.stage for p in entries if p.spec is not None}
     seen = set(waiting) | set(active) | set(finished) | set(hourly) | served
@@ -173,6 +181,9 @@ def build_snapshot(
                 per_hour=round(hourly.get(stage, 0.0), 3),
                 average_seconds=(
                     round(processing_seconds[stage], 1) if stage in processing_seconds else None
+                ),
+                pipeline_seconds=(
+                    round(pipeline[stage][0] / pipeline[stage][1], 1) if stage in pipeline else None
                 ),
             )
         )

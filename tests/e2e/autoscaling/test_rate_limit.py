@@ -198,6 +198,18 @@ def test_429s_hold_the_scale_up_with_the_reason_and_it_resumes_when_they_stop(
             120,
             "Prometheus showing the worker's 429s",
         )
+        # Two polls of the operator's after that, so it has read the share at least once:
+        # a deep queue that lands in the very poll that first could see the 429s is a race
+        # between two scrapes, not the behaviour under test.
+        polls = cluster.operator_metric("agentfleet_autoscaler_evaluation_seconds_count")
+        wait_for(
+            lambda: (
+                cluster.operator_metric("agentfleet_autoscaler_evaluation_seconds_count")
+                >= polls + 2
+            ),
+            30,
+            "two autoscaler polls after the 429s showed",
+        )
 
         # A queue deep enough to scale (queue_depth > 10): the scale-up is held.
         enqueue(cluster, development_items(stack, owner, github.base_url, ITEMS, first=2))

@@ -411,7 +411,25 @@ async def test_queues_workers_and_metrics_come_live_from_the_read_api(
     assert (stage["finished"], stage["succeeded"], stage["deadLettered"]) == (2, 1, 1)
     assert stage["successRate"] == 0.5 and stage["windowSeconds"] == 600
     assert stage["perHour"] == 12.0
-    assert "PER HOUR" in ok(kubeconfig, "metrics", "-n", fleet)
+    # The success's time in the stage and since its work entered the pipeline (the same
+    # here: content was its first stage), next to the seeds' goal for content.
+    assert stage["stageSeconds"] is not None and stage["stageSeconds"] >= 0
+    assert stage["pipelineSeconds"] == stage["stageSeconds"]
+    assert (stage["targetPerHour"], stage["targetPerWorker"]) == (5.0, False)
+    table = ok(kubeconfig, "metrics", "-n", fleet)
+    assert "PER HOUR" in table and "PIPELINE" in table and ">=5/h" in table
+
+    # status and bottlenecks show the last hour too; this operator has no Prometheus,
+    # which status says in its own words rather than failing.
+    status = as_json(kubeconfig, "status", "-n", fleet)
+    (hour,) = [r for r in status["throughput"] if r["stage"] == "content"]
+    assert (hour["finished"], hour["successRate"]) == (2, 0.5)
+    assert status["alerts"] == []
+    assert status["liveError"].startswith("alerts: the operator has no Prometheus")
+    assert "Last hour" in ok(kubeconfig, "status", "-n", fleet)
+    found = as_json(kubeconfig, "bottlenecks", "-n", fleet)["items"]
+    (waiting,) = [b for b in found if (b["project"], b["stage"]) == ("widgets", "content")]
+    assert waiting["perHour"] == 2.0
 
     # -A: every namespace with a Project that the operator serves; a Project in a
     # namespace it does not serve (no queue it knows) is left out, not an error.
@@ -556,6 +574,14 @@ def test_alerts_come_from_the_operators_prometheus(
         assert "AgentfleetQueueBacklog" in ok(
             kubeconfig, "alerts", "-n", fleet, "--operator-service", service
         )
+        # status shows the same alerts (-A: this operator serves no Project's namespace,
+        # so there is no throughput to read, and nothing is missing).
+        status = as_json(kubeconfig, "status", "-A", "--operator-service", service)
+        assert {a["name"] for a in status["alerts"]} >= {"AgentfleetQueueBacklog"}
+        assert status["liveError"] is None
+        assert "FIRING AgentfleetQueueBacklog" in ok(
+            kubeconfig, "status", "-A", "--operator-service", service
+        )
     finally:
         prometheus.stop()
 
@@ -580,6 +606,9 @@ def test_an_unreachable_read_api_is_one_line(
         cli(kubeconfig, "workers", "-n", fleet, "--operator-service", f"{fleet}/idle:api")
     )
     assert "is unreachable" in line and "--api-port" in line, line
+    # status still shows the resources, and says in one line what it could not read.
+    shown = ok(kubeconfig, "status", "-n", fleet, "--operator-service", f"{fleet}/absent")
+    assert "widgets" in shown and "Throughput and alerts not shown: the operator's" in shown
     line = one_line_error(cli(kubeconfig, "metrics", "-n", fleet, "--window", "soon"))
     assert line.startswith("error: --window: 'soon' is not a positive duration"), line
 

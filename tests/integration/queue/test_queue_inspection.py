@@ -4,7 +4,7 @@ and dead letters kept for `agentfleet retry`, which puts them back exactly once.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -94,6 +94,36 @@ async def test_completions_since_reads_the_log_from_a_moment_on(queue: WorkQueue
     # By the queue's clock: nothing was completed an hour from now.
     later = await queue.completions_since(NAMESPACE, queue.clock() + timedelta(hours=1))
     assert later == []
+
+
+async def test_each_completion_logs_when_its_stage_and_its_pipeline_began(
+    queue: WorkQueue, clock: ManualClock
+) -> None:
+    """`agentfleet metrics` shows time in the stage and the pipeline time from these."""
+    began = clock()
+    await queue.enqueue(item("p1", stage=Stage.GENESIS, enqueued_at=began))
+    genesis = await queue.claim(
+        Subscription(namespace=NAMESPACE, stage=Stage.GENESIS, consumer="pod-g")
+    )
+    assert genesis is not None
+    clock.advance(30)
+    await queue.complete(genesis)  # the default follow-up: development, queued now
+    handed_over = clock()
+    clock.advance(15)
+    development = await queue.claim(subscription("pod-d"))
+    assert development is not None
+    clock.advance(45)
+    await queue.complete(development, follow_ups=[])
+
+    logged = {e["stage"]: e for e in await queue.completion_log(NAMESPACE)}
+
+    def ms(moment: datetime) -> str:
+        return str(int(moment.timestamp() * 1000))
+
+    assert (logged["genesis"]["enqueued"], logged["genesis"]["started"]) == (ms(began),) * 2
+    assert logged["development"]["enqueued"] == ms(handed_over)
+    assert logged["development"]["started"] == ms(began)
+    assert int(logged["development"]["at"]) - int(logged["development"]["started"]) == 90_000
 
 
 async def test_dead_letters_are_kept_and_requeued_exactly_once(queue: WorkQueue) -> None:

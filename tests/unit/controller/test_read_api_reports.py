@@ -166,3 +166,21 @@ def test_only_an_authenticated_and_authorised_caller_may_act() -> None:
     )
     # An accepted token with no access review made is not an allowance.
     assert access_decision(user, None, what) is not None
+
+
+def test_throughput_has_the_mean_stage_and_pipeline_time_of_the_successes() -> None:
+    def done(at: int, enqueued: str, started: str, outcome: str = "succeeded") -> dict[str, str]:
+        return {
+            "project": "shop", "stage": "content", "outcome": outcome, "attempts": "1",
+            "at": str(at), "enqueued": enqueued, "started": started,
+        }  # fmt: skip
+
+    events = [
+        done(100_000, "40000", "10000"),  # 60 s in the stage, 90 s since the pipeline began
+        done(200_000, "180000", "50000"),  # 20 s, 150 s
+        done(300_000, "0", "0", outcome="dead_lettered"),  # a failure has no time
+        done(400_000, "", ""),  # logged before the times were kept
+    ]
+    (content,) = throughput_report("ns", events, 3600).stages
+    assert (content.stage_seconds, content.pipeline_seconds) == (40.0, 120.0)
+    assert content.finished == 4 and content.succeeded == 3

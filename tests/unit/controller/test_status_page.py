@@ -99,7 +99,16 @@ def snapshot(**changes: object) -> StatusSnapshot:
             namespace=NS, window_seconds=86400, stages=[throughput(Stage.DEVELOPMENT, 4, 3, 86400)]
         ),
         "last_hour": ThroughputReport(
-            namespace=NS, window_seconds=3600, stages=[throughput(Stage.DEVELOPMENT, 2, 2, 3600)]
+            namespace=NS,
+            window_seconds=3600,
+            stages=[
+                throughput(Stage.DEVELOPMENT, 2, 2, 3600).model_copy(
+                    update={"pipeline_seconds": 900.0}
+                ),
+                throughput(Stage.DEVELOPMENT, 1, 1, 3600).model_copy(
+                    update={"project": "blog", "pipeline_seconds": 1800.0}
+                ),
+            ],
         ),
         "pools": [pool("writers", "content"), pool("devs", "development"), pool("broken", None)],
         "scaling": [record(m) for m in range(TIMELINE_LENGTH + 5, 0, -1)] + [record(0, "other")],
@@ -140,7 +149,9 @@ def test_stages_add_up_every_project_and_lane_in_pipeline_order() -> None:
     dev = by_stage[Stage.DEVELOPMENT]
     assert (dev.waiting, dev.active_workers, dev.oldest_wait_seconds) == (5, 2, 90.0)
     assert (dev.completed_today, dev.succeeded_today, dev.success_rate_today) == (4, 3, 0.75)
-    assert (dev.per_hour, dev.average_seconds) == (2.0, 612.3)
+    assert (dev.per_hour, dev.average_seconds) == (3.0, 612.3)
+    # The pipeline time is the mean over every success of the stage, whatever its project.
+    assert dev.pipeline_seconds == 1200.0
     # A stage only a pool serves is shown, idle; one with nothing finished has no rate.
     content = by_stage[Stage.CONTENT]
     assert (content.waiting, content.completed_today, content.success_rate_today) == (0, 0, None)

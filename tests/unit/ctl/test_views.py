@@ -7,9 +7,13 @@ from typing import Any
 
 import pytest
 
+from agentfleet.core.api import Stage
+from agentfleet.core.fleetapi import StageThroughput, ThroughputReport
 from agentfleet.ctl.output import Format, duration, machine
 from agentfleet.ctl.views import (
+    StageMetricsRow,
     bottlenecks,
+    metrics_rows,
     pool_mode,
     pool_row,
     project_row,
@@ -170,3 +174,70 @@ def test_a_stage_nobody_serves_is_named() -> None:
     (only,) = bottlenecks([project(stages={"content": {"pending": 4}})], [])
     assert only.cause == "no WorkerPool serves the content stage of this Project"
     assert "stage: content" in only.suggestion
+
+
+def metrics_row(stage: str, finished: int, succeeded: int) -> StageMetricsRow:
+    return StageMetricsRow(
+        namespace="team-a", project="web", stage=stage, window_seconds=3600,
+        finished=finished, succeeded=succeeded, dead_lettered=finished - succeeded, retried=0,
+        per_hour=float(finished), success_rate=succeeded / finished if finished else None,
+        rework_rate=0.0, stage_seconds=None, pipeline_seconds=None, target_per_hour=None,
+        target_per_worker=False,
+    )  # fmt: skip
+
+
+def test_with_throughput_failing_and_stalled_stages_are_told_from_short_handed_ones() -> None:
+    web = project(
+        "web",
+        stages={"development": {"pending": 9}, "content": {"pending": 2}, "review": {"pending": 3}},
+    )
+    serving = [
+        served("dev", "development", ["web"], replicas=3, readyReplicas=3),
+        served("docs", "content", ["web"], replicas=1, readyReplicas=1, desiredReplicas=1),
+        served("rev", "review", ["web"], replicas=1, readyReplicas=1, desiredReplicas=1),
+    ]
+    finished = {
+        ("team-a", "web", "development"): metrics_row("development", 6, 1),
+        ("team-a", "web", "review"): metrics_row("review", 3, 3),
+    }
+    by_stage = {b.stage: b for b in bottlenecks([web], serving, finished)}
+
+    failing = by_stage["development"]
+    assert failing.cause == "most items fail: 17% of 6 succeeded in the last 1h (5 dead-lettered)"
+    assert "agentfleet retry <project> --list" in failing.suggestion
+    assert failing.per_hour == 6.0
+    stalled = by_stage["content"]
+    assert stalled.cause == (
+        "1 worker(s) ready, but no content item finished in the throughput window"
+    )
+    assert stalled.per_hour == 0.0
+    # Succeeding and below its maximum: the usual verdict.
+    assert by_stage["review"].suggestion == "none: the autoscaler is adding workers"
+
+    # Without the read API the same stages get the resource-only verdicts.
+    plain = {b.stage: b for b in bottlenecks([web], serving)}
+    assert plain["development"].cause == "every serving pool is at its maximum: dev (3)"
+    assert plain["content"].per_hour is None
+
+
+def test_metrics_rows_carry_the_seeds_goals() -> None:
+    report = ThroughputReport(
+        namespace="ns",
+        window_seconds=3600,
+        stages=[
+            StageThroughput(
+                project="p", stage=stage, finished=1, succeeded=1, dead_lettered=0, retried=0,
+                per_hour=1.0, success_rate=1.0, rework_rate=0.0, stage_seconds=30.0,
+                pipeline_seconds=90.0,
+            )
+            for stage in (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT, Stage.REVIEW)
+        ],
+    )  # fmt: skip
+    goals = [(r.stage, r.target_per_hour, r.target_per_worker) for r in metrics_rows(report)]
+    assert goals == [
+        ("genesis", 8.0, False),
+        ("development", 3.0, True),
+        ("content", 5.0, False),
+        ("review", None, False),
+    ]
+    assert metrics_rows(report)[2].pipeline_seconds == 90.0

@@ -39,6 +39,8 @@ class TraceEntry(BaseModel):
     attempts: int
     finished_at: datetime
     error: str | None = None
+    enqueued_at: datetime | None = None
+    """When the stage's item was queued (None in traces recorded before it was kept)."""
 
 
 class WorkItem(BaseModel):
@@ -69,6 +71,13 @@ class WorkItem(BaseModel):
     last_error: str | None = None
     pipeline: tuple[Stage, ...] = DEFAULT_PIPELINE
     """The project's stages in order; the default follow-up goes to the next one."""
+
+    @property
+    def pipeline_started_at(self) -> datetime:
+        """When this work entered its pipeline: the queueing of its first traced stage,
+        or its own when it has none (or an old trace without the time)."""
+        first = self.trace[0].enqueued_at if self.trace else None
+        return first or self.enqueued_at
 
     @property
     def routing_specialty(self) -> str:

@@ -54,6 +54,7 @@ def _traced(
         worker=worker,
         attempts=item.attempts,
         finished_at=at,
+        enqueued_at=item.enqueued_at,
         error=item.last_error if outcome is CompletionOutcome.DEAD_LETTERED else None,
     )
     return (*item.trace, entry)

@@ -478,6 +478,8 @@ class WorkQueue:
                 self._log_length,
                 json.dumps({"id": item_id, "unreadable": item_json}),
                 "",  # the dead letter: the stored (unreadable) item as it is
+                "",  # when it was queued and entered the pipeline: unknown
+                "",
             )
             return None
         claim = Claim(
@@ -604,6 +606,8 @@ class WorkQueue:
             self._log_length,
             parked,
             dead,
+            _ms(claim.item.enqueued_at),
+            _ms(claim.item.pipeline_started_at),
             *_enqueue_args(follow_ups),
         )
         return result
