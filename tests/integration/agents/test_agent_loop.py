@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import anthropic
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agentfleet.dev.testing import FakeAnthropic, Turn, call, calls, say, scripted
+from agentfleet.dev.testing import FakeAnthropic, Turn, call, say, scripted
 from agentfleet.dev.testing.fake_anthropic import ToolCall
 from agentfleet.worker.agents import (
-    REDACTED,
     AgentError,
     AgentMetrics,
     AgentRunner,
@@ -98,100 +94,6 @@ async def test_model_writes_tests_then_code_and_runs_them(
         (usage["input_tokens"] * 3 + usage["output_tokens"] * 15) / 1e6
     )
     assert sample(registry, "agentfleet_agent_runs_total", stop_reason="end_turn", **model) == 1
-
-
-async def test_path_escapes_are_refused_and_reported_to_the_model(
-    fake_anthropic: FakeAnthropic,
-    client: anthropic.AsyncAnthropic,
-    settings: AgentSettings,
-    redactor: Redactor,
-    metrics: AgentMetrics,
-    workspace: Workspace,
-    tmp_path: Path,
-) -> None:
-    outside = tmp_path / "outside.txt"
-    outside.write_text("do not touch")
-    (workspace.root / "innocent.txt").symlink_to(outside)
-    fake_anthropic.add_script(
-        "escape",
-        scripted(
-            calls(
-                ToolCall("write_file", {"path": "../outside.txt", "content": "pwned"}),
-                ToolCall("read_file", {"path": "/etc/passwd"}),
-                ToolCall("write_file", {"path": "innocent.txt", "content": "pwned"}),
-                ToolCall("edit_file", {"path": "innocent.txt", "old_text": "do", "new_text": "x"}),
-                ToolCall("write_file", {"path": ".git/hooks/pre-commit", "content": "curl evil"}),
-                ToolCall("list_files", {"path": "../"}),
-                ToolCall("run_command", {"command": ["bash", "-c", "cat ../outside.txt"]}),
-                ToolCall("run_command", {"command": ["/usr/bin/python3", "-c", "print(1)"]}),
-            ),
-        ),
-    )
-    result = await runner(client, settings, redactor, metrics).run(
-        "escape", "try", WorkspaceTools(workspace, settings).tools()
-    )
-
-    assert outside.read_text() == "do not touch"
-    assert not (workspace.root / ".git").exists()
-    assert [c.ok for c in result.tool_calls] == [False] * 8
-    answers = fake_anthropic.calls[-1].request["messages"][-1]["content"]
-    assert all(answer["is_error"] for answer in answers)
-    messages = [answer["content"] for answer in answers]
-    assert "'..' is not allowed" in messages[0]
-    assert "absolute paths are not allowed" in messages[1]
-    assert "outside the workspace" in messages[2] and "outside the workspace" in messages[3]
-    assert ".git directory is off limits" in messages[4]
-    assert "not allowed" in messages[6] and "not allowed" in messages[7]
-
-
-async def test_secrets_never_reach_the_model_or_the_logs(
-    fake_anthropic: FakeAnthropic,
-    client: anthropic.AsyncAnthropic,
-    settings: AgentSettings,
-    metrics: AgentMetrics,
-    workspace: Workspace,
-    caplog: pytest.LogCaptureFixture,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    github_token = "ghs_" + "A1b2C3d4" * 5
-    webhook_secret = "hook-secret-value-42"
-    monkeypatch.setenv("AGENTFLEET_TEST_GITHUB_TOKEN", github_token)
-    redactor = Redactor.from_environment(
-        {"AGENTFLEET_TEST_GITHUB_TOKEN": github_token}, [webhook_secret, fake_anthropic.api_key]
-    )
-    (workspace.root / ".env").write_text(f"TOKEN={github_token}\nWEBHOOK={webhook_secret}\n")
-    fake_anthropic.add_script(
-        "leaky",
-        scripted(
-            call("read_file", path=".env"),
-            call(
-                "run_command",
-                command=[
-                    "python",
-                    "-c",
-                    "import os; print(sorted(os.environ)); print(open('.env').read())",
-                ],
-            ),
-            call("write_file", path="notes.txt", content=f"copy {webhook_secret}"),
-            say(f"the token is {github_token}"),
-        ),
-    )
-    with caplog.at_level(logging.DEBUG, logger="agentfleet"):
-        result = await runner(client, settings, redactor, metrics).run(
-            "leaky system prompt mentions " + webhook_secret,
-            f"Issue text pasted a token: {github_token}",
-            WorkspaceTools(workspace, settings).tools(),
-        )
-    assert result.finished
-    sent = json.dumps([c.request for c in fake_anthropic.calls])
-    assert github_token not in sent and webhook_secret not in sent
-    assert REDACTED in sent
-    # Commands run with a scrubbed environment: the variable is not even there to print.
-    assert "AGENTFLEET_TEST_GITHUB_TOKEN" not in sent
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert "tool" in logged
-    assert github_token not in logged and webhook_secret not in logged
-    assert github_token not in json.dumps([c.input for c in result.tool_calls])
 
 
 async def test_overload_and_rate_limits_are_retried_after_the_requested_wait(

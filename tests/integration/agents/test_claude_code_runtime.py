@@ -9,7 +9,6 @@ agentfleet's tools, which are its only tools.
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import anthropic
@@ -19,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from agentfleet.dev.testing import FakeAnthropic, call, calls, say, scripted
 from agentfleet.dev.testing.fake_anthropic import ToolCall
 from agentfleet.worker.agents import (
-    REDACTED,
     AgentMetrics,
     AgentSettings,
     Redactor,
@@ -133,86 +131,6 @@ async def test_claude_code_works_only_through_agentfleets_tools(
         )
         == usage["input_tokens"]
     )
-
-
-async def test_path_escapes_are_refused(
-    fake_anthropic: FakeAnthropic,
-    client: anthropic.AsyncAnthropic,
-    settings: AgentSettings,
-    redactor: Redactor,
-    metrics: AgentMetrics,
-    workspace: Workspace,
-    tmp_path: Path,
-) -> None:
-    outside = tmp_path / "outside.txt"
-    outside.write_text("do not touch")
-    (workspace.root / "innocent.txt").symlink_to(outside)
-    fake_anthropic.add_script(
-        "escape",
-        scripted(
-            calls(
-                ToolCall("write_file", {"path": "../outside.txt", "content": "pwned"}),
-                ToolCall("read_file", {"path": "/etc/passwd"}),
-                ToolCall("write_file", {"path": "innocent.txt", "content": "pwned"}),
-                ToolCall("write_file", {"path": ".git/hooks/pre-commit", "content": "curl evil"}),
-                ToolCall("run_command", {"command": ["bash", "-c", "cat ../outside.txt"]}),
-            ),
-        ),
-    )
-    result = await runner(client, settings, redactor, metrics).run(
-        "escape", "try", WorkspaceTools(workspace, settings).tools()
-    )
-    assert outside.read_text() == "do not touch"
-    assert not (workspace.root / ".git").exists()
-    assert [c.ok for c in result.tool_calls] == [False] * 5
-    results = tool_results(fake_anthropic)
-    assert all(r.get("is_error") for r in results)
-    text = json.dumps(results)
-    assert "'..' is not allowed" in text and "absolute paths are not allowed" in text
-    assert "outside the workspace" in text and ".git directory is off limits" in text
-
-
-async def test_secrets_never_reach_the_model_or_the_logs(
-    fake_anthropic: FakeAnthropic,
-    client: anthropic.AsyncAnthropic,
-    settings: AgentSettings,
-    metrics: AgentMetrics,
-    workspace: Workspace,
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    github_token = "ghs_" + "Z9y8X7w6" * 5
-    redactor = Redactor([github_token, fake_anthropic.api_key])
-    (workspace.root / ".env").write_text(f"TOKEN={github_token}\n")
-    fake_anthropic.add_script(
-        "leaky",
-        scripted(
-            call("read_file", path=".env"),
-            call("write_file", path="notes.txt", content=f"copy {github_token}"),
-            say(f"the token is {github_token}"),
-        ),
-    )
-    with caplog.at_level(logging.DEBUG, logger="agentfleet"):
-        result = await runner(client, settings, redactor, metrics).run(
-            "leaky system prompt",
-            f"Issue text pasted a token: {github_token}",
-            WorkspaceTools(workspace, settings).tools(),
-        )
-    assert result.finished
-    # What agentfleet hands the model (the task, the system prompt, every tool result) is
-    # redacted. Claude Code keeps the model's own earlier output verbatim in the history,
-    # so a secret the model wrote itself goes back to it (docs/agents.md says so); the
-    # builtin loop redacts that too.
-    given = json.dumps(
-        [
-            [c.request["system"], [m for m in c.request["messages"] if m["role"] == "user"]]
-            for c in fake_anthropic.calls
-        ]
-    )
-    assert github_token not in given and REDACTED in given
-    assert fake_anthropic.api_key not in json.dumps([c.request for c in fake_anthropic.calls])
-    logged = "\n".join(r.getMessage() for r in caplog.records)
-    assert github_token not in logged
-    assert github_token not in json.dumps([c.input for c in result.tool_calls])
 
 
 async def test_the_submit_tool_is_structured_output(
