@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 import pytest
+from github import GithubException
 from prometheus_client import CollectorRegistry
 
 from agentfleet.core.api import Stage
@@ -111,9 +112,15 @@ async def test_labelled_issue_to_sub_issues_to_pull_requests_to_docs(pipeline: P
                 f"tests/test_issue_{number}.py",
             ]
 
-        # People merge the pull requests; the merges reach content through the webhook.
+        # People merge the pull requests (a draft once marked ready: GitHub refuses to
+        # merge a draft); the merges reach content through the webhook.
         for number in (2, 3):
-            pulls[f"agentfleet/issue-{number}"].merge()
+            pull = pulls[f"agentfleet/issue-{number}"]
+            if pull.draft:
+                with pytest.raises(GithubException, match="still a draft"):
+                    pull.merge()
+                pipeline.fake_github.ready_for_review(repo.full_name, pull.number)
+            pull.merge()
         for number in (4, 5):
             done = await pipeline.completion(f"{NAMESPACE}/shop/pull-{number}/content")
             assert done.outcome is CompletionOutcome.SUCCEEDED, done.error

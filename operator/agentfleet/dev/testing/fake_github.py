@@ -363,6 +363,15 @@ class FakeGitHub(FakeHTTPServer):
                 return list(repo.issues[number].reactions)
             return list(repo.comments[comment_id].reactions)
 
+    def ready_for_review(self, full_name: str, number: int) -> None:
+        """Take a draft pull request out of draft, as "Ready for review" in GitHub's UI
+        does (the REST API cannot; a draft cannot be merged)."""
+        with self._lock:
+            pull = self.repos[full_name].issues[number].pull
+            if pull is None:
+                raise KeyError(f"#{number} of {full_name} is not a pull request")
+            pull.draft = False
+
     def issue_titles(self, full_name: str) -> list[str]:
         with self._lock:
             return [i.title for i in self.repos[full_name].issues.values() if i.pull is None]
@@ -1726,6 +1735,8 @@ class FakeGitHub(FakeHTTPServer):
         assert pull is not None
         if issue.state != "open":
             raise ApiError(405, "Pull Request is not mergeable")
+        if pull.draft:
+            raise ApiError(405, "Pull Request is still a draft")
         body = request.json() or {}
         branches = _branches(repo.git_dir)
         base_sha, head_sha = branches[pull.base], branches[pull.head]
