@@ -10,6 +10,7 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from github import Auth, Github
@@ -44,16 +45,18 @@ def person(fake_github: FakeGitHub, token: str) -> Github:
     )
 
 
-async def test_mentions_by_writers_are_taken_and_others_answered(
+def hooked_project(
     cluster: Cluster,
     intake_operator: IntakeOperator,
     fake_github: FakeGitHub,
     human: Github,
     repository: str,
-    queue: WorkQueue,
+    events: list[str],
+    **spec: Any,
 ) -> None:
+    """The Project `shop` taking webhooks only (its poll is a day away), a writer `wendy`,
+    and the repository's hook sending `events` to the operator."""
     fake_github.add_token(WRITER_TOKEN, "wendy")
-    fake_github.add_token(STRANGER_TOKEN, "mallory")
     fake_github.add_collaborator(repository, "wendy", "write")
     cluster.secret("github", token=BOT_TOKEN, webhook_secret=WEBHOOK_SECRET)
     webhook = {"enabled": True, "secretRef": {"name": "github", "key": "webhook-secret"}}
@@ -63,14 +66,29 @@ async def test_mentions_by_writers_are_taken_and_others_answered(
         githubApiUrl=fake_github.base_url,
         credentialsSecretRef={"name": "github"},
         intake={"pollIntervalSeconds": 86400, "webhook": webhook},
+        **spec,
     )
     cluster.wait_intake("shop", "True", "Polling")
-    repo = human.get_repo(repository)
-    repo.create_hook(
+    human.get_repo(repository).create_hook(
         "web",
         {"url": intake_operator.webhook_url(cluster.namespace, "shop"), "secret": WEBHOOK_SECRET},
-        events=["issues", "issue_comment"],
+        events=events,
     )
+
+
+async def test_mentions_by_writers_are_taken_and_others_answered(
+    cluster: Cluster,
+    intake_operator: IntakeOperator,
+    fake_github: FakeGitHub,
+    human: Github,
+    repository: str,
+    queue: WorkQueue,
+) -> None:
+    fake_github.add_token(STRANGER_TOKEN, "mallory")
+    hooked_project(
+        cluster, intake_operator, fake_github, human, repository, ["issues", "issue_comment"]
+    )
+    repo = human.get_repo(repository)
     asked = repo.create_issue("Add a cart")  # no intake label: only the mention asks
     refused = repo.create_issue("Delete the database")
     assigned = repo.create_issue("Tidy the README")
@@ -179,30 +197,16 @@ async def test_review_comments_and_failing_checks_are_kept_for_a_fix_round(
     queue: WorkQueue,
     tmp_path: Path,
 ) -> None:
-    fake_github.add_token(WRITER_TOKEN, "wendy")
-    fake_github.add_collaborator(repository, "wendy", "write")
-    cluster.secret("github", token=BOT_TOKEN, webhook_secret=WEBHOOK_SECRET)
-    webhook = {"enabled": True, "secretRef": {"name": "github", "key": "webhook-secret"}}
-    cluster.project(
-        "shop",
-        repository=repository,
-        githubApiUrl=fake_github.base_url,
-        credentialsSecretRef={"name": "github"},
-        intake={"pollIntervalSeconds": 86400, "webhook": webhook},
-        pullRequests={"maxFixRounds": 2},
-    )
-    cluster.wait_intake("shop", "True", "Polling")
+    hooked_project(
+        cluster, intake_operator, fake_github, human, repository,
+        ["pull_request_review_comment", "check_run"], pullRequests={"maxFixRounds": 2},
+    )  # fmt: skip
     push(fake_github, repository, "main", {"README.md": "# shop\n"}, None, tmp_path)
     head = push(fake_github, repository, "agentfleet/issue-1", {"f.py": "x = 1\n"}, "main",
                 tmp_path)  # fmt: skip
     bot = person(fake_github, BOT_TOKEN).get_repo(repository)
     pull = bot.create_pull(title="Add f", body="Closes #1", head="agentfleet/issue-1", base="main")
     repo = human.get_repo(repository)
-    repo.create_hook(
-        "web",
-        {"url": intake_operator.webhook_url(cluster.namespace, "shop"), "secret": WEBHOOK_SECRET},
-        events=["pull_request_review_comment", "check_run"],
-    )
     reviewer = person(fake_github, WRITER_TOKEN).get_repo(repository).get_pull(pull.number)
     comment = reviewer.create_review_comment(
         "Call it y (R1).", repo.get_commit(head), "f.py", line=1

@@ -682,9 +682,17 @@ async def test_dispatch_starts_issues_and_requirements_once(
 
 def test_watch_shows_the_pools_again_every_interval(fleet: str, kubeconfig: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    arguments = [
+        "pools", "-n", fleet, "--watch", "--interval", "0.5", "-o", "yaml",
+        "--kubeconfig", str(kubeconfig),
+    ]  # fmt: skip
+    # Ctrl-C as a terminal delivers it: a run started in the background by a shell without
+    # job control inherits SIGINT ignored, and Python then installs no KeyboardInterrupt.
     command = [
-        sys.executable, "-m", "agentfleet", "pools", "-n", fleet, "--watch", "--interval",
-        "0.5", "-o", "yaml", "--kubeconfig", str(kubeconfig),
+        sys.executable, "-c",
+        "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler);"
+        f" sys.argv = ['agentfleet', *{arguments!r}]; runpy.run_module('agentfleet',"
+        " run_name='__main__')",
     ]  # fmt: skip
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) as process:
         assert process.stdout is not None
