@@ -17,6 +17,7 @@ from agentfleet.core.fleetapi import (
     DispatchResult,
     HeldItem,
     QueueReport,
+    StageThroughput,
     ThroughputReport,
 )
 
@@ -258,18 +259,19 @@ def alert_rows(report: AlertReport) -> list[AlertRow]:
 
 
 def metrics_rows(report: ThroughputReport) -> list[StageMetricsRow]:
-    return [
-        StageMetricsRow(
-            namespace=report.namespace, project=s.project, stage=s.stage.value,
-            window_seconds=report.window_seconds, finished=s.finished, succeeded=s.succeeded,
-            dead_lettered=s.dead_lettered, retried=s.retried, per_hour=s.per_hour,
-            success_rate=s.success_rate, rework_rate=s.rework_rate,
-            stage_seconds=s.stage_seconds, pipeline_seconds=s.pipeline_seconds,
-            target_per_hour=THROUGHPUT_TARGETS.get(s.stage, (None, False))[0],
-            target_per_worker=THROUGHPUT_TARGETS.get(s.stage, (None, False))[1],
-        )
-        for s in report.stages
-    ]  # fmt: skip
+    return [_metrics_row(report, s) for s in report.stages]
+
+
+def _metrics_row(report: ThroughputReport, s: StageThroughput) -> StageMetricsRow:
+    target, per_worker = THROUGHPUT_TARGETS.get(s.stage, (None, False))
+    return StageMetricsRow(
+        namespace=report.namespace, project=s.project, stage=s.stage.value,
+        window_seconds=report.window_seconds, finished=s.finished, succeeded=s.succeeded,
+        dead_lettered=s.dead_lettered, retried=s.retried, per_hour=s.per_hour,
+        success_rate=s.success_rate, rework_rate=s.rework_rate,
+        stage_seconds=s.stage_seconds, pipeline_seconds=s.pipeline_seconds,
+        target_per_hour=target, target_per_worker=per_worker,
+    )  # fmt: skip
 
 
 def _condition(obj: Object, kind: str) -> Mapping[str, Any]:
@@ -517,12 +519,10 @@ def bottlenecks(
                 and row.stage == stage.stage
                 and name in ((pool.get("status") or {}).get("projects") or [])
             ]
-            done = None if finished is None else finished.get((namespace, name, stage.stage))
-            cause, suggestion = _limit(stage.stage, paused, serving, waiting, finished, done)
-            if finished is not None:
-                per_hour: float | None = 0.0 if done is None else done.per_hour
-            else:
-                per_hour = None
+            known = finished is not None
+            done = finished.get((namespace, name, stage.stage)) if finished else None
+            cause, suggestion = _limit(stage.stage, paused, serving, waiting, known, done)
+            per_hour = (done.per_hour if done else 0.0) if known else None
             found.append(
                 Bottleneck(
                     namespace=namespace,
@@ -549,7 +549,7 @@ def _limit(
     paused: bool,
     serving: Sequence[PoolRow],
     waiting: int,
-    finished: Mapping[StageKey, StageMetricsRow] | None = None,
+    throughput_known: bool = False,
     done: StageMetricsRow | None = None,
 ) -> tuple[str, str]:
     if paused:
@@ -575,7 +575,7 @@ def _limit(
             " then agentfleet retry <project>; more workers would fail faster",
         )
     ready = sum(row.ready_replicas or 0 for row in serving)
-    if finished is not None and done is None and ready > 0:
+    if throughput_known and done is None and ready > 0:
         return (
             f"{ready} worker(s) ready, but no {stage} item finished in the throughput window",
             "agentfleet workers: look for stale heartbeats or an item held for long;"
