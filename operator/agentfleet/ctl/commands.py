@@ -177,17 +177,7 @@ def _live(target: Target, service: str | None, url: str | None, alerts: bool = T
     (that is when they are needed most)."""
     try:
         api = OperatorApi.connect(target, service, url)
-        throughput = [
-            row
-            for ns in _namespaces(target, api)
-            for row in metrics_rows(
-                api.get(
-                    _path(ns, "throughput"),
-                    ThroughputReport,
-                    windowSeconds=str(LIVE_WINDOW_SECONDS),
-                )
-            )
-        ]
+        throughput = _throughput(target, api, LIVE_WINDOW_SECONDS)
         if not alerts:
             return Live(throughput, [], None)
         query = {} if target.namespace is None else {"namespace": target.namespace}
@@ -249,8 +239,7 @@ def status(
             for r in fleet.throughput:
                 hour.add_row(
                     r.namespace, r.project, r.stage, str(r.finished), number(r.per_hour, 1),
-                    _goal(r), "-" if r.success_rate is None else f"{r.success_rate:.0%}",
-                    duration(r.pipeline_seconds),
+                    _goal(r), _percent(r.success_rate), duration(r.pipeline_seconds),
                 )  # fmt: skip
             console.print(hour)
         elif fleet.live_error is None:
@@ -290,6 +279,21 @@ def _namespaces(target: Target, api: OperatorApi) -> list[str]:
 
 def _path(namespace: str, *parts: str) -> str:
     return "/".join([f"{API_PREFIX}/namespaces/{namespace}", *parts])
+
+
+def _throughput(target: Target, api: OperatorApi, seconds: float) -> list[StageMetricsRow]:
+    """What each Project stage finished over the last `seconds`, in every namespace asked."""
+    return [
+        row
+        for ns in _namespaces(target, api)
+        for row in metrics_rows(
+            api.get(_path(ns, "throughput"), ThroughputReport, windowSeconds=str(seconds))
+        )
+    ]
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
 
 
 @one_line_errors
@@ -458,22 +462,14 @@ def metrics(
     except ValueError as exc:
         raise CliError(f"--window: {exc}") from None
     target = _target(kubeconfig, context, namespace, all_namespaces)
-    api = OperatorApi.connect(target, operator_service, operator_url)
-    rows = [
-        row
-        for ns in _namespaces(target, api)
-        for row in metrics_rows(
-            api.get(_path(ns, "throughput"), ThroughputReport, windowSeconds=str(seconds))
-        )
-    ]
+    rows = _throughput(target, OperatorApi.connect(target, operator_service, operator_url), seconds)
     _print_rows(
         output, rows, "StageMetrics",
         ["NAMESPACE", "PROJECT", "STAGE", "FINISHED", "PER HOUR", "GOAL", "SUCCESS", "DEAD",
          "REWORK", "IN STAGE", "PIPELINE"],
         lambda r: [
             r.namespace, r.project, r.stage, str(r.finished), number(r.per_hour, 1),
-            _goal(r), "-" if r.success_rate is None else f"{r.success_rate:.0%}",
-            str(r.dead_lettered), "-" if r.rework_rate is None else f"{r.rework_rate:.0%}",
+            _goal(r), _percent(r.success_rate), str(r.dead_lettered), _percent(r.rework_rate),
             duration(r.stage_seconds), duration(r.pipeline_seconds),
         ],
         f"Nothing finished in the last {duration(seconds)}.",

@@ -156,3 +156,26 @@ def test_the_scope_says_which_namespaces_the_operator_serves() -> None:
     ]
     assert Scope(all_namespaces=True, namespaces=[]).serves("anything")
     assert Scope.model_validate(scope.wire()) == scope
+
+
+def test_metrics_rows_carry_the_seeds_goals() -> None:
+    report = ThroughputReport(
+        namespace="ns",
+        window_seconds=3600,
+        stages=[
+            StageThroughput(
+                project="p", stage=stage, finished=1, succeeded=1, dead_lettered=0, retried=0,
+                per_hour=1.0, success_rate=1.0, rework_rate=0.0, stage_seconds=30.0,
+                pipeline_seconds=90.0,
+            )
+            for stage in (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT, Stage.REVIEW)
+        ],
+    )  # fmt: skip
+    goals = [(r.stage, r.target_per_hour, r.target_per_worker) for r in metrics_rows(report)]
+    assert goals == [
+        ("genesis", 8.0, False),
+        ("development", 3.0, True),
+        ("content", 5.0, False),
+        ("review", None, False),
+    ]
+    assert metrics_rows(report)[2].pipeline_seconds == 90.0

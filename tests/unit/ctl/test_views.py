@@ -7,13 +7,10 @@ from typing import Any
 
 import pytest
 
-from agentfleet.core.api import Stage
-from agentfleet.core.fleetapi import StageThroughput, ThroughputReport
 from agentfleet.ctl.output import Format, duration, machine
 from agentfleet.ctl.views import (
     StageMetricsRow,
     bottlenecks,
-    metrics_rows,
     pool_mode,
     pool_row,
     project_row,
@@ -218,26 +215,3 @@ def test_with_throughput_failing_and_stalled_stages_are_told_from_short_handed_o
     plain = {b.stage: b for b in bottlenecks([web], serving)}
     assert plain["development"].cause == "every serving pool is at its maximum: dev (3)"
     assert plain["content"].per_hour is None
-
-
-def test_metrics_rows_carry_the_seeds_goals() -> None:
-    report = ThroughputReport(
-        namespace="ns",
-        window_seconds=3600,
-        stages=[
-            StageThroughput(
-                project="p", stage=stage, finished=1, succeeded=1, dead_lettered=0, retried=0,
-                per_hour=1.0, success_rate=1.0, rework_rate=0.0, stage_seconds=30.0,
-                pipeline_seconds=90.0,
-            )
-            for stage in (Stage.GENESIS, Stage.DEVELOPMENT, Stage.CONTENT, Stage.REVIEW)
-        ],
-    )  # fmt: skip
-    goals = [(r.stage, r.target_per_hour, r.target_per_worker) for r in metrics_rows(report)]
-    assert goals == [
-        ("genesis", 8.0, False),
-        ("development", 3.0, True),
-        ("content", 5.0, False),
-        ("review", None, False),
-    ]
-    assert metrics_rows(report)[2].pipeline_seconds == 90.0
