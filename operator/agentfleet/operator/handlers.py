@@ -246,7 +246,11 @@ def create_registry(
         elif reconciler.deployment_drifted(ns, pool, generation):
             trigger = "drift"
         else:
-            if deployment_observation(body) != entry.observed:
+            # What the reconciler last wrote is newer than the index while watch events
+            # queue up (a burst of new pools); either way, only a change is written.
+            mirrored = reconciler.mirrored(ns, pool, entry.uid)
+            seen = entry.observed if mirrored is None else mirrored
+            if deployment_observation(body) != seen:
                 await _retrying(reconciler.mirror_pool_status(ns, pool, dict(body)))
             return
         log.info("Deployment %s/%s was %s; reconciling its pool", ns, pool, trigger)

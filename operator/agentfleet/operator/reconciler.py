@@ -36,7 +36,7 @@ from agentfleet.operator.children import (
 )
 from agentfleet.operator.context import OperatorContext
 from agentfleet.operator.events import ObjectRef
-from agentfleet.operator.index import PoolEntry
+from agentfleet.operator.index import PoolEntry, pool_observation
 from agentfleet.operator.kube import RECONCILER, KubeError, api_message, status_code
 from agentfleet.operator.logic import (
     BUDGET_EXHAUSTED,
@@ -63,6 +63,7 @@ from agentfleet.operator.logic import (
     webhook_problem,
     with_phase,
 )
+from agentfleet.operator.written import Written
 
 log = logging.getLogger("agentfleet.operator")
 
@@ -78,10 +79,7 @@ def _now() -> datetime:
 
 
 def _owned_by(existing: Manifest, uid: str) -> bool:
-    return any(
-        ref.get("uid") == uid and ref.get("controller")
-        for ref in existing.get("metadata", {}).get("ownerReferences") or []
-    )
+    return controller_uid(existing) == uid
 
 
 def resolution_fingerprint(resolution: Resolution) -> tuple[Any, ...]:
@@ -116,6 +114,10 @@ class Reconciler:
         # another generation means someone else changed the spec.
         self.applied_generation: dict[tuple[str, str], int] = {}
         self.pool_inputs: dict[tuple[str, str], tuple[Any, ...]] = {}
+        # Each pool's generation and status as of this reconciler's last write (or read):
+        # mirroring a Deployment's status needs no read of the pool, and a watch event
+        # still in flight causes no second write (`written`).
+        self.pool_written: Written[tuple[int | None, WorkerPoolStatus]] = Written()
 
     def _lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((kind, namespace, name), asyncio.Lock())
@@ -136,6 +138,7 @@ class Reconciler:
         if kind == "WorkerPool":
             self.applied_generation.pop((namespace, name), None)
             self.pool_inputs.pop((namespace, name), None)
+            self.pool_written.forget((namespace, name))
 
     # ------------------------------------------------------------------ pools
     async def reconcile_pool(
@@ -219,6 +222,8 @@ class Reconciler:
         )
         if updated != previous:
             await self._write_pool_status(namespace, name, updated)
+        else:
+            self.pool_written.remember((namespace, name), pool.uid, (generation, previous))
         if note is not None and updated.last_scale_reason == note.reason:
             self.context.scale_notes.pop((namespace, name), None)
         before = find_condition(previous.conditions, READY)
@@ -385,23 +390,42 @@ class Reconciler:
                 {"metadata": {"ownerReferences": wanted}},
             )
 
+    def mirrored(self, namespace: str, name: str, uid: str) -> tuple[Any, ...] | None:
+        """What the pool's status says of its Deployment as this reconciler recently
+        wrote it (`index.pool_observation`); None when it has no recent record."""
+        written = self.pool_written.recall((namespace, name), uid)
+        return None if written is None else pool_observation(written[1].to_wire())
+
     async def mirror_pool_status(self, namespace: str, name: str, deployment: Manifest) -> None:
         """Copy the Deployment's replica counts and availability into the pool's status."""
         async with self._lock("WorkerPool", namespace, name):
-            current = await self.kube.get_custom(namespace, "workerpools", name)
-            if current is None:
-                return
-            previous = _parse_status(WorkerPoolStatus, current.get("status"))
-            generation = current["metadata"].get("generation")
+            written = self.pool_written.recall((namespace, name), controller_uid(deployment))
+            if written is not None:
+                generation, previous = written
+            else:
+                current = await self.kube.get_custom(namespace, "workerpools", name)
+                if current is None:
+                    return
+                previous = _parse_status(WorkerPoolStatus, current.get("status"))
+                generation = current["metadata"].get("generation")
             updated = mirror_deployment(previous, deployment, generation, _now())
             if updated != previous:
                 await self._write_pool_status(namespace, name, updated)
 
     async def _write_pool_status(self, namespace: str, name: str, status: WorkerPoolStatus) -> None:
         """Apply the reconciler's fields of `status` (all of them: one left out would be
-        removed)."""
+        removed), and remember the status the API server answered with."""
         owned = POOL_RECONCILER_FIELDS.select(status.to_wire())
-        await self.kube.apply_status(namespace, "workerpools", name, owned, RECONCILER)
+        written = await self.kube.apply_status(namespace, "workerpools", name, owned, RECONCILER)
+        if written is None:
+            self.pool_written.forget((namespace, name))
+            return
+        meta = written["metadata"]
+        self.pool_written.remember(
+            (namespace, name),
+            meta["uid"],
+            (meta.get("generation"), _parse_status(WorkerPoolStatus, written.get("status"))),
+        )
 
     async def _write_project_status(self, namespace: str, name: str, status: ProjectStatus) -> None:
         owned = PROJECT_RECONCILER_FIELDS.select(status.to_wire())
@@ -568,6 +592,14 @@ class Reconciler:
             elif kind == PAUSED and (before is not None or after.status is ConditionStatus.TRUE):
                 reason = "Paused" if after.status is ConditionStatus.TRUE else "Resumed"
                 self.events.normal(event_ref, reason, after.message, RECONCILER)
+
+
+def controller_uid(child: Manifest) -> str | None:
+    """The uid of the object that controls `child` (its controller ownerReference)."""
+    for ref in child.get("metadata", {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 S = TypeVar("S", WorkerPoolStatus, ProjectStatus)

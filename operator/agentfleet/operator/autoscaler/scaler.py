@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
 
+from agentfleet.core.api.workerpool import WorkerPoolStatus
 from agentfleet.core.queue import CONNECTION_ERRORS
 from agentfleet.operator.autoscaler.decision import Decision, Direction
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
@@ -44,9 +45,10 @@ from agentfleet.operator.autoscaler.reporting import (
 from agentfleet.operator.children import selector_labels
 from agentfleet.operator.context import OperatorContext
 from agentfleet.operator.events import ObjectRef
-from agentfleet.operator.index import PoolEntry, PoolIndexKey
+from agentfleet.operator.index import PoolEntry, PoolIndexKey, parse_pool_status
 from agentfleet.operator.kube import AUTOSCALER, KubeError
 from agentfleet.operator.logic import ProjectInfo, ScaleNote, ScalingRecord
+from agentfleet.operator.written import Written
 
 log = logging.getLogger("agentfleet.operator.autoscaler")
 
@@ -103,6 +105,10 @@ class KubernetesScaler:
         self.events = context.events
         self.prometheus = prometheus
         self.directory = directory
+        # The status the API server answered this autoscaler's last write to each pool
+        # with: an unchanged decision is neither written nor its Events posted again
+        # while the index lags behind (`written`).
+        self._written: Written[WorkerPoolStatus] = Written()
 
     async def list_pools(self) -> Sequence[PoolTarget]:
         return self.directory.targets()
@@ -110,19 +116,26 @@ class KubernetesScaler:
     async def apply(self, pool: PoolTarget, decision: Decision) -> None:
         known = self.directory.get(pool.key)
         if known is None:  # deleted since it was listed
+            self._written.forget(pool.key)
             return
         now = _now()
-        updated = scaled_status(known.status, known, decision, now)
-        if not decision.changed and same_status(known.status, updated):
+        written_before = self._written.recall(known.key, known.uid)
+        previous = known.status if written_before is None else written_before
+        updated = scaled_status(previous, known, decision, now)
+        if not decision.changed and same_status(previous, updated):
             return
         if decision.direction is Direction.DOWN:
             await self._mark_idle_pods(pool)
-        events = scaling_events(known.status, decision)
+        events = scaling_events(previous, decision)
         written = await self.kube.apply_status(
             pool.namespace, "workerpools", pool.name, status_patch(updated), AUTOSCALER
         )
         if written is None:  # deleted meanwhile
+            self._written.forget(pool.key)
             return
+        self._written.remember(
+            pool.key, str(written["metadata"]["uid"]), parse_pool_status(written.get("status"))
+        )
         if decision.changed:
             await self._scale(known, decision.desired_replicas, decision.summary, now)
             self.context.scaling_log.append(

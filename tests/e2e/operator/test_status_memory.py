@@ -1,0 +1,162 @@
+"""The operator's two status writers, the reconciler and the autoscaler, each own their own
+fields of a WorkerPool's status, so each can trust what it last wrote over kopf's index:
+the index is fed by a watch, and in a burst (a thousand new pools) its events queue up
+far behind the writes. Here the index is a snapshot that never catches up, the worst
+case, and the API server is the real one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from agentfleet.core.api.autoscaling import AutoscalingSpec
+from agentfleet.core.api.base import Stage
+from agentfleet.dev.localenv.waiting import wait_for
+from agentfleet.operator.autoscaler.decision import ScaleState, Signals, decide
+from agentfleet.operator.autoscaler.pools import PoolTarget
+from agentfleet.operator.autoscaler.prometheus import PrometheusSource
+from agentfleet.operator.autoscaler.scaler import KubernetesScaler, PoolDirectory
+from agentfleet.operator.children import WorkerEnvironment
+from agentfleet.operator.config import OperatorConfig
+from agentfleet.operator.context import OperatorContext
+from agentfleet.operator.events import EventRecorder
+from agentfleet.operator.index import (
+    deployment_observation,
+    pool_index_entries,
+    pool_observation,
+)
+from agentfleet.operator.kube import Kube
+from agentfleet.operator.reconciler import Reconciler
+
+GROUP, VERSION = "agentfleet.dev", "v1alpha1"
+POOL = "remembered"
+
+
+@pytest.fixture
+async def context(
+    kubeconfig: Path, garbage_collector_knows_crds: None
+) -> AsyncIterator[OperatorContext]:
+    """The plumbing of an operator process, in a namespace no operator of the session
+    serves (`namespace`: t-*): this test is the only writer."""
+    kube = Kube.connect(str(kubeconfig), 30.0, 10.0)
+    events = EventRecorder(kube)
+    events.start()
+    built = OperatorContext(
+        config=OperatorConfig(kubeconfig=str(kubeconfig), all_namespaces=True),
+        kube=kube,
+        queue=None,
+        events=events,
+    )
+    yield built
+    await built.close()
+
+
+def _create_pool(api_client: client.ApiClient, namespace: str) -> dict[str, Any]:
+    custom = client.CustomObjectsApi(api_client)
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "WorkerPool",
+        "metadata": {"name": POOL, "namespace": namespace},
+        "spec": {"stage": "development", "minReplicas": 0, "maxReplicas": 3},
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "workerpools", body)
+    pool: dict[str, Any] = custom.get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "workerpools", POOL
+    )
+    return pool
+
+
+def _read_pool(api_client: client.ApiClient, namespace: str) -> dict[str, Any]:
+    pool: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
+        GROUP, VERSION, namespace, "workerpools", POOL
+    )
+    return pool
+
+
+def _event_count(api_client: client.ApiClient, namespace: str, reason: str) -> int:
+    items = (
+        client.CoreV1Api(api_client)
+        .list_namespaced_event(namespace, field_selector=f"involvedObject.name={POOL}")
+        .items
+    )
+    return sum((event.count or 1) for event in items if event.reason == reason)
+
+
+async def test_the_autoscaler_writes_a_decision_once_while_its_index_lags(
+    api_client: client.ApiClient, namespace: str, context: OperatorContext
+) -> None:
+    body = _create_pool(api_client, namespace)
+    # As kopf's index holds it (a list per key), and never updated: the watch is behind.
+    lagging = {key: [entry] for key, entry in pool_index_entries(body).items()}
+    directory = PoolDirectory(lagging, {}, {(namespace, POOL)})
+    scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
+    target = PoolTarget(
+        namespace=namespace, name=POOL, stage=Stage.DEVELOPMENT, current_replicas=0,
+        min_replicas=0, max_replicas=3,
+    )  # fmt: skip
+    state = ScaleState(current_replicas=0, min_replicas=0, max_replicas=3)
+    unavailable = decide(
+        AutoscalingSpec(), state, Signals.unavailable("Prometheus unreachable"), time.time()
+    )
+
+    await scaler.apply(target, unavailable)
+    first = _read_pool(api_client, namespace)
+    conditions = {c["type"]: c for c in first["status"]["conditions"]}
+    assert conditions["MetricsAvailable"]["status"] == "False"
+
+    # The next polls decide the same; the index still shows the pool as created.
+    for _ in range(2):
+        await scaler.apply(target, unavailable)
+    again = _read_pool(api_client, namespace)
+    assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"], (
+        "the same decision was written again"
+    )
+    await context.events.close()
+    assert _event_count(api_client, namespace, "MetricsUnavailable") == 1
+
+
+async def test_the_reconciler_mirrors_a_deployment_from_what_it_wrote(
+    api_client: client.ApiClient, namespace: str, context: OperatorContext
+) -> None:
+    body = _create_pool(api_client, namespace)
+    uid = body["metadata"]["uid"]
+    reconciler = Reconciler(context, WorkerEnvironment(redis_url=None))
+    assert await reconciler.reconcile_pool(namespace, POOL, [], trigger="create") is None
+    reconciled = _read_pool(api_client, namespace)
+    assert reconciler.mirrored(namespace, POOL, uid) == pool_observation(reconciled["status"])
+
+    # The controller manager fills in the Deployment's status after the reconciler wrote
+    # the pool's; the index (a watch) would still show the pool as created.
+    apps = client.AppsV1Api(api_client)
+
+    def available() -> dict[str, Any] | None:
+        listed = apps.list_namespaced_deployment(namespace).items
+        assert len(listed) == 1, listed
+        found: dict[str, Any] = api_client.sanitize_for_serialization(listed[0])
+        conditions = (found.get("status") or {}).get("conditions") or []
+        return found if any(c["type"] == "Available" for c in conditions) else None
+
+    deployment = wait_for(available, 60, "the Deployment's Available condition")
+    await reconciler.mirror_pool_status(namespace, POOL, deployment)
+    mirrored = _read_pool(api_client, namespace)
+    assert pool_observation(mirrored["status"]) == deployment_observation(deployment)
+    assert reconciler.mirrored(namespace, POOL, uid) == deployment_observation(deployment)
+    # What the reconciler wrote before (Ready and its reason, the projects) is kept.
+    before = {c["type"]: c for c in reconciled["status"]["conditions"]}
+    after = {c["type"]: c for c in mirrored["status"]["conditions"]}
+    assert after["Ready"] == before["Ready"]
+    assert mirrored["status"]["selector"] == reconciled["status"]["selector"]
+
+    # The same Deployment status again: nothing to write.
+    await reconciler.mirror_pool_status(namespace, POOL, deployment)
+    again = _read_pool(api_client, namespace)
+    assert again["metadata"]["resourceVersion"] == mirrored["metadata"]["resourceVersion"]
+    # A Deployment controlled by another object (a pool deleted and made again under the
+    # name) is not mirrored from the record.
+    assert reconciler.mirrored(namespace, POOL, "another-uid") is None
