@@ -611,6 +611,21 @@ class StatusOwnership:
         ]
         return owned
 
+    def overlay(self, wire: Mapping[str, Any], owned: Mapping[str, Any]) -> dict[str, Any]:
+        """`wire` with this writer's part replaced by `owned` (what `select` gave for a
+        newer status): its fields as in `owned`, its conditions where they were (new ones
+        last), every other field and condition as in `wire`."""
+        merged = {key: value for key, value in wire.items() if key not in self.fields}
+        merged.update((key, value) for key, value in owned.items() if key in self.fields)
+        mine = {c.get("type"): c for c in owned.get("conditions") or []}
+        conditions = [
+            mine.pop(c.get("type"), c) if c.get("type") in self.conditions else c
+            for c in wire.get("conditions") or []
+            if c.get("type") not in self.conditions or c.get("type") in mine
+        ]
+        merged["conditions"] = conditions + list(mine.values())
+        return merged
+
 
 POOL_RECONCILER_FIELDS = StatusOwnership(
     fields=frozenset(

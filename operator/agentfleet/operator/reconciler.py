@@ -114,10 +114,10 @@ class Reconciler:
         # another generation means someone else changed the spec.
         self.applied_generation: dict[tuple[str, str], int] = {}
         self.pool_inputs: dict[tuple[str, str], tuple[Any, ...]] = {}
-        # Each pool's generation and status as of this reconciler's last write (or read):
-        # mirroring a Deployment's status needs no read of the pool, and a watch event
-        # still in flight causes no second write (`written`).
-        self.pool_written: Written[tuple[int | None, WorkerPoolStatus]] = Written()
+        # Each pool's generation and this reconciler's fields of its status (wire form) as
+        # of its last write (or read): mirroring a Deployment's status needs no read of
+        # the pool, and a watch event still in flight causes no second write (`written`).
+        self.pool_written: Written[tuple[int | None, dict[str, Any]]] = Written()
 
     def _lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((kind, namespace, name), asyncio.Lock())
@@ -223,7 +223,8 @@ class Reconciler:
         if updated != previous:
             await self._write_pool_status(namespace, name, updated)
         else:
-            self.pool_written.remember((namespace, name), pool.uid, (generation, previous))
+            owned = POOL_RECONCILER_FIELDS.select(previous.to_wire())
+            self.pool_written.remember((namespace, name), pool.uid, (generation, owned))
         if note is not None and updated.last_scale_reason == note.reason:
             self.context.scale_notes.pop((namespace, name), None)
         before = find_condition(previous.conditions, READY)
@@ -394,14 +395,16 @@ class Reconciler:
         """What the pool's status says of its Deployment as this reconciler recently
         wrote it (`index.pool_observation`); None when it has no recent record."""
         written = self.pool_written.recall((namespace, name), uid)
-        return None if written is None else pool_observation(written[1].to_wire())
+        return None if written is None else pool_observation(written[1])
 
     async def mirror_pool_status(self, namespace: str, name: str, deployment: Manifest) -> None:
         """Copy the Deployment's replica counts and availability into the pool's status."""
         async with self._lock("WorkerPool", namespace, name):
             written = self.pool_written.recall((namespace, name), controller_uid(deployment))
             if written is not None:
-                generation, previous = written
+                # Only this reconciler's fields: they are all it compares and writes.
+                generation, owned = written
+                previous = _parse_status(WorkerPoolStatus, owned)
             else:
                 current = await self.kube.get_custom(namespace, "workerpools", name)
                 if current is None:
@@ -424,7 +427,7 @@ class Reconciler:
         self.pool_written.remember(
             (namespace, name),
             meta["uid"],
-            (meta.get("generation"), _parse_status(WorkerPoolStatus, written.get("status"))),
+            (meta.get("generation"), POOL_RECONCILER_FIELDS.select(written.get("status") or {})),
         )
 
     async def _write_project_status(self, namespace: str, name: str, status: ProjectStatus) -> None:

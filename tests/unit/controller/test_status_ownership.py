@@ -106,3 +106,41 @@ def test_a_note_for_other_replicas_is_not_the_reason() -> None:
 
     assert status.desired_replicas == 3
     assert status.last_scale_reason == "before"
+
+
+def test_a_writers_own_part_overlays_an_older_status() -> None:
+    """What the autoscaler recorded of its last write replaces its part of a status the
+    index still shows from before; the reconciler's part stays as the index has it."""
+    older = {
+        "replicas": 2,
+        "metrics": {"queueDepth": 9},
+        "conditions": [
+            {"type": "Ready", "status": "True"},
+            {"type": "ScalingActive", "status": "True", "reason": "ScalingFromMetrics"},
+            {"type": "Available", "status": "True"},
+        ],
+    }
+    recorded = POOL_AUTOSCALER_FIELDS.select(
+        {
+            "replicas": 5,  # not the autoscaler's: ignored
+            "metrics": {"queueDepth": 0},
+            "conditions": [
+                {"type": "Ready", "status": "False"},  # not the autoscaler's: ignored
+                {"type": "ScalingActive", "status": "False", "reason": "MetricsUnavailable"},
+                {"type": "MetricsAvailable", "status": "False"},
+            ],
+        }
+    )
+    merged = POOL_AUTOSCALER_FIELDS.overlay(older, recorded)
+    assert merged["replicas"] == 2
+    assert merged["metrics"] == {"queueDepth": 0}
+    assert merged["conditions"] == [
+        {"type": "Ready", "status": "True"},
+        {"type": "ScalingActive", "status": "False", "reason": "MetricsUnavailable"},
+        {"type": "Available", "status": "True"},
+        {"type": "MetricsAvailable", "status": "False"},
+    ]
+    # A field or condition the writer no longer writes is gone, as the API server removes it.
+    cleared = POOL_AUTOSCALER_FIELDS.overlay(older, {"conditions": []})
+    assert "metrics" not in cleared
+    assert [c["type"] for c in cleared["conditions"]] == ["Ready", "Available"]

@@ -23,10 +23,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from redis.exceptions import RedisError
 
-from agentfleet.core.api.workerpool import WorkerPoolStatus
 from agentfleet.core.queue import CONNECTION_ERRORS
 from agentfleet.operator.autoscaler.decision import Decision, Direction
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
@@ -47,7 +47,12 @@ from agentfleet.operator.context import OperatorContext
 from agentfleet.operator.events import ObjectRef
 from agentfleet.operator.index import PoolEntry, PoolIndexKey, parse_pool_status
 from agentfleet.operator.kube import AUTOSCALER, KubeError
-from agentfleet.operator.logic import ProjectInfo, ScaleNote, ScalingRecord
+from agentfleet.operator.logic import (
+    POOL_AUTOSCALER_FIELDS,
+    ProjectInfo,
+    ScaleNote,
+    ScalingRecord,
+)
 from agentfleet.operator.written import Written
 
 log = logging.getLogger("agentfleet.operator.autoscaler")
@@ -105,10 +110,10 @@ class KubernetesScaler:
         self.events = context.events
         self.prometheus = prometheus
         self.directory = directory
-        # The status the API server answered this autoscaler's last write to each pool
-        # with: an unchanged decision is neither written nor its Events posted again
-        # while the index lags behind (`written`).
-        self._written: Written[WorkerPoolStatus] = Written()
+        # This autoscaler's fields of each pool's status (wire form) as the API server
+        # answered its last write: an unchanged decision is neither written nor its Events
+        # posted again while the index lags behind (`written`).
+        self._written: Written[dict[str, Any]] = Written()
 
     async def list_pools(self) -> Sequence[PoolTarget]:
         return self.directory.targets()
@@ -119,8 +124,12 @@ class KubernetesScaler:
             self._written.forget(pool.key)
             return
         now = _now()
-        written_before = self._written.recall(known.key, known.uid)
-        previous = known.status if written_before is None else written_before
+        mine = self._written.recall(known.key, known.uid)
+        previous = (
+            known.status
+            if mine is None
+            else parse_pool_status(POOL_AUTOSCALER_FIELDS.overlay(known.status.to_wire(), mine))
+        )
         updated = scaled_status(previous, known, decision, now)
         if not decision.changed and same_status(previous, updated):
             return
@@ -134,7 +143,9 @@ class KubernetesScaler:
             self._written.forget(pool.key)
             return
         self._written.remember(
-            pool.key, str(written["metadata"]["uid"]), parse_pool_status(written.get("status"))
+            pool.key,
+            str(written["metadata"]["uid"]),
+            POOL_AUTOSCALER_FIELDS.select(written.get("status") or {}),
         )
         if decision.changed:
             await self._scale(known, decision.desired_replicas, decision.summary, now)
