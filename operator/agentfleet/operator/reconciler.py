@@ -417,7 +417,7 @@ class Reconciler:
 
     async def _write_pool_status(self, namespace: str, name: str, status: WorkerPoolStatus) -> None:
         """Apply the reconciler's fields of `status` (all of them: one left out would be
-        removed), and remember the status the API server answered with."""
+        removed), and remember its fields as the API server answered with them."""
         owned = POOL_RECONCILER_FIELDS.select(status.to_wire())
         written = await self.kube.apply_status(namespace, "workerpools", name, owned, RECONCILER)
         if written is None:

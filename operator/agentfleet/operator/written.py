@@ -17,8 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-PoolKey = tuple[str, str]
-"""(namespace, name)."""
+from agentfleet.operator.index import PoolKey
 
 T = TypeVar("T")
 
