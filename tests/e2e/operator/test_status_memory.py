@@ -8,18 +8,20 @@ case, and the API server is the real one.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
+from prometheus_client import CollectorRegistry
 
 from agentfleet.core.api.autoscaling import AutoscalingSpec
 from agentfleet.core.api.base import Stage
 from agentfleet.dev.localenv.waiting import wait_for
 from agentfleet.operator.autoscaler.decision import ScaleState, Signals, decide
-from agentfleet.operator.autoscaler.pools import PoolTarget
+from agentfleet.operator.autoscaler.loop import AutoscalerLoop
+from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.operator.autoscaler.prometheus import PrometheusSource
 from agentfleet.operator.autoscaler.scaler import KubernetesScaler, PoolDirectory
 from agentfleet.operator.children import WorkerEnvironment
@@ -160,3 +162,37 @@ async def test_the_reconciler_mirrors_a_deployment_from_what_it_wrote(
     # A Deployment controlled by another object (a pool deleted and made again under the
     # name) is not mirrored from the record.
     assert reconciler.mirrored(namespace, POOL, "another-uid") is None
+
+
+class Waiting:
+    """A MetricsSource reporting five items waiting for every pool (what Prometheus would
+    answer is tested against the real server in tests/integration/autoscaler)."""
+
+    async def fetch(self, pools: Sequence[PoolTarget]) -> Mapping[PoolKey, Signals]:
+        return {
+            pool.key: Signals(queue_depth=5, oldest_wait_seconds=20, utilization=0.0)
+            for pool in pools
+        }
+
+
+async def test_the_autoscaler_scales_once_while_its_index_lags(
+    api_client: client.ApiClient, namespace: str, context: OperatorContext
+) -> None:
+    """Polls that see the pool at zero replicas after the autoscaler scaled it to one
+    (kopf's index behind its own write) neither scale it again nor post ScaledUp again."""
+    body = _create_pool(api_client, namespace)
+    lagging = {key: [entry] for key, entry in pool_index_entries(body).items()}
+    directory = PoolDirectory(lagging, {}, {(namespace, POOL)})
+    scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
+    loop = AutoscalerLoop(Waiting(), scaler, registry=CollectorRegistry())
+
+    start = time.time()
+    for poll in range(3):
+        await loop.run_once(now=start + 15 * poll)
+    scaled = _read_pool(api_client, namespace)
+    assert scaled["spec"]["replicas"] == 1
+    assert scaled["metadata"]["generation"] == body["metadata"]["generation"] + 1, (
+        "spec.replicas was written more than once"
+    )
+    await context.events.close()
+    assert _event_count(api_client, namespace, "ScaledUp") == 1

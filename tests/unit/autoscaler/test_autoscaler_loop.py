@@ -372,6 +372,65 @@ async def test_an_activation_is_not_repeated_while_it_reaches_the_pool(
     assert len(await loop.activate([arrival()], now=200.0)) == 1
 
 
+class LaggingScaler(DictScaler):
+    """A DictScaler whose listing is a watch that has not caught up: applied decisions
+    are recorded, and the pools listed stay as they were until `catch_up`."""
+
+    async def apply(self, pool: PoolTarget, decision: Decision) -> None:
+        if self.broken:
+            raise RuntimeError("API server said no")
+        self.applied.append((pool.key, decision))
+
+    def catch_up(self, key: PoolKey, replicas: int, generation: int) -> None:
+        self.pools[key] = self.pools[key].model_copy(
+            update={"current_replicas": replicas, "generation": generation}
+        )
+
+    def scalings(self) -> list[tuple[int, int]]:
+        return [(d.current_replicas, d.desired_replicas) for _, d in self.applied if d.changed]
+
+
+async def test_a_scaling_is_not_decided_again_while_the_listing_lags(
+    registry: CollectorRegistry,
+) -> None:
+    """In a burst the index shows a pool from before the autoscaler's own scale-up for
+    several polls; deciding on it would scale (and post ScaledUp) again each poll."""
+    pool = make_pool("lagging", replicas=0).model_copy(update={"generation": 1})
+    table, scaler = SignalTable(), LaggingScaler(pool)
+    table.signals = {pool.key: MIDDLE}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+
+    await loop.run_once(now=1000)
+    await loop.run_once(now=1015)
+    await loop.run_once(now=1030)
+    assert scaler.scalings() == [(0, 1)]
+    assert sample(registry, "agentfleet_pool_current_replicas", pool="lagging") == 1
+    # Nor does an arrival activate it again once the activation hold is over.
+    assert await loop.activate([arrival()], now=1100.0) == []
+
+    # The watch catches up (generation 2 holds the scale-up); then someone scales the
+    # pool by hand to 3 (generation 3), which the loop believes.
+    scaler.catch_up(pool.key, replicas=1, generation=2)
+    await loop.run_once(now=1045)
+    scaler.catch_up(pool.key, replicas=3, generation=3)
+    table.signals = {pool.key: QUIET}
+    decided = await loop.run_once(now=1400)
+    assert [d.current_replicas for _, d in decided] == [3]
+    assert scaler.scalings() == [(0, 1), (3, 0)]
+
+
+async def test_a_failed_scaling_is_not_remembered(registry: CollectorRegistry) -> None:
+    pool = make_pool("refused", replicas=0).model_copy(update={"generation": 1})
+    table, scaler = SignalTable(), LaggingScaler(pool)
+    table.signals = {pool.key: MIDDLE}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+    scaler.broken = True
+    await loop.run_once(now=1000)
+    scaler.broken = False
+    decided = await loop.run_once(now=1015)
+    assert [(d.current_replicas, d.desired_replicas) for _, d in decided] == [(0, 1)]
+
+
 async def test_activation_keeps_what_the_last_poll_knew_about_the_metrics(
     registry: CollectorRegistry,
 ) -> None:

@@ -109,6 +109,9 @@ class _PoolMemory:
     decision_labels: set[tuple[str, str]] = field(default_factory=set)
     activated_at: float | None = None
     throttled: ThrottledReading | None = None
+    scaled: tuple[int, int] | None = None
+    """The replicas this loop last set and the pool's generation when it decided so, until
+    the pool is seen at a later generation (`_as_scaled`)."""
 
 
 # An activation reaches the pool's listed replicas through the API server and the
@@ -118,6 +121,24 @@ _ACTIVATION_HOLD = 10.0
 
 def _later(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
+
+
+def _as_scaled(pool: PoolTarget, memory: _PoolMemory) -> PoolTarget:
+    """The pool with the replicas this loop last set, while its listing (kopf's index, fed
+    by a watch that falls behind in a burst) is of a generation from before that scaling.
+    Deciding on the older replicas would decide the same scaling again, and post its Event
+    again, every poll until the watch caught up. A later generation holds the scaling or
+    someone else's newer change, and is believed."""
+    scaled = memory.scaled
+    if scaled is None:
+        return pool
+    replicas, generation = scaled
+    if pool.generation is not None and pool.generation > generation:
+        memory.scaled = None
+        return pool
+    if pool.current_replicas == replicas:
+        return pool
+    return pool.model_copy(update={"current_replicas": replicas})
 
 
 def observed_summary(signals: Signals) -> tuple[int | None, float | None]:
@@ -169,9 +190,10 @@ class AutoscalerLoop:
     async def run_once(self, now: float | None = None) -> list[tuple[PoolTarget, Decision]]:
         """Evaluate every pool that is due at `now`; return what was decided for each."""
         now = self.clock() if now is None else now
-        pools = await self.scaler.list_pools()
-        self._forget_missing({p.key for p in pools})
-        due = [p for p in pools if now >= self._memory.setdefault(p.key, _PoolMemory()).next_due]
+        listed = await self.scaler.list_pools()
+        self._forget_missing({p.key for p in listed})
+        pools = [_as_scaled(p, self._memory.setdefault(p.key, _PoolMemory())) for p in listed]
+        due = [p for p in pools if now >= self._memory[p.key].next_due]
         if not due:
             return []
         with self.metrics.evaluation_seconds.time():
@@ -201,15 +223,15 @@ class AutoscalerLoop:
         arrived = list(dict.fromkeys(arrivals))
         if not arrived:
             return []
-        pools = await self.scaler.list_pools()
         decided = []
-        for pool in pools:
+        for listed in await self.scaler.list_pools():
+            memory = self._memory.setdefault(listed.key, _PoolMemory())
+            pool = _as_scaled(listed, memory)
             if pool.current_replicas != 0:
                 continue
             arrival = next((a for a in arrived if pool.serves(a)), None)
             if arrival is None:
                 continue
-            memory = self._memory.setdefault(pool.key, _PoolMemory())
             if memory.activated_at is not None and now - memory.activated_at < _ACTIVATION_HOLD:
                 continue  # the last activation is still on its way into the pool's replicas
             state = pool.scale_state(
@@ -267,6 +289,8 @@ class AutoscalerLoop:
             except Exception:
                 log.exception("applying %s to %s/%s failed", decision.summary, *pool.key)
                 return
+            if decision.changed and pool.generation is not None:
+                memory.scaled = (decision.desired_replicas, pool.generation)
             previous = memory.last_decision
             held_anew = decision.blocked_by is not None and (
                 previous is None or previous.blocked_by != decision.blocked_by

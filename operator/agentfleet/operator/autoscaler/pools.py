@@ -35,6 +35,10 @@ class PoolTarget(BaseModel):
     last_scale_up_time: float | None = None
     """From the pool's status, so a restarted operator keeps honouring the timers."""
     last_scale_down_time: float | None = None
+    generation: int | None = None
+    """The pool's metadata.generation where `current_replicas` was read. A change of
+    spec.replicas (the autoscaler's own, through the scale subresource) raises it, so the
+    loop can tell an index that has not seen its last scaling yet (`AutoscalerLoop`)."""
 
     @property
     def key(self) -> PoolKey:

@@ -105,6 +105,7 @@ def pool_target(pool: PoolEntry, projects: Iterable[ProjectInfo]) -> PoolTarget 
         # change in either direction, so seeding both with it is exact.
         last_scale_up_time=last_scale_seconds,
         last_scale_down_time=last_scale_seconds,
+        generation=pool.generation,
     )
 
 
