@@ -312,7 +312,8 @@ def test_operator_works_with_exactly_the_chart_rbac(
                 "apiVersion": "agentfleet.dev/v1alpha1",
                 "kind": "WorkerPool",
                 "metadata": {"name": "devs"},
-                "spec": {"stage": "development", "minReplicas": 1, "maxReplicas": 2},
+                # Two workers: the PodDisruptionBudget (and the verbs it needs) too.
+                "spec": {"stage": "development", "minReplicas": 2, "maxReplicas": 2},
             },
         )
         apps = client.AppsV1Api(api_client)

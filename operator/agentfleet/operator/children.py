@@ -1,5 +1,6 @@
 """Pure builders of the objects a WorkerPool owns: ServiceAccount, metrics Service,
-PodDisruptionBudget, NetworkPolicy, the queue Secret and the Deployment.
+PodDisruptionBudget (from two workers on), NetworkPolicy, the queue Secret and the
+Deployment.
 
 Each returns the complete manifest the operator server-side-applies in one request, so an
 object is either absent or whole; there is no half-built Deployment. The worker pods'
@@ -166,6 +167,15 @@ def build_metrics_service(pool: PoolIdentity, spec: WorkerPoolSpec) -> Manifest:
             ],
         },
     }
+
+
+DISRUPTION_BUDGET_FROM_REPLICAS = 2
+"""A pool gets its PodDisruptionBudget once it runs this many workers. With one or none,
+`maxUnavailable: 1` allows every eviction anyway (the budget changes nothing), and for a
+pool at zero the disruption controller posts a `NoPods` Event for it: a fleet of pools
+scaled to zero would pay an object, its status updates and Events for each, for nothing.
+Once made, the budget stays (children are applied, never pruned) until the pool is
+deleted."""
 
 
 def build_pod_disruption_budget(pool: PoolIdentity, spec: WorkerPoolSpec) -> Manifest:
@@ -601,13 +611,19 @@ def build_children(
     environment: WorkerEnvironment,
     all_projects: bool = False,
 ) -> list[Manifest]:
-    """Everything the pool owns, in apply order: the Deployment last, so its pods find
-    their ServiceAccount."""
+    """Everything the pool owns at `replicas` workers, in apply order: the Deployment
+    last, so its pods find their ServiceAccount. The PodDisruptionBudget only from
+    `DISRUPTION_BUDGET_FROM_REPLICAS` workers on."""
     queue = [build_queue_secret(pool, spec, environment.redis_url)] if environment.redis_url else []
+    budget = (
+        [build_pod_disruption_budget(pool, spec)]
+        if replicas >= DISRUPTION_BUDGET_FROM_REPLICAS
+        else []
+    )
     return [
         build_service_account(pool, spec),
         build_metrics_service(pool, spec),
-        build_pod_disruption_budget(pool, spec),
+        *budget,
         build_network_policy(pool, spec, environment),
         *queue,
         build_deployment(pool, spec, projects, replicas, environment, all_projects),

@@ -307,7 +307,7 @@ class Reconciler:
                     if kind == "Deployment":
                         deployment = applied
         if created:
-            # One Event for what one pass created (a new pool's six children, or the one
+            # One Event for what one pass created (a new pool's children, or the one
             # that was deleted): a thousand new pools post a thousand Events, not six.
             message = "Created " + ", ".join(created)
             self.events.normal(event_ref, "Created", message, RECONCILER)

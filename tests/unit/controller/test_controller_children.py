@@ -70,7 +70,7 @@ def test_deployment_is_controlled_by_its_pool() -> None:
 
 
 def test_every_child_is_owned_and_labelled() -> None:
-    children = build_children(POOL, _spec(), PROJECTS, 1, ENVIRONMENT)
+    children = build_children(POOL, _spec(), PROJECTS, 2, ENVIRONMENT)
     assert [c["kind"] for c in children] == [
         "ServiceAccount",
         "Service",
@@ -85,6 +85,15 @@ def test_every_child_is_owned_and_labelled() -> None:
         assert child["metadata"]["labels"]["app.kubernetes.io/managed-by"] == (
             "agentfleet-operator"
         )
+
+
+@pytest.mark.parametrize("replicas", [0, 1])
+def test_a_pool_of_one_or_no_worker_has_no_disruption_budget(replicas: int) -> None:
+    """maxUnavailable 1 allows every eviction of one or no Pod: the budget would be an
+    object (and, at zero, a NoPods Event) that protects nothing."""
+    kinds = [c["kind"] for c in build_children(POOL, _spec(), PROJECTS, replicas, ENVIRONMENT)]
+    assert "PodDisruptionBudget" not in kinds
+    assert kinds[-1] == "Deployment"
 
 
 def test_pod_template_carries_the_contract_labels_and_scrape_annotations() -> None:
