@@ -1,5 +1,5 @@
-"""Pure builders of the objects a WorkerPool owns: ServiceAccount, metrics Service,
-PodDisruptionBudget (from two workers on), NetworkPolicy, the queue Secret and the
+"""Pure builders of the objects a WorkerPool owns: ServiceAccount, metrics Service (from
+one worker on), PodDisruptionBudget (from two), NetworkPolicy, the queue Secret and the
 Deployment.
 
 Each returns the complete manifest the operator server-side-applies in one request, so an
@@ -146,6 +146,13 @@ def build_service_account(pool: PoolIdentity, spec: WorkerPoolSpec) -> Manifest:
         "kind": "ServiceAccount",
         "metadata": _metadata(pool, spec, pool.name),
     }
+
+
+METRICS_SERVICE_FROM_REPLICAS = 1
+"""A pool gets its metrics Service once it runs a worker: with none there is nothing to
+discover, and every Service makes the endpoints controllers write an Endpoints and an
+EndpointSlice object. Once made, it stays (children are applied, never pruned) until the
+pool is deleted."""
 
 
 def build_metrics_service(pool: PoolIdentity, spec: WorkerPoolSpec) -> Manifest:
@@ -612,9 +619,13 @@ def build_children(
     all_projects: bool = False,
 ) -> list[Manifest]:
     """Everything the pool owns at `replicas` workers, in apply order: the Deployment
-    last, so its pods find their ServiceAccount. The PodDisruptionBudget only from
-    `DISRUPTION_BUDGET_FROM_REPLICAS` workers on."""
+    last, so its pods find their ServiceAccount. The metrics Service only from
+    `METRICS_SERVICE_FROM_REPLICAS` workers on, the PodDisruptionBudget from
+    `DISRUPTION_BUDGET_FROM_REPLICAS`: a fleet of pools at zero pays for neither."""
     queue = [build_queue_secret(pool, spec, environment.redis_url)] if environment.redis_url else []
+    service = (
+        [build_metrics_service(pool, spec)] if replicas >= METRICS_SERVICE_FROM_REPLICAS else []
+    )
     budget = (
         [build_pod_disruption_budget(pool, spec)]
         if replicas >= DISRUPTION_BUDGET_FROM_REPLICAS
@@ -622,7 +633,7 @@ def build_children(
     )
     return [
         build_service_account(pool, spec),
-        build_metrics_service(pool, spec),
+        *service,
         *budget,
         build_network_policy(pool, spec, environment),
         *queue,

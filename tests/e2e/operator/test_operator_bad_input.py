@@ -118,12 +118,9 @@ CHILDREN = (
     ("read_namespaced_service_account", "core"),
     ("read_namespaced_pod_disruption_budget", "policy"),
 )
-SERVED = {
-    "read_namespaced_deployment",
-    "read_namespaced_service_account",
-    "read_namespaced_service",
-}
-"""The children every served pool has (the disruption budget only from two workers on)."""
+SERVED = {"read_namespaced_deployment", "read_namespaced_service_account"}
+"""The children every served pool has (the metrics Service only from one worker on, the
+disruption budget from two)."""
 
 
 def _children(objects: Objects, pool: str) -> list[str]:
@@ -340,6 +337,8 @@ def test_malformed_specs_never_crash_the_operator_or_half_build(objects: Objects
             assert env["AGENTFLEET_POOL"] == name
             children = set(_children(objects, name))
             assert children >= SERVED
+            if deployment["spec"]["replicas"] >= 1:
+                assert "read_namespaced_service" in children
             if deployment["spec"]["replicas"] >= 2:
                 assert "read_namespaced_pod_disruption_budget" in children
         else:

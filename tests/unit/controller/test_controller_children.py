@@ -87,13 +87,21 @@ def test_every_child_is_owned_and_labelled() -> None:
         )
 
 
-@pytest.mark.parametrize("replicas", [0, 1])
-def test_a_pool_of_one_or_no_worker_has_no_disruption_budget(replicas: int) -> None:
-    """maxUnavailable 1 allows every eviction of one or no Pod: the budget would be an
-    object (and, at zero, a NoPods Event) that protects nothing."""
-    kinds = [c["kind"] for c in build_children(POOL, _spec(), PROJECTS, replicas, ENVIRONMENT)]
-    assert "PodDisruptionBudget" not in kinds
-    assert kinds[-1] == "Deployment"
+@pytest.mark.parametrize(
+    ("replicas", "kinds"),
+    [
+        (0, ["ServiceAccount", "NetworkPolicy", "Secret", "Deployment"]),
+        (1, ["ServiceAccount", "Service", "NetworkPolicy", "Secret", "Deployment"]),
+    ],
+)
+def test_a_small_pool_has_only_the_children_that_do_something(
+    replicas: int, kinds: list[str]
+) -> None:
+    """No metrics Service without a worker to discover (it would cost an Endpoints and an
+    EndpointSlice), and no disruption budget below two: maxUnavailable 1 allows every
+    eviction of one Pod, and at zero the disruption controller posts NoPods for it."""
+    children = build_children(POOL, _spec(), PROJECTS, replicas, ENVIRONMENT)
+    assert [c["kind"] for c in children] == kinds
 
 
 def test_pod_template_carries_the_contract_labels_and_scrape_annotations() -> None:
