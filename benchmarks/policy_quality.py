@@ -125,7 +125,18 @@ def shapes_table() -> None:
                 af.p95_wait <= static.p95_wait + ALLOWANCE_SECONDS, f"{shape} {name}: p95 wait"
             )
             cost = verdict(share <= POD_HOURS_SHARE, f"{shape} {name}: pod-hours")
-            events = verdict(af.scale_events < target.scale_events, f"{shape} {name}: scale events")
+            events_what = f"{shape} {name}: scale events"
+            if target.scale_events == 0:
+                # Zero events is the queue target never leaving the starting replicas, i.e.
+                # static provisioning at minReplicas; a policy can only tie it by doing the
+                # same, and then has its p95 wait.
+                events_what += (
+                    f" (no policy makes fewer than 0; the only one with 0 holds"
+                    f" {min_replicas} replica(s), as the queue target did, with p95"
+                    f" {minutes(target.p95_wait)} against the allowed"
+                    f" {minutes(static.p95_wait + ALLOWANCE_SECONDS)})"
+                )
+            events = verdict(af.scale_events < target.scale_events, events_what)
             print(
                 f"  {shape:<7} {name:<5} {len(trace):>5} |"
                 f" {minutes(af.p95_wait):>7} {minutes(static.p95_wait):>7}"
