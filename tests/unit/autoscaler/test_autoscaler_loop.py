@@ -419,6 +419,20 @@ async def test_a_scaling_is_not_decided_again_while_the_listing_lags(
     assert scaler.scalings() == [(0, 1), (3, 0)]
 
 
+async def test_a_pool_made_again_under_the_name_is_not_taken_for_the_scaled_one(
+    registry: CollectorRegistry,
+) -> None:
+    pool = make_pool("again", replicas=0).model_copy(update={"generation": 1, "uid": "first"})
+    table, scaler = SignalTable(), LaggingScaler(pool)
+    table.signals = {pool.key: MIDDLE}
+    loop = AutoscalerLoop(table, scaler, registry=registry)
+    await loop.run_once(now=1000)
+    # Deleted and created again between two polls: generation 1 again, at zero replicas.
+    scaler.pools[pool.key] = pool.model_copy(update={"uid": "second"})
+    decided = await loop.run_once(now=1400)
+    assert [(d.current_replicas, d.desired_replicas) for _, d in decided] == [(0, 1)]
+
+
 async def test_a_failed_scaling_is_not_remembered(registry: CollectorRegistry) -> None:
     pool = make_pool("refused", replicas=0).model_copy(update={"generation": 1})
     table, scaler = SignalTable(), LaggingScaler(pool)

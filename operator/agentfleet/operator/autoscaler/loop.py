@@ -109,9 +109,9 @@ class _PoolMemory:
     decision_labels: set[tuple[str, str]] = field(default_factory=set)
     activated_at: float | None = None
     throttled: ThrottledReading | None = None
-    scaled: tuple[int, int] | None = None
-    """The replicas this loop last set and the pool's generation when it decided so, until
-    the pool is seen at a later generation (`_as_scaled`)."""
+    scaled: tuple[int, int, str | None] | None = None
+    """The replicas this loop last set, and the pool's generation and uid when it decided
+    so, until the pool is seen at a later generation or as another pool (`_as_scaled`)."""
 
 
 # An activation reaches the pool's listed replicas through the API server and the
@@ -128,12 +128,13 @@ def _as_scaled(pool: PoolTarget, memory: _PoolMemory) -> PoolTarget:
     by a watch that falls behind in a burst) is of a generation from before that scaling.
     Deciding on the older replicas would decide the same scaling again, and post its Event
     again, every poll until the watch caught up. A later generation holds the scaling or
-    someone else's newer change, and is believed."""
+    someone else's newer change, and is believed; so is a pool with another uid (deleted
+    and created again under the name between two polls)."""
     scaled = memory.scaled
     if scaled is None:
         return pool
-    replicas, generation = scaled
-    if pool.generation is not None and pool.generation > generation:
+    replicas, generation, uid = scaled
+    if pool.uid != uid or (pool.generation is not None and pool.generation > generation):
         memory.scaled = None
         return pool
     if pool.current_replicas == replicas:
@@ -290,7 +291,7 @@ class AutoscalerLoop:
                 log.exception("applying %s to %s/%s failed", decision.summary, *pool.key)
                 return
             if decision.changed and pool.generation is not None:
-                memory.scaled = (decision.desired_replicas, pool.generation)
+                memory.scaled = (decision.desired_replicas, pool.generation, pool.uid)
             previous = memory.last_decision
             held_anew = decision.blocked_by is not None and (
                 previous is None or previous.blocked_by != decision.blocked_by

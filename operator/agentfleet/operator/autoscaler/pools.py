@@ -39,6 +39,9 @@ class PoolTarget(BaseModel):
     """The pool's metadata.generation where `current_replicas` was read. A change of
     spec.replicas (the autoscaler's own, through the scale subresource) raises it, so the
     loop can tell an index that has not seen its last scaling yet (`AutoscalerLoop`)."""
+    uid: str | None = None
+    """The pool's metadata.uid: a pool deleted and created again under its name is
+    another pool, with a generation of its own."""
 
     @property
     def key(self) -> PoolKey:

@@ -106,6 +106,7 @@ def pool_target(pool: PoolEntry, projects: Iterable[ProjectInfo]) -> PoolTarget 
         last_scale_up_time=last_scale_seconds,
         last_scale_down_time=last_scale_seconds,
         generation=pool.generation,
+        uid=pool.uid,
     )
 
 
