@@ -114,8 +114,8 @@ class _PoolMemory:
     so, until the pool is seen at a later generation or as another pool (`_as_scaled`)."""
 
 
-# An activation reaches the pool's listed replicas through the API server and the
-# operator's watch; until then the pool still reads zero and must not be activated again.
+# An activation decided but not yet applied (its scale patch in flight) must not be decided
+# again by a second arrival; once applied, `_PoolMemory.scaled` covers the watch's lag.
 _ACTIVATION_HOLD = 10.0
 
 
