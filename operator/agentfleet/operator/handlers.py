@@ -59,6 +59,7 @@ from agentfleet.operator.kube import (
 )
 from agentfleet.operator.logic import ProjectInfo
 from agentfleet.operator.namespaces import serve_namespaces_listed_on_watch
+from agentfleet.operator.persistence import DiffBaseInMemory, ProgressInMemory
 from agentfleet.operator.reconciler import Reconciler
 from agentfleet.operator.session import bounded_session, connection_limit
 
@@ -123,10 +124,13 @@ def create_registry(
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
         # kopf's own bookkeeping goes into annotations under our prefix, never into
         # status, whose fields our writers own (docs/operator.md, "Who writes what").
-        settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-        settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-            prefix=API_GROUP, key="last-handled-configuration"
-        )
+        # WorkerPools' records in memory, Projects' in annotations (persistence.py): a
+        # new pool costs no PATCH of kopf's own.
+        progress = ProgressInMemory(prefix=API_GROUP)
+        diffbase = DiffBaseInMemory(prefix=API_GROUP, key="last-handled-configuration")
+        settings.persistence.progress_storage = progress
+        settings.persistence.diffbase_storage = diffbase
+        memo["kopf_records"] = (progress, diffbase)
         # Events are posted explicitly; kopf's per-handler INFO chatter stays in the log.
         settings.posting.level = logging.WARNING
         # Every network wait has a deadline (dask-kubernetes sets all four, citing watches
@@ -189,11 +193,21 @@ def create_registry(
     @kopf.on.create(*WORKERPOOLS, id="pool_changed", registry=registry)
     @kopf.on.update(*WORKERPOOLS, id="pool_changed", registry=registry)
     async def pool_changed(
-        *, name: str, namespace: str | None, reason: str, memo: Any, **kwargs: Any
+        *,
+        name: str,
+        namespace: str | None,
+        reason: str,
+        body: kopf.Body,
+        memo: Any,
+        **kwargs: Any,
     ) -> None:
         await _retrying(
             _reconciler(memo).reconcile_pool(
-                namespace or "", name, _projects(kwargs, namespace), trigger=str(reason)
+                namespace or "",
+                name,
+                _projects(kwargs, namespace),
+                trigger=str(reason),
+                body=dict(body),
             )
         )
 
@@ -213,10 +227,12 @@ def create_registry(
 
     @kopf.on.event(*WORKERPOOLS, id="pool_event", registry=registry)
     async def pool_event(
-        *, type: str, name: str, namespace: str | None, memo: Any, **_: Any
+        *, type: str, name: str, namespace: str | None, uid: str, memo: Any, **_: Any
     ) -> None:
         if type == "DELETED":
             _reconciler(memo).forget("WorkerPool", namespace or "", name)
+            for records in memo.get("kopf_records", ()):
+                records.forget(uid)
 
     @kopf.on.event(
         *DEPLOYMENTS,

@@ -118,6 +118,9 @@ class Reconciler:
         # of its last write (or read): mirroring a Deployment's status needs no read of
         # the pool, and a watch event still in flight causes no second write (`written`).
         self.pool_written: Written[tuple[int | None, dict[str, Any]]] = Written()
+        # The newest generation of each pool this reconciler has read or written: a body
+        # handed in by kopf that is older was overtaken while it waited for the lock.
+        self.pool_generation: dict[tuple[str, str], int] = {}
 
     def _lock(self, kind: str, namespace: str, name: str) -> asyncio.Lock:
         return self._locks.setdefault((kind, namespace, name), asyncio.Lock())
@@ -139,20 +142,28 @@ class Reconciler:
             self.applied_generation.pop((namespace, name), None)
             self.pool_inputs.pop((namespace, name), None)
             self.pool_written.forget((namespace, name))
+            self.pool_generation.pop((namespace, name), None)
 
     # ------------------------------------------------------------------ pools
     async def reconcile_pool(
-        self, namespace: str, name: str, projects: Iterable[ProjectInfo], trigger: str
+        self,
+        namespace: str,
+        name: str,
+        projects: Iterable[ProjectInfo],
+        trigger: str,
+        body: Manifest | None = None,
     ) -> Problem | None:
         """Bring the pool's children and status in line with its spec.
 
+        `body` is the pool as the caller (kopf) just saw it; without one, or when it may
+        have been overtaken (`_current_body`), the pool is read.
         Returns the semantic problem that stopped it (also in status as Ready=False), or
         None. Outages raise, for the caller to retry.
         """
         started = time.monotonic()
         try:
             async with self._concurrency, self._lock("WorkerPool", namespace, name):
-                problem = await self._reconcile_pool(namespace, name, list(projects), trigger)
+                problem = await self._reconcile_pool(namespace, name, list(projects), trigger, body)
         except Exception:
             metrics.RECONCILES.labels("WorkerPool", "error").inc()
             raise
@@ -161,15 +172,43 @@ class Reconciler:
         metrics.RECONCILES.labels("WorkerPool", "problem" if problem else "ok").inc()
         return problem
 
+    def _usable(self, namespace: str, name: str, body: Manifest | None) -> bool:
+        """Whether a body handed in may stand for the pool now. Not when the pool changed
+        while the reconcile waited for its turn: the autoscaler has scaled it since (its
+        note is still pending), or this reconciler has seen a newer generation. An older
+        spec.replicas applied to the Deployment would take Pods away until the next event."""
+        if body is None or (namespace, name) in self.context.scale_notes:
+            return False
+        generation = body.get("metadata", {}).get("generation")
+        newest = self.pool_generation.get((namespace, name))
+        return generation is not None and (newest is None or generation >= newest)
+
     async def _reconcile_pool(
-        self, namespace: str, name: str, projects: list[ProjectInfo], trigger: str
+        self,
+        namespace: str,
+        name: str,
+        projects: list[ProjectInfo],
+        trigger: str,
+        handed: Manifest | None = None,
     ) -> Problem | None:
-        body = await self.kube.get_custom(namespace, "workerpools", name)
+        usable = self._usable(namespace, name, handed)
+        body = handed if usable else await self.kube.get_custom(namespace, "workerpools", name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         meta = body["metadata"]
         pool = PoolIdentity(namespace, name, meta["uid"])
         generation: int | None = meta.get("generation")
+        if generation is not None:
+            self.pool_generation[(namespace, name)] = max(
+                generation, self.pool_generation.get((namespace, name), generation)
+            )
+        status = body.get("status") or {}
+        written = self.pool_written.recall((namespace, name), pool.uid) if usable else None
+        if written is not None:
+            # The body may predate this reconciler's own last status write (a mirror of the
+            # Deployment while the reconcile waited); for its own fields that write is
+            # the truth.
+            status = POOL_RECONCILER_FIELDS.overlay(status, written[1])
         event_ref = ObjectRef("WorkerPool", namespace, name, pool.uid)
 
         spec: WorkerPoolSpec | None = None
@@ -205,7 +244,7 @@ class Reconciler:
                 )
             await self._set_project_owner(body, spec, resolution)
 
-        previous = _parse_status(WorkerPoolStatus, body.get("status"))
+        previous = _parse_status(WorkerPoolStatus, status)
         note = self.context.scale_notes.get((namespace, name))
         updated = pool_status(
             previous,
@@ -424,6 +463,11 @@ class Reconciler:
             self.pool_written.forget((namespace, name))
             return
         meta = written["metadata"]
+        if meta.get("generation") is not None:
+            key = (namespace, name)
+            self.pool_generation[key] = max(
+                meta["generation"], self.pool_generation.get(key, meta["generation"])
+            )
         self.pool_written.remember(
             (namespace, name),
             meta["uid"],

@@ -120,6 +120,13 @@ def test_examples_become_owned_deployments(
         "Project widgets Active",
     )
     assert project["status"]["pools"] == sorted(POOLS)
+    # kopf keeps its records of a pool in the operator's memory (operator/persistence.py),
+    # a Project's in its annotations.
+    kopf_records = {"agentfleet.dev/last-handled-configuration", "agentfleet.dev/kopf-managed"}
+    for name in POOLS:
+        annotations = (objects.pool(name) or {})["metadata"].get("annotations") or {}
+        assert not kopf_records & set(annotations), (name, annotations)
+    assert kopf_records <= set(project["metadata"]["annotations"])
     assert objects.condition(project, "Ready")["reason"] == "Valid"  # type: ignore[index]
     objects.wait_event("widgets-dev-tdd", "Created")
 

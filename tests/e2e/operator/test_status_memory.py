@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from agentfleet.operator.index import (
     pool_observation,
 )
 from agentfleet.operator.kube import Kube
+from agentfleet.operator.logic import ScaleNote
 from agentfleet.operator.reconciler import Reconciler
 
 GROUP, VERSION = "agentfleet.dev", "v1alpha1"
@@ -196,3 +198,60 @@ async def test_the_autoscaler_scales_once_while_its_index_lags(
     )
     await context.events.close()
     assert _event_count(api_client, namespace, "ScaledUp") == 1
+
+
+def _scale_pool(api_client: client.ApiClient, namespace: str, replicas: int) -> dict[str, Any]:
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object_scale(
+        GROUP, VERSION, namespace, "workerpools", POOL, {"spec": {"replicas": replicas}}
+    )
+    return _read_pool(api_client, namespace)
+
+
+async def test_the_reconciler_reads_a_pool_whose_handed_body_was_overtaken(
+    api_client: client.ApiClient, namespace: str, context: OperatorContext
+) -> None:
+    """kopf hands the pool it saw to the reconciler, which saves a read, but a body that
+    was overtaken while its reconcile waited (scaled since) is not applied: its older
+    spec.replicas would take the new Pods away until the next event."""
+    created = _create_pool(api_client, namespace)
+    reconciler = Reconciler(context, WorkerEnvironment(redis_url=None))
+    reads: list[str] = []
+    get_custom = context.kube.get_custom
+
+    async def counted(namespace: str, plural: str, name: str) -> dict[str, Any] | None:
+        reads.append(name)
+        return await get_custom(namespace, plural, name)
+
+    context.kube.get_custom = counted  # type: ignore[method-assign]
+    apps = client.AppsV1Api(api_client)
+
+    def deployed_replicas() -> int:
+        replicas: int = apps.read_namespaced_deployment(POOL, namespace).spec.replicas
+        return replicas
+
+    assert await reconciler.reconcile_pool(namespace, POOL, [], "create", body=created) is None
+    assert reads == [], "the body kopf handed in was read again"
+    assert deployed_replicas() == 0
+
+    # Scaled to 2; a reconcile without a body reads it and learns its generation.
+    _scale_pool(api_client, namespace, 2)
+    await reconciler.reconcile_pool(namespace, POOL, [], "drift")
+    assert deployed_replicas() == 2
+    # The body of the create event, still queued behind the scale: read, not applied.
+    await reconciler.reconcile_pool(namespace, POOL, [], "create", body=created)
+    assert reads == [POOL, POOL]
+    assert deployed_replicas() == 2
+
+    # The autoscaler has scaled the pool and its note is pending: a body from before
+    # (here the one at 2 replicas) is read again, whatever generation it shows.
+    at_two = _read_pool(api_client, namespace)
+    context.scale_notes[(namespace, POOL)] = ScaleNote(3, "queue_depth=14 > 10", datetime.now(UTC))
+    _scale_pool(api_client, namespace, 3)
+    await reconciler.reconcile_pool(namespace, POOL, [], "update", body=at_two)
+    assert reads == [POOL, POOL, POOL]
+    assert deployed_replicas() == 3
+    # The current body is used as it is.
+    current = _read_pool(api_client, namespace)
+    await reconciler.reconcile_pool(namespace, POOL, [], "update", body=current)
+    assert reads == [POOL, POOL, POOL]
+    assert deployed_replicas() == 3

@@ -339,8 +339,9 @@ class _Floor:
     """Replicas the forecast work keeps busy: ceil(load). Fewer, and the pool is raised."""
     keep: int
     """Replicas a scale-down leaves at least: enough that an item arriving at the forecast
-    rate finds a worker idle but for `waitProbability` (Erlang C), yet never so many that
-    forecast work alone would leave them below scaleDown.utilizationBelow. Above
+    rate finds a worker idle but for `waitProbability` (Erlang C), yet no more than the
+    fewest with which forecast work alone leaves them below scaleDown.utilizationBelow
+    (0.5 workers' worth keeps 2, at 0.25, not Erlang C's 3). Above
     `raise_to`, so a forecast hovering at a whole number does not flap the pool."""
     why: str
 
