@@ -17,18 +17,27 @@ restart.
 
 A handler that is retrying still wakes itself through kopf's "touch" annotation, a
 real change of the object, so retries after a delay work as before.
+
+The essence kopf compares (spec, labels, annotations) is built as kopf builds it, from a
+copy of only those parts: kopf copies the whole object, managed fields and status
+included, for every watch event of every kind it handles.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, cast
 
 import kopf
 
 IN_MEMORY_KINDS = frozenset({"WorkerPool"})
 """Kinds whose kopf records live in memory."""
+
+_NOT_ESSENCE = frozenset({"metadata", "status"})
+_KEPT_META = frozenset({"labels", "annotations", "ownerReferences"})
+"""What kopf's essence takes from metadata (labels, annotations), and what it reads to
+name its keys (ownerReferences)."""
 
 
 def _in_memory(body: Mapping[str, Any]) -> bool:
@@ -50,6 +59,22 @@ class DiffBaseInMemory(kopf.AnnotationsDiffBaseStorage):
     def __init__(self, *, prefix: str, key: str) -> None:
         super().__init__(prefix=prefix, key=key)
         self._essences: dict[str, str] = {}
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[kopf.FieldSpec] | None = None
+    ) -> kopf.BodyEssence:
+        """kopf's essence (spec, labels, annotations but kopf's), from a copy of only what
+        it keeps. kopf deep-copies the whole object for every watch event, then drops
+        status and metadata; their managed fields are most of a pool's or a
+        Deployment's size, and copying them was 7 % of the operator's CPU in a burst."""
+        if extra_fields:
+            # Fields picked back from anywhere in the object: copy it all, as kopf does.
+            return super().build(body=body, extra_fields=extra_fields)
+        light = {key: value for key, value in body.items() if key not in _NOT_ESSENCE}
+        light["metadata"] = {
+            key: value for key, value in body.get("metadata", {}).items() if key in _KEPT_META
+        }
+        return super().build(body=kopf.Body(cast(kopf.RawBody, light)))
 
     def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
         if not _in_memory(body):

@@ -99,3 +99,50 @@ def test_a_record_an_earlier_version_left_in_annotations_is_purged() -> None:
     patch = kopf.Patch()
     storage.purge(key=key, body=body, patch=patch)
     assert patch["metadata"]["annotations"] == {f"{PREFIX}/pool_changed": None}
+
+
+def _heavy(kind: str) -> dict[str, Any]:
+    """An object as a watch delivers it: managed fields, status, kopf's and kubectl's
+    annotations besides the user's."""
+    return {
+        "apiVersion": "apps/v1" if kind != "WorkerPool" else f"{PREFIX}/v1alpha1",
+        "kind": kind,
+        "metadata": {
+            "name": "n",
+            "namespace": "ns",
+            "uid": "u-1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "labels": {"team": "web"},
+            "annotations": {
+                "note": "kept",
+                f"{PREFIX}/last-handled-configuration": '{"spec":{}}',
+                f"{PREFIX}/pool_changed": '{"retries":1}',
+                "kopf.zalando.org/last-handled-configuration": "{}",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+            },
+            "ownerReferences": [{"kind": "Deployment", "name": "d", "uid": "u-0"}],
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}] * 20,
+        },
+        "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "w"}]}}},
+        "status": {"replicas": 2, "conditions": [{"type": "Available", "status": "True"}]},
+    }
+
+
+def test_the_essence_is_kopfs_own_built_from_less() -> None:
+    ours = _diffbase()
+    kopfs = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    for kind in ("WorkerPool", "Deployment", "ReplicaSet"):
+        body = kopf.Body(cast(kopf.RawBody, _heavy(kind)))
+        assert ours.build(body=body) == kopfs.build(body=body), kind
+        extra = ["status.replicas"]
+        assert ours.build(body=body, extra_fields=extra) == kopfs.build(
+            body=body, extra_fields=extra
+        )
+    essence = ours.build(body=kopf.Body(cast(kopf.RawBody, _heavy("WorkerPool"))))
+    assert "status" not in essence
+    # (A handler's progress annotation is taken out later, by the progress storage.)
+    assert essence["metadata"] == {
+        "labels": {"team": "web"},
+        "annotations": {"note": "kept", f"{PREFIX}/pool_changed": '{"retries":1}'},
+    }
