@@ -78,6 +78,11 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def _new_without_pods(child: Manifest, before: Manifest | None) -> bool:
+    """A Deployment about to be created at zero replicas."""
+    return before is None and child["kind"] == "Deployment" and child["spec"]["replicas"] == 0
+
+
 def _owned_by(existing: Manifest, uid: str) -> bool:
     return controller_uid(existing) == uid
 
@@ -323,9 +328,17 @@ class Reconciler:
         created: list[str] = []
         # The Deployment carries everything the user controls (image, resources, env,
         # node selector); the API server vets it before anything is written, so a spec it
-        # refuses leaves no children behind at all.
-        for dry_run in (True, False):
-            for child, before in pending:
+        # refuses leaves no children behind at all: a dry run first, then everything in
+        # order (the Deployment last, so its Pods find their ServiceAccount and start
+        # behind their NetworkPolicy). A new Deployment at zero replicas starts no Pod,
+        # so it is applied first instead and is its own dry run.
+        passes: list[tuple[bool, list[tuple[Manifest, Manifest | None]]]]
+        if pending and _new_without_pods(*pending[-1]):
+            passes = [(False, [pending[-1], *pending[:-1]])]
+        else:
+            passes = [(True, pending), (False, pending)]
+        for dry_run, batch in passes:
+            for child, before in batch:
                 if dry_run and child["kind"] != "Deployment":
                     continue
                 kind, child_name = child["kind"], child["metadata"]["name"]

@@ -168,6 +168,15 @@ SEMANTIC_ERRORS: dict[str, tuple[dict[str, Any], str]] = {
         {"stage": "genesis", "resources": {"requests": {"example.com/gpu": "1"}}},
         "ApplyFailed",
     ),
+    # At zero replicas the new Deployment is applied first, for real, as its own dry run.
+    "refused-deployment-at-zero": (
+        {
+            "stage": "genesis",
+            "minReplicas": 0,
+            "resources": {"requests": {"example.com/gpu": "1"}},
+        },
+        "ApplyFailed",
+    ),
 }
 
 
