@@ -455,6 +455,21 @@ def main() -> int:
             f"reconciles/s (the operator's resync)"
         )
         final = proc_status(operator.pid)
+        # What the pools told their users: one Created each, a ScaledUp per activation,
+        # and nothing else on a quiet run (a Warning here is a defect to look at).
+        census: dict[str, int] = {}
+        warnings: dict[str, str] = {}
+        for event in core.list_event_for_all_namespaces().items:
+            if event.involved_object.kind == "WorkerPool":
+                census[event.reason] = census.get(event.reason, 0) + (event.count or 1)
+                if event.type == "Warning":
+                    warnings.setdefault(event.reason, event.message)
+        print(
+            "WorkerPool Events by reason: "
+            + ", ".join(f"{reason} {n}" for reason, n in sorted(census.items()))
+        )
+        for reason, message in sorted(warnings.items()):
+            print(f"  e.g. Warning {reason}: {message}")
         replicas = total(last, "agentfleet_pool_desired_replicas")
         print(f"pools at 1 replica (items waiting): {replicas:.0f}")
         print(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -73,6 +74,8 @@ class PoolEntry:
     """The raw value of the paused-replicas annotation; None when absent."""
     observed: tuple[Any, ...]
     """What the status says of the Deployment (see `deployment_observation`)."""
+    created: datetime | None = None
+    """metadata.creationTimestamp (None when absent or unreadable)."""
 
     @property
     def key(self) -> PoolKey:
@@ -96,6 +99,7 @@ class PoolEntry:
             status=parse_pool_status(raw_status),
             paused_replicas=(meta.get("annotations") or {}).get(PAUSED_REPLICAS_ANNOTATION),
             observed=pool_observation(raw_status),
+            created=_timestamp(meta.get("creationTimestamp")),
         )
 
     @property
@@ -104,6 +108,15 @@ class PoolEntry:
         if self.spec is None:
             raise RuntimeError("the pool's spec is read before it is scaled")
         return self.spec.min_replicas if self.spec.replicas is None else self.spec.replicas
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 def pool_index_entries(body: Mapping[str, Any]) -> dict[PoolIndexKey, PoolEntry]:

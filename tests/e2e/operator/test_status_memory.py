@@ -7,9 +7,10 @@ case, and the API server is the real one.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +25,15 @@ from agentfleet.operator.autoscaler.decision import ScaleState, Signals, decide
 from agentfleet.operator.autoscaler.loop import AutoscalerLoop
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 from agentfleet.operator.autoscaler.prometheus import PrometheusSource
+from agentfleet.operator.autoscaler.reporting import FIRST_METRICS_GRACE_SECONDS
 from agentfleet.operator.autoscaler.scaler import KubernetesScaler, PoolDirectory
 from agentfleet.operator.children import WorkerEnvironment
 from agentfleet.operator.config import OperatorConfig
 from agentfleet.operator.context import OperatorContext
 from agentfleet.operator.events import EventRecorder
 from agentfleet.operator.index import (
+    PoolEntry,
+    PoolIndexKey,
     deployment_observation,
     pool_index_entries,
     pool_observation,
@@ -61,24 +65,21 @@ async def context(
     await built.close()
 
 
-def _create_pool(api_client: client.ApiClient, namespace: str) -> dict[str, Any]:
+def _create_pool(api_client: client.ApiClient, namespace: str, name: str = POOL) -> dict[str, Any]:
     custom = client.CustomObjectsApi(api_client)
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "WorkerPool",
-        "metadata": {"name": POOL, "namespace": namespace},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {"stage": "development", "minReplicas": 0, "maxReplicas": 3},
     }
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "workerpools", body)
-    pool: dict[str, Any] = custom.get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "workerpools", POOL
-    )
-    return pool
+    return _read_pool(api_client, namespace, name)
 
 
-def _read_pool(api_client: client.ApiClient, namespace: str) -> dict[str, Any]:
+def _read_pool(api_client: client.ApiClient, namespace: str, name: str = POOL) -> dict[str, Any]:
     pool: dict[str, Any] = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, "workerpools", POOL
+        GROUP, VERSION, namespace, "workerpools", name
     )
     return pool
 
@@ -97,7 +98,8 @@ async def test_the_autoscaler_writes_a_decision_once_while_its_index_lags(
 ) -> None:
     body = _create_pool(api_client, namespace)
     # As kopf's index holds it (a list per key), and never updated: the watch is behind.
-    lagging = {key: [entry] for key, entry in pool_index_entries(body).items()}
+    # Made an hour ago: a new pool's missing metrics are not news (the next test).
+    lagging = _index(body, made_ago=timedelta(hours=1))
     directory = PoolDirectory(lagging, {}, {(namespace, POOL)})
     scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
     target = PoolTarget(
@@ -123,6 +125,65 @@ async def test_the_autoscaler_writes_a_decision_once_while_its_index_lags(
     )
     await context.events.close()
     assert _event_count(api_client, namespace, "MetricsUnavailable") == 1
+
+
+def _index(
+    body: dict[str, Any], made_ago: timedelta | None = None
+) -> dict[PoolIndexKey, list[PoolEntry]]:
+    """The pool as kopf's index holds it (a list per key), optionally made earlier."""
+    entries = pool_index_entries(body)
+    if made_ago is not None:
+        entry = next(iter(entries.values()))
+        assert entry.created is not None
+        older = dataclasses.replace(entry, created=entry.created - made_ago)
+        entries = {key: older for key in entries}
+    return {key: [entry] for key, entry in entries.items()}
+
+
+async def test_a_new_pool_waits_for_its_first_metrics_without_a_warning(
+    api_client: client.ApiClient, namespace: str, context: OperatorContext
+) -> None:
+    """Prometheus has not scraped a new pool's lanes yet: the autoscaler writes nothing
+    and posts no MetricsUnavailable; the first metrics are written once, with no
+    MetricsAvailable Event (nothing was lost)."""
+    body = _create_pool(api_client, namespace)
+    directory = PoolDirectory(_index(body), {}, {(namespace, POOL)})
+    scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
+    target = PoolTarget(
+        namespace=namespace, name=POOL, stage=Stage.DEVELOPMENT, current_replicas=0,
+        min_replicas=0, max_replicas=3,
+    )  # fmt: skip
+    state = ScaleState(current_replicas=0, min_replicas=0, max_replicas=3)
+    missing = Signals.unavailable("no agentfleet_queue_depth series")
+    for _ in range(2):
+        await scaler.apply(target, decide(AutoscalingSpec(), state, missing, time.time()))
+    untouched = _read_pool(api_client, namespace)
+    assert untouched["metadata"]["resourceVersion"] == body["metadata"]["resourceVersion"]
+
+    read = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0)
+    await scaler.apply(target, decide(AutoscalingSpec(), state, read, time.time()))
+    written = _read_pool(api_client, namespace)
+    conditions = {c["type"]: c for c in written["status"]["conditions"]}
+    assert conditions["MetricsAvailable"]["status"] == "True"
+    await context.events.close()
+    assert _event_count(api_client, namespace, "MetricsUnavailable") == 0
+    assert _event_count(api_client, namespace, "MetricsAvailable") == 0
+
+    # Past its grace, a pool whose metrics never came says so.
+    other = _create_pool(api_client, namespace, name="late")
+    late_directory = PoolDirectory(
+        _index(other, made_ago=timedelta(seconds=FIRST_METRICS_GRACE_SECONDS)), {},
+        {(namespace, "late")},
+    )  # fmt: skip
+    late = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), late_directory)
+    await late.apply(
+        target.model_copy(update={"name": "late"}),
+        decide(AutoscalingSpec(), state, missing, time.time()),
+    )
+    conditions = {
+        c["type"]: c for c in _read_pool(api_client, namespace, "late")["status"]["conditions"]
+    }
+    assert conditions["MetricsAvailable"]["reason"] == "MetricsUnavailable"
 
 
 async def test_the_reconciler_mirrors_a_deployment_from_what_it_wrote(

@@ -3,7 +3,7 @@ what the status and Events say about a decision, and which Pods get a deletion c
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,10 +13,12 @@ from agentfleet.core.api.conditions import ConditionStatus, find_condition, set_
 from agentfleet.core.api.workerpool import WorkerPoolStatus
 from agentfleet.operator.autoscaler.decision import Decision, ScaleState, Signals, decide
 from agentfleet.operator.autoscaler.reporting import (
+    FIRST_METRICS_GRACE_SECONDS,
     METRICS_AVAILABLE,
     PAUSED_REPLICAS_ANNOTATION,
     RATE_LIMITED,
     SCALING_ACTIVE,
+    awaiting_first_metrics,
     deletion_costs,
     pinned_replicas,
     pool_target,
@@ -333,6 +335,35 @@ def test_metrics_loss_is_announced_once_and_recovery_once() -> None:
     assert "holding 2 replicas" in first[0].message
     assert again == []
     assert [(e.type, e.reason) for e in back] == [("Normal", "MetricsAvailable")]
+
+
+def _created(seconds_ago: float) -> PoolEntry:
+    made = body()
+    made["metadata"]["creationTimestamp"] = (NOW - timedelta(seconds=seconds_ago)).isoformat()
+    return PoolEntry.from_body(made)
+
+
+def test_a_new_pool_waits_for_its_first_metrics_without_a_word() -> None:
+    """Prometheus has not scraped a new pool's lanes yet: no write, no Warning, during
+    its first FIRST_METRICS_GRACE_SECONDS; past them, or once its metrics have been read,
+    a loss is announced as ever."""
+    fresh = WorkerPoolStatus()
+    young = _created(FIRST_METRICS_GRACE_SECONDS - 1)
+    old = _created(FIRST_METRICS_GRACE_SECONDS + 1)
+    assert young.created is not None and old.created is not None
+    assert awaiting_first_metrics(fresh, young, decided(DOWN), NOW)
+    assert not awaiting_first_metrics(fresh, old, decided(DOWN), NOW)
+    # Unknown age (no creationTimestamp): no grace.
+    assert not awaiting_first_metrics(fresh, pool(), decided(DOWN), NOW)
+    # Metrics read once before: their loss is news.
+    read = scaled_status(fresh, young, decided(QUIET, current=1), NOW)
+    assert not awaiting_first_metrics(read, young, decided(DOWN), NOW)
+    # A decision that changes the replicas (a bound, a fallback) is always carried out.
+    below_min = decided(DOWN, current=0)
+    assert below_min.changed
+    assert not awaiting_first_metrics(fresh, young, below_min, NOW)
+    # Metrics available: nothing to wait for.
+    assert not awaiting_first_metrics(fresh, young, decided(QUIET, current=1), NOW)
 
 
 def test_fallback_replicas_are_a_warning_event() -> None:

@@ -157,6 +157,29 @@ def _metrics_condition(decision: Decision) -> tuple[bool, str, str]:
     return False, "MetricsUnavailable", f"missing {missing}{error}"
 
 
+FIRST_METRICS_GRACE_SECONDS = 120
+"""How long a new pool's metrics may be missing before it says so."""
+
+
+def awaiting_first_metrics(
+    previous: WorkerPoolStatus, pool: PoolEntry, decision: Decision, now: datetime
+) -> bool:
+    """A pool created less than `FIRST_METRICS_GRACE_SECONDS` ago whose metrics have never
+    been read, and a decision that only holds for want of them: Prometheus has not
+    scraped the pool's lanes yet (the queue publishes a new lane once the reconciler has
+    synced it, and Prometheus sees it a scrape later). Then the autoscaler writes nothing:
+    a `MetricsUnavailable` Warning on every new pool, cleared a poll later, would be
+    noise, and two status writes where one will do. Past the grace the Warning comes as
+    for any pool."""
+    return (
+        not decision.metrics_available
+        and not decision.changed
+        and pool.created is not None
+        and (now - pool.created).total_seconds() < FIRST_METRICS_GRACE_SECONDS
+        and find_condition(previous.conditions, METRICS_AVAILABLE) is None
+    )
+
+
 def observed_metrics(decision: Decision, now: datetime) -> ObservedMetrics:
     signals = decision.signals
     return ObservedMetrics(

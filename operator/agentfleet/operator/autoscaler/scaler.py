@@ -34,6 +34,7 @@ from agentfleet.operator.autoscaler.prometheus import MetricsError, PrometheusSo
 from agentfleet.operator.autoscaler.reporting import (
     PAUSED_REPLICAS_ANNOTATION,
     POD_DELETION_COST_ANNOTATION,
+    awaiting_first_metrics,
     deletion_costs,
     pinned_replicas,
     pool_target,
@@ -130,6 +131,8 @@ class KubernetesScaler:
             if mine is None
             else parse_pool_status(POOL_AUTOSCALER_FIELDS.overlay(known.status.to_wire(), mine))
         )
+        if awaiting_first_metrics(previous, known, decision, now):
+            return
         updated = scaled_status(previous, known, decision, now)
         if not decision.changed and same_status(previous, updated):
             return
