@@ -122,10 +122,10 @@ def create_registry(
 
     @kopf.on.startup(id="start", registry=registry)
     async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-        # kopf's own bookkeeping goes into annotations under our prefix, never into
-        # status, whose fields our writers own (docs/operator.md, "Who writes what").
-        # WorkerPools' records in memory, Projects' in annotations (persistence.py): a
-        # new pool costs no PATCH of kopf's own.
+        # kopf's own bookkeeping never goes into status, whose fields our writers own
+        # (docs/operator.md, "Who writes what"): WorkerPools' records stay in memory,
+        # Projects' in annotations under our prefix (persistence.py), so a new pool
+        # costs no PATCH of kopf's own.
         progress = ProgressInMemory(prefix=API_GROUP)
         diffbase = DiffBaseInMemory(prefix=API_GROUP, key="last-handled-configuration")
         settings.persistence.progress_storage = progress

@@ -161,7 +161,7 @@ class Reconciler:
         """Bring the pool's children and status in line with its spec.
 
         `body` is the pool as the caller (kopf) just saw it; without one, or when it may
-        have been overtaken (`_current_body`), the pool is read.
+        have been overtaken (`_usable`), the pool is read.
         Returns the semantic problem that stopped it (also in status as Ready=False), or
         None. Outages raise, for the caller to retry.
         """
@@ -176,6 +176,11 @@ class Reconciler:
             metrics.RECONCILE_SECONDS.labels("WorkerPool").observe(time.monotonic() - started)
         metrics.RECONCILES.labels("WorkerPool", "problem" if problem else "ok").inc()
         return problem
+
+    def _saw_generation(self, namespace: str, name: str, generation: int | None) -> None:
+        if generation is not None:
+            newest = self.pool_generation.get((namespace, name), generation)
+            self.pool_generation[(namespace, name)] = max(generation, newest)
 
     def _usable(self, namespace: str, name: str, body: Manifest | None) -> bool:
         """Whether a body handed in may stand for the pool now. Not when the pool changed
@@ -203,10 +208,7 @@ class Reconciler:
         meta = body["metadata"]
         pool = PoolIdentity(namespace, name, meta["uid"])
         generation: int | None = meta.get("generation")
-        if generation is not None:
-            self.pool_generation[(namespace, name)] = max(
-                generation, self.pool_generation.get((namespace, name), generation)
-            )
+        self._saw_generation(namespace, name, generation)
         status = body.get("status") or {}
         written = self.pool_written.recall((namespace, name), pool.uid) if usable else None
         if written is not None:
@@ -476,11 +478,7 @@ class Reconciler:
             self.pool_written.forget((namespace, name))
             return
         meta = written["metadata"]
-        if meta.get("generation") is not None:
-            key = (namespace, name)
-            self.pool_generation[key] = max(
-                meta["generation"], self.pool_generation.get(key, meta["generation"])
-            )
+        self._saw_generation(namespace, name, meta.get("generation"))
         self.pool_written.remember(
             (namespace, name),
             meta["uid"],
