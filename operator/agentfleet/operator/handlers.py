@@ -218,10 +218,16 @@ def create_registry(
         initial_delay=config.resync_seconds,
         registry=registry,
     )
-    async def pool_resync(*, name: str, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+    async def pool_resync(
+        *, name: str, namespace: str | None, body: kopf.Body, memo: Any, **kwargs: Any
+    ) -> None:
         await _retrying(
             _reconciler(memo).reconcile_pool(
-                namespace or "", name, _projects(kwargs, namespace), trigger="resync"
+                namespace or "",
+                name,
+                _projects(kwargs, namespace),
+                trigger="resync",
+                body=dict(body),
             )
         )
 
