@@ -97,18 +97,11 @@ async def test_the_autoscaler_writes_a_decision_once_while_its_index_lags(
     api_client: client.ApiClient, namespace: str, context: OperatorContext
 ) -> None:
     body = _create_pool(api_client, namespace)
-    # As kopf's index holds it (a list per key), and never updated: the watch is behind.
     # Made an hour ago: a new pool's missing metrics are not news (the next test).
-    lagging = _index(body, made_ago=timedelta(hours=1))
-    directory = PoolDirectory(lagging, {}, {(namespace, POOL)})
-    scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
-    target = PoolTarget(
-        namespace=namespace, name=POOL, stage=Stage.DEVELOPMENT, current_replicas=0,
-        min_replicas=0, max_replicas=3,
-    )  # fmt: skip
-    state = ScaleState(current_replicas=0, min_replicas=0, max_replicas=3)
+    scaler = _scaler(context, body, made_ago=timedelta(hours=1))
+    target = _target(namespace)
     unavailable = decide(
-        AutoscalingSpec(), state, Signals.unavailable("Prometheus unreachable"), time.time()
+        AutoscalingSpec(), STATE, Signals.unavailable("Prometheus unreachable"), time.time()
     )
 
     await scaler.apply(target, unavailable)
@@ -140,6 +133,26 @@ def _index(
     return {key: [entry] for key, entry in entries.items()}
 
 
+def _scaler(
+    context: OperatorContext, body: dict[str, Any], made_ago: timedelta | None = None
+) -> KubernetesScaler:
+    """The autoscaler's Kubernetes side for one pool, listed from a snapshot of kopf's
+    index that never catches up (the watch is behind)."""
+    meta = body["metadata"]
+    directory = PoolDirectory(_index(body, made_ago), {}, {(meta["namespace"], meta["name"])})
+    return KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
+
+
+def _target(namespace: str, name: str = POOL) -> PoolTarget:
+    return PoolTarget(
+        namespace=namespace, name=name, stage=Stage.DEVELOPMENT, current_replicas=0,
+        min_replicas=0, max_replicas=3,
+    )  # fmt: skip
+
+
+STATE = ScaleState(current_replicas=0, min_replicas=0, max_replicas=3)
+
+
 async def test_a_new_pool_waits_for_its_first_metrics_without_a_warning(
     api_client: client.ApiClient, namespace: str, context: OperatorContext
 ) -> None:
@@ -147,21 +160,16 @@ async def test_a_new_pool_waits_for_its_first_metrics_without_a_warning(
     and posts no MetricsUnavailable; the first metrics are written once, with no
     MetricsAvailable Event (nothing was lost)."""
     body = _create_pool(api_client, namespace)
-    directory = PoolDirectory(_index(body), {}, {(namespace, POOL)})
-    scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
-    target = PoolTarget(
-        namespace=namespace, name=POOL, stage=Stage.DEVELOPMENT, current_replicas=0,
-        min_replicas=0, max_replicas=3,
-    )  # fmt: skip
-    state = ScaleState(current_replicas=0, min_replicas=0, max_replicas=3)
+    scaler = _scaler(context, body)
+    target = _target(namespace)
     missing = Signals.unavailable("no agentfleet_queue_depth series")
     for _ in range(2):
-        await scaler.apply(target, decide(AutoscalingSpec(), state, missing, time.time()))
+        await scaler.apply(target, decide(AutoscalingSpec(), STATE, missing, time.time()))
     untouched = _read_pool(api_client, namespace)
     assert untouched["metadata"]["resourceVersion"] == body["metadata"]["resourceVersion"]
 
     read = Signals(queue_depth=0, oldest_wait_seconds=0, utilization=0)
-    await scaler.apply(target, decide(AutoscalingSpec(), state, read, time.time()))
+    await scaler.apply(target, decide(AutoscalingSpec(), STATE, read, time.time()))
     written = _read_pool(api_client, namespace)
     conditions = {c["type"]: c for c in written["status"]["conditions"]}
     assert conditions["MetricsAvailable"]["status"] == "True"
@@ -171,14 +179,9 @@ async def test_a_new_pool_waits_for_its_first_metrics_without_a_warning(
 
     # Past its grace, a pool whose metrics never came says so.
     other = _create_pool(api_client, namespace, name="late")
-    late_directory = PoolDirectory(
-        _index(other, made_ago=timedelta(seconds=FIRST_METRICS_GRACE_SECONDS)), {},
-        {(namespace, "late")},
-    )  # fmt: skip
-    late = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), late_directory)
+    late = _scaler(context, other, made_ago=timedelta(seconds=FIRST_METRICS_GRACE_SECONDS))
     await late.apply(
-        target.model_copy(update={"name": "late"}),
-        decide(AutoscalingSpec(), state, missing, time.time()),
+        _target(namespace, "late"), decide(AutoscalingSpec(), STATE, missing, time.time())
     )
     conditions = {
         c["type"]: c for c in _read_pool(api_client, namespace, "late")["status"]["conditions"]
@@ -244,10 +247,7 @@ async def test_the_autoscaler_scales_once_while_its_index_lags(
     """Polls that see the pool at zero replicas after the autoscaler scaled it to one
     (kopf's index behind its own write) neither scale it again nor post ScaledUp again."""
     body = _create_pool(api_client, namespace)
-    lagging = {key: [entry] for key, entry in pool_index_entries(body).items()}
-    directory = PoolDirectory(lagging, {}, {(namespace, POOL)})
-    scaler = KubernetesScaler(context, PrometheusSource("http://127.0.0.1:9"), directory)
-    loop = AutoscalerLoop(Waiting(), scaler, registry=CollectorRegistry())
+    loop = AutoscalerLoop(Waiting(), _scaler(context, body), registry=CollectorRegistry())
 
     start = time.time()
     for poll in range(3):
