@@ -9,6 +9,7 @@ agentfleet's tools, which are its only tools.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import anthropic
@@ -45,6 +46,21 @@ def runner(
     metrics: AgentMetrics,
 ) -> ClaudeCodeRunner:
     return ClaudeCodeRunner(client, settings, redactor, metrics=metrics)
+
+
+def running_children() -> list[str]:
+    """The command lines of this process's children that are still running (not zombies)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        state, parent = fields[0], int(fields[1])
+        if parent == os.getpid() and state != "Z":
+            found.append(cmdline)
+    return found
 
 
 def tool_results(fake: FakeAnthropic) -> list[dict[str, object]]:
@@ -179,12 +195,16 @@ async def test_limits_end_the_run(
 ) -> None:
     fake_anthropic.add_script("forever", lambda conversation: call("list_files", path="."))
     limited = settings.model_copy(update=limits)
+    before = running_children()
     result = await runner(client, limited, redactor, metrics).run(
         "forever", "loop", WorkspaceTools(workspace, limited).tools()
     )
     assert result.stop_reason == stop
     assert not result.finished
     assert len(fake_anthropic.calls) <= 10
+    # However the run ended, Claude Code has exited before `run` returns: it must not go on
+    # writing into its private directory as that is removed (nor outlive its run).
+    assert running_children() == before
 
 
 async def test_the_fake_streams_what_the_anthropic_sdk_parses(

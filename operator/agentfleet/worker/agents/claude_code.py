@@ -27,23 +27,22 @@ runtime ran.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import tempfile
-from collections.abc import AsyncGenerator, Sequence
-from typing import Any, cast
+from collections.abc import Sequence
+from typing import Any
 
 import anthropic
 from claude_agent_sdk import (
     AssistantMessage,
     ClaudeAgentOptions,
+    ClaudeSDKClient,
     ClaudeSDKError,
     ResultMessage,
     SdkMcpTool,
     ToolUseBlock,
     create_sdk_mcp_server,
-    query,
 )
 
 from agentfleet.core.podenv import AgentSettings
@@ -169,27 +168,27 @@ class ClaudeCodeRunner:
             options = self._options(self.redactor.redact(system), working, submit, private, result)
             if self.budget is not None:
                 await self.budget.check()
-            messages = cast(
-                AsyncGenerator[Any, None],
-                query(prompt=self.redactor.redact(task), options=options),
-            )
             try:
-                async for message in messages:
-                    if isinstance(message, AssistantMessage):
-                        await self._assistant(message, result, seen)
-                    elif isinstance(message, ResultMessage):
-                        ended.append(message)
-                        await self._finish(message, result, submit is not None)
+                # The client, not `query()`: leaving its context closes the MCP server and
+                # waits for the CLI to exit (terminating it after a grace period), however
+                # the run ends. Closing `query()`'s generator early (a spent token budget)
+                # leaves its inner generator, and so the CLI, to the garbage collector: the
+                # CLI was still writing into `private` while it was being removed.
+                async with ClaudeSDKClient(options=options) as claude:
+                    await claude.query(self.redactor.redact(task))
+                    async for message in claude.receive_response():
+                        if isinstance(message, AssistantMessage):
+                            await self._assistant(message, result, seen)
+                        elif isinstance(message, ResultMessage):
+                            ended.append(message)
+                            await self._finish(message, result, submit is not None)
             except _Stop:
                 result.stop_reason = "token_budget"
             except ClaudeSDKError as exc:
                 # After an error result (max turns, max budget) the CLI also exits 1, which
-                # the SDK raises: the result already said how the run ended.
+                # the SDK may raise: the result already said how the run ended.
                 if not ended:
                     raise AgentError(f"Claude Code failed: {exc}") from exc
-            finally:
-                with contextlib.suppress(RuntimeError, ClaudeSDKError):
-                    await messages.aclose()
         self.metrics.runs.labels(model=model, stop_reason=result.stop_reason).inc()
         self.log.info(
             "claude-code run ended: %s after %d turns, %d tokens, $%.4f",
