@@ -21,7 +21,7 @@ from agentfleet.operator.autoscaler.decision import (
     Signals,
     Trigger,
 )
-from agentfleet.operator.autoscaler.loop import AutoscalerLoop
+from agentfleet.operator.autoscaler.loop import UNSERVED_ARRIVAL_SECONDS, AutoscalerLoop
 from agentfleet.operator.autoscaler.pools import PoolKey, PoolTarget
 
 pytestmark = pytest.mark.unit
@@ -370,6 +370,52 @@ async def test_an_activation_is_not_repeated_while_it_reaches_the_pool(
     assert await loop.activate([arrival()], now=102.0) == []
     # Much later (and back at zero), it activates again.
     assert len(await loop.activate([arrival()], now=200.0)) == 1
+
+
+async def test_a_pool_listed_just_after_its_first_item_is_activated_when_listed(
+    registry: CollectorRegistry,
+) -> None:
+    """A pool applied together with its first work: the arrival came before the pool was
+    listed. It is activated at the first listing, not at a poll that sees the item."""
+    scaler = DictScaler()
+    source = SignalTable()
+    loop = AutoscalerLoop(source, scaler, registry=registry)
+    assert await loop.activate([arrival()], now=100.0) == []
+
+    pool = make_pool("new", replicas=0)
+    scaler.pools[pool.key] = pool
+    source.signals[pool.key] = QUIET  # Prometheus has not scraped the item yet
+    await loop.run_once(now=101.0)
+
+    assert scaler.replicas(pool.key) == 1
+    (_, decision), *later = scaler.applied
+    assert decision.trigger is Trigger.ACTIVATION
+    assert "activated on arrival" in decision.reason
+    # The same pass's poll decides on the replicas the activation set, not the listing's 0.
+    assert [d.current_replicas for _, d in later] == [1]
+
+
+async def test_an_unserved_arrival_is_forgotten_after_a_while_and_only_its_lane_counts(
+    registry: CollectorRegistry,
+) -> None:
+    scaler = DictScaler()
+    source = SignalTable()
+    loop = AutoscalerLoop(source, scaler, registry=registry)
+    await loop.activate([arrival(specialty="tdd"), arrival(project="shop")], now=100.0)
+
+    # A pool for another lane (general items of web) is not activated by them...
+    general = make_pool("general", replicas=0).model_copy(update={"projects": ("web",)})
+    scaler.pools[general.key] = general
+    source.signals[general.key] = QUIET
+    await loop.run_once(now=101.0)
+    assert scaler.replicas(general.key) == 0
+
+    # ...and a pool that serves one, listed once the arrival is too old, waits for its poll.
+    late = make_pool("tdd", replicas=0).model_copy(update={"specialties": ("tdd",)})
+    scaler.pools[late.key] = late
+    source.signals[late.key] = QUIET
+    await loop.run_once(now=100.0 + UNSERVED_ARRIVAL_SECONDS)
+    assert scaler.replicas(late.key) == 0
 
 
 class LaggingScaler(DictScaler):

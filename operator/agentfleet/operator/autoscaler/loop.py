@@ -118,6 +118,11 @@ class _PoolMemory:
 # again by a second arrival; once applied, `_PoolMemory.scaled` covers the watch's lag.
 _ACTIVATION_HOLD = 10.0
 
+UNSERVED_ARRIVAL_SECONDS = 60.0
+"""How long an arrival that no listed pool serves is remembered: a pool applied together
+with its first work (GitOps, a script) is listed a moment after the item arrived, and is
+activated when it is, instead of at its first poll that sees the item in Prometheus."""
+
 
 def _later(a: float | None, b: float | None) -> float | None:
     return b if a is None else a if b is None else max(a, b)
@@ -183,6 +188,8 @@ class AutoscalerLoop:
         self.clock = clock
         self._apply_slots = asyncio.Semaphore(max_concurrent_applies)
         self._memory: dict[PoolKey, _PoolMemory] = {}
+        self._unserved: dict[Arrival, float] = {}
+        """Arrivals no listed pool served, and when (see `UNSERVED_ARRIVAL_SECONDS`)."""
 
     def next_due(self) -> float | None:
         """When the earliest known pool is due again; None before the first poll."""
@@ -193,6 +200,9 @@ class AutoscalerLoop:
         now = self.clock() if now is None else now
         listed = await self.scaler.list_pools()
         self._forget_missing({p.key for p in listed})
+        new = [p for p in listed if p.key not in self._memory]
+        if new and self._unserved and await self._activate_for_unserved(new, now):
+            listed = await self.scaler.list_pools()  # with the replicas just set
         pools = [_as_scaled(p, self._memory.setdefault(p.key, _PoolMemory())) for p in listed]
         due = [p for p in pools if now >= self._memory[p.key].next_due]
         if not due:
@@ -225,7 +235,11 @@ class AutoscalerLoop:
         if not arrived:
             return []
         decided = []
-        for listed in await self.scaler.list_pools():
+        pools = await self.scaler.list_pools()
+        for unserved in arrived:
+            if not any(pool.serves(unserved) for pool in pools):
+                self._unserved[unserved] = now
+        for listed in pools:
             memory = self._memory.setdefault(listed.key, _PoolMemory())
             pool = _as_scaled(listed, memory)
             if pool.current_replicas != 0:
@@ -248,6 +262,19 @@ class AutoscalerLoop:
             decided.append((pool, decision))
         await asyncio.gather(*(self._apply(pool, decision, now) for pool, decision in decided))
         return decided
+
+    async def _activate_for_unserved(self, new: Sequence[PoolTarget], now: float) -> bool:
+        """Activate pools listed for the first time that serve a recent unserved arrival;
+        whether any was."""
+        self._unserved = {
+            arrival: at
+            for arrival, at in self._unserved.items()
+            if now - at < UNSERVED_ARRIVAL_SECONDS
+        }
+        served = [a for a in self._unserved if any(pool.serves(a) for pool in new)]
+        for arrival in served:
+            del self._unserved[arrival]
+        return bool(served) and bool(await self.activate(served, now))
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:
         """Poll until `stop` is set; new pools are picked up within `idle_seconds`."""
