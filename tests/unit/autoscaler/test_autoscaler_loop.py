@@ -395,6 +395,22 @@ async def test_a_pool_listed_just_after_its_first_item_is_activated_when_listed(
     assert [d.current_replicas for _, d in later] == [1]
 
 
+async def test_a_pool_first_listed_by_another_arrival_is_activated_for_the_earlier_one(
+    registry: CollectorRegistry,
+) -> None:
+    scaler = DictScaler()
+    loop = AutoscalerLoop(SignalTable(), scaler, registry=registry)
+    await loop.activate([arrival()], now=100.0)
+    pool = make_pool("new", replicas=0)
+    scaler.pools[pool.key] = pool
+
+    # An item for a lane nobody serves lists the new pool before any poll does.
+    decided = await loop.activate([arrival(specialty="tdd")], now=101.0)
+
+    assert [(p.name, d.desired_replicas) for p, d in decided] == [("new", 1)]
+    assert "web/development/general" in decided[0][1].reason
+
+
 async def test_an_unserved_arrival_is_forgotten_after_a_while_and_only_its_lane_counts(
     registry: CollectorRegistry,
 ) -> None:

@@ -200,8 +200,8 @@ class AutoscalerLoop:
         now = self.clock() if now is None else now
         listed = await self.scaler.list_pools()
         self._forget_missing({p.key for p in listed})
-        new = [p for p in listed if p.key not in self._memory]
-        if new and self._unserved and await self._activate_for_unserved(new, now):
+        first_listed = any(p.key not in self._memory for p in listed)
+        if first_listed and self._unserved and await self.activate((), now):
             listed = await self.scaler.list_pools()  # with the replicas just set
         pools = [_as_scaled(p, self._memory.setdefault(p.key, _PoolMemory())) for p in listed]
         due = [p for p in pools if now >= self._memory[p.key].next_due]
@@ -229,13 +229,16 @@ class AutoscalerLoop:
         self, arrivals: Iterable[Arrival], now: float | None = None
     ) -> list[tuple[PoolTarget, Decision]]:
         """Scale the pools at zero replicas that serve one of these arrivals to one, now
-        (see `activate_on_arrival`); pools with replicas wait for their poll as usual."""
+        (see `activate_on_arrival`); pools with replicas wait for their poll as usual.
+        Pools listed for the first time are activated for the recent arrivals that no pool
+        served when they came, too."""
         now = self.clock() if now is None else now
         arrived = list(dict.fromkeys(arrivals))
-        if not arrived:
+        if not arrived and not self._unserved:
             return []
-        decided = []
         pools = await self.scaler.list_pools()
+        arrived = list(dict.fromkeys([*arrived, *self._take_unserved(pools, now)]))
+        decided = []
         for unserved in arrived:
             if not any(pool.serves(unserved) for pool in pools):
                 self._unserved[unserved] = now
@@ -263,18 +266,19 @@ class AutoscalerLoop:
         await asyncio.gather(*(self._apply(pool, decision, now) for pool, decision in decided))
         return decided
 
-    async def _activate_for_unserved(self, new: Sequence[PoolTarget], now: float) -> bool:
-        """Activate pools listed for the first time that serve a recent unserved arrival;
-        whether any was."""
+    def _take_unserved(self, pools: Sequence[PoolTarget], now: float) -> list[Arrival]:
+        """The recent unserved arrivals that a pool listed for the first time serves, no
+        longer remembered; older ones are dropped."""
         self._unserved = {
             arrival: at
             for arrival, at in self._unserved.items()
             if now - at < UNSERVED_ARRIVAL_SECONDS
         }
-        served = [a for a in self._unserved if any(pool.serves(a) for pool in new)]
+        first_listed = [pool for pool in pools if pool.key not in self._memory]
+        served = [a for a in self._unserved if any(pool.serves(a) for pool in first_listed)]
         for arrival in served:
             del self._unserved[arrival]
-        return bool(served) and bool(await self.activate(served, now))
+        return served
 
     async def run(self, stop: asyncio.Event, idle_seconds: float = 1.0) -> None:
         """Poll until `stop` is set; new pools are picked up within `idle_seconds`."""
