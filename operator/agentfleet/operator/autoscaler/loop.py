@@ -238,6 +238,8 @@ class AutoscalerLoop:
             return []
         pools = await self.scaler.list_pools()
         arrived = list(dict.fromkeys([*arrived, *self._take_unserved(pools, now)]))
+        if not arrived:
+            return []
         decided = []
         for unserved in arrived:
             if not any(pool.serves(unserved) for pool in pools):
