@@ -9,10 +9,21 @@ import time
 from selenium import webdriver
 from selenium.webdriver.common.by import By
 
+_CELL_TEXT = """
+const shown = document.querySelector(arguments[0]);
+return shown === null ? "" : shown.innerText.trim();
+"""
+
 
 def cell(chrome: webdriver.Chrome, stage: str, field: str) -> str:
-    cards = chrome.find_elements(By.CSS_SELECTOR, f'[data-stage="{stage}"] [data-field="{field}"]')
-    return cards[0].text if cards else ""
+    """The stage's `field` as the page shows it now ("" while it is not on the page).
+
+    Found and read in one script run inside the page: the page re-renders its cards as
+    events arrive, so an element found by one WebDriver call can be replaced before a
+    second call reads it (a stale element reference)."""
+    selector = f'[data-stage="{stage}"] [data-field="{field}"]'
+    shown = chrome.execute_script(_CELL_TEXT, selector)
+    return shown if isinstance(shown, str) else ""
 
 
 async def wait_for_cell(
