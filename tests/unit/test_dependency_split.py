@@ -1,4 +1,5 @@
-"""The operator runs without the `worker` extra: nothing it imports needs anthropic."""
+"""What each process imports: the operator runs without the `worker` extra (nothing it
+imports needs anthropic), and a worker loads Claude Code's SDK only for a pool that runs it."""
 
 from __future__ import annotations
 
@@ -19,3 +20,41 @@ def test_operator_and_cli_do_not_import_the_claude_client() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[]", result.stdout
+
+
+_ENVIRONMENT = """
+import sys
+import anthropic
+from agentfleet.core.api.workerpool import AgentRuntime
+from agentfleet.core.podenv import AgentSettings, StageConfig
+from agentfleet.core.redaction import Redactor
+from agentfleet.worker.stages.environment import StageEnvironment
+before = 'claude_agent_sdk' in sys.modules
+StageEnvironment(
+    config=StageConfig(),
+    agent_settings=AgentSettings(model="claude-test", runtime=AgentRuntime({runtime!r})),
+    model_client=anthropic.AsyncAnthropic(api_key="unused", max_retries=0),
+    credentials=lambda namespace, project: None,
+    redactor=Redactor([]),
+)
+print(before, 'claude_agent_sdk' in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("runtime", "loaded"), [("builtin", "False False"), ("claude-code", "False True")]
+)
+def test_claude_code_is_loaded_at_start_up_only_by_a_pool_that_runs_it(
+    runtime: str, loaded: str
+) -> None:
+    # claude-agent-sdk (with the MCP SDK it loads) is about a fifth of a worker's start-up
+    # CPU: a builtin worker never imports it; a claude-code worker imports it when its
+    # environment is built, at start-up, not in its first item's time.
+    result = subprocess.run(
+        [sys.executable, "-c", _ENVIRONMENT.format(runtime=runtime)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.strip() == loaded, result.stdout + result.stderr

@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anthropic
 from pydantic import SecretStr
@@ -41,15 +42,26 @@ from agentfleet.worker.agents import (
     Redactor,
     default_metrics,
 )
-from agentfleet.worker.agents.claude_code import ClaudeCodeRunner
 from agentfleet.worker.agents.loop import ModelRunner, SpendGate
 from agentfleet.worker.agents.tools import Tool, WorkspaceTools
 from agentfleet.worker.agents.workspace import Workspace
 from agentfleet.worker.sandbox import CommandRequest, CommandResult, CommandRunner, LocalRunner
 from agentfleet.worker.sandbox.client import SandboxRunner
 
+if TYPE_CHECKING:
+    from agentfleet.worker.agents.claude_code import ClaudeCodeRunner
+
 TOKEN_ENV = "AGENTFLEET_GITHUB_TOKEN"
 """A single token for every project, when no credentials are mounted (local runs)."""
+
+
+def claude_code_runner() -> type[ClaudeCodeRunner]:
+    """The `claude-code` runtime's runner, imported when a pool runs that runtime:
+    claude-agent-sdk and the MCP SDK it loads cost a `builtin` worker about 0.5 s of CPU
+    at every Pod start for a runtime it never uses."""
+    from agentfleet.worker.agents.claude_code import ClaudeCodeRunner
+
+    return ClaudeCodeRunner
 
 
 CredentialsSource = Callable[[str, str], GitHubCredentials]
@@ -94,6 +106,8 @@ class StageEnvironment:
         """(namespace, pool) of the worker: the agents' model responses are counted under
         it, so the autoscaler can see a pool being rate-limited."""
         self.agent_settings = agent_settings
+        if agent_settings.runtime is AgentRuntime.CLAUDE_CODE:
+            claude_code_runner()  # at start-up, not in the first item's time
         self.model_client = model_client
         self.credentials = credentials
         self.redactor = redactor
@@ -216,7 +230,7 @@ class StageEnvironment:
         (the item's), held to the project's daily `budget` (the handler context's)."""
         settings = self.agent_settings.with_budget_cap(tokens, cost_usd)
         if settings.runtime is AgentRuntime.CLAUDE_CODE:
-            return ClaudeCodeRunner(
+            return claude_code_runner()(
                 self.model_client,
                 settings,
                 self.redactor,
