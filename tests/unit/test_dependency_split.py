@@ -11,15 +11,22 @@ import pytest
 pytestmark = pytest.mark.unit
 
 
+def _printed(code: str) -> str:
+    """What `code` prints, run in a fresh interpreter (nothing imported yet)."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
 def test_operator_and_cli_do_not_import_the_claude_client() -> None:
     probe = (
         "import sys; import agentfleet.cli, agentfleet.operator.handlers; "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'anthropic'))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "[]", result.stdout
+    printed = _printed(probe)
+    assert printed == "[]", printed
 
 
 _ENVIRONMENT = """
@@ -50,11 +57,5 @@ def test_claude_code_is_loaded_at_start_up_only_by_a_pool_that_runs_it(
     # claude-agent-sdk (with the MCP SDK it loads) is about a fifth of a worker's start-up
     # CPU: a builtin worker never imports it; a claude-code worker imports it when its
     # environment is built, at start-up, not in its first item's time.
-    result = subprocess.run(
-        [sys.executable, "-c", _ENVIRONMENT.format(runtime=runtime)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert result.stdout.strip() == loaded, result.stdout + result.stderr
+    printed = _printed(_ENVIRONMENT.format(runtime=runtime))
+    assert printed == loaded, printed
